@@ -1,0 +1,94 @@
+//! The library's one error type. Every failure names the file (and, for checkpoints, the tensor)
+//! it is about, so that a user can act on it without a backtrace.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint file could not be parsed (truncated, corrupt, unknown format).
+    #[error("{}: cannot read checkpoint: {reason}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A checkpoint parsed but does not describe a VGG network we know.
+    #[error("{}: not a VGG checkpoint: {reason}", path.display())]
+    NotVgg {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A tensor the configuration needs is missing from the checkpoint.
+    #[error("{}: missing tensor `{key}` ({context})", path.display())]
+    MissingKey {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The missing tensor name.
+        key: String,
+        /// What the tensor was needed for.
+        context: String,
+    },
+    /// A tensor has the wrong shape.
+    #[error("{}: tensor `{key}` has shape {found:?}, expected {expected}", path.display())]
+    Shape {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The tensor name.
+        key: String,
+        /// The expected shape, in words (some dimensions may be free).
+        expected: String,
+        /// The shape found in the file.
+        found: Vec<usize>,
+    },
+    /// An image could not be decoded or used.
+    #[error("{}: {reason}", path.display())]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// Why it could not be used.
+        reason: String,
+    },
+    /// A parameter is out of its valid range.
+    #[error("invalid parameter: {0}")]
+    InvalidParam(String),
+    /// A requested device or feature is not available in this build.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A data file (feature store, split list, dataset) is inconsistent.
+    #[error("{}: {reason}", path.display())]
+    Data {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An error from candle's tensor library.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! # vggfeat
+//!
+//! Very deep convolutional networks (Simonyan & Zisserman, ICLR 2015, configurations A to E) as a
+//! transfer-learning tool: load pretrained VGG checkpoints (torchvision or timm names,
+//! safetensors or PyTorch `.pth`), run them densely over images at several scales with a
+//! fully-convolutional head, and turn the penultimate layer into image descriptors.
+//!
+//! Data flows one way through the modules, top to bottom:
+//! [`image_io`] (decode) -> [`preprocess`] (rescale, normalise) -> [`model`] (the network).
+//!
+//! ```no_run
+//! use vggfeat::model::{Vgg, config::LayerName};
+//! # fn main() -> vggfeat::Result<()> {
+//! let net = Vgg::load("vgg16.safetensors".as_ref(), &candle_core::Device::Cpu)?;
+//! println!("configuration {}, descriptor layer {}", net.config(), net.default_layer());
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+pub mod image_io;
+pub mod imagenet;
+pub mod model;
+pub mod preprocess;
+
+pub use error::{Error, Result};
