@@ -16,7 +16,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod classify;
 pub mod error;
+pub mod hub;
 pub mod image_io;
 pub mod imagenet;
 pub mod model;

@@ -224,8 +224,8 @@ impl FastVgg {
                     base(1, 1, ox),
                 );
                 let dst = &mut o[ox * c..(ox + 1) * c];
-                for ch in 0..c {
-                    dst[ch] = x.data[a + ch]
+                for (ch, v) in dst.iter_mut().enumerate() {
+                    *v = x.data[a + ch]
                         .max(x.data[b + ch])
                         .max(x.data[cc + ch])
                         .max(x.data[d + ch]);
@@ -365,12 +365,12 @@ fn lrn_nhwc(x: &mut Act) {
     let c = x.c;
     x.data.par_chunks_mut(c).for_each(|px| {
         let sq: Vec<f32> = px.iter().map(|v| v * v).collect();
-        for ch in 0..c {
+        for (ch, v) in px.iter_mut().enumerate() {
             let lo = ch.saturating_sub(size / 2);
             let hi = (ch + (size - 1) / 2 + 1).min(c);
             let s: f32 = sq[lo..hi].iter().sum();
             let denom = (k as f32 + (alpha / size as f64) as f32 * s).powf(beta as f32);
-            px[ch] /= denom;
+            *v /= denom;
         }
     });
 }

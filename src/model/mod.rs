@@ -16,6 +16,7 @@ use std::path::Path;
 use candle_core::{D, Device, Tensor};
 
 use crate::error::{Error, Result};
+use crate::preprocess::Normalization;
 use config::{ConfigName, LRN_PARAMS, LayerName};
 use weights::{ConvParams, VggWeights};
 
@@ -382,4 +383,216 @@ pub fn adaptive_avg_pool(x: &Tensor, out: usize) -> Result<Tensor> {
         rows.push(Tensor::cat(&cols, 3)?);
     }
     Ok(Tensor::cat(&rows, 2)?)
+}
+
+/// The input convention a checkpoint expects: its safetensors metadata `preprocess` if present
+/// (`"caffe: ..."`), else torchvision's. Returns the convention and where it came from.
+pub fn expected_normalization(w: &VggWeights) -> (Normalization, &'static str) {
+    match w
+        .metadata
+        .get("preprocess")
+        .and_then(|v| Normalization::from_metadata(v))
+    {
+        Some(n) => (n, "checkpoint metadata `preprocess`"),
+        None => (
+            Normalization::Torchvision,
+            "default (no `preprocess` metadata)",
+        ),
+    }
+}
+
+/// One row of [`ModelInfo`]'s layer table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerInfo {
+    /// Paper name (`conv3_2`, `pool3`, `fc6`).
+    pub name: String,
+    /// What it computes.
+    pub kind: String,
+    /// Weight shape (empty for pooling / LRN).
+    pub weight_shape: Vec<usize>,
+    /// Output channels.
+    pub channels: usize,
+    /// Total stride relative to the input.
+    pub stride: usize,
+    /// Parameters (weights + biases).
+    pub params: usize,
+}
+
+/// A summary of a checkpoint, for `vggfeat info`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    /// The file.
+    pub path: String,
+    /// Configuration letter.
+    pub config: String,
+    /// Weight layers (the paper's depth).
+    pub weight_layers: usize,
+    /// File format and naming.
+    pub format: String,
+    /// Element type on disk.
+    pub dtype: String,
+    /// Whether batch norm was folded into the convs.
+    pub batch_norm: bool,
+    /// Layer table.
+    pub layers: Vec<LayerInfo>,
+    /// Total parameters.
+    pub params: usize,
+    /// fc8 classes, if any.
+    pub classes: Option<usize>,
+    /// Expected input convention.
+    pub preprocess: Normalization,
+    /// Where the convention came from.
+    pub preprocess_source: String,
+}
+
+/// Describes a checkpoint: configuration, layer table with shapes, parameter count, preprocessing.
+pub fn describe(w: &VggWeights) -> ModelInfo {
+    let mut layers = Vec::new();
+    let mut convs = w.convs.iter();
+    let (mut stride, mut channels) = (1, 3);
+    let row = |name: String, kind: &str, p: Option<&ConvParams>, channels, stride| LayerInfo {
+        name,
+        kind: kind.to_string(),
+        weight_shape: p.map(|p| p.weight.dims().to_vec()).unwrap_or_default(),
+        channels,
+        stride,
+        params: p.map_or(0, |p| p.weight.elem_count() + p.bias.elem_count()),
+    };
+    for l in w.config.layers() {
+        match l.spec {
+            config::Spec::Conv { kernel, .. } => {
+                let p = convs.next();
+                channels = p.map_or(channels, |p| p.weight.dims()[0]);
+                layers.push(row(
+                    l.name.to_string(),
+                    &format!("conv {kernel}x{kernel} + ReLU"),
+                    p,
+                    channels,
+                    stride,
+                ));
+            }
+            config::Spec::Lrn => {
+                layers.push(row(l.name.to_string(), "LRN", None, channels, stride))
+            }
+            config::Spec::Pool => {
+                stride *= 2;
+                layers.push(row(
+                    l.name.to_string(),
+                    "max-pool 2x2",
+                    None,
+                    channels,
+                    stride,
+                ));
+            }
+        }
+    }
+    if let Some(h) = &w.head {
+        let f = h.fc6.weight.dims()[0];
+        layers.push(row(
+            "fc6".into(),
+            "conv 7x7 + ReLU (dense head)",
+            Some(&h.fc6),
+            f,
+            stride,
+        ));
+        layers.push(row(
+            "fc7".into(),
+            "conv 1x1 + ReLU",
+            Some(&h.fc7),
+            f,
+            stride,
+        ));
+        if let Some(p) = &h.fc8 {
+            layers.push(row(
+                "fc8".into(),
+                "conv 1x1 (class scores)",
+                Some(p),
+                p.weight.dims()[0],
+                stride,
+            ));
+        }
+    }
+    let (pre, src) = expected_normalization(w);
+    ModelInfo {
+        path: w.path.display().to_string(),
+        config: w.config.to_string(),
+        weight_layers: w.convs.len() + w.head.as_ref().map_or(0, |h| 2 + h.fc8.is_some() as usize),
+        format: format!("{:?}, {:?} names", w.format, w.naming),
+        dtype: format!("{:?}", w.dtype_on_disk),
+        batch_norm: w.batch_norm,
+        layers,
+        params: w.param_count(),
+        classes: w.num_classes(),
+        preprocess: pre,
+        preprocess_source: src.to_string(),
+    }
+}
+
+impl std::fmt::Display for ModelInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "file:          {}", self.path)?;
+        writeln!(
+            f,
+            "configuration: {} ({} weight layers{})",
+            self.config,
+            self.weight_layers,
+            if self.batch_norm {
+                ", batch norm folded"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            f,
+            "format:        {}, {} on disk",
+            self.format,
+            self.dtype.to_lowercase()
+        )?;
+        writeln!(
+            f,
+            "preprocess:    {} ({})",
+            self.preprocess, self.preprocess_source
+        )?;
+        match self.classes {
+            Some(k) => writeln!(f, "classes:       {k}")?,
+            None => writeln!(f, "classes:       none (no fc8)")?,
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<8} {:<30} {:<20} {:>8} {:>7} {:>12}",
+            "layer", "kind", "weight", "channels", "stride", "params"
+        )?;
+        for l in &self.layers {
+            let shape = if l.weight_shape.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:?}", l.weight_shape)
+            };
+            writeln!(
+                f,
+                "{:<8} {:<30} {:<20} {:>8} {:>7} {:>12}",
+                l.name,
+                l.kind,
+                shape,
+                l.channels,
+                l.stride,
+                group_digits(l.params)
+            )?;
+        }
+        write!(f, "\nparameters:    {}", group_digits(self.params))
+    }
+}
+
+/// `138357544` -> `138,357,544`.
+pub fn group_digits(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -331,19 +331,17 @@ pub fn from_raw(raw: RawCheckpoint) -> Result<VggWeights> {
         check_shape(&path, &bkey, &b, &[Some(out)])?;
         if batch_norm {
             let bn = l.index + 1;
-            let get =
-                |name: &str,
-                 take: &mut dyn FnMut(&BTreeMap<String, Tensor>, &str, &str) -> Result<Tensor>|
-                 -> Result<Tensor> {
-                    let key = format!("features.{bn}.{name}");
-                    let v = take(&t, &key, &format!("batch norm after {}", l.name))?;
-                    check_shape(&path, &key, &v, &[Some(out)])?;
-                    Ok(v)
-                };
-            let gamma = get("weight", &mut take)?;
-            let beta = get("bias", &mut take)?;
-            let mean = get("running_mean", &mut take)?;
-            let var = get("running_var", &mut take)?;
+            let ctx = format!("batch norm after {}", l.name);
+            let mut get = |name: &str| -> Result<Tensor> {
+                let key = format!("features.{bn}.{name}");
+                let v = take(&t, &key, &ctx)?;
+                check_shape(&path, &key, &v, &[Some(out)])?;
+                Ok(v)
+            };
+            let gamma = get("weight")?;
+            let beta = get("bias")?;
+            let mean = get("running_mean")?;
+            let var = get("running_var")?;
             // y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta
             let scale = gamma.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
             w = w.broadcast_mul(&scale.reshape((out, 1, 1, 1))?)?;

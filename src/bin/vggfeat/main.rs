@@ -1,1 +1,72 @@
-fn main() {}
+//! The `vggfeat` command line: clap parsing mapped onto the library, exit codes, and error
+//! context. Nothing else lives here.
+//!
+//! Exit codes: 0 success; 1 the run finished but some inputs failed (listed at the end);
+//! 2 usage error (bad flags or parameters); 3 fatal error (unreadable weights, I/O failure).
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the run finished, but some inputs failed.
+pub const EXIT_SOME_FAILED: u8 = 1;
+/// Exit code: usage error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: fatal error.
+pub const EXIT_FATAL: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(name = "vggfeat", version, about = "Very deep convolutional networks (VGG) as a transfer-learning tool", long_about = None)]
+struct Cli {
+    /// Worker threads for the CPU path (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe a checkpoint: configuration, layer table with shapes, parameter count, preprocessing.
+    Info(cmd::InfoArgs),
+    /// Classify images with the paper's dense test-time protocol (top-5 classes).
+    Classify(cmd::ClassifyArgs),
+    /// Pretrained weights: `vggfeat weights fetch vgg16|vgg19`.
+    Weights {
+        #[command(subcommand)]
+        action: cmd::WeightsAction,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: --threads must be at least 1");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        // Only fails if a pool already exists, which cannot happen this early.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    let result = match cli.command {
+        Command::Info(a) => cmd::info(a),
+        Command::Classify(a) => cmd::classify(a),
+        Command::Weights { action } => cmd::weights(action),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let usage = e
+                .downcast_ref::<vggfeat::Error>()
+                .is_some_and(|e| matches!(e, vggfeat::Error::InvalidParam(_)));
+            ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FATAL })
+        }
+    }
+}
