@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod aggregate;
 pub mod classify;
 pub mod error;
 pub mod hub;
@@ -23,5 +24,6 @@ pub mod image_io;
 pub mod imagenet;
 pub mod model;
 pub mod preprocess;
+pub mod store;
 
 pub use error::{Error, Result};

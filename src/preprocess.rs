@@ -257,7 +257,8 @@ mod tests {
         let c = Normalization::Caffe.to_chw(&img, true);
         // flipped: first pixel is blue (0,0,255) -> B plane first
         assert!((c[0] - (255.0 - 103.939)).abs() < 1e-4);
-        assert!((c[4] - (255.0 - 123.68)).abs() < 1e-4); // R plane, second pixel = red
+        assert!((c[5] - (255.0 - 123.68)).abs() < 1e-4); // R plane, second pixel = red
+        assert!((c[4] + 123.68).abs() < 1e-4);
         assert_eq!(
             Normalization::from_metadata("caffe: BGR order, 0..255"),
             Some(Normalization::Caffe)

@@ -1,0 +1,147 @@
+//! Pure functions that turn per-scale descriptors into the paper's image descriptors
+//! (Appendix B / PROTOCOL.md): each per-scale descriptor is L2-normalised, then scales are
+//! either averaged (`avg`, the L2-normalised mean) or stacked (`stack`, the L2-normalised
+//! concatenation in scale order); several nets are fused late by stacking their aggregated
+//! descriptors (the paper's D & E), and the result is L2-normalised again.
+
+use crate::error::{Error, Result};
+
+/// How per-scale descriptors are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// The L2-normalised mean of the L2-normalised per-scale descriptors (dimension F).
+    Avg,
+    /// The L2-normalised concatenation of the L2-normalised per-scale descriptors (F x scales).
+    Stack,
+}
+
+impl std::str::FromStr for Aggregate {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "avg" | "average" | "mean" => Ok(Aggregate::Avg),
+            "stack" | "concat" => Ok(Aggregate::Stack),
+            _ => Err(Error::InvalidParam(format!(
+                "unknown aggregation `{s}` (expected avg or stack)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Aggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Aggregate::Avg => "avg",
+            Aggregate::Stack => "stack",
+        })
+    }
+}
+
+/// Divides `v` by its L2 norm (clamped at 1e-12, as PyTorch's `F.normalize`), in place.
+pub fn l2_normalize(v: &mut [f32]) {
+    let n = v
+        .iter()
+        .map(|x| (*x as f64) * (*x as f64))
+        .sum::<f64>()
+        .sqrt();
+    let n = n.max(1e-12) as f32;
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+/// Averages a map's spatial positions: `map` is channels-last (positions x channels).
+pub fn spatial_mean(map: &[f32], channels: usize) -> Vec<f32> {
+    let positions = map.len() / channels.max(1);
+    let mut acc = vec![0f64; channels];
+    for px in map.chunks_exact(channels) {
+        for (a, v) in acc.iter_mut().zip(px) {
+            *a += *v as f64;
+        }
+    }
+    acc.into_iter()
+        .map(|a| (a / positions.max(1) as f64) as f32)
+        .collect()
+}
+
+/// The per-scale descriptor with flip: the mean of the two spatial means.
+pub fn flip_average(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect()
+}
+
+/// Aggregates one net's per-scale descriptors (each of the same length) as the paper does.
+pub fn aggregate_scales(per_scale: &[&[f32]], how: Aggregate) -> Result<Vec<f32>> {
+    let Some(first) = per_scale.first() else {
+        return Err(Error::InvalidParam("no scales to aggregate".into()));
+    };
+    let d = first.len();
+    if per_scale.iter().any(|s| s.len() != d) {
+        return Err(Error::InvalidParam(
+            "per-scale descriptors differ in length".into(),
+        ));
+    }
+    let normed: Vec<Vec<f32>> = per_scale
+        .iter()
+        .map(|s| {
+            let mut v = s.to_vec();
+            l2_normalize(&mut v);
+            v
+        })
+        .collect();
+    let mut out = match how {
+        Aggregate::Avg => {
+            let mut m = vec![0f32; d];
+            for v in &normed {
+                m.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+            }
+            let k = normed.len() as f32;
+            m.iter_mut().for_each(|a| *a /= k);
+            m
+        }
+        Aggregate::Stack => normed.concat(),
+    };
+    l2_normalize(&mut out);
+    Ok(out)
+}
+
+/// Late fusion of several nets: the L2-normalised concatenation of their (already aggregated,
+/// L2-normalised) descriptors. One net is returned unchanged.
+pub fn fuse_nets(per_net: &[Vec<f32>]) -> Vec<f32> {
+    if per_net.len() == 1 {
+        return per_net[0].clone();
+    }
+    let mut v = per_net.concat();
+    l2_normalize(&mut v);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avg_and_stack_by_hand() {
+        let a = [3.0, 4.0]; // normalised: 0.6, 0.8
+        let b = [0.0, 2.0]; // normalised: 0, 1
+        let avg = aggregate_scales(&[&a, &b], Aggregate::Avg).unwrap();
+        // mean (0.3, 0.9), norm sqrt(0.9) -> (0.3162, 0.9487)
+        assert!((avg[0] - 0.316_227_8).abs() < 1e-6 && (avg[1] - 0.948_683_3).abs() < 1e-6);
+        let st = aggregate_scales(&[&a, &b], Aggregate::Stack).unwrap();
+        let s = 1.0 / 2f32.sqrt();
+        assert_eq!(st.len(), 4);
+        for (x, y) in st.iter().zip([0.6 * s, 0.8 * s, 0.0, s]) {
+            assert!((x - y).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn fusion_and_means() {
+        let f = fuse_nets(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
+        assert!((f[0] - 0.707_106_8).abs() < 1e-6 && (f[3] - 0.707_106_8).abs() < 1e-6);
+        assert_eq!(spatial_mean(&[1.0, 10.0, 3.0, 20.0], 2), vec![2.0, 15.0]);
+        assert_eq!(flip_average(&[1.0, 2.0], &[3.0, 4.0]), vec![2.0, 3.0]);
+        let mut z = vec![0.0f32; 3];
+        l2_normalize(&mut z);
+        assert_eq!(z, vec![0.0; 3]);
+        assert!(aggregate_scales(&[], Aggregate::Avg).is_err());
+    }
+}
