@@ -5,8 +5,9 @@
 //! safetensors or PyTorch `.pth`), run them densely over images at several scales with a
 //! fully-convolutional head, and turn the penultimate layer into image descriptors.
 //!
-//! Data flows one way through the modules, top to bottom:
-//! [`image_io`] (decode) -> [`preprocess`] (rescale, normalise) -> [`model`] (the network).
+//! Data flows one way through the modules, top to bottom: [`dataset`] (list images, labels and
+//! splits) -> [`image_io`] (decode) -> [`preprocess`] (rescale, normalise) -> [`model`] (the
+//! network).
 //!
 //! ```no_run
 //! use vggfeat::model::{Vgg, config::LayerName};
@@ -18,6 +19,7 @@
 
 pub mod aggregate;
 pub mod classify;
+pub mod dataset;
 pub mod error;
 pub mod hub;
 pub mod image_io;

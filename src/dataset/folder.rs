@@ -1,0 +1,124 @@
+//! Listing a folder of images recursively; the label is the first-level sub-folder. The rules
+//! are documented on [`Dataset::from_folder`](super::Dataset::from_folder).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use walkdir::WalkDir;
+
+use super::{Dataset, Item, Skipped, SourceKind, has_image_extension, id_of};
+use crate::error::{Error, Result};
+
+/// Whether the first bytes of `path` are an image signature known to `image::guess_format`.
+/// `Err` with the reason when the file cannot be read.
+fn sniff(path: &Path) -> std::result::Result<bool, String> {
+    let mut head = [0u8; 32];
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot read: {e}")),
+        }
+    }
+    Ok(n > 0 && image::guess_format(&head[..n]).is_ok())
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+pub(super) fn list(root: &Path) -> Result<Dataset> {
+    let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Data {
+            path: root.to_path_buf(),
+            reason: "not a folder".to_string(),
+        });
+    }
+    let mut items = Vec::new();
+    let mut skipped = Vec::new();
+    let skip = |skipped: &mut Vec<Skipped>, path: PathBuf, reason: String| {
+        skipped.push(Skipped { path, reason });
+    };
+    let mut walk = WalkDir::new(root)
+        .follow_links(true)
+        .min_depth(1)
+        .into_iter();
+    while let Some(entry) = walk.next() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                // Unreadable folder, symbolic-link loop, broken link: recorded, not fatal.
+                let path = e.path().unwrap_or(root).to_path_buf();
+                let reason = match e.loop_ancestor() {
+                    Some(a) => format!("symbolic link loop back to {}", a.display()),
+                    None => e
+                        .io_error()
+                        .map_or_else(|| e.to_string(), |io| format!("cannot read: {io}")),
+                };
+                skip(&mut skipped, path, reason);
+                continue;
+            }
+        };
+        if is_hidden(entry.file_name()) {
+            if entry.file_type().is_dir() {
+                walk.skip_current_dir();
+            }
+            skip(&mut skipped, entry.into_path(), "hidden".to_string());
+            continue;
+        }
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        if !entry.file_type().is_file() {
+            skip(
+                &mut skipped,
+                entry.into_path(),
+                "not a regular file".to_string(),
+            );
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("walkdir yields paths under its root");
+        let Some(id) = id_of(rel) else {
+            skip(
+                &mut skipped,
+                entry.into_path(),
+                "name is not valid UTF-8".to_string(),
+            );
+            continue;
+        };
+        if !has_image_extension(entry.path()) {
+            match sniff(entry.path()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    skip(&mut skipped, entry.into_path(), "not an image".to_string());
+                    continue;
+                }
+                Err(reason) => {
+                    skip(&mut skipped, entry.into_path(), reason);
+                    continue;
+                }
+            }
+        }
+        let labels = match id.split_once('/') {
+            Some((class, _)) => vec![class.to_string()],
+            None => Vec::new(),
+        };
+        items.push(Item {
+            id,
+            path: entry.into_path(),
+            labels,
+            voc_labels: None,
+        });
+    }
+    let mut ds = Dataset::from_items(root.to_path_buf(), SourceKind::Folder, items)?;
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    ds.skipped = skipped;
+    Ok(ds)
+}
