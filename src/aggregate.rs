@@ -5,6 +5,7 @@
 //! descriptors (the paper's D & E), and the result is L2-normalised again.
 
 use crate::error::{Error, Result};
+use crate::store::Store;
 
 /// How per-scale descriptors are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -112,6 +113,72 @@ pub fn fuse_nets(per_net: &[Vec<f32>]) -> Vec<f32> {
     let mut v = per_net.concat();
     l2_normalize(&mut v);
     v
+}
+
+/// Aggregated, L2-normalised descriptors of a store's successful records, in id order.
+#[derive(Debug, Clone)]
+pub struct Descriptors {
+    /// Image ids.
+    pub ids: Vec<String>,
+    /// Labels per image.
+    pub labels: Vec<Vec<String>>,
+    /// One descriptor per image.
+    pub rows: Vec<Vec<f32>>,
+}
+
+/// Which nets of a store to use: all, or a list of indices (`--nets all|0,1`).
+pub fn parse_nets(s: &str, available: usize) -> Result<Vec<usize>> {
+    if s == "all" {
+        return Ok((0..available).collect());
+    }
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let i: usize = part.trim().parse().map_err(|_| {
+            Error::InvalidParam(format!(
+                "bad --nets `{s}` (expected all or indices like 0,1)"
+            ))
+        })?;
+        if i >= available {
+            return Err(Error::InvalidParam(format!(
+                "--nets {i}: the store has {available} net(s), numbered from 0"
+            )));
+        }
+        if v.contains(&i) {
+            return Err(Error::InvalidParam(format!("--nets repeats {i}")));
+        }
+        v.push(i);
+    }
+    Ok(v)
+}
+
+/// Aggregates every successful record of `store`: per net, scales by `how`; nets fused by
+/// stacking (in the order given).
+pub fn aggregate_store(store: &Store, how: Aggregate, nets: &[usize]) -> Result<Descriptors> {
+    let m = &store.manifest;
+    if nets.is_empty() {
+        return Err(Error::InvalidParam("no nets selected".into()));
+    }
+    let mut out = Descriptors {
+        ids: Vec::new(),
+        labels: Vec::new(),
+        rows: Vec::new(),
+    };
+    for (r, floats) in store.ok_records() {
+        let mut per_net = Vec::with_capacity(nets.len());
+        for &n in nets {
+            let slices: Vec<&[f32]> = (0..m.scales.len())
+                .map(|s| {
+                    let (o, d) = m.slot(n, s);
+                    &floats[o..o + d]
+                })
+                .collect();
+            per_net.push(aggregate_scales(&slices, how)?);
+        }
+        out.ids.push(r.id.clone());
+        out.labels.push(r.labels.clone());
+        out.rows.push(fuse_nets(&per_net));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

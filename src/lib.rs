@@ -21,6 +21,7 @@ pub mod aggregate;
 pub mod classify;
 pub mod dataset;
 pub mod error;
+pub mod extract;
 pub mod hub;
 pub mod image_io;
 pub mod imagenet;

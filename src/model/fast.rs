@@ -168,6 +168,24 @@ impl FastVgg {
         Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
     }
 
+    /// Runs the network and returns the spatial mean of `layer`'s map, (N, C), computed
+    /// directly from the channels-last activations (no transpose of the map).
+    pub fn forward_pooled(&self, x: &Tensor, layer: LayerName) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let src: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let mut data = self.take(n * h * w * c);
+        nchw_to_nhwc(&src, &mut data, n, c, h, w);
+        let act = self.run(Act { n, h, w, c, data }, layer)?;
+        let per = act.h * act.w * act.c;
+        let mut out = Vec::with_capacity(act.n * act.c);
+        for img in act.data.chunks_exact(per.max(1)).take(act.n) {
+            out.extend(crate::aggregate::spatial_mean(img, act.c));
+        }
+        let shape = (act.n, act.c);
+        self.give(act.data);
+        Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
+    }
+
     fn run(&self, mut x: Act, layer: LayerName) -> Result<Act> {
         let stop_body = if layer.is_head() {
             LayerName::Pool(5)

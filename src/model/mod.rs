@@ -226,9 +226,8 @@ impl Vgg {
         })
     }
 
-    /// Runs the network on `x` (N, 3, H, W) and returns the map of `layer` (N, C, h, w):
-    /// conv layers after ReLU, pool layers, fc6/fc7 after ReLU, fc8 before softmax.
-    pub fn forward_to(&self, x: &Tensor, layer: LayerName) -> Result<Tensor> {
+    /// Validates an input batch for `layer`: three channels, large enough for the layer.
+    fn check_input(&self, x: &Tensor, layer: LayerName) -> Result<()> {
         self.check_layer(layer)?;
         let (_, c, h, w) = x.dims4()?;
         if c != 3 {
@@ -247,6 +246,13 @@ impl Vgg {
                 "input {w}x{h} is too small: the smallest side must be at least 32"
             )));
         }
+        Ok(())
+    }
+
+    /// Runs the network on `x` (N, 3, H, W) and returns the map of `layer` (N, C, h, w):
+    /// conv layers after ReLU, pool layers, fc6/fc7 after ReLU, fc8 before softmax.
+    pub fn forward_to(&self, x: &Tensor, layer: LayerName) -> Result<Tensor> {
+        self.check_input(x, layer)?;
         if let Some(f) = &self.fast {
             return f.forward_to(x, layer);
         }
@@ -283,6 +289,16 @@ impl Vgg {
             return Ok(fc7);
         }
         conv_relu(&fc7, head.fc8.as_ref().expect("checked"), 0, false)
+    }
+
+    /// Runs the network and returns the spatial mean of `layer`'s map, (N, C): the paper's
+    /// global average pooling of a dense map.
+    pub fn forward_pooled(&self, x: &Tensor, layer: LayerName) -> Result<Tensor> {
+        if let Some(f) = &self.fast {
+            self.check_input(x, layer)?;
+            return f.forward_pooled(x, layer);
+        }
+        Ok(self.forward_to(x, layer)?.mean((2, 3))?)
     }
 
     /// The conv body up to pool5.

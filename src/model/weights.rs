@@ -136,6 +136,109 @@ impl VggWeights {
     }
 }
 
+/// How [`VggWeights::random`] draws weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitScheme {
+    /// The paper's: weights from N(0, 0.01^2), zero biases.
+    Paper,
+    /// Glorot / Xavier uniform (Glorot & Bengio 2010), zero biases.
+    Glorot,
+    /// He / Kaiming normal (fan-in, ReLU), zero biases: trains deep nets from scratch without
+    /// the paper's staged initialisation.
+    He,
+}
+
+impl VggWeights {
+    /// Randomly initialised weights for `config` with channel widths divided by `width_div`
+    /// (1 = ImageNet widths), fc width `fc_width` (None = no head) and `classes` outputs.
+    /// Deterministic for a seed.
+    pub fn random(
+        config: ConfigName,
+        width_div: usize,
+        fc_width: Option<usize>,
+        classes: usize,
+        scheme: InitScheme,
+        seed: u64,
+    ) -> Result<Self> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut draw = |shape: &[usize]| -> Result<Tensor> {
+            let n: usize = shape.iter().product();
+            let fan_in: usize = shape[1..].iter().product();
+            let fan_out = shape[0] * shape[2..].iter().product::<usize>();
+            let v: Vec<f32> = match scheme {
+                InitScheme::Paper => (0..n).map(|_| normal(&mut rng) * 0.01).collect(),
+                InitScheme::He => {
+                    let s = (2.0 / fan_in as f32).sqrt();
+                    (0..n).map(|_| normal(&mut rng) * s).collect()
+                }
+                InitScheme::Glorot => {
+                    let a = (6.0 / (fan_in + fan_out) as f32).sqrt();
+                    (0..n).map(|_| rng.gen_range(-a..a)).collect()
+                }
+            };
+            Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
+        };
+        let div = width_div.max(1);
+        let mut convs = Vec::new();
+        let mut c_in = 3;
+        for l in config.layers() {
+            if let Spec::Conv { kernel, width } = l.spec {
+                let out = (width / div).max(1);
+                convs.push(ConvParams {
+                    name: l.name,
+                    weight: draw(&[out, c_in, kernel, kernel])?,
+                    bias: Tensor::zeros(out, DType::F32, &Device::Cpu)?,
+                });
+                c_in = out;
+            }
+        }
+        let head = match fc_width {
+            None => None,
+            Some(f) => Some(HeadParams {
+                fc6: ConvParams {
+                    name: LayerName::Fc6,
+                    weight: draw(&[f, c_in, FC6_KERNEL, FC6_KERNEL])?,
+                    bias: Tensor::zeros(f, DType::F32, &Device::Cpu)?,
+                },
+                fc7: ConvParams {
+                    name: LayerName::Fc7,
+                    weight: draw(&[f, f, 1, 1])?,
+                    bias: Tensor::zeros(f, DType::F32, &Device::Cpu)?,
+                },
+                fc8: Some(ConvParams {
+                    name: LayerName::Fc8,
+                    weight: draw(&[classes, f, 1, 1])?,
+                    bias: Tensor::zeros(classes, DType::F32, &Device::Cpu)?,
+                }),
+            }),
+        };
+        Ok(VggWeights {
+            path: PathBuf::from(format!("<random {config} /{div} seed {seed}>")),
+            format: Format::Safetensors,
+            naming: if head.is_some() {
+                Naming::Torchvision
+            } else {
+                Naming::BodyOnly
+            },
+            dtype_on_disk: DType::F32,
+            config,
+            batch_norm: false,
+            convs,
+            head,
+            metadata: BTreeMap::new(),
+        })
+    }
+}
+
+/// A standard normal draw (Box-Muller).
+fn normal(rng: &mut impl rand::Rng) -> f32 {
+    let u1: f64 = rng.r#gen::<f64>().max(1e-300);
+    let u2: f64 = rng.r#gen();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
 /// The raw tensors of a checkpoint file, in float32 on the CPU, before any interpretation.
 #[derive(Debug)]
 pub struct RawCheckpoint {

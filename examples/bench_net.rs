@@ -1,0 +1,73 @@
+//! Network-only throughput of VGG-16 on this machine (random ImageNet-width weights; speed does
+//! not depend on the values). Workloads match `scripts/bench_torch.py`: the classic 224x224 at
+//! batch 8, and dense evaluation (fc8 score map) on square Q x Q inputs at batch 1.
+//! Prints one JSON line per workload. Run through `scripts/bench_speed.sh`.
+//!
+//! `cargo run --release --example bench_net -- [--engine fast|candle] [--quick]`
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use vggfeat::model::config::{ConfigName, LayerName, Spec};
+use vggfeat::model::weights::{InitScheme, VggWeights};
+use vggfeat::model::{Engine, Vgg};
+
+/// Multiply-add FLOPs (2 per MAC) of the conv body + dense head at input h x w.
+fn flops(config: ConfigName, h: usize, w: usize) -> f64 {
+    let (mut h, mut w, mut c, mut f) = (h, w, 3usize, 0f64);
+    for l in config.layers() {
+        match l.spec {
+            Spec::Conv { kernel, width } => {
+                f += 2.0 * (kernel * kernel * c * width * h * w) as f64;
+                c = width;
+            }
+            Spec::Pool => {
+                h /= 2;
+                w /= 2;
+            }
+            Spec::Lrn => {}
+        }
+    }
+    let (oh, ow) = (h - 6, w - 6);
+    f += 2.0 * (49 * c * 4096 * oh * ow) as f64
+        + 2.0 * (4096 * 4096 * oh * ow) as f64
+        + 2.0 * (4096 * 1000 * oh * ow) as f64;
+    f
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let engine: Engine = args
+        .iter()
+        .position(|a| a == "--engine")
+        .map(|i| args[i + 1].parse().unwrap())
+        .unwrap_or(Engine::Fast);
+    let quick = args.iter().any(|a| a == "--quick");
+    let w = VggWeights::random(ConfigName::D, 1, Some(4096), 1000, InitScheme::He, 0).unwrap();
+    let net = Vgg::new(w, &Device::Cpu, engine).unwrap();
+    let workloads: &[(&str, usize, usize)] = if quick {
+        &[("classic224", 2, 224)]
+    } else {
+        &[
+            ("classic224", 8, 224),
+            ("dense384", 1, 384),
+            ("dense512", 1, 512),
+        ]
+    };
+    for &(name, batch, q) in workloads {
+        let x = Tensor::randn(0f32, 1.0, (batch, 3, q, q), &Device::Cpu).unwrap();
+        // warm-up
+        net.forward_to(&x, LayerName::Fc8).unwrap();
+        let reps = if quick { 1 } else { (16 / batch).clamp(2, 4) };
+        let t = Instant::now();
+        for _ in 0..reps {
+            net.forward_to(&x, LayerName::Fc8).unwrap();
+        }
+        let secs = t.elapsed().as_secs_f64() / reps as f64;
+        let ips = batch as f64 / secs;
+        let gflops = flops(ConfigName::D, q, q) * batch as f64 / secs / 1e9;
+        println!(
+            "{{\"impl\":\"vggfeat-{engine:?}\",\"workload\":\"{name}\",\"batch\":{batch},\"q\":{q},\"images_per_s\":{ips:.3},\"gflops\":{gflops:.1}}}"
+        );
+    }
+}
