@@ -203,7 +203,10 @@ mod tests {
     #[test]
     fn fusion_and_means() {
         let f = fuse_nets(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
-        assert!((f[0] - 0.707_106_8).abs() < 1e-6 && (f[3] - 0.707_106_8).abs() < 1e-6);
+        assert!(
+            (f[0] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6
+                && (f[3] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6
+        );
         assert_eq!(spatial_mean(&[1.0, 10.0, 3.0, 20.0], 2), vec![2.0, 15.0]);
         assert_eq!(flip_average(&[1.0, 2.0], &[3.0, 4.0]), vec![2.0, 3.0]);
         let mut z = vec![0.0f32; 3];

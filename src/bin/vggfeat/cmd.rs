@@ -170,3 +170,228 @@ pub fn weights(a: WeightsAction) -> Result<u8> {
     }
     Ok(EXIT_OK)
 }
+
+/// `vggfeat extract`.
+#[derive(Args, Debug)]
+pub struct ExtractArgs {
+    /// A folder of images (class = first-level sub-folder), a PASCAL VOC devkit root, or a list
+    /// file (one path per line, optional label after a tab).
+    pub input: PathBuf,
+    /// Checkpoint(s); several store one descriptor set per net (late fusion, the paper's D & E).
+    #[arg(long, short = 'w', required = true)]
+    pub weights: Vec<PathBuf>,
+    /// Output store folder (created; an existing store made with the same parameters is resumed).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Scales Q, comma-separated.
+    #[arg(long, default_value = "256,384,512", value_delimiter = ',')]
+    pub scales: Vec<u32>,
+    /// Do not average with the horizontal flip.
+    #[arg(long)]
+    pub no_flip: bool,
+    /// Descriptor layer by its paper name (conv1_1 .. conv5_4, pool1 .. pool5, fc6, fc7);
+    /// default fc7, or pool5 for a checkpoint without fc layers.
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Input convention: auto (the checkpoint's metadata, else torchvision), torchvision, caffe.
+    #[arg(long, default_value = "auto")]
+    pub preprocess: String,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Implementation: auto, fast or candle.
+    #[arg(long, default_value = "auto")]
+    pub engine: String,
+    /// Inputs per forward pass at most (an image and its flip count as two).
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Images per atomic store chunk (a kill loses at most this many).
+    #[arg(long, default_value_t = 32)]
+    pub chunk: usize,
+    /// VOC image set (ImageSets/Main/<split>.txt), for a devkit input.
+    #[arg(long, default_value = "trainval")]
+    pub split: String,
+    /// Only the first K images of each class (sorted order), for quick runs.
+    #[arg(long)]
+    pub limit_per_class: Option<usize>,
+    /// Extract a deterministic 1/N of the inputs: `--shard i/N` (0 <= i < N); join with `merge`.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Largest accepted image, in pixels (decompression-bomb guard).
+    #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let bad =
+        || vggfeat::Error::InvalidParam(format!("bad --shard `{s}` (expected i/N, 0 <= i < N)"));
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad().into());
+    }
+    Ok((i, n))
+}
+
+pub fn extract(a: ExtractArgs) -> Result<u8> {
+    use vggfeat::dataset::{Dataset, OpenOptions};
+    use vggfeat::extract::{ExtractParams, NetEntry};
+    let layer = a.layer.as_deref().map(str::parse).transpose()?;
+    let norm = match a.preprocess.as_str() {
+        "auto" => None,
+        s => Some(s.parse::<Normalization>()?),
+    };
+    let shard = a.shard.as_deref().map(parse_shard).transpose()?;
+    let params = ExtractParams {
+        scales: a.scales.clone(),
+        flip: !a.no_flip,
+        batch: a.batch,
+        chunk_records: a.chunk,
+        decode: DecodeOptions {
+            max_pixels: a.max_pixels,
+            ..Default::default()
+        },
+        progress: !a.quiet,
+        ..Default::default()
+    };
+    let device = model::parse_device(&a.device)?;
+    let engine: Engine = a.engine.parse()?;
+    let mut nets = Vec::new();
+    for p in &a.weights {
+        let w = model::weights::load(p, &candle_core::Device::Cpu)
+            .with_context(|| format!("loading weights {}", p.display()))?;
+        let vgg = Vgg::new(w, &device, engine)?;
+        let entry = NetEntry::new(vgg, layer, norm)?;
+        if layer.is_none() && !entry.vgg.has_head() && !a.quiet {
+            eprintln!(
+                "{}: no fc layers, using pool5 as the descriptor layer",
+                p.display()
+            );
+        }
+        nets.push(entry);
+    }
+    let ds = Dataset::open_with(
+        &a.input,
+        &OpenOptions {
+            voc_split: a.split.clone(),
+            ..Default::default()
+        },
+    )?;
+    let mut ds = match a.limit_per_class {
+        Some(k) => ds.limit_per_class(k),
+        None => ds,
+    };
+    if let Some((i, n)) = shard {
+        ds = ds.shard(i, n)?;
+    }
+    if ds.is_empty() {
+        anyhow::bail!("{}: no images found", a.input.display());
+    }
+    let input = vggfeat::store::InputSpec {
+        root: vggfeat::extract::canonical_root(&a.input),
+        kind: ds.kind.to_string(),
+        split: (ds.kind == vggfeat::dataset::SourceKind::Voc).then(|| a.split.clone()),
+        limit_per_class: a.limit_per_class,
+        shard,
+    };
+    if !a.quiet {
+        eprintln!(
+            "{} images ({} classes) from {}; {} net(s), scales {:?}{}",
+            ds.len(),
+            ds.classes.len(),
+            a.input.display(),
+            nets.len(),
+            params.scales,
+            if params.flip { ", with flips" } else { "" }
+        );
+    }
+    let s = vggfeat::extract::extract(ds.items, &nets, &a.out, input, &params)?;
+    eprintln!(
+        "extracted {} images in {:.1} s ({:.2} images/s end to end, {:.2} images/s in the network); \
+         {} already in the store; {} failed",
+        s.extracted,
+        s.seconds,
+        s.images_per_sec(),
+        (s.extracted + s.failed.len()) as f64 / s.network_seconds.max(1e-9),
+        s.already_done,
+        s.failed.len()
+    );
+    if s.failed.is_empty() {
+        Ok(EXIT_OK)
+    } else {
+        eprintln!("failed inputs (recorded in the store):");
+        for (id, why) in &s.failed {
+            eprintln!("  {id}: {why}");
+        }
+        Ok(EXIT_SOME_FAILED)
+    }
+}
+
+/// `vggfeat export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The store folder written by `extract`.
+    pub store: PathBuf,
+    /// Scale aggregation: avg (L2-normalised mean) or stack (L2-normalised concatenation).
+    #[arg(long, default_value = "avg")]
+    pub aggregate: String,
+    /// Nets to use: all, or indices like 0,1 (fused by stacking).
+    #[arg(long, default_value = "all")]
+    pub nets: String,
+    /// Write CSV: header id,label,d0,d1,...
+    #[arg(long, conflicts_with = "npy")]
+    pub csv: Option<PathBuf>,
+    /// Write a float32 .npy matrix, plus OUT.ids.csv (id,label) beside it.
+    #[arg(long)]
+    pub npy: Option<PathBuf>,
+}
+
+pub fn export(a: ExportArgs) -> Result<u8> {
+    use vggfeat::aggregate::{aggregate_store, parse_nets};
+    let store = vggfeat::store::Store::open(&a.store)?;
+    let how = a.aggregate.parse()?;
+    let nets = parse_nets(&a.nets, store.manifest.nets.len())?;
+    let d = aggregate_store(&store, how, &nets)?;
+    let labels: Vec<String> = d.labels.iter().map(|l| l.join(";")).collect();
+    match (&a.csv, &a.npy) {
+        (Some(p), None) => vggfeat::store::write_csv(p, &d.ids, &labels, &d.rows)?,
+        (None, Some(p)) => {
+            vggfeat::store::npy::write_npy(p, &d.rows)?;
+            let ids = p.with_extension("ids.csv");
+            vggfeat::store::write_csv(&ids, &d.ids, &labels, &vec![Vec::new(); d.ids.len()])?;
+        }
+        _ => anyhow::bail!("give one of --csv OUT.csv or --npy OUT.npy"),
+    }
+    eprintln!(
+        "exported {} descriptors of dimension {} ({} failed inputs left out)",
+        d.rows.len(),
+        d.rows.first().map_or(0, Vec::len),
+        store.failures().len()
+    );
+    Ok(EXIT_OK)
+}
+
+/// `vggfeat merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Shard stores (from `extract --shard i/N`).
+    #[arg(required = true)]
+    pub stores: Vec<PathBuf>,
+    /// The merged store (must not exist).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+}
+
+pub fn merge(a: MergeArgs) -> Result<u8> {
+    let s = vggfeat::store::merge(&a.stores, &a.out)?;
+    eprintln!(
+        "merged {} records ({} failed) into {}",
+        s.records.len(),
+        s.failures().len(),
+        a.out.display()
+    );
+    Ok(EXIT_OK)
+}

@@ -35,6 +35,12 @@ enum Command {
     Info(cmd::InfoArgs),
     /// Classify images with the paper's dense test-time protocol (top-5 classes).
     Classify(cmd::ClassifyArgs),
+    /// Dense multi-scale descriptors of a folder, VOC devkit or list file into a store (resumable).
+    Extract(cmd::ExtractArgs),
+    /// Aggregated, L2-normalised descriptors of a store as CSV or .npy.
+    Export(cmd::ExportArgs),
+    /// Join shard stores (`extract --shard i/N`) into one.
+    Merge(cmd::MergeArgs),
     /// Pretrained weights: `vggfeat weights fetch vgg16|vgg19`.
     Weights {
         #[command(subcommand)]
@@ -57,6 +63,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(a) => cmd::info(a),
         Command::Classify(a) => cmd::classify(a),
+        Command::Extract(a) => cmd::extract(a),
+        Command::Export(a) => cmd::export(a),
+        Command::Merge(a) => cmd::merge(a),
         Command::Weights { action } => cmd::weights(action),
     };
     match result {
