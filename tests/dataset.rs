@@ -495,9 +495,12 @@ fn voc_devkit_labels() {
     ));
 }
 
+/// (class files with contents, expected file name, expected words).
+type VocCase<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
 #[test]
 fn voc_devkit_errors_name_file_and_line() {
-    let cases: [(&[(&str, &str)], &str, &str); 5] = [
+    let cases: [VocCase; 5] = [
         (
             &[("cat", "000001 1\n000002 2\n000003 1\n")],
             "cat_trainval.txt",
