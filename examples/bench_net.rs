@@ -43,8 +43,24 @@ fn main() {
         .map(|i| args[i + 1].parse().unwrap())
         .unwrap_or(Engine::Fast);
     let quick = args.iter().any(|a| a == "--quick");
+    let peak_q: Option<usize> = args
+        .iter()
+        .position(|a| a == "--peak-q")
+        .map(|i| args[i + 1].parse().unwrap());
     let w = VggWeights::random(ConfigName::D, 1, Some(4096), 1000, InitScheme::He, 0).unwrap();
     let net = Vgg::new(w, &Device::Cpu, engine).unwrap();
+    if let Some(q) = peak_q {
+        // One image and its flip at Q x Q, as two batch-1 dense forwards; then report peak RSS.
+        let x = Tensor::randn(0f32, 1.0, (1, 3, q, q), &Device::Cpu).unwrap();
+        net.forward_to(&x, LayerName::Fc8).unwrap();
+        net.forward_to(&x.flip(&[3]).unwrap(), LayerName::Fc8)
+            .unwrap();
+        println!(
+            "{{\"impl\":\"vggfeat-{engine:?}\",\"workload\":\"peak{q}\",\"peak_rss_mib\":{:.1}}}",
+            peak_rss_mib()
+        );
+        return;
+    }
     let workloads: &[(&str, usize, usize)] = if quick {
         &[("classic224", 2, 224)]
     } else {
@@ -70,4 +86,14 @@ fn main() {
             "{{\"impl\":\"vggfeat-{engine:?}\",\"workload\":\"{name}\",\"batch\":{batch},\"q\":{q},\"images_per_s\":{ips:.3},\"gflops\":{gflops:.1}}}"
         );
     }
+}
+
+/// Peak resident memory of this process (VmHWM), MiB.
+fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }

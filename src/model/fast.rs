@@ -269,7 +269,7 @@ impl FastVgg {
         let n = cv.cout;
         let mut out = self.take(m * n);
         let direct = cv.k == 1 && cv.pad == 0;
-        let rows = (CHUNK_BYTES / (4 * kk)).clamp(64, 4096).min(m.max(1));
+        let rows = (CHUNK_BYTES / (4 * kk)).clamp(64, 16384).min(m.max(1));
         let threads = rayon::current_num_threads();
         let n_chunks = m.div_ceil(rows);
         let split_rows = n_chunks >= 2 * threads && threads > 1;
