@@ -19,6 +19,7 @@
 pub mod error;
 pub mod image_io;
 pub mod imagenet;
+pub mod metrics;
 pub mod model;
 pub mod preprocess;
 
