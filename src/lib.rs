@@ -22,5 +22,6 @@ pub mod imagenet;
 pub mod metrics;
 pub mod model;
 pub mod preprocess;
+pub mod svm;
 
 pub use error::{Error, Result};
