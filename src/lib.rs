@@ -22,6 +22,7 @@ pub mod imagenet;
 pub mod metrics;
 pub mod model;
 pub mod preprocess;
+pub mod report;
 pub mod svm;
 
 pub use error::{Error, Result};
