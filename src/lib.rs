@@ -7,6 +7,9 @@
 //!
 //! Data flows one way through the modules, top to bottom:
 //! [`image_io`] (decode) -> [`preprocess`] (rescale, normalise) -> [`model`] (the network).
+//! The transfer experiments then go [`metrics`] (pure evaluation measures: VOC AP, mean class
+//! recall) -> [`svm`] (linear SVMs on descriptors, `C` chosen by a metric on a hold-out) ->
+//! [`report`] (tables and plots).
 //!
 //! ```no_run
 //! use vggfeat::model::{Vgg, config::LayerName};

@@ -19,6 +19,8 @@
 //! false positives, which gives the same precision/recall points (a difficult item repeats the
 //! previous point), so the two are equivalent.
 
+use ndarray::ArrayView2;
+
 use crate::{Error, Result};
 
 /// Which definition of average precision to compute.
@@ -228,6 +230,28 @@ pub fn mean_average_precision(classes: &[(&[f64], &[i8])], kind: ApKind) -> Resu
         .collect::<Result<Vec<_>>>()?;
     let map = per_class.iter().map(|r| r.ap).sum::<f64>() / per_class.len() as f64;
     Ok(MapResult { per_class, map })
+}
+
+/// Mean average precision from an `n x K` matrix of scores (e.g. one-vs-rest decision values)
+/// and an `n x K` matrix of labels in {+1, -1, 0}: column `k` is class `k`, as in
+/// [`mean_average_precision`].
+pub fn mean_average_precision_columns(
+    scores: ArrayView2<'_, f64>,
+    labels: ArrayView2<'_, i8>,
+    kind: ApKind,
+) -> Result<MapResult> {
+    if scores.dim() != labels.dim() {
+        return Err(Error::InvalidParam(format!(
+            "mean average precision: scores are {:?} but labels {:?}",
+            scores.dim(),
+            labels.dim()
+        )));
+    }
+    let cols: Vec<(Vec<f64>, Vec<i8>)> = (0..scores.ncols())
+        .map(|k| (scores.column(k).to_vec(), labels.column(k).to_vec()))
+        .collect();
+    let refs: Vec<(&[f64], &[i8])> = cols.iter().map(|(s, l)| (&s[..], &l[..])).collect();
+    mean_average_precision(&refs, kind)
 }
 
 /// Per-class recall (the fraction of a class's test items predicted as that class) and the mean
@@ -472,6 +496,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("class 1"), "{err}");
+
+        // The same from n x K matrices (s2/l2 padded to 6 items with difficult entries).
+        let scores = ndarray::Array2::from_shape_fn((6, 2), |(i, k)| {
+            if k == 0 {
+                s1[i]
+            } else if i < 3 {
+                s2[i]
+            } else {
+                0.0
+            }
+        });
+        let labels = ndarray::Array2::from_shape_fn((6, 2), |(i, k)| {
+            if k == 0 {
+                l1[i]
+            } else if i < 3 {
+                l2[i]
+            } else {
+                0
+            }
+        });
+        let mm =
+            mean_average_precision_columns(scores.view(), labels.view(), ApKind::Area).unwrap();
+        close(mm.map, m.map);
+        assert!(mean_average_precision_columns(scores.view(), labels.t(), ApKind::Area).is_err());
     }
 
     #[test]

@@ -15,7 +15,10 @@ use crate::{Error, Result};
 /// Checked hyperparameters of the linear SVM; obtained only from [`LinearSvmParams::check`] (or
 /// implicitly by `fit` on the unchecked builder). See [`LinearSvmParams`] for every field's
 /// meaning, default and range.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// It serialises (to record a run's parameters) but deliberately does not deserialise: that would
+/// be a way around `check()`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct LinearSvmValidParams {
     c: f64,
     loss: Loss,

@@ -226,6 +226,11 @@ pub(crate) fn check_multi_label(n: usize, labels: &ArrayView2<'_, i8>) -> Result
             "multi-label: item {i}, class {k} has label {v}, expected -1, 0 or 1"
         )));
     }
+    if let Some(k) = (0..labels.ncols()).find(|&k| labels.column(k).iter().all(|&v| v == 0)) {
+        return Err(Error::InvalidParam(format!(
+            "multi-label: class {k} has no training item that is not difficult"
+        )));
+    }
     Ok(())
 }
 

@@ -20,8 +20,9 @@ use crate::{Error, Result};
 /// chosen `C` is at an end of the grid.
 pub const DEFAULT_C_GRID: [f64; 6] = [1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3];
 
-/// Checked parameters of the `C` selection; obtained only from [`SelectCParams::check`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Checked parameters of the `C` selection; obtained only from [`SelectCParams::check`]. It
+/// serialises (to record a run's parameters) but does not deserialise, which would bypass `check`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SelectCValidParams {
     grid: Vec<f64>,
     validation_fraction: f64,

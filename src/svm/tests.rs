@@ -291,9 +291,13 @@ fn multi_label_leaves_difficult_items_out() {
     assert_eq!(m.models()[0], m0);
     // Class 1 saw all items: different from a fit that drops them.
     assert_ne!(m.models()[1].weights(), m0.weights());
-    // Invalid labels are rejected.
-    l[(3, 1)] = 2;
-    assert!(p.fit_multi_label(x.view(), l.view()).is_err());
+    // Invalid labels, and a class whose items are all difficult, are rejected.
+    let mut bad = l.clone();
+    bad[(3, 1)] = 2;
+    assert!(p.fit_multi_label(x.view(), bad.view()).is_err());
+    let mut bad = l.clone();
+    bad.column_mut(1).fill(0);
+    assert!(p.fit_multi_label(x.view(), bad.view()).is_err());
 }
 
 #[test]
