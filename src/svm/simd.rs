@@ -2,7 +2,7 @@
 //! `f32` and `f64`, written so that LLVM vectorises them.
 //!
 //! The dot product keeps 16 independent partial sums (lane-wise, so vectorising them does not
-//! reorder any floating-point operation) and reduces them in a fixed pairwise order. On x86-64
+//! reorder any floating-point operation) and adds them up in a fixed order. On x86-64
 //! the same source is also compiled with AVX2 enabled and chosen at run time; because the
 //! arithmetic is identical lane by lane (no FMA contraction), both paths give bit-identical
 //! results, so a fit is reproducible across machines for a given seed.
@@ -39,22 +39,21 @@ where
     let cb = b.chunks_exact(LANES);
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for j in 0..LANES {
-            acc[j] = acc[j] + x[j] * y[j];
+        for ((s, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *s = *s + x * y;
         }
     }
     let mut tail = T::default();
     for (&x, &y) in ra.iter().zip(rb) {
         tail = tail + x * y;
     }
-    let mut width = LANES / 2;
-    while width > 0 {
-        for j in 0..width {
-            acc[j] = acc[j] + acc[j + width];
-        }
-        width /= 2;
+    // A sequential reduction: a pairwise tree here makes LLVM's SLP vectoriser pick 2-lane
+    // vectors for the whole loop (checked in the assembly), a sequential one keeps full width.
+    let mut sum = T::default();
+    for v in acc {
+        sum = sum + v;
     }
-    acc[0] + tail
+    sum + tail
 }
 
 #[inline(always)]
@@ -66,8 +65,8 @@ where
     let mut cy = y.chunks_exact_mut(LANES);
     let mut cx = x.chunks_exact(LANES);
     for (yy, xx) in (&mut cy).zip(&mut cx) {
-        for j in 0..LANES {
-            yy[j] = yy[j] + alpha * xx[j];
+        for (y, &x) in yy.iter_mut().zip(xx) {
+            *y = *y + alpha * x;
         }
     }
     for (yy, &xx) in cy.into_remainder().iter_mut().zip(cx.remainder()) {
