@@ -296,6 +296,10 @@ impl<F: SvmFloat> LinearSvm<F> {
     }
 
     /// Real-valued decision values `w.x + b` of the rows of `x` (`n x d`, `d` = number of weights).
+    ///
+    /// # Panics
+    ///
+    /// If `x` does not have one column per weight (as linfa's `Predict`, which cannot fail).
     pub fn decision_function<D: Data<Elem = F>>(&self, x: &ArrayBase<D, Ix2>) -> Array1<F> {
         assert_eq!(
             x.ncols(),
@@ -308,6 +312,10 @@ impl<F: SvmFloat> LinearSvm<F> {
     }
 
     /// Decision value of one item.
+    ///
+    /// # Panics
+    ///
+    /// If `x` does not have one entry per weight.
     pub fn decision_value<D: Data<Elem = F>>(&self, x: &ArrayBase<D, Ix1>) -> F {
         x.dot(&self.weights) + self.bias
     }

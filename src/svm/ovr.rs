@@ -54,6 +54,10 @@ impl<F: SvmFloat> OneVsRest<F> {
     }
 
     /// Decision values, `n x K`: entry `(i, k)` is `w_k.x_i + b_k`.
+    ///
+    /// # Panics
+    ///
+    /// If `x` does not have one column per weight of the models.
     pub fn decision_function(&self, x: ArrayView2<'_, F>) -> Array2<F> {
         let k = self.models.len();
         let d = self.models.first().map_or(x.ncols(), |m| m.weights().len());
@@ -74,6 +78,10 @@ impl<F: SvmFloat> OneVsRest<F> {
 
     /// Multi-class prediction: the class with the largest decision value (the lowest index on
     /// ties).
+    ///
+    /// # Panics
+    ///
+    /// As [`decision_function`](Self::decision_function).
     pub fn predict(&self, x: ArrayView2<'_, F>) -> Vec<usize> {
         argmax_rows(&self.decision_function(x))
     }
