@@ -75,6 +75,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An error from linfa's base crate (needed by linfa's `Fit` trait, whose error type must
+    /// convert from it).
+    #[error(transparent)]
+    Linfa(#[from] linfa::Error),
     /// An error from candle's tensor library.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

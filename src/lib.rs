@@ -7,7 +7,11 @@
 //!
 //! Data flows one way through the modules, top to bottom: [`dataset`] (list images, labels and
 //! splits) -> [`image_io`] (decode) -> [`preprocess`] (rescale, normalise) -> [`model`] (the
-//! network).
+//! network) -> [`extract`] (dense multi-scale descriptors) -> [`store`] (on disk) ->
+//! [`aggregate`] (scales and nets, L2). The transfer experiments then go [`metrics`] (pure
+//! evaluation measures: VOC AP, mean class recall) -> [`svm`] (linear SVMs, `C` chosen by a
+//! metric on a hold-out) -> [`report`] (tables and plots) -> [`protocol`] (Caltech and VOC
+//! benchmarks from a store to a results folder).
 //!
 //! ```no_run
 //! use vggfeat::model::{Vgg, config::LayerName};
@@ -25,8 +29,12 @@ pub mod extract;
 pub mod hub;
 pub mod image_io;
 pub mod imagenet;
+pub mod metrics;
 pub mod model;
 pub mod preprocess;
+pub mod protocol;
+pub mod report;
 pub mod store;
+pub mod svm;
 
 pub use error::{Error, Result};
