@@ -395,3 +395,247 @@ pub fn merge(a: MergeArgs) -> Result<u8> {
     );
     Ok(EXIT_OK)
 }
+
+/// `vggfeat svm`.
+#[derive(Args, Debug)]
+pub struct SvmArgs {
+    /// Feature store(s) from `extract` (several are joined by image id, e.g. VOC train + test).
+    #[arg(long = "features", short = 'f', required = true)]
+    pub features: Vec<PathBuf>,
+    /// Scale aggregation: avg or stack.
+    #[arg(long, default_value = "stack")]
+    pub aggregate: String,
+    /// Nets: all, or indices like 0,1 (late fusion by stacking).
+    #[arg(long, default_value = "all")]
+    pub nets: String,
+    /// caltech (random per-class splits, mean class recall) or voc (devkit sets, AP / mAP).
+    #[arg(long, default_value = "caltech")]
+    pub protocol: String,
+    /// Caltech: training images per class.
+    #[arg(long, default_value_t = 30)]
+    pub train_per_class: usize,
+    /// Caltech: test images per class at most, or `all` (Caltech-256).
+    #[arg(long, default_value = "50")]
+    pub test_per_class: String,
+    /// Caltech: number of random splits.
+    #[arg(long, default_value_t = 3)]
+    pub splits: usize,
+    /// Seed of the split sampler and of the C-selection hold-out.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Caltech: classes to leave out (e.g. BACKGROUND_Google).
+    #[arg(long)]
+    pub drop_class: Vec<String>,
+    /// Caltech: explicit split files (id,label,set CSV), comma-separated, instead of sampling.
+    #[arg(long, value_delimiter = ',')]
+    pub split_files: Vec<PathBuf>,
+    /// VOC: the devkit year folder (with JPEGImages and ImageSets/Main).
+    #[arg(long)]
+    pub voc: Option<PathBuf>,
+    /// VOC: training image set.
+    #[arg(long, default_value = "trainval")]
+    pub train_set: String,
+    /// VOC: test image set.
+    #[arg(long, default_value = "test")]
+    pub test_set: String,
+    /// VOC: AP definition, voc07 (11-point) or area (VOC 2010+).
+    #[arg(long, default_value = "voc07")]
+    pub ap: String,
+    /// Solver: dcd (liblinear's dual coordinate descent) or linfa (linfa-svm SMO; small problems).
+    #[arg(long, default_value = "dcd")]
+    pub solver: String,
+    /// Loss: squared-hinge (L2-loss, liblinear's default) or hinge.
+    #[arg(long, default_value = "squared-hinge")]
+    pub loss: String,
+    /// C grid for selection on a 20 % hold-out of each training split, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1,10,100,1000")]
+    pub c_grid: Vec<f64>,
+    /// Results folder (table.md, table.csv, metrics.json, plots, splits).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Title of the results table (default: from the store and the protocol).
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+pub fn svm(a: SvmArgs) -> Result<u8> {
+    use linfa::ParamGuard;
+    use vggfeat::aggregate::{Aggregate, Descriptors, aggregate_store, parse_nets};
+    use vggfeat::svm::{LinearSvmParams, Loss, SelectCParams, Solver};
+    let how: Aggregate = a.aggregate.parse()?;
+    let mut stores = Vec::new();
+    for p in &a.features {
+        stores.push(vggfeat::store::Store::open(p)?);
+    }
+    let first = &stores[0];
+    let nets = parse_nets(&a.nets, first.manifest.nets.len())?;
+    let mut desc = Descriptors {
+        ids: Vec::new(),
+        labels: Vec::new(),
+        rows: Vec::new(),
+    };
+    for s in &stores {
+        if s.manifest.nets.len() != first.manifest.nets.len()
+            || s.manifest.scales != first.manifest.scales
+        {
+            anyhow::bail!(
+                "{}: nets or scales differ from {}",
+                s.dir.display(),
+                first.dir.display()
+            );
+        }
+        let d = aggregate_store(s, how, &nets)?;
+        desc.ids.extend(d.ids);
+        desc.labels.extend(d.labels);
+        desc.rows.extend(d.rows);
+    }
+    let mut order: Vec<usize> = (0..desc.ids.len()).collect();
+    order.sort_by(|&x, &y| desc.ids[x].cmp(&desc.ids[y]));
+    let desc = Descriptors {
+        ids: order.iter().map(|&i| desc.ids[i].clone()).collect(),
+        labels: order.iter().map(|&i| desc.labels[i].clone()).collect(),
+        rows: order.iter().map(|&i| desc.rows[i].clone()).collect(),
+    };
+    if let Some(w) = desc.ids.windows(2).find(|w| w[0] == w[1]) {
+        anyhow::bail!("image {} is in more than one store", w[0]);
+    }
+    let solver = match a.solver.as_str() {
+        "dcd" => Solver::Dcd,
+        "linfa" | "linfa-svm" => Solver::LinfaSvm,
+        s => anyhow::bail!(vggfeat::Error::InvalidParam(format!(
+            "unknown solver `{s}` (dcd or linfa)"
+        ))),
+    };
+    let loss = match a.loss.as_str() {
+        "squared-hinge" | "l2" => Loss::SquaredHinge,
+        "hinge" | "l1" => Loss::Hinge,
+        s => anyhow::bail!(vggfeat::Error::InvalidParam(format!(
+            "unknown loss `{s}` (squared-hinge or hinge)"
+        ))),
+    };
+    let svm = LinearSvmParams::new()
+        .loss(loss)
+        .solver(solver)
+        .seed(a.seed)
+        .check()?;
+    let ap: vggfeat::metrics::ApKind = match a.ap.as_str() {
+        "voc07" | "11point" => vggfeat::metrics::ApKind::Voc07,
+        "area" => vggfeat::metrics::ApKind::Area,
+        s => anyhow::bail!(vggfeat::Error::InvalidParam(format!(
+            "unknown --ap `{s}` (voc07 or area)"
+        ))),
+    };
+    let select = SelectCParams::new()
+        .grid(a.c_grid.clone())
+        .seed(a.seed)
+        .ap_kind(ap)
+        .check()?;
+    let m = &first.manifest;
+    let layer_desc = m
+        .nets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| nets.contains(i))
+        .map(|(_, n)| format!("{} {}", n.config, n.layer))
+        .collect::<Vec<_>>()
+        .join(" & ");
+    let agg = vggfeat::protocol::describe_aggregation(how, &m.scales);
+    let params = serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>(),
+        "features": a.features,
+        "aggregate": how,
+        "nets": nets,
+        "protocol": a.protocol,
+        "solver": a.solver,
+        "loss": a.loss,
+        "c_grid": a.c_grid,
+        "seed": a.seed,
+        "validation_fraction": 0.2,
+    });
+    let t0 = std::time::Instant::now();
+    match a.protocol.as_str() {
+        "caltech" => {
+            let test_per_class = match a.test_per_class.as_str() {
+                "all" => None,
+                n => Some(n.parse().map_err(|_| {
+                    vggfeat::Error::InvalidParam(format!(
+                        "bad --test-per-class `{n}` (a number or all)"
+                    ))
+                })?),
+            };
+            let source = if a.split_files.is_empty() {
+                vggfeat::protocol::SplitSource::Sample(vggfeat::dataset::SplitParams {
+                    train_per_class: a.train_per_class,
+                    test_per_class,
+                    seed: a.seed,
+                    splits: a.splits,
+                    drop_classes: a.drop_class.clone(),
+                })
+            } else {
+                vggfeat::protocol::SplitSource::Files(a.split_files.clone())
+            };
+            let title = a.title.clone().unwrap_or_else(|| {
+                format!(
+                    "{layer_desc}, {agg}: {} train / {} test per class",
+                    a.train_per_class, a.test_per_class
+                )
+            });
+            let o = vggfeat::protocol::run_caltech(
+                first, &desc, &source, &select, &svm, &title, params, &a.out,
+            )?;
+            for s in &o.splits {
+                eprintln!(
+                    "split {}: C = {}, mean class recall {:.2} % ({} train, {} test, {:.1} s)",
+                    s.split,
+                    s.c,
+                    100.0 * s.mean_class_recall,
+                    s.n_train,
+                    s.n_test,
+                    s.seconds
+                );
+            }
+            println!(
+                "mean class recall {:.2} ± {:.2} % over {} splits ({:.1} s); results in {}",
+                100.0 * o.recall.mean,
+                100.0 * o.recall.std.unwrap_or(0.0),
+                o.splits.len(),
+                t0.elapsed().as_secs_f64(),
+                a.out.display()
+            );
+        }
+        "voc" => {
+            let devkit = a.voc.as_ref().ok_or_else(|| {
+                vggfeat::Error::InvalidParam("--protocol voc needs --voc DEVKIT".into())
+            })?;
+            let title = a.title.clone().unwrap_or_else(|| {
+                format!(
+                    "{layer_desc}, {agg}: VOC {} -> {} ({})",
+                    a.train_set, a.test_set, a.ap
+                )
+            });
+            let o = vggfeat::protocol::run_voc(
+                devkit,
+                &a.train_set,
+                &a.test_set,
+                &desc,
+                ap,
+                &select,
+                &svm,
+                &title,
+                params,
+                &a.out,
+            )?;
+            println!(
+                "mAP {:.2} % (C = {}, {:.1} s); results in {}",
+                100.0 * o.table.mean,
+                o.c,
+                t0.elapsed().as_secs_f64(),
+                a.out.display()
+            );
+        }
+        p => anyhow::bail!(vggfeat::Error::InvalidParam(format!(
+            "unknown protocol `{p}` (caltech or voc)"
+        ))),
+    }
+    Ok(EXIT_OK)
+}

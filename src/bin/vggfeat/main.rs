@@ -41,6 +41,8 @@ enum Command {
     Export(cmd::ExportArgs),
     /// Join shard stores (`extract --shard i/N`) into one.
     Merge(cmd::MergeArgs),
+    /// Linear SVMs on stored descriptors: Caltech-style splits or VOC-style AP, results tables.
+    Svm(cmd::SvmArgs),
     /// Pretrained weights: `vggfeat weights fetch vgg16|vgg19`.
     Weights {
         #[command(subcommand)]
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Extract(a) => cmd::extract(a),
         Command::Export(a) => cmd::export(a),
         Command::Merge(a) => cmd::merge(a),
+        Command::Svm(a) => cmd::svm(a),
         Command::Weights { action } => cmd::weights(action),
     };
     match result {
