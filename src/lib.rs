@@ -34,6 +34,7 @@ pub mod model;
 pub mod preprocess;
 pub mod protocol;
 pub mod report;
+pub mod reproduce;
 pub mod store;
 pub mod svm;
 

@@ -314,6 +314,18 @@ pub fn extract(
     input: InputSpec,
     params: &ExtractParams,
 ) -> Result<Summary> {
+    let refs: Vec<&NetEntry> = nets.iter().collect();
+    extract_with(items, &refs, store_dir, input, params)
+}
+
+/// [`extract`] with borrowed nets (a net may serve several runs).
+pub fn extract_with(
+    items: Vec<Item>,
+    nets: &[&NetEntry],
+    store_dir: &Path,
+    input: InputSpec,
+    params: &ExtractParams,
+) -> Result<Summary> {
     let layers: Vec<LayerName> = nets.iter().map(|n| n.layer).collect();
     params.check(&layers)?;
     if nets.is_empty() {

@@ -639,3 +639,120 @@ pub fn svm(a: SvmArgs) -> Result<u8> {
     }
     Ok(EXIT_OK)
 }
+
+/// `vggfeat reproduce`.
+#[derive(Args, Debug)]
+pub struct ReproduceArgs {
+    /// PASCAL VOC 2007 devkit year folder (VOCdevkit/VOC2007).
+    #[arg(long)]
+    pub voc2007: Option<PathBuf>,
+    /// PASCAL VOC 2012 devkit year folder (VOCdevkit/VOC2012).
+    #[arg(long)]
+    pub voc2012: Option<PathBuf>,
+    /// Caltech-101 folder (101_ObjectCategories).
+    #[arg(long)]
+    pub caltech101: Option<PathBuf>,
+    /// Caltech-256 folder (256_ObjectCategories).
+    #[arg(long)]
+    pub caltech256: Option<PathBuf>,
+    /// Weights of net D (VGG-16).
+    #[arg(long)]
+    pub weights_d: Option<PathBuf>,
+    /// Weights of net E (VGG-19).
+    #[arg(long)]
+    pub weights_e: Option<PathBuf>,
+    /// Descriptor layer (default fc7, or pool5 for checkpoints without fc layers).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Override the paper's scales (quick runs; the table then says so).
+    #[arg(long, value_delimiter = ',')]
+    pub scales: Option<Vec<u32>>,
+    /// Working folder for the feature stores (resumable).
+    #[arg(long, default_value = "reproduce-work")]
+    pub work: PathBuf,
+    /// Results folder.
+    #[arg(long, short = 'o', default_value = "results/table11")]
+    pub out: PathBuf,
+    /// Skip the dataset folder checks (partial copies; not comparable with the paper).
+    #[arg(long)]
+    pub skip_checks: bool,
+    /// Seed of the splits and hold-outs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+pub fn reproduce(a: ReproduceArgs) -> Result<u8> {
+    use linfa::ParamGuard;
+    use vggfeat::reproduce::{Benchmark, ReproduceParams, run_benchmark, table11};
+    let layer = a.layer.as_deref().map(str::parse).transpose()?;
+    let device = model::parse_device(&a.device)?;
+    let mut skipped = Vec::new();
+    let mut nets = Vec::new();
+    for (name, w) in [("D", &a.weights_d), ("E", &a.weights_e)] {
+        match w {
+            Some(p) => {
+                let wts = model::weights::load(p, &candle_core::Device::Cpu)
+                    .with_context(|| format!("loading weights {}", p.display()))?;
+                let vgg = Vgg::new(wts, &device, Engine::Auto)?;
+                nets.push((
+                    name.to_string(),
+                    vggfeat::extract::NetEntry::new(vgg, layer, None)?,
+                ));
+            }
+            None => skipped.push(format!(
+                "net {name}: no --weights-{} given",
+                name.to_lowercase()
+            )),
+        }
+    }
+    if nets.is_empty() {
+        anyhow::bail!(vggfeat::Error::InvalidParam(
+            "give --weights-d and/or --weights-e".into()
+        ));
+    }
+    let p = ReproduceParams {
+        work: a.work.clone(),
+        out: a.out.clone(),
+        scales: a.scales.clone(),
+        extract: vggfeat::extract::ExtractParams {
+            progress: !a.quiet,
+            ..Default::default()
+        },
+        skip_checks: a.skip_checks,
+        svm: vggfeat::svm::LinearSvmParams::new().seed(a.seed).check()?,
+        select: vggfeat::svm::SelectCParams::new().seed(a.seed).check()?,
+        seed: a.seed,
+    };
+    let mut cells = Vec::new();
+    for (b, dir) in [
+        (Benchmark::Voc2007, &a.voc2007),
+        (Benchmark::Voc2012, &a.voc2012),
+        (Benchmark::Caltech101, &a.caltech101),
+        (Benchmark::Caltech256, &a.caltech256),
+    ] {
+        let Some(dir) = dir else {
+            skipped.push(format!("{}: no folder given", b.name()));
+            continue;
+        };
+        eprintln!("== {} ({})", b.name(), dir.display());
+        cells.extend(run_benchmark(b, dir, &nets, &p)?);
+    }
+    let mut table = table11(&cells, &skipped);
+    if let Some(s) = &a.scales {
+        table.push_str(&format!("\nScales overridden to {s:?} (the paper's: VOC 256..768 avg, Caltech 256,384,512 stack).\n"));
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let path = a.out.join("table11.md");
+    std::fs::write(&path, &table).with_context(|| format!("writing {}", path.display()))?;
+    println!("{table}");
+    for s in &skipped {
+        eprintln!("skipped {s}");
+    }
+    Ok(EXIT_OK)
+}

@@ -43,6 +43,8 @@ enum Command {
     Merge(cmd::MergeArgs),
     /// Linear SVMs on stored descriptors: Caltech-style splits or VOC-style AP, results tables.
     Svm(cmd::SvmArgs),
+    /// The paper's transfer table (Table 11) for whichever benchmarks and nets are given.
+    Reproduce(cmd::ReproduceArgs),
     /// Pretrained weights: `vggfeat weights fetch vgg16|vgg19`.
     Weights {
         #[command(subcommand)]
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export(a),
         Command::Merge(a) => cmd::merge(a),
         Command::Svm(a) => cmd::svm(a),
+        Command::Reproduce(a) => cmd::reproduce(a),
         Command::Weights { action } => cmd::weights(action),
     };
     match result {

@@ -1,0 +1,322 @@
+//! The paper's transfer table (Table 11) as one command: for each benchmark the user has, check
+//! the folder against `datasets/`, extract with the paper's settings (VOC: Q = 256..768 averaged;
+//! Caltech: Q = 256, 384, 512 stacked; flips on), run the SVM protocol for net D, net E and the
+//! D & E fusion, and write the table with the paper's numbers beside ours.
+
+use std::path::{Path, PathBuf};
+
+use crate::aggregate::{Aggregate, aggregate_store};
+use crate::dataset::{Dataset, OpenOptions, SourceKind, SplitParams};
+use crate::error::{Error, Result};
+use crate::extract::{ExtractParams, NetEntry, canonical_root, extract_with};
+use crate::metrics::ApKind;
+use crate::protocol::{SplitSource, run_caltech, run_voc};
+use crate::store::{InputSpec, Store};
+use crate::svm::{LinearSvmValidParams, SelectCValidParams};
+
+/// One benchmark of Table 11.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Benchmark {
+    /// PASCAL VOC 2007: trainval -> test, 11-point mAP.
+    Voc2007,
+    /// PASCAL VOC 2012: train -> val offline (the paper used the test server), area AP.
+    Voc2012,
+    /// Caltech-101: 3 splits, 30 train / 50 test per class, stacked scales.
+    Caltech101,
+    /// Caltech-256: 3 splits, 60 train / rest test per class, stacked scales.
+    Caltech256,
+}
+
+impl Benchmark {
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Benchmark::Voc2007 => "VOC-2007",
+            Benchmark::Voc2012 => "VOC-2012",
+            Benchmark::Caltech101 => "Caltech-101",
+            Benchmark::Caltech256 => "Caltech-256",
+        }
+    }
+
+    /// The paper's Table 11 numbers for D, E and D & E (percent; std for Caltech).
+    pub fn paper(self) -> [&'static str; 3] {
+        match self {
+            Benchmark::Voc2007 => ["89.3", "89.3", "89.7"],
+            Benchmark::Voc2012 => ["89.0", "89.0", "89.3"],
+            Benchmark::Caltech101 => ["91.8 ± 1.0", "92.3 ± 0.5", "92.7 ± 0.5"],
+            Benchmark::Caltech256 => ["85.0 ± 0.2", "85.1 ± 0.3", "86.2 ± 0.3"],
+        }
+    }
+
+    /// The paper's extraction scales and aggregation (Appendix B).
+    pub fn paper_scales(self) -> (Vec<u32>, Aggregate) {
+        match self {
+            Benchmark::Voc2007 | Benchmark::Voc2012 => {
+                (vec![256, 384, 512, 640, 768], Aggregate::Avg)
+            }
+            Benchmark::Caltech101 | Benchmark::Caltech256 => {
+                (vec![256, 384, 512], Aggregate::Stack)
+            }
+        }
+    }
+
+    /// Expected class folders and least number of images (from `datasets/*.md`), for Caltech.
+    fn expected_folder(self) -> Option<(usize, usize)> {
+        match self {
+            Benchmark::Caltech101 => Some((102, 9144)),
+            Benchmark::Caltech256 => Some((257, 30607)),
+            _ => None,
+        }
+    }
+
+    /// VOC image sets (train, test) and their expected sizes.
+    fn voc_sets(self) -> Option<[(&'static str, usize); 2]> {
+        match self {
+            Benchmark::Voc2007 => Some([("trainval", 5011), ("test", 4952)]),
+            Benchmark::Voc2012 => Some([("train", 5717), ("val", 5823)]),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a benchmark folder against the expectations documented in `datasets/`, before hours
+/// of extraction. Returns the dataset(s) listed: one for Caltech, (train, test) for VOC.
+pub fn check_folder(b: Benchmark, dir: &Path) -> Result<Vec<Dataset>> {
+    let bad = |reason: String| Error::Data {
+        path: dir.to_path_buf(),
+        reason: format!("{reason}; see datasets/ for how to get {}", b.name()),
+    };
+    if let Some((classes, images)) = b.expected_folder() {
+        let ds = Dataset::open_with(
+            dir,
+            &OpenOptions {
+                kind: Some(SourceKind::Folder),
+                ..Default::default()
+            },
+        )?;
+        if ds.classes.len() != classes || ds.len() < images {
+            return Err(bad(format!(
+                "expected {classes} class folders and at least {images} images, found {} and {}",
+                ds.classes.len(),
+                ds.len()
+            )));
+        }
+        return Ok(vec![ds]);
+    }
+    let sets = b.voc_sets().expect("VOC benchmarks have sets");
+    let mut out = Vec::new();
+    for (set, n) in sets {
+        let ds = Dataset::from_voc(dir, set)?;
+        if ds.len() != n {
+            return Err(bad(format!(
+                "image set `{set}` has {} images, expected {n}",
+                ds.len()
+            )));
+        }
+        out.push(ds);
+    }
+    Ok(out)
+}
+
+/// One row of the table: our number for a net combination, or why there is none.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Benchmark.
+    pub benchmark: Benchmark,
+    /// `D`, `E` or `D & E`.
+    pub nets: String,
+    /// Our score, formatted (percent).
+    pub ours: String,
+}
+
+/// Options of a reproduction run.
+#[derive(Debug, Clone)]
+pub struct ReproduceParams {
+    /// Working folder for stores.
+    pub work: PathBuf,
+    /// Results folder (one sub-folder per benchmark and net combination, and `table11.md`).
+    pub out: PathBuf,
+    /// Override the paper's scales (for quick runs); None = the paper's.
+    pub scales: Option<Vec<u32>>,
+    /// Extraction options (flip, batch, decode limits, progress).
+    pub extract: ExtractParams,
+    /// Skip the folder checks (for partial copies; results are then not comparable).
+    pub skip_checks: bool,
+    /// SVM parameters.
+    pub svm: LinearSvmValidParams,
+    /// C selection parameters.
+    pub select: SelectCValidParams,
+    /// Split seed.
+    pub seed: u64,
+}
+
+/// Runs one benchmark with the given nets (named `D`, `E` by the caller, in order) and returns
+/// its table cells.
+pub fn run_benchmark(
+    b: Benchmark,
+    dir: &Path,
+    nets: &[(String, NetEntry)],
+    p: &ReproduceParams,
+) -> Result<Vec<Cell>> {
+    let datasets = if p.skip_checks {
+        match b.voc_sets() {
+            None => vec![Dataset::open(dir)?],
+            Some(sets) => sets
+                .iter()
+                .map(|(s, _)| Dataset::from_voc(dir, s))
+                .collect::<Result<_>>()?,
+        }
+    } else {
+        check_folder(b, dir)?
+    };
+    let (paper_scales, how) = b.paper_scales();
+    let params = ExtractParams {
+        scales: p.scales.clone().unwrap_or(paper_scales),
+        ..p.extract.clone()
+    };
+    let net_refs: Vec<&NetEntry> = nets.iter().map(|(_, n)| n).collect();
+    let mut stores = Vec::new();
+    for (i, ds) in datasets.into_iter().enumerate() {
+        let dir_name = format!("{}-{}", b.name().to_lowercase(), i);
+        let store_dir = p.work.join(dir_name);
+        let input = InputSpec {
+            root: canonical_root(dir),
+            kind: ds.kind.to_string(),
+            split: b.voc_sets().map(|s| s[i].0.to_string()),
+            limit_per_class: None,
+            shard: None,
+        };
+        let summary = extract_with(ds.items, &net_refs, &store_dir, input, &params)?;
+        if !summary.failed.is_empty() {
+            eprintln!(
+                "{}: {} inputs failed (left out)",
+                b.name(),
+                summary.failed.len()
+            );
+        }
+        stores.push(Store::open(&store_dir)?);
+    }
+    let mut combos: Vec<(String, Vec<usize>)> = nets
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (n.clone(), vec![i]))
+        .collect();
+    if nets.len() > 1 {
+        combos.push((
+            nets.iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" & "),
+            (0..nets.len()).collect(),
+        ));
+    }
+    let mut cells = Vec::new();
+    for (name, idx) in combos {
+        let out = p.out.join(format!(
+            "{}-{}",
+            b.name().to_lowercase(),
+            name.replace(" & ", "")
+        ));
+        let mut desc = aggregate_store(&stores[0], how, &idx)?;
+        for s in &stores[1..] {
+            let d = aggregate_store(s, how, &idx)?;
+            desc.ids.extend(d.ids);
+            desc.labels.extend(d.labels);
+            desc.rows.extend(d.rows);
+        }
+        let mut order: Vec<usize> = (0..desc.ids.len()).collect();
+        order.sort_by(|&a, &c| desc.ids[a].cmp(&desc.ids[c]));
+        let desc = crate::aggregate::Descriptors {
+            ids: order.iter().map(|&i| desc.ids[i].clone()).collect(),
+            labels: order.iter().map(|&i| desc.labels[i].clone()).collect(),
+            rows: order.iter().map(|&i| desc.rows[i].clone()).collect(),
+        };
+        let title = format!(
+            "{} — {name}, {}",
+            b.name(),
+            crate::protocol::describe_aggregation(how, &params.scales)
+        );
+        let parameters = serde_json::json!({ "benchmark": b.name(), "nets": name, "seed": p.seed });
+        let ours = match b {
+            Benchmark::Caltech101 | Benchmark::Caltech256 => {
+                let split = SplitParams {
+                    train_per_class: if b == Benchmark::Caltech101 { 30 } else { 60 },
+                    test_per_class: if b == Benchmark::Caltech101 {
+                        Some(50)
+                    } else {
+                        None
+                    },
+                    seed: p.seed,
+                    splits: 3,
+                    drop_classes: Vec::new(),
+                };
+                let o = run_caltech(
+                    &stores[0],
+                    &desc,
+                    &SplitSource::Sample(split),
+                    &p.select,
+                    &p.svm,
+                    &title,
+                    parameters,
+                    &out,
+                )?;
+                format!(
+                    "{:.1} ± {:.1}",
+                    100.0 * o.recall.mean,
+                    100.0 * o.recall.std.unwrap_or(0.0)
+                )
+            }
+            Benchmark::Voc2007 | Benchmark::Voc2012 => {
+                let [(tr, _), (te, _)] = b.voc_sets().expect("VOC");
+                let ap = if b == Benchmark::Voc2007 {
+                    ApKind::Voc07
+                } else {
+                    ApKind::Area
+                };
+                let o = run_voc(
+                    dir, tr, te, &desc, ap, &p.select, &p.svm, &title, parameters, &out,
+                )?;
+                format!("{:.1}", 100.0 * o.table.mean)
+            }
+        };
+        cells.push(Cell {
+            benchmark: b,
+            nets: name,
+            ours,
+        });
+    }
+    Ok(cells)
+}
+
+/// The paper's Table 11 layout with our numbers beside the paper's, as Markdown.
+pub fn table11(cells: &[Cell], skipped: &[String]) -> String {
+    let mut s = String::from(
+        "# Table 11: transfer results (ours / paper)\n\n\
+         | net | VOC-2007 mAP | VOC-2012 mAP | Caltech-101 recall | Caltech-256 recall |\n\
+         |:--|--:|--:|--:|--:|\n",
+    );
+    let benches = [
+        Benchmark::Voc2007,
+        Benchmark::Voc2012,
+        Benchmark::Caltech101,
+        Benchmark::Caltech256,
+    ];
+    for (row, name) in ["D", "E", "D & E"].iter().enumerate() {
+        s.push_str(&format!("| {name} |"));
+        for b in benches {
+            let ours = cells
+                .iter()
+                .find(|c| c.benchmark == b && c.nets == *name)
+                .map_or("—", |c| c.ours.as_str());
+            s.push_str(&format!(" {ours} / {} |", b.paper()[row]));
+        }
+        s.push('\n');
+    }
+    if !skipped.is_empty() {
+        s.push_str("\nSkipped:\n");
+        for k in skipped {
+            s.push_str(&format!("- {k}\n"));
+        }
+    }
+    s
+}

@@ -1,0 +1,95 @@
+//! `vggfeat reproduce`: folder checks against `datasets/`, and a whole (tiny) Table 11 run with
+//! the fixture net as D and its timm spelling as E on a few Caltech-101 classes.
+
+mod util;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn vggfeat() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin!("vggfeat"))
+}
+
+#[test]
+fn a_wrong_folder_is_refused_before_extraction() {
+    let tmp = tempfile::tempdir().unwrap();
+    vggfeat()
+        .args(["reproduce", "--quiet", "--caltech101"])
+        .arg(util::tiny().join("images"))
+        .arg("--weights-d")
+        .arg(util::tiny().join("weights.safetensors"))
+        .arg("--work")
+        .arg(tmp.path().join("w"))
+        .arg("-o")
+        .arg(tmp.path().join("o"))
+        .assert()
+        .code(3)
+        .stderr(
+            predicate::str::contains("expected 102 class folders")
+                .and(predicate::str::contains("datasets/")),
+        );
+    assert!(
+        !tmp.path().join("w").exists(),
+        "nothing is extracted from a refused folder"
+    );
+}
+
+#[test]
+fn tiny_table11_with_fusion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("caltech");
+    let src = util::shared().join("datasets/caltech101/101_ObjectCategories");
+    for class in ["Faces_easy", "Motorbikes", "airplanes", "watch"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 1..=12 {
+            let f = format!("image_{i:04}.jpg");
+            std::os::unix::fs::symlink(src.join(class).join(&f), root.join(class).join(&f))
+                .unwrap();
+        }
+    }
+    let out = tmp.path().join("results");
+    let o = vggfeat()
+        .args([
+            "reproduce",
+            "--quiet",
+            "--skip-checks",
+            "--scales",
+            "224",
+            "--caltech101",
+        ])
+        .arg(&root)
+        .arg("--weights-d")
+        .arg(util::tiny().join("weights.safetensors"))
+        .arg("--weights-e")
+        .arg(util::tiny().join("weights_timm.safetensors"))
+        .arg("--work")
+        .arg(tmp.path().join("work"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = std::fs::read_to_string(out.join("table11.md")).unwrap();
+    assert_eq!(table, stdout.trim_end_matches('\n').to_string() + "\n");
+    for row in ["| D |", "| E |", "| D & E |"] {
+        let line = table.lines().find(|l| l.starts_with(row)).unwrap();
+        // Caltech-101 column has a number (ours) beside the paper's.
+        assert!(
+            line.contains("/ 91.8 ± 1.0")
+                || line.contains("/ 92.3 ± 0.5")
+                || line.contains("/ 92.7 ± 0.5"),
+            "{line}"
+        );
+        assert!(
+            !line.split('|').nth(4).unwrap().trim().starts_with('—'),
+            "{line}"
+        );
+    }
+    // D and E are the same weights in two spellings: identical descriptors, identical scores.
+    let d = std::fs::read_to_string(out.join("caltech-101-D/table.csv")).unwrap();
+    let e = std::fs::read_to_string(out.join("caltech-101-E/table.csv")).unwrap();
+    assert_eq!(d, e);
+    assert!(out.join("caltech-101-DE/split0.csv").exists());
+    assert!(table.contains("VOC-2007: no folder given") && table.contains("Scales overridden"));
+}
