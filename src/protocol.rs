@@ -87,6 +87,7 @@ pub fn dataset_of(store: &Store, desc: &Descriptors) -> Result<Dataset> {
 
 /// Runs the Caltech protocol on aggregated descriptors and writes `out` (tables, plots,
 /// `metrics.json` with `parameters`, and `split<N>.csv`).
+#[allow(clippy::too_many_arguments)]
 pub fn run_caltech(
     store: &Store,
     desc: &Descriptors,
