@@ -159,6 +159,9 @@ fn write(p: &Path, s: &str) {
     std::fs::write(p, s).unwrap();
 }
 
+/// An image id with its 20 VOC labels.
+type Labelled = (String, Vec<i8>);
+
 #[test]
 fn voc_protocol_on_a_synthetic_devkit() {
     let tmp = tempfile::tempdir().unwrap();
@@ -168,7 +171,7 @@ fn voc_protocol_on_a_synthetic_devkit() {
     let (mut w, _) =
         StoreWriter::create_or_resume(&store, &manifest(&devkit.display().to_string()), 256)
             .unwrap();
-    let mut sets: Vec<(String, Vec<(String, Vec<i8>)>)> =
+    let mut sets: Vec<(String, Vec<Labelled>)> =
         vec![("trainval".into(), vec![]), ("test".into(), vec![])];
     for (s, (_, rows)) in sets.iter_mut().enumerate() {
         for i in 0..160 {
