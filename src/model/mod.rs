@@ -10,6 +10,7 @@
 pub mod config;
 pub mod fast;
 pub mod weights;
+pub mod winograd;
 
 use std::path::Path;
 
@@ -29,8 +30,10 @@ pub enum Engine {
     Auto,
     /// candle's conv2d everywhere (the reference implementation).
     Candle,
-    /// The fast CPU path (CPU only).
+    /// The fast CPU path (CPU only): Winograd F(2x2,3x3) for the 3x3 layers, GEMM elsewhere.
     Fast,
+    /// The fast CPU path with every conv as unfold + GEMM (no Winograd), for comparison.
+    FastGemm,
 }
 
 impl std::str::FromStr for Engine {
@@ -40,8 +43,9 @@ impl std::str::FromStr for Engine {
             "auto" => Ok(Engine::Auto),
             "candle" => Ok(Engine::Candle),
             "fast" => Ok(Engine::Fast),
+            "fast-gemm" => Ok(Engine::FastGemm),
             _ => Err(Error::InvalidParam(format!(
-                "unknown engine `{s}` (expected auto, candle or fast)"
+                "unknown engine `{s}` (expected auto, fast, fast-gemm or candle)"
             ))),
         }
     }
@@ -113,7 +117,7 @@ impl Vgg {
         let use_fast = match engine {
             Engine::Auto => device.is_cpu(),
             Engine::Candle => false,
-            Engine::Fast => {
+            Engine::Fast | Engine::FastGemm => {
                 if !device.is_cpu() {
                     return Err(Error::InvalidParam(
                         "the fast engine runs on the CPU only; use --engine candle or auto on CUDA"
@@ -123,8 +127,9 @@ impl Vgg {
                 true
             }
         };
+        let winograd = engine != Engine::FastGemm;
         let fast = if use_fast {
-            Some(fast::FastVgg::new(&weights)?)
+            Some(fast::FastVgg::new(&weights, winograd)?)
         } else {
             None
         };
