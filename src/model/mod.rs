@@ -375,9 +375,10 @@ fn conv_relu(x: &Tensor, p: &ConvParams, padding: usize, relu: bool) -> Result<T
     Ok(if relu { y.relu()? } else { y })
 }
 
-/// Local response normalisation across channels, PyTorch/Caffe convention:
-/// `x / (k + alpha / n * sum_{window} x^2)^beta`.
-fn lrn(x: &Tensor) -> Result<Tensor> {
+/// Local response normalisation across channels (A-LRN), PyTorch/Caffe convention:
+/// `x / (k + alpha / n * sum_{window} x^2)^beta` with [`LRN_PARAMS`], on an NCHW tensor.
+/// Differentiable (training uses it too).
+pub fn lrn(x: &Tensor) -> Result<Tensor> {
     let (n, alpha, beta, k) = LRN_PARAMS;
     let c = x.dim(1)?;
     let sq = x.sqr()?;
