@@ -7,7 +7,8 @@
 //!
 //! Data flows one way through the modules, top to bottom: [`dataset`] (list images, labels and
 //! splits) -> [`image_io`] (decode) -> [`preprocess`] (rescale, normalise) -> [`model`] (the
-//! network).
+//! network) -> [`classify`] (the dense test protocol) -> [`train`] (the paper's training recipe,
+//! fine-tuning, resuming).
 //!
 //! ```no_run
 //! use vggfeat::model::{Vgg, config::LayerName};
@@ -28,5 +29,6 @@ pub mod imagenet;
 pub mod model;
 pub mod preprocess;
 pub mod store;
+pub mod train;
 
 pub use error::{Error, Result};
