@@ -2,6 +2,8 @@
 //! a resumed run equals an uninterrupted one bit for bit; checkpoints load as networks; the
 //! initialisations copy what they say; frozen layers stay fixed.
 
+mod util;
+
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -65,30 +67,6 @@ fn tiny_net_drives_the_loss_of_a_handful_of_images_near_zero() {
     );
 }
 
-/// A folder dataset of `classes` x `per_class` small PNGs: each class a colour and a stripe
-/// direction, each image its own seeded noise and size.
-fn synthetic_dataset(root: &Path, classes: usize, per_class: usize) {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for c in 0..classes {
-        let dir = root.join(format!("class{c}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..per_class {
-            let (w, h) = (40 + 4 * (i as u32 % 3), 40 + 4 * (i as u32 % 2));
-            let img = image::RgbImage::from_fn(w, h, |x, y| {
-                let stripe = if c % 2 == 0 { x / 4 % 2 } else { y / 4 % 2 } as u8;
-                let base = [(c * 80 % 256) as u8, (255 - c * 60) as u8, (c * 40) as u8];
-                let mut px = [0u8; 3];
-                for k in 0..3 {
-                    let noise: i16 = rng.gen_range(-20..=20);
-                    px[k] = (base[k] as i16 + stripe as i16 * 60 + noise).clamp(0, 255) as u8;
-                }
-                image::Rgb(px)
-            });
-            img.save(dir.join(format!("img{i:02}.png"))).unwrap();
-        }
-    }
-}
-
 fn tiny_params(data: &Path, out: &Path, epochs: usize) -> TrainParams {
     TrainParams {
         data: data.to_path_buf(),
@@ -129,7 +107,7 @@ fn tensors(p: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
 fn resuming_after_epoch_k_gives_the_weights_of_an_uninterrupted_run() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    synthetic_dataset(&data, 3, 8);
+    util::synthetic_dataset(&data, 3, 8);
     let (one, two) = (d.path().join("straight"), d.path().join("resumed"));
     let straight = Trainer::new(tiny_params(&data, &one, 3))
         .unwrap()
@@ -189,7 +167,7 @@ fn resuming_after_epoch_k_gives_the_weights_of_an_uninterrupted_run() {
 fn the_checkpoint_is_a_network_that_info_and_classify_accept() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    synthetic_dataset(&data, 3, 8);
+    util::synthetic_dataset(&data, 3, 8);
     let out = d.path().join("run");
     let s = Trainer::new(tiny_params(&data, &out, 2))
         .unwrap()
@@ -433,4 +411,40 @@ fn invalid_parameters_are_refused_with_reasons() {
         let e = p.check().unwrap_err().to_string();
         assert!(e.contains(want), "{want}: {e}");
     }
+}
+
+#[test]
+fn init_schemes_draw_the_documented_scales() {
+    let std = |t: &Tensor| {
+        let v = vals(t);
+        let m = v.iter().sum::<f32>() / v.len() as f32;
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / v.len() as f32).sqrt()
+    };
+    let w = |s: InitScheme| {
+        VggWeights::random_with_fc6(ConfigName::A, 4, Some(256), 1, 10, s, 0).unwrap()
+    };
+    let tv = w("torchvision".parse().unwrap());
+    let h = tv.head.as_ref().unwrap();
+    // convs: He with fan-out (out * 3 * 3); fc layers: N(0, 0.01^2)
+    let c = &tv.convs[2]; // conv3_1 of A /4: (64, 32, 3, 3)
+    let want = (2.0f32 / (64.0 * 9.0)).sqrt();
+    assert!(
+        (std(&c.weight) / want - 1.0).abs() < 0.05,
+        "{}",
+        std(&c.weight)
+    );
+    for fc in [&h.fc6, &h.fc7] {
+        assert!(
+            (std(&fc.weight) / 0.01 - 1.0).abs() < 0.05,
+            "{}",
+            std(&fc.weight)
+        );
+    }
+    let he = w(InitScheme::He);
+    let want = (2.0f32 / (32.0 * 9.0)).sqrt(); // fan-in
+    assert!((std(&he.convs[2].weight) / want - 1.0).abs() < 0.05);
+    let paper = w(InitScheme::Paper);
+    assert!((std(&paper.convs[2].weight) / 0.01 - 1.0).abs() < 0.05);
+    assert!(vals(&paper.convs[2].bias).iter().all(|b| *b == 0.0));
+    assert!("lecun".parse::<InitScheme>().is_err());
 }

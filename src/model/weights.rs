@@ -159,6 +159,26 @@ pub enum InitScheme {
     /// He / Kaiming normal (fan-in, ReLU), zero biases: trains deep nets from scratch without
     /// the paper's staged initialisation.
     He,
+    /// torchvision's `VGG._initialize_weights`: convs He / Kaiming normal with fan-out, the fc
+    /// layers N(0, 0.01^2) (the paper's), zero biases. Suits full-width networks; in narrow
+    /// ones (`width_div` > 1) the 0.01 fc layers shrink the signal by ~4x each and training
+    /// stalls, so use [`InitScheme::He`] there.
+    Torchvision,
+}
+
+impl std::str::FromStr for InitScheme {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "paper" => Ok(InitScheme::Paper),
+            "glorot" | "xavier" => Ok(InitScheme::Glorot),
+            "he" | "kaiming" => Ok(InitScheme::He),
+            "torchvision" => Ok(InitScheme::Torchvision),
+            _ => Err(Error::InvalidParam(format!(
+                "unknown init scheme `{s}` (expected paper, glorot, he or torchvision)"
+            ))),
+        }
+    }
 }
 
 impl VggWeights {
@@ -195,12 +215,17 @@ impl VggWeights {
         }
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut draw = |shape: &[usize]| -> Result<Tensor> {
+        let mut draw = |shape: &[usize], fc: bool| -> Result<Tensor> {
             let n: usize = shape.iter().product();
             let fan_in: usize = shape[1..].iter().product();
             let fan_out = shape[0] * shape[2..].iter().product::<usize>();
             let v: Vec<f32> = match scheme {
                 InitScheme::Paper => (0..n).map(|_| normal(&mut rng) * 0.01).collect(),
+                InitScheme::Torchvision if fc => (0..n).map(|_| normal(&mut rng) * 0.01).collect(),
+                InitScheme::Torchvision => {
+                    let s = (2.0 / fan_out as f32).sqrt();
+                    (0..n).map(|_| normal(&mut rng) * s).collect()
+                }
                 InitScheme::He => {
                     let s = (2.0 / fan_in as f32).sqrt();
                     (0..n).map(|_| normal(&mut rng) * s).collect()
@@ -220,7 +245,7 @@ impl VggWeights {
                 let out = (width / div).max(1);
                 convs.push(ConvParams {
                     name: l.name,
-                    weight: draw(&[out, c_in, kernel, kernel])?,
+                    weight: draw(&[out, c_in, kernel, kernel], false)?,
                     bias: Tensor::zeros(out, DType::F32, &Device::Cpu)?,
                 });
                 c_in = out;
@@ -231,17 +256,17 @@ impl VggWeights {
             Some(f) => Some(HeadParams {
                 fc6: ConvParams {
                     name: LayerName::Fc6,
-                    weight: draw(&[f, c_in, fc6_kernel, fc6_kernel])?,
+                    weight: draw(&[f, c_in, fc6_kernel, fc6_kernel], true)?,
                     bias: Tensor::zeros(f, DType::F32, &Device::Cpu)?,
                 },
                 fc7: ConvParams {
                     name: LayerName::Fc7,
-                    weight: draw(&[f, f, 1, 1])?,
+                    weight: draw(&[f, f, 1, 1], true)?,
                     bias: Tensor::zeros(f, DType::F32, &Device::Cpu)?,
                 },
                 fc8: Some(ConvParams {
                     name: LayerName::Fc8,
-                    weight: draw(&[classes, f, 1, 1])?,
+                    weight: draw(&[classes, f, 1, 1], true)?,
                     bias: Tensor::zeros(classes, DType::F32, &Device::Cpu)?,
                 }),
             }),

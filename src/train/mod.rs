@@ -91,7 +91,8 @@ pub struct TrainParams {
     /// Configuration A .. E. Required, except with [`Init::Pretrained`], where it defaults to
     /// the checkpoint's (and must equal it).
     pub config: Option<ConfigName>,
-    /// How random layers are drawn. Default [`InitScheme::Paper`] (N(0, 0.01^2), zero biases).
+    /// How random layers are drawn. Default [`InitScheme::Paper`] (N(0, 0.01^2), zero biases,
+    /// as the paper; deep or narrow nets from scratch need [`InitScheme::He`]).
     pub init_scheme: InitScheme,
     /// Keep the layers up to this one fixed (`conv5_3`, `pool4`, `fc7`; see
     /// [`net::frozen_layers`]). Default none.

@@ -2,9 +2,9 @@
 //! candle ops that autograd differentiates (convolutions through [`super::conv`], whose backward
 //! is GEMM-based on the CPU), with dropout in the head. Without dropout it computes what
 //! [`crate::model::Vgg::forward_to`] computes at the crop size (tested), and validation runs the
-//! snapshot through `Vgg` itself. Also the four ways weights start
-//! ([`Init`]): random (the paper's N(0, 0.01^2) or Glorot / He), from a shallower trained net
-//! (the paper's trick), from a pretrained net for fine-tuning, or from a run to resume.
+//! snapshot through `Vgg` itself. Also the four ways weights start ([`Init`]): random
+//! ([`InitScheme`]: the paper's N(0, 0.01^2), Glorot, He, torchvision), from a shallower trained
+//! net (the paper's trick), from a pretrained net for fine-tuning, or from a run to resume.
 //!
 //! The head is trained on `crop x crop` inputs with `crop = 32 k`: pool5 is then k x k and fc6 is
 //! a k x k convolution over it (7x7 at the paper's 224 crop), computed as one matrix product.
