@@ -22,6 +22,12 @@
 //! There is therefore no generator state to save: the seed and the epoch counter determine the
 //! rest, and a resumed run computes exactly what an uninterrupted one would.
 //!
+//! On the CPU, convolutions run through [`conv`] (im2col + GEMM both ways). Two settings of the
+//! environment, not of this crate, matter on small machines: `RAYON_NUM_THREADS` (candle's GEMM
+//! and element-wise ops read it; on 2 busy cores 1 thread was faster than 2), and, with glibc,
+//! `MALLOC_MMAP_THRESHOLD_=1000000000` (keeps the per-step buffers out of fresh `mmap`s: about
+//! 1.5-2x faster steps in `examples/bench_train.rs`, A /8 at crop 96).
+//!
 //! ```no_run
 //! # fn main() -> vggfeat::Result<()> {
 //! use vggfeat::train::{TrainParams, Trainer};
