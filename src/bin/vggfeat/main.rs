@@ -5,6 +5,7 @@
 //! 2 usage error (bad flags or parameters); 3 fatal error (unreadable weights, I/O failure).
 
 mod cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,8 @@ enum Command {
     Info(cmd::InfoArgs),
     /// Classify images with the paper's dense test-time protocol (top-5 classes).
     Classify(cmd::ClassifyArgs),
+    /// Train with the paper's recipe: from scratch, from a shallower net, fine-tuning, resuming.
+    Train(Box<train_cmd::TrainArgs>),
     /// Pretrained weights: `vggfeat weights fetch vgg16|vgg19`.
     Weights {
         #[command(subcommand)]
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Info(a) => cmd::info(a),
         Command::Classify(a) => cmd::classify(a),
         Command::Weights { action } => cmd::weights(action),
+        Command::Train(a) => train_cmd::train(*a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
