@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use candle_core::Tensor;
+use image::RgbImage;
 
 use crate::error::{Error, Result};
 use crate::image_io::{DecodeOptions, load_rgb_with};
@@ -29,27 +30,50 @@ pub fn classify_file(
     top_k: usize,
     decode: &DecodeOptions,
 ) -> Result<Vec<Prediction>> {
-    if q < 224 {
+    check_scale(net, q)?;
+    let img = load_rgb_with(path, decode)?;
+    Ok(rank(&class_probs(net, &img, q, norm)?, top_k))
+}
+
+/// Checks that the test scale `q` is at least the network's smallest dense input
+/// ([`Vgg::min_head_input`]: 224 for ImageNet networks, 32k for a k x k fc6).
+pub fn check_scale(net: &Vgg, q: u32) -> Result<()> {
+    let min = net.min_head_input().ok_or_else(|| {
+        Error::InvalidParam(format!(
+            "{} has no fc layers; classification needs fc6..fc8",
+            net.weights().path.display()
+        ))
+    })?;
+    if (q as usize) < min {
         return Err(Error::InvalidParam(format!(
-            "scale {q} is below 224, the smallest input of the dense head"
+            "scale {q} is below {min}, the smallest input of the dense head"
         )));
     }
-    let img = load_rgb_with(path, decode)?;
-    let s = resize_smallest_side(&img, q);
+    Ok(())
+}
+
+/// The class probabilities of one decoded image under the paper's dense protocol: rescale to
+/// smallest side `q` (Pillow-exact), normalise, [`Vgg::classify_dense`]. Returns one
+/// probability per fc8 class. `q` must pass [`check_scale`].
+pub fn class_probs(net: &Vgg, img: &RgbImage, q: u32, norm: Normalization) -> Result<Vec<f32>> {
+    let s = resize_smallest_side(img, q);
     let x = Tensor::from_vec(
         norm.to_chw(&s, false),
         (1, 3, s.height() as usize, s.width() as usize),
         net.device(),
     )?;
-    let probs: Vec<f32> = net.classify_dense(&x)?.squeeze(0)?.to_vec1()?;
+    Ok(net.classify_dense(&x)?.squeeze(0)?.to_vec1()?)
+}
+
+/// The `top_k` classes of a probability vector, most probable first (ties: lower index first).
+pub fn rank(probs: &[f32], top_k: usize) -> Vec<Prediction> {
     let mut idx: Vec<usize> = (0..probs.len()).collect();
     idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    Ok(idx
-        .into_iter()
+    idx.into_iter()
         .take(top_k)
         .map(|class| Prediction {
             class,
             prob: probs[class],
         })
-        .collect())
+        .collect()
 }

@@ -11,7 +11,8 @@
 //! [`aggregate`] (scales and nets, L2). The transfer experiments then go [`metrics`] (pure
 //! evaluation measures: VOC AP, mean class recall) -> [`svm`] (linear SVMs, `C` chosen by a
 //! metric on a hold-out) -> [`report`] (tables and plots) -> [`protocol`] (Caltech and VOC
-//! benchmarks from a store to a results folder).
+//! benchmarks from a store to a results folder), and [`classify`] (the dense test protocol) ->
+//! [`train`] (the paper's training recipe, fine-tuning, resuming).
 //!
 //! ```no_run
 //! use vggfeat::model::{Vgg, config::LayerName};
@@ -37,5 +38,6 @@ pub mod report;
 pub mod reproduce;
 pub mod store;
 pub mod svm;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -86,6 +86,31 @@ impl Normalization {
     }
 }
 
+impl Normalization {
+    /// The offsets to add to the planes of [`Normalization::to_chw`]'s output (in its plane
+    /// order) to shift the image's colours by `delta_rgb`, given in RGB order on the [0, 1]
+    /// pixel scale (a shift of 1/255 is one 8-bit level): `delta / std` per plane for
+    /// torchvision, `delta * 255` in BGR order for Caffe. Used by training's colour
+    /// augmentation, so that the shift means the same whatever the input convention.
+    pub fn plane_offsets(self, delta_rgb: [f32; 3]) -> [f32; 3] {
+        match self {
+            Normalization::Torchvision => {
+                const STD: [f32; 3] = [0.229, 0.224, 0.225];
+                [
+                    delta_rgb[0] / STD[0],
+                    delta_rgb[1] / STD[1],
+                    delta_rgb[2] / STD[2],
+                ]
+            }
+            Normalization::Caffe => [
+                delta_rgb[2] * 255.0,
+                delta_rgb[1] * 255.0,
+                delta_rgb[0] * 255.0,
+            ],
+        }
+    }
+}
+
 /// The size of an image rescaled isotropically so that its smallest side is `q`: the other side
 /// is `round(side * q / smallest)` (at least 1), as the paper's protocol and the fixtures do.
 pub fn scaled_size(width: u32, height: u32, q: u32) -> (u32, u32) {
@@ -259,6 +284,16 @@ mod tests {
         assert!((c[0] - (255.0 - 103.939)).abs() < 1e-4);
         assert!((c[5] - (255.0 - 123.68)).abs() < 1e-4); // R plane, second pixel = red
         assert!((c[4] + 123.68).abs() < 1e-4);
+        // A colour shift of one level in red moves the red plane by 1/255 before normalising.
+        let red = RgbImage::from_raw(1, 1, vec![100, 0, 0]).unwrap();
+        let red2 = RgbImage::from_raw(1, 1, vec![101, 0, 0]).unwrap();
+        for n in [Normalization::Torchvision, Normalization::Caffe] {
+            let (a, b) = (n.to_chw(&red, false), n.to_chw(&red2, false));
+            let o = n.plane_offsets([1.0 / 255.0, 0.0, 0.0]);
+            for p in 0..3 {
+                assert!((a[p] + o[p] - b[p]).abs() < 1e-5, "{n} plane {p}");
+            }
+        }
         assert_eq!(
             Normalization::from_metadata("caffe: BGR order, 0..255"),
             Some(Normalization::Caffe)

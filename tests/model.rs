@@ -186,3 +186,46 @@ fn too_small_inputs_are_refused_clearly() {
     assert!(e.contains("at least 224"), "{e}");
     assert!(net.forward_to(&x, LayerName::Pool(5)).is_ok());
 }
+
+#[test]
+fn small_crop_head_round_trips_and_runs_densely() {
+    // A net trained at crop 96 has a 3x3 fc6 (pool5 of 96 is 3x3); it saves with torchvision
+    // names (fc6 a Linear over C*3*3), loads back, and runs densely from a side of 96.
+    let w = weights::VggWeights::random_with_fc6(
+        ConfigName::A,
+        16,
+        Some(24),
+        3,
+        5,
+        weights::InitScheme::He,
+        3,
+    )
+    .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("k3.safetensors");
+    weights::save_torchvision(&w, &p, &Default::default()).unwrap();
+    let back = weights::load(&p, &Device::Cpu).unwrap();
+    let h = back.head.as_ref().unwrap();
+    assert_eq!(h.fc6_kernel(), 3);
+    assert_eq!(h.fc6.weight.dims(), &[24, 32, 3, 3]);
+    let a = util::to_vec(&w.head.as_ref().unwrap().fc6.weight);
+    assert_eq!(a, util::to_vec(&h.fc6.weight));
+    let info = vggfeat::model::describe(&back).to_string();
+    assert!(info.contains("conv 3x3 + ReLU (dense head)"), "{info}");
+    let fast = Vgg::new(back.clone(), &Device::Cpu, Engine::Fast).unwrap();
+    let slow = Vgg::new(back, &Device::Cpu, Engine::Candle).unwrap();
+    assert_eq!(slow.min_head_input(), Some(96));
+    let x = Tensor::randn(0f32, 1.0, (1, 3, 100, 130), &Device::Cpu).unwrap();
+    let (a, b) = (
+        fast.forward_to(&x, LayerName::Fc8).unwrap(),
+        slow.forward_to(&x, LayerName::Fc8).unwrap(),
+    );
+    assert_eq!(a.dims(), &[1, 5, 1, 2]);
+    util::assert_close("k3 fc8", &a, &b);
+    let small = Tensor::zeros((1, 3, 95, 200), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let e = slow
+        .forward_to(&small, LayerName::Fc7)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at least 96 (pool5 of at least 3x3)"), "{e}");
+}

@@ -189,7 +189,8 @@ const TABLE: [(ConfigName, &[Spec]); 6] = [
 pub const IMAGENET_FC_WIDTH: usize = 4096;
 /// Number of ImageNet classes (fc8 width).
 pub const IMAGENET_CLASSES: usize = 1000;
-/// Spatial size of fc6's kernel: fc6 is a 7x7 convolution over pool5.
+/// Spatial size of fc6's kernel in the ImageNet networks: fc6 is a 7x7 convolution over the pool5
+/// of a 224 crop. A network trained at crop 32k has a k x k fc6 (see `weights`).
 pub const FC6_KERNEL: usize = 7;
 
 /// Krizhevsky's LRN parameters, used by A-LRN: window `n`, `alpha`, `beta`, `k`.

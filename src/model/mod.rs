@@ -1,6 +1,8 @@
 //! The VGG network: a conv body (`forward_features`, up to pool5) and a fully-convolutional head
 //! (fc6 as a 7x7 conv without padding, fc7 and fc8 as 1x1 convs), so that the network applies
-//! densely to any image whose smallest side is at least 224 and returns maps. Inputs and outputs
+//! densely to any image whose smallest side is at least 224 and returns maps. A network trained
+//! at a smaller crop (`vggfeat train --crop 32k`) has a k x k fc6 and applies densely from a
+//! smallest side of 32k ([`Vgg::min_head_input`]). Inputs and outputs
 //! are batch-first NCHW float32 tensors.
 //!
 //! Two engines compute the same function: candle's own ops (any device, the reference), and on
@@ -184,6 +186,12 @@ impl Vgg {
         }
     }
 
+    /// The smallest input side the fc layers accept: 32 times fc6's kernel side (224 for the
+    /// ImageNet networks, whose fc6 is 7x7 over pool5); `None` without fc layers.
+    pub fn min_head_input(&self) -> Option<usize> {
+        self.weights.head.as_ref().map(|h| 32 * h.fc6_kernel())
+    }
+
     /// Checks that `layer` exists in this network.
     pub fn check_layer(&self, layer: LayerName) -> Result<()> {
         let ok = match layer {
@@ -240,10 +248,14 @@ impl Vgg {
                 "input has {c} channels, expected 3"
             )));
         }
-        if layer.is_head() && h.min(w) < 224 {
+        if let Some(min) = self.min_head_input()
+            && layer.is_head()
+            && h.min(w) < min
+        {
+            let k = min / 32;
             return Err(Error::InvalidParam(format!(
                 "input {w}x{h} is too small for the dense head: fc6 needs a smallest side of at \
-                 least 224 (pool5 of at least 7x7)"
+                 least {min} (pool5 of at least {k}x{k})"
             )));
         }
         if h.min(w) < 32 && !matches!(layer, LayerName::Conv(1, _) | LayerName::Lrn) {
@@ -328,8 +340,8 @@ impl Vgg {
         Ok(HeadMaps { fc6, fc7, fc8 })
     }
 
-    /// The classic fixed-size path: conv body, adaptive average pool to 7x7, fc6, fc7 (after
-    /// ReLU) and fc8. Returns (fc7 (N, F), logits (N, classes) if fc8 exists).
+    /// The classic fixed-size path: conv body, adaptive average pool to 7x7 (to k x k for a
+    /// k x k fc6), fc6, fc7 (after ReLU) and fc8. Returns (fc7 (N, F), logits (N, classes) if fc8 exists).
     pub fn forward_classic(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let Some(head) = &self.weights.head else {
             return Err(Error::InvalidParam(format!(
@@ -338,7 +350,7 @@ impl Vgg {
             )));
         };
         let p5 = self.forward_features(x)?;
-        let p = adaptive_avg_pool(&p5, 7)?;
+        let p = adaptive_avg_pool(&p5, head.fc6_kernel())?;
         let fc6 = conv_relu(&p, &head.fc6, 0, true)?;
         let fc7 = conv_relu(&fc6, &head.fc7, 0, true)?;
         let logits = head
@@ -368,9 +380,10 @@ fn conv_relu(x: &Tensor, p: &ConvParams, padding: usize, relu: bool) -> Result<T
     Ok(if relu { y.relu()? } else { y })
 }
 
-/// Local response normalisation across channels, PyTorch/Caffe convention:
-/// `x / (k + alpha / n * sum_{window} x^2)^beta`.
-fn lrn(x: &Tensor) -> Result<Tensor> {
+/// Local response normalisation across channels (A-LRN), PyTorch/Caffe convention:
+/// `x / (k + alpha / n * sum_{window} x^2)^beta` with [`LRN_PARAMS`], on an NCHW tensor.
+/// Differentiable (training uses it too).
+pub fn lrn(x: &Tensor) -> Result<Tensor> {
     let (n, alpha, beta, k) = LRN_PARAMS;
     let c = x.dim(1)?;
     let sq = x.sqr()?;
@@ -509,9 +522,10 @@ pub fn describe(w: &VggWeights) -> ModelInfo {
     }
     if let Some(h) = &w.head {
         let f = h.fc6.weight.dims()[0];
+        let k = h.fc6_kernel();
         layers.push(row(
             "fc6".into(),
-            "conv 7x7 + ReLU (dense head)",
+            &format!("conv {k}x{k} + ReLU (dense head)"),
             Some(&h.fc6),
             f,
             stride,

@@ -7,15 +7,18 @@
 //! | layer | torchvision | timm |
 //! | --- | --- | --- |
 //! | convs | `features.N.{weight,bias}` | same |
-//! | fc6 | `classifier.0`, Linear (F, C*7*7) | `pre_logits.fc1`, conv (F, C, 7, 7) |
+//! | fc6 | `classifier.0`, Linear (F, C*k*k) | `pre_logits.fc1`, conv (F, C, k, k) |
 //! | fc7 | `classifier.3`, Linear (F, F) | `pre_logits.fc2`, conv (F, F, 1, 1) |
 //! | fc8 | `classifier.6`, Linear (K, F) | `head.fc`, Linear (K, F) |
 //!
 //! Batch-norm variants (`vgg16_bn`) are recognised by their `running_var` tensors and folded
 //! into the convolutions at load time. The configuration (A .. E) is inferred from which
 //! `features.N` indices hold convolutions and their kernel sizes; every width is read from the
-//! shapes, so narrow networks load without flags. Every key and shape is checked, and every
-//! problem is reported with the file, the key, and what was expected.
+//! shapes, so narrow networks load without flags. fc6's kernel side k is read from its shape too:
+//! 7 for every ImageNet network (pool5 of a 224 crop), `crop / 32` for a network trained by
+//! `vggfeat train` at a smaller crop (a torchvision Linear (F, C*k*k) is accepted when C*k*k
+//! factors with C = pool5's channels). Every key and shape is checked, and every problem is
+//! reported with the file, the key, and what was expected.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -56,10 +59,11 @@ pub struct ConvParams {
     pub bias: Tensor,
 }
 
-/// The fully-convolutional head: fc6 as a 7x7 conv, fc7 and fc8 as 1x1 convs.
+/// The fully-convolutional head: fc6 as a k x k conv (k = 7 for ImageNet networks), fc7 and fc8
+/// as 1x1 convs.
 #[derive(Debug, Clone)]
 pub struct HeadParams {
-    /// fc6, (F, C, 7, 7).
+    /// fc6, (F, C, k, k).
     pub fc6: ConvParams,
     /// fc7, (F, F, 1, 1).
     pub fc7: ConvParams,
@@ -88,6 +92,14 @@ pub struct VggWeights {
     pub head: Option<HeadParams>,
     /// Free-form metadata stored in the file (safetensors `__metadata__`).
     pub metadata: BTreeMap<String, String>,
+}
+
+impl HeadParams {
+    /// The side k of fc6's kernel: the pool5 size the network was trained at (7 for a 224 crop,
+    /// `crop / 32` in general).
+    pub fn fc6_kernel(&self) -> usize {
+        self.fc6.weight.dims()[2]
+    }
 }
 
 impl VggWeights {
@@ -147,12 +159,32 @@ pub enum InitScheme {
     /// He / Kaiming normal (fan-in, ReLU), zero biases: trains deep nets from scratch without
     /// the paper's staged initialisation.
     He,
+    /// torchvision's `VGG._initialize_weights`: convs He / Kaiming normal with fan-out, the fc
+    /// layers N(0, 0.01^2) (the paper's), zero biases. Suits full-width networks; in narrow
+    /// ones (`width_div` > 1) the 0.01 fc layers shrink the signal by ~4x each and training
+    /// stalls, so use [`InitScheme::He`] there.
+    Torchvision,
+}
+
+impl std::str::FromStr for InitScheme {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "paper" => Ok(InitScheme::Paper),
+            "glorot" | "xavier" => Ok(InitScheme::Glorot),
+            "he" | "kaiming" => Ok(InitScheme::He),
+            "torchvision" => Ok(InitScheme::Torchvision),
+            _ => Err(Error::InvalidParam(format!(
+                "unknown init scheme `{s}` (expected paper, glorot, he or torchvision)"
+            ))),
+        }
+    }
 }
 
 impl VggWeights {
     /// Randomly initialised weights for `config` with channel widths divided by `width_div`
-    /// (1 = ImageNet widths), fc width `fc_width` (None = no head) and `classes` outputs.
-    /// Deterministic for a seed.
+    /// (1 = ImageNet widths), fc width `fc_width` (None = no head) and `classes` outputs, fc6
+    /// 7x7 as in the ImageNet networks. Deterministic for a seed.
     pub fn random(
         config: ConfigName,
         width_div: usize,
@@ -161,14 +193,39 @@ impl VggWeights {
         scheme: InitScheme,
         seed: u64,
     ) -> Result<Self> {
+        Self::random_with_fc6(
+            config, width_div, fc_width, FC6_KERNEL, classes, scheme, seed,
+        )
+    }
+
+    /// [`VggWeights::random`] with fc6 a `fc6_kernel` x `fc6_kernel` conv (at least 1): the
+    /// head of a network trained at crop `32 * fc6_kernel`. The draws are in layer order, so
+    /// the conv body is the same as [`VggWeights::random`]'s for the same seed.
+    pub fn random_with_fc6(
+        config: ConfigName,
+        width_div: usize,
+        fc_width: Option<usize>,
+        fc6_kernel: usize,
+        classes: usize,
+        scheme: InitScheme,
+        seed: u64,
+    ) -> Result<Self> {
+        if fc6_kernel == 0 {
+            return Err(Error::InvalidParam("fc6 kernel must be at least 1".into()));
+        }
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut draw = |shape: &[usize]| -> Result<Tensor> {
+        let mut draw = |shape: &[usize], fc: bool| -> Result<Tensor> {
             let n: usize = shape.iter().product();
             let fan_in: usize = shape[1..].iter().product();
             let fan_out = shape[0] * shape[2..].iter().product::<usize>();
             let v: Vec<f32> = match scheme {
                 InitScheme::Paper => (0..n).map(|_| normal(&mut rng) * 0.01).collect(),
+                InitScheme::Torchvision if fc => (0..n).map(|_| normal(&mut rng) * 0.01).collect(),
+                InitScheme::Torchvision => {
+                    let s = (2.0 / fan_out as f32).sqrt();
+                    (0..n).map(|_| normal(&mut rng) * s).collect()
+                }
                 InitScheme::He => {
                     let s = (2.0 / fan_in as f32).sqrt();
                     (0..n).map(|_| normal(&mut rng) * s).collect()
@@ -188,7 +245,7 @@ impl VggWeights {
                 let out = (width / div).max(1);
                 convs.push(ConvParams {
                     name: l.name,
-                    weight: draw(&[out, c_in, kernel, kernel])?,
+                    weight: draw(&[out, c_in, kernel, kernel], false)?,
                     bias: Tensor::zeros(out, DType::F32, &Device::Cpu)?,
                 });
                 c_in = out;
@@ -199,17 +256,17 @@ impl VggWeights {
             Some(f) => Some(HeadParams {
                 fc6: ConvParams {
                     name: LayerName::Fc6,
-                    weight: draw(&[f, c_in, FC6_KERNEL, FC6_KERNEL])?,
+                    weight: draw(&[f, c_in, fc6_kernel, fc6_kernel], true)?,
                     bias: Tensor::zeros(f, DType::F32, &Device::Cpu)?,
                 },
                 fc7: ConvParams {
                     name: LayerName::Fc7,
-                    weight: draw(&[f, f, 1, 1])?,
+                    weight: draw(&[f, f, 1, 1], true)?,
                     bias: Tensor::zeros(f, DType::F32, &Device::Cpu)?,
                 },
                 fc8: Some(ConvParams {
                     name: LayerName::Fc8,
-                    weight: draw(&[classes, f, 1, 1])?,
+                    weight: draw(&[classes, f, 1, 1], true)?,
                     bias: Tensor::zeros(classes, DType::F32, &Device::Cpu)?,
                 }),
             }),
@@ -479,20 +536,23 @@ pub fn from_raw(raw: RawCheckpoint) -> Result<VggWeights> {
             let w6 = take(&t, &format!("{k6}.weight"), "fc6")?;
             let f = w6.dims().first().copied().unwrap_or(0);
             let w6 = if tv {
+                let cols = w6.dims().get(1).copied().unwrap_or(0);
+                let k = fc6_kernel_of(cols, c_in);
                 check_shape(
                     &path,
                     &format!("{k6}.weight"),
                     &w6,
-                    &[Some(f), Some(c_in * FC6_KERNEL * FC6_KERNEL)],
+                    &[Some(f), Some(c_in * k * k)],
                 )
                 .map_err(|e| annotate_fc6(e, c_in))?;
-                w6.reshape((f, c_in, FC6_KERNEL, FC6_KERNEL))?
+                w6.reshape((f, c_in, k, k))?
             } else {
+                let k = w6.dims().get(2).copied().unwrap_or(0);
                 check_shape(
                     &path,
                     &format!("{k6}.weight"),
                     &w6,
-                    &[Some(f), Some(c_in), Some(FC6_KERNEL), Some(FC6_KERNEL)],
+                    &[Some(f), Some(c_in), Some(k.max(1)), Some(k.max(1))],
                 )?;
                 w6
             };
@@ -577,6 +637,18 @@ pub fn from_raw(raw: RawCheckpoint) -> Result<VggWeights> {
     })
 }
 
+/// The side k of a torchvision fc6 Linear with `cols` inputs over `c_in` pool5 channels:
+/// `cols = c_in * k * k`. Falls back to 7 (the ImageNet size) when `cols` does not factor, so
+/// that the shape error names the usual expectation.
+fn fc6_kernel_of(cols: usize, c_in: usize) -> usize {
+    if c_in == 0 || cols == 0 || !cols.is_multiple_of(c_in) {
+        return FC6_KERNEL;
+    }
+    let kk = cols / c_in;
+    let k = (kk as f64).sqrt().round() as usize;
+    if k * k == kk { k } else { FC6_KERNEL }
+}
+
 fn annotate_fc6(e: Error, c_in: usize) -> Error {
     match e {
         Error::Shape {
@@ -587,7 +659,10 @@ fn annotate_fc6(e: Error, c_in: usize) -> Error {
         } => Error::Shape {
             path,
             key,
-            expected: format!("{expected} (fc6 over a {c_in}x7x7 pool5)"),
+            expected: format!(
+                "{expected} (fc6 over a {c_in}x7x7 pool5; a net trained at crop 32k has \
+                 {c_in}*k*k inputs)"
+            ),
             found,
         },
         e => e,

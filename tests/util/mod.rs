@@ -68,3 +68,26 @@ pub fn assert_rel_l2(what: &str, a: &[f32], b: &[f32], limit: f32) -> f32 {
     assert!(rel <= limit, "{what}: relative L2 error {rel} > {limit}");
     rel
 }
+
+/// A folder dataset of `classes` x `per_class` small PNGs: each class a colour and a stripe
+/// direction, each image its own seeded noise and size.
+pub fn synthetic_dataset(root: &std::path::Path, classes: usize, per_class: usize) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    for c in 0..classes {
+        let dir = root.join(format!("class{c}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let (w, h) = (40 + 4 * (i as u32 % 3), 40 + 4 * (i as u32 % 2));
+            let img = image::RgbImage::from_fn(w, h, |x, y| {
+                let stripe = if c % 2 == 0 { x / 4 % 2 } else { y / 4 % 2 } as u8;
+                let base = [c * 80 % 256, (255 + c * 196) % 256, c * 40 % 256];
+                image::Rgb(base.map(|b| {
+                    let noise: i16 = rng.gen_range(-20..=20);
+                    (b as i16 + stripe as i16 * 60 + noise).clamp(0, 255) as u8
+                }))
+            });
+            img.save(dir.join(format!("img{i:02}.png"))).unwrap();
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! 2 usage error (bad flags or parameters); 3 fatal error (unreadable weights, I/O failure).
 
 mod cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ enum Command {
     Svm(cmd::SvmArgs),
     /// The paper's transfer table (Table 11) for whichever benchmarks and nets are given.
     Reproduce(cmd::ReproduceArgs),
+    /// Train with the paper's recipe: from scratch, from a shallower net, fine-tuning, resuming.
+    Train(Box<train_cmd::TrainArgs>),
     /// Pretrained weights: `vggfeat weights fetch vgg16|vgg19`.
     Weights {
         #[command(subcommand)]
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Svm(a) => cmd::svm(a),
         Command::Reproduce(a) => cmd::reproduce(a),
         Command::Weights { action } => cmd::weights(action),
+        Command::Train(a) => train_cmd::train(*a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,64 @@
+//! Times training steps (forward, backward, SGD update) of a narrow VGG on random inputs, to
+//! size a CPU training run: `cargo run --release --example bench_train -- A 8 96 16`
+//! (configuration, width divisor, crop, micro-batch). Prints milliseconds per step and images
+//! per second; the values are random, the timing does not depend on them.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use rand_chacha::ChaCha8Rng;
+use vggfeat::model::config::ConfigName;
+use vggfeat::model::weights::{InitScheme, VggWeights};
+use vggfeat::train::net::TrainNet;
+use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
+
+fn main() -> vggfeat::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, d: &str| args.get(i).cloned().unwrap_or_else(|| d.to_string());
+    let config: ConfigName = arg(0, "A").parse()?;
+    let div: usize = arg(1, "8").parse().expect("width divisor");
+    let crop: usize = arg(2, "96").parse().expect("crop");
+    let batch: usize = arg(3, "16").parse().expect("micro-batch");
+    let fc = 4096 / div;
+    let w = VggWeights::random_with_fc6(config, div, Some(fc), crop / 32, 20, InitScheme::He, 0)?;
+    let net = TrainNet::new(w, &Device::Cpu, Vec::new(), 0.5, false)?;
+    let mut opt = Sgd::new(net.params().to_vec(), SgdParams::default())?;
+    let x = Tensor::randn(0f32, 1.0, (batch, 3, crop, crop), &Device::Cpu)?;
+    let y = Tensor::new(
+        (0..batch as u32)
+            .map(|i| i % 20)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        &Device::Cpu,
+    )?;
+    let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut times = Vec::new();
+    for i in 0..6 {
+        let t = Instant::now();
+        let t_fwd;
+        {
+            let logits = net.forward(&x, Some(&mut rng))?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            t_fwd = t.elapsed();
+            let mut acc = GradAccum::new(opt.params().len());
+            acc.add(opt.params(), &loss.backward()?)?;
+            opt.step(&acc)?;
+        }
+        let dt = t.elapsed();
+        if i > 0 {
+            times.push(dt.as_secs_f64());
+        }
+        println!(
+            "step {i}: {:.1} ms (forward {:.1} ms)",
+            dt.as_secs_f64() * 1e3,
+            t_fwd.as_secs_f64() * 1e3
+        );
+    }
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    println!(
+        "{config} /{div} crop {crop} batch {batch}: {:.1} ms per step, {:.1} images/s",
+        mean * 1e3,
+        batch as f64 / mean
+    );
+    Ok(())
+}

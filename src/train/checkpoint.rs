@@ -1,0 +1,204 @@
+//! The run folder: what a training run writes beside itself, and how it is read back to resume.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `params.json` | the run's parameters and what they resolved to (classes, counts, init report) |
+//! | `split.csv` | the train/val split (`id,label,set`; `test` = validation), [`crate::dataset::Split`]'s format |
+//! | `model.safetensors` | the latest weights, torchvision names ([`weights::save_torchvision`]), loadable by `info`, `classify`, `extract` |
+//! | `best.safetensors` | the weights of the epoch with the lowest validation top-1 error |
+//! | `optimizer.safetensors` | the SGD momentum buffers, named `conv1_1.weight` .. `fc8.bias` |
+//! | `state.json` | epoch counter, schedule, colour PCA, history, stop reason |
+//! | `metrics.csv`, `metrics.svg` | the per-epoch log and its plot |
+//!
+//! Every file is written to a temporary name and renamed, so a kill leaves either the old or
+//! the new version. The model and optimizer files carry the epoch in their safetensors metadata
+//! and `state.json`, written last, names the epoch it belongs to; resuming checks that all three
+//! agree, so a kill between the three writes is reported, not silently mixed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+
+use super::augment::ColourPca;
+use super::report::EpochMetrics;
+use super::schedule::Plateau;
+use crate::error::{Error, Result};
+use crate::model::weights::{self, VggWeights};
+
+/// Metadata key holding the epoch in `model.safetensors` and `optimizer.safetensors`.
+pub const EPOCH_KEY: &str = "vggfeat.epoch";
+
+/// Paths of a run folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    /// The folder.
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    /// The run folder at `root` (nothing is created).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        RunDir { root: root.into() }
+    }
+    /// `params.json`.
+    pub fn params(&self) -> PathBuf {
+        self.root.join("params.json")
+    }
+    /// `split.csv`.
+    pub fn split(&self) -> PathBuf {
+        self.root.join("split.csv")
+    }
+    /// `model.safetensors`.
+    pub fn model(&self) -> PathBuf {
+        self.root.join("model.safetensors")
+    }
+    /// `best.safetensors`.
+    pub fn best(&self) -> PathBuf {
+        self.root.join("best.safetensors")
+    }
+    /// `optimizer.safetensors`.
+    pub fn optimizer(&self) -> PathBuf {
+        self.root.join("optimizer.safetensors")
+    }
+    /// `state.json`.
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+    /// `metrics.csv`.
+    pub fn metrics_csv(&self) -> PathBuf {
+        self.root.join("metrics.csv")
+    }
+    /// `metrics.svg`.
+    pub fn metrics_svg(&self) -> PathBuf {
+        self.root.join("metrics.svg")
+    }
+}
+
+/// The mutable state of a run after an epoch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunState {
+    /// Epochs completed (1-based count; 0 before the first).
+    pub epoch: usize,
+    /// The learning-rate schedule.
+    pub schedule: Plateau,
+    /// The colour components of the augmentation, if enabled (fitted once per run).
+    pub colour_pca: Option<ColourPca>,
+    /// One entry per completed epoch.
+    pub history: Vec<EpochMetrics>,
+    /// Why training stopped early, if it did.
+    pub stopped: Option<String>,
+    /// How the random streams are derived, for the reader: there is no other generator state.
+    pub rng: String,
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Writes a value as pretty JSON, atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let s = serde_json::to_string_pretty(value).map_err(|e| Error::Data {
+        path: path.to_path_buf(),
+        reason: format!("cannot serialise: {e}"),
+    })?;
+    write_atomic(path, s.as_bytes())
+}
+
+/// Reads a JSON file written by [`write_json`].
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let s = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&s).map_err(|e| Error::Data {
+        path: path.to_path_buf(),
+        reason: format!("not a valid run file: {e}"),
+    })
+}
+
+/// Saves the weights with torchvision names and `metadata` plus the epoch.
+pub fn save_model(
+    w: &VggWeights,
+    path: &Path,
+    epoch: usize,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let mut meta = metadata.clone();
+    meta.insert(EPOCH_KEY.into(), epoch.to_string());
+    weights::save_torchvision(w, path, &meta)
+}
+
+/// Saves the momentum buffers with the epoch in the metadata.
+pub fn save_optimizer(buffers: &[(String, Tensor)], path: &Path, epoch: usize) -> Result<()> {
+    let cpu: Vec<(String, Tensor)> = buffers
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect::<Result<_>>()?;
+    let meta = std::collections::HashMap::from([(EPOCH_KEY.to_string(), epoch.to_string())]);
+    let bytes = safetensors::serialize(cpu.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
+        .map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads the momentum buffers and the epoch they belong to.
+pub fn load_optimizer(path: &Path) -> Result<(BTreeMap<String, Tensor>, usize)> {
+    let raw = weights::read_raw(path)?;
+    let epoch = epoch_of(path, &raw.metadata)?;
+    Ok((raw.tensors, epoch))
+}
+
+/// The epoch recorded in a checkpoint's metadata.
+pub fn epoch_of(path: &Path, metadata: &BTreeMap<String, String>) -> Result<usize> {
+    metadata
+        .get(EPOCH_KEY)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("no `{EPOCH_KEY}` metadata: not written by `vggfeat train`"),
+        })
+}
+
+/// Checks that the model and optimizer files belong to the epoch `state.json` names.
+pub fn check_epochs(dir: &RunDir, state_epoch: usize, model: usize, optim: usize) -> Result<()> {
+    if model != state_epoch || optim != state_epoch {
+        return Err(Error::Data {
+            path: dir.root.clone(),
+            reason: format!(
+                "inconsistent checkpoint: state.json is at epoch {state_epoch}, \
+                 model.safetensors at {model}, optimizer.safetensors at {optim} (the run was \
+                 killed while saving); cannot resume exactly"
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optimizer_state_round_trips_with_its_epoch() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("optimizer.safetensors");
+        let t = Tensor::new(&[[1f32, -2.5], [3.0, 1e-7]], &Device::Cpu).unwrap();
+        save_optimizer(&[("conv1_1.weight".into(), t.clone())], &p, 7).unwrap();
+        let (back, epoch) = load_optimizer(&p).unwrap();
+        assert_eq!(epoch, 7);
+        assert_eq!(
+            back["conv1_1.weight"].to_vec2::<f32>().unwrap(),
+            t.to_vec2::<f32>().unwrap()
+        );
+        let dir = RunDir::new(d.path());
+        assert!(check_epochs(&dir, 7, 7, 7).is_ok());
+        let e = check_epochs(&dir, 7, 8, 7).unwrap_err().to_string();
+        assert!(e.contains("model.safetensors at 8"), "{e}");
+        assert!(!d.path().join("optimizer.safetensors.tmp").exists());
+    }
+}

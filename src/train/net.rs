@@ -1,0 +1,627 @@
+//! The network being trained: [`VggWeights`] whose trainable tensors are candle [`Var`]s, run by
+//! candle ops that autograd differentiates (convolutions through [`super::conv`], whose backward
+//! is GEMM-based on the CPU), with dropout in the head. Without dropout it computes what
+//! [`crate::model::Vgg::forward_to`] computes at the crop size (tested), and validation runs the
+//! snapshot through `Vgg` itself. Also the four ways weights start ([`Init`]): random
+//! ([`InitScheme`]: the paper's N(0, 0.01^2), Glorot, He, torchvision), from a shallower trained
+//! net (the paper's trick), from a pretrained net for fine-tuning, or from a run to resume.
+//!
+//! The head is trained on `crop x crop` inputs with `crop = 32 k`: pool5 is then k x k and fc6 is
+//! a k x k convolution over it (7x7 at the paper's 224 crop), computed as one matrix product.
+//! The saved network is therefore fully convolutional at any size from `crop` up, and the
+//! validation runs it densely as the paper's test protocol does.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor, Var};
+use rand::Rng;
+
+use super::optim::Param;
+use crate::error::{Error, Result};
+use crate::model::config::{ConfigName, LayerName, Spec};
+use crate::model::weights::{ConvParams, HeadParams, InitScheme, VggWeights};
+
+/// Where the weights of a run start.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "path")]
+pub enum Init {
+    /// Random weights ([`InitScheme`]), zero biases.
+    Scratch,
+    /// The paper's initialisation of deeper nets: the first four conv layers and the three fc
+    /// layers of a trained shallower net (e.g. A) go to the layers of the same name, the rest is
+    /// random.
+    Shallower(PathBuf),
+    /// Fine-tuning: every layer of the checkpoint whose name and shape fit is copied; fc8 is
+    /// always rebuilt (random) for the new classes.
+    Pretrained(PathBuf),
+    /// Continue the run in this folder exactly where its last checkpoint left it.
+    Resume(PathBuf),
+}
+
+impl std::str::FromStr for Init {
+    type Err = Error;
+    /// `scratch`, `shallower:CKPT`, `pretrained:CKPT` or `resume:DIR`.
+    fn from_str(s: &str) -> Result<Self> {
+        let (kind, path) = match s.split_once(':') {
+            Some((k, p)) => (k, Some(p)),
+            None => (s, None),
+        };
+        let need = |p: Option<&str>| {
+            p.filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .ok_or_else(|| Error::InvalidParam(format!("`--init {kind}:PATH` needs a path")))
+        };
+        match kind {
+            "scratch" if path.is_none() => Ok(Init::Scratch),
+            "shallower" => Ok(Init::Shallower(need(path)?)),
+            "pretrained" => Ok(Init::Pretrained(need(path)?)),
+            "resume" => Ok(Init::Resume(need(path)?)),
+            _ => Err(Error::InvalidParam(format!(
+                "unknown init `{s}` (expected scratch, shallower:CKPT, pretrained:CKPT or \
+                 resume:DIR)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Init {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Init::Scratch => f.write_str("scratch"),
+            Init::Shallower(p) => write!(f, "shallower:{}", p.display()),
+            Init::Pretrained(p) => write!(f, "pretrained:{}", p.display()),
+            Init::Resume(p) => write!(f, "resume:{}", p.display()),
+        }
+    }
+}
+
+/// What an initialisation copied and what it drew at random (paper layer names).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InitReport {
+    /// Layers copied from the checkpoint.
+    pub copied: Vec<String>,
+    /// Layers left random.
+    pub random: Vec<String>,
+}
+
+/// The shape of the network to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetShape {
+    /// Configuration.
+    pub config: ConfigName,
+    /// Channel-width divisor (1 = ImageNet widths).
+    pub width_div: usize,
+    /// Width of fc6 and fc7.
+    pub fc_width: usize,
+    /// fc6 kernel side = crop / 32.
+    pub fc6_kernel: usize,
+    /// fc8 outputs.
+    pub classes: usize,
+}
+
+/// Builds the initial weights for `init` (not [`Init::Resume`], which restores a checkpoint).
+/// `source` is the checkpoint `init` names, already loaded (required for
+/// [`Init::Shallower`] and [`Init::Pretrained`]). Random layers come from
+/// [`VggWeights::random_with_fc6`] with `scheme` and `seed`.
+pub fn initial_weights(
+    init: &Init,
+    source: Option<&VggWeights>,
+    shape: NetShape,
+    scheme: InitScheme,
+    seed: u64,
+) -> Result<(VggWeights, InitReport)> {
+    let mut w = VggWeights::random_with_fc6(
+        shape.config,
+        shape.width_div,
+        Some(shape.fc_width),
+        shape.fc6_kernel,
+        shape.classes,
+        scheme,
+        seed,
+    )?;
+    w.path = PathBuf::from(format!("<{} init, seed {seed}>", init_word(init)));
+    let all: Vec<String> = layer_names(&w);
+    let report = match init {
+        Init::Scratch => InitReport {
+            copied: Vec::new(),
+            random: all,
+        },
+        Init::Shallower(p) | Init::Pretrained(p) => {
+            let src = source.ok_or_else(|| {
+                Error::InvalidParam(format!("{init}: the checkpoint was not loaded"))
+            })?;
+            if matches!(init, Init::Shallower(_)) {
+                copy_from_shallower(&mut w, src, p)?
+            } else {
+                copy_pretrained(&mut w, src, p)?
+            }
+        }
+        Init::Resume(_) => {
+            return Err(Error::InvalidParam(
+                "resume restores a checkpoint; it has no initial weights".into(),
+            ));
+        }
+    };
+    Ok((w, report))
+}
+
+fn init_word(init: &Init) -> &'static str {
+    match init {
+        Init::Scratch => "random",
+        Init::Shallower(_) => "shallower",
+        Init::Pretrained(_) => "pretrained",
+        Init::Resume(_) => "resume",
+    }
+}
+
+fn layer_names(w: &VggWeights) -> Vec<String> {
+    let mut v: Vec<String> = w.convs.iter().map(|c| c.name.to_string()).collect();
+    if let Some(h) = &w.head {
+        v.extend(["fc6".to_string(), "fc7".to_string()]);
+        if h.fc8.is_some() {
+            v.push("fc8".into());
+        }
+    }
+    v
+}
+
+fn same_shape(a: &ConvParams, b: &ConvParams) -> bool {
+    a.weight.dims() == b.weight.dims() && a.bias.dims() == b.bias.dims()
+}
+
+fn copy_layer(dst: &mut ConvParams, src: &ConvParams) {
+    dst.weight = src.weight.clone();
+    dst.bias = src.bias.clone();
+}
+
+/// The paper: "we initialised the first four convolutional layers and the last three
+/// fully-connected layers with the layers of net A". A's first four convs (conv1_1, conv2_1,
+/// conv3_1, conv3_2) have the shapes of the same-named layers of B..E, so they are copied by
+/// name; any mismatch is an error naming the layer.
+fn copy_from_shallower(w: &mut VggWeights, src: &VggWeights, path: &Path) -> Result<InitReport> {
+    let mismatch = |layer: String, a: &[usize], b: &[usize]| Error::Shape {
+        path: path.to_path_buf(),
+        key: layer,
+        expected: format!("{b:?} (the new network's layer of the same name)"),
+        found: a.to_vec(),
+    };
+    let mut copied = Vec::new();
+    for s in src.convs.iter().take(4) {
+        let d = w
+            .convs
+            .iter_mut()
+            .find(|c| c.name == s.name)
+            .ok_or_else(|| {
+                Error::InvalidParam(format!(
+                    "{}: layer {} of the shallower net ({}) does not exist in configuration {}",
+                    path.display(),
+                    s.name,
+                    src.config,
+                    w.config
+                ))
+            })?;
+        if !same_shape(d, s) {
+            return Err(mismatch(
+                s.name.to_string(),
+                s.weight.dims(),
+                d.weight.dims(),
+            ));
+        }
+        copy_layer(d, s);
+        copied.push(s.name.to_string());
+    }
+    let (Some(sh), Some(dh)) = (&src.head, &mut w.head) else {
+        return Err(Error::NotVgg {
+            path: path.to_path_buf(),
+            reason: "the shallower net has no fc layers to copy".into(),
+        });
+    };
+    let s8 = sh.fc8.as_ref().ok_or_else(|| Error::NotVgg {
+        path: path.to_path_buf(),
+        reason: "the shallower net has no fc8 to copy".into(),
+    })?;
+    let pairs: [(&str, &ConvParams, &mut ConvParams); 3] = [
+        ("fc6", &sh.fc6, &mut dh.fc6),
+        ("fc7", &sh.fc7, &mut dh.fc7),
+        ("fc8", s8, dh.fc8.as_mut().expect("random nets have fc8")),
+    ];
+    for (name, s, d) in pairs {
+        if !same_shape(d, s) {
+            return Err(mismatch(name.into(), s.weight.dims(), d.weight.dims()));
+        }
+        copy_layer(d, s);
+        copied.push(name.to_string());
+    }
+    let random = layer_names(w)
+        .into_iter()
+        .filter(|n| !copied.contains(n))
+        .collect();
+    Ok(InitReport { copied, random })
+}
+
+/// Fine-tuning: copies every conv and fc6/fc7 whose name and shape fit; fc8 stays random.
+fn copy_pretrained(w: &mut VggWeights, src: &VggWeights, path: &Path) -> Result<InitReport> {
+    if src.config != w.config {
+        return Err(Error::InvalidParam(format!(
+            "{} is configuration {}, the network to train is {}",
+            path.display(),
+            src.config,
+            w.config
+        )));
+    }
+    let mut report = InitReport::default();
+    for d in &mut w.convs {
+        match src.convs.iter().find(|s| s.name == d.name) {
+            Some(s) if same_shape(d, s) => {
+                copy_layer(d, s);
+                report.copied.push(d.name.to_string());
+            }
+            _ => report.random.push(d.name.to_string()),
+        }
+    }
+    if report.copied.is_empty() {
+        let (a, b) = (&src.convs[0], &w.convs[0]);
+        return Err(Error::Shape {
+            path: path.to_path_buf(),
+            key: format!("{} (and every other conv layer)", a.name),
+            expected: format!(
+                "{:?} (the network to train; check --width-div)",
+                b.weight.dims()
+            ),
+            found: a.weight.dims().to_vec(),
+        });
+    }
+    let dh = w.head.as_mut().expect("random nets have a head");
+    let sh = src.head.as_ref();
+    for (name, s, d) in [
+        ("fc6", sh.map(|h| &h.fc6), &mut dh.fc6),
+        ("fc7", sh.map(|h| &h.fc7), &mut dh.fc7),
+    ] {
+        match s {
+            Some(s) if same_shape(d, s) => {
+                copy_layer(d, s);
+                report.copied.push(name.into());
+            }
+            _ => report.random.push(name.into()),
+        }
+    }
+    report.random.push("fc8".into());
+    // Keep the checkpoint's input convention.
+    if let Some(p) = src.metadata.get("preprocess") {
+        w.metadata.insert("preprocess".into(), p.clone());
+    }
+    Ok(report)
+}
+
+/// Which layers `freeze_through` keeps fixed: every conv up to and including it in network
+/// order (a pool or the LRN freezes the convs before it), and fc6 / fc7 when named. fc8 cannot
+/// be frozen; the layer must exist in the configuration.
+pub fn frozen_layers(config: ConfigName, through: LayerName) -> Result<Vec<LayerName>> {
+    let layers = config.layers();
+    let convs = || {
+        layers
+            .iter()
+            .filter(|l| matches!(l.spec, Spec::Conv { .. }))
+            .map(|l| l.name)
+    };
+    match through {
+        LayerName::Fc8 => Err(Error::InvalidParam(
+            "--freeze-through fc8 would leave nothing to train".into(),
+        )),
+        LayerName::Fc6 => Ok(convs().chain([LayerName::Fc6]).collect()),
+        LayerName::Fc7 => Ok(convs().chain([LayerName::Fc6, LayerName::Fc7]).collect()),
+        l => {
+            let pos = layers.iter().position(|b| b.name == l).ok_or_else(|| {
+                Error::InvalidParam(format!(
+                    "--freeze-through {l}: configuration {config} has no such layer"
+                ))
+            })?;
+            Ok(layers[..=pos]
+                .iter()
+                .filter(|b| matches!(b.spec, Spec::Conv { .. }))
+                .map(|b| b.name)
+                .collect())
+        }
+    }
+}
+
+/// A VGG network with trainable [`Var`]s.
+pub struct TrainNet {
+    weights: VggWeights,
+    params: Vec<Param>,
+    frozen: Vec<LayerName>,
+    dropout: f32,
+}
+
+impl std::fmt::Debug for TrainNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainNet")
+            .field("config", &self.weights.config)
+            .field("params", &self.params.len())
+            .field("frozen", &self.frozen)
+            .field("dropout", &self.dropout)
+            .finish()
+    }
+}
+
+impl TrainNet {
+    /// Makes every layer not in `frozen` trainable on `device`. `dropout` (in [0, 1)) applies
+    /// after fc6 and fc7 in [`TrainNet::forward`] with a generator; weight decay applies to
+    /// weights, and to biases if `decay_biases`. The weights must have fc6..fc8.
+    pub fn new(
+        weights: VggWeights,
+        device: &Device,
+        frozen: Vec<LayerName>,
+        dropout: f32,
+        decay_biases: bool,
+    ) -> Result<Self> {
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(Error::InvalidParam(format!(
+                "dropout {dropout} must be in [0, 1)"
+            )));
+        }
+        if weights.num_classes().is_none() {
+            return Err(Error::InvalidParam(format!(
+                "{}: training needs fc6, fc7 and fc8",
+                weights.path.display()
+            )));
+        }
+        let mut weights = weights.to_device(device)?;
+        let mut params = Vec::new();
+        let mut make = |c: &mut ConvParams| -> Result<()> {
+            if frozen.contains(&c.name) {
+                // Plain tensors: autograd stops here, no gradient is computed for them.
+                c.weight = c.weight.detach();
+                c.bias = c.bias.detach();
+                return Ok(());
+            }
+            let wv = Var::from_tensor(&c.weight.contiguous()?)?;
+            let bv = Var::from_tensor(&c.bias.contiguous()?)?;
+            c.weight = wv.as_tensor().clone();
+            c.bias = bv.as_tensor().clone();
+            params.push(Param {
+                name: format!("{}.weight", c.name),
+                var: wv,
+                decay: true,
+            });
+            params.push(Param {
+                name: format!("{}.bias", c.name),
+                var: bv,
+                decay: decay_biases,
+            });
+            Ok(())
+        };
+        for c in &mut weights.convs {
+            make(c)?;
+        }
+        let h = weights.head.as_mut().expect("checked");
+        make(&mut h.fc6)?;
+        make(&mut h.fc7)?;
+        make(h.fc8.as_mut().expect("checked"))?;
+        Ok(TrainNet {
+            weights,
+            params,
+            frozen,
+            dropout,
+        })
+    }
+
+    /// The trainable parameters, in network order (weight, bias per layer).
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// The frozen layers.
+    pub fn frozen(&self) -> &[LayerName] {
+        &self.frozen
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> ConfigName {
+        self.weights.config
+    }
+
+    /// fc6's kernel side k; inputs are `32k x 32k`.
+    pub fn fc6_kernel(&self) -> usize {
+        self.head().fc6_kernel()
+    }
+
+    fn head(&self) -> &HeadParams {
+        self.weights.head.as_ref().expect("checked in new")
+    }
+
+    /// Class scores (N, classes) for a batch of `crop x crop` inputs (N, 3, 32k, 32k). With a
+    /// generator, dropout is applied after fc6 and fc7 (inverted dropout: kept units are
+    /// scaled by `1 / (1 - p)`); without, the network is deterministic.
+    pub fn forward(&self, x: &Tensor, dropout_rng: Option<&mut impl Rng>) -> Result<Tensor> {
+        let p5 = self.features(x)?;
+        let (n, c, h, w) = p5.dims4()?;
+        let k = self.fc6_kernel();
+        if h != k || w != k {
+            return Err(Error::InvalidParam(format!(
+                "training inputs must be {s}x{s} (pool5 {k}x{k} for the {k}x{k} fc6); got pool5 \
+                 {h}x{w}",
+                s = 32 * k
+            )));
+        }
+        let head = self.head();
+        let fc = |x: &Tensor, p: &ConvParams| -> Result<Tensor> {
+            let f = p.weight.dim(0)?;
+            let wm = p.weight.reshape((f, ()))?;
+            Ok(x.matmul(&wm.t()?)?.broadcast_add(&p.bias)?)
+        };
+        let mut rng = dropout_rng;
+        let mut drop = |x: Tensor| -> Result<Tensor> {
+            match rng.as_mut() {
+                Some(r) if self.dropout > 0.0 => {
+                    let keep = 1.0 - self.dropout;
+                    let m: Vec<f32> = (0..x.elem_count())
+                        .map(|_| {
+                            if r.r#gen::<f32>() < keep {
+                                1.0 / keep
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect();
+                    let m = Tensor::from_vec(m, x.shape(), x.device())?;
+                    Ok((x * m)?)
+                }
+                _ => Ok(x),
+            }
+        };
+        let x6 = p5.reshape((n, c * k * k))?;
+        let h6 = drop(fc(&x6, &head.fc6)?.relu()?)?;
+        let h7 = drop(fc(&h6, &head.fc7)?.relu()?)?;
+        fc(&h7, head.fc8.as_ref().expect("checked"))
+    }
+
+    /// The conv body up to pool5.
+    fn features(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        let mut convs = self.weights.convs.iter();
+        for l in self.weights.config.layers() {
+            x = match l.spec {
+                Spec::Conv { kernel, .. } => {
+                    let p = convs.next().expect("weights match their config");
+                    super::conv::conv2d(&x, &p.weight, &p.bias, kernel / 2, true)?
+                }
+                Spec::Lrn => crate::model::lrn(&x)?,
+                Spec::Pool => x.max_pool2d(2)?,
+            };
+        }
+        Ok(x)
+    }
+
+    /// A detached deep copy of the current weights, on the CPU (for validation and saving).
+    pub fn snapshot(&self) -> Result<VggWeights> {
+        let cp = |c: &ConvParams| -> Result<ConvParams> {
+            Ok(ConvParams {
+                name: c.name,
+                weight: c.weight.to_device(&Device::Cpu)?.detach().copy()?,
+                bias: c.bias.to_device(&Device::Cpu)?.detach().copy()?,
+            })
+        };
+        let h = self.head();
+        Ok(VggWeights {
+            convs: self.weights.convs.iter().map(cp).collect::<Result<_>>()?,
+            head: Some(HeadParams {
+                fc6: cp(&h.fc6)?,
+                fc7: cp(&h.fc7)?,
+                fc8: h.fc8.as_ref().map(cp).transpose()?,
+            }),
+            ..self.weights.clone()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn tiny(classes: usize) -> VggWeights {
+        VggWeights::random_with_fc6(ConfigName::A, 16, Some(8), 1, classes, InitScheme::He, 1)
+            .unwrap()
+    }
+
+    #[test]
+    fn init_parses() {
+        assert_eq!("scratch".parse::<Init>().unwrap(), Init::Scratch);
+        assert_eq!(
+            "pretrained:/a/b.safetensors".parse::<Init>().unwrap(),
+            Init::Pretrained("/a/b.safetensors".into())
+        );
+        assert_eq!(
+            "resume:run".parse::<Init>().unwrap().to_string(),
+            "resume:run"
+        );
+        for bad in ["", "pretrained", "pretrained:", "scratch:x", "random"] {
+            assert!(bad.parse::<Init>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn freezing_selects_layers_in_network_order() {
+        let d = ConfigName::D;
+        let f = frozen_layers(d, "pool4".parse().unwrap()).unwrap();
+        assert_eq!(f.len(), 10);
+        assert_eq!(f.last(), Some(&LayerName::Conv(4, 3)));
+        let f = frozen_layers(d, "conv5_3".parse().unwrap()).unwrap();
+        assert_eq!(f.len(), 13);
+        assert_eq!(frozen_layers(d, LayerName::Fc7).unwrap().len(), 15);
+        assert!(frozen_layers(d, LayerName::Fc8).is_err());
+        let e = frozen_layers(ConfigName::A, "conv1_2".parse().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("no such layer"), "{e}");
+    }
+
+    #[test]
+    fn frozen_layers_get_no_parameters_and_dropout_is_seeded() {
+        let net = TrainNet::new(
+            tiny(3),
+            &Device::Cpu,
+            frozen_layers(ConfigName::A, "pool3".parse().unwrap()).unwrap(),
+            0.5,
+            false,
+        )
+        .unwrap();
+        let names: Vec<&str> = net.params().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names[0], "conv4_1.weight");
+        assert_eq!(names.len(), 2 * (4 + 3));
+        assert!(
+            net.params()
+                .iter()
+                .all(|p| p.decay == p.name.ends_with("weight"))
+        );
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &Device::Cpu).unwrap();
+        let a = net.forward(&x, None::<&mut ChaCha8Rng>).unwrap();
+        assert_eq!(a.dims(), &[2, 3]);
+        let b = net.forward(&x, None::<&mut ChaCha8Rng>).unwrap();
+        assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+        let d1 = net
+            .forward(&x, Some(&mut ChaCha8Rng::seed_from_u64(5)))
+            .unwrap();
+        let d2 = net
+            .forward(&x, Some(&mut ChaCha8Rng::seed_from_u64(5)))
+            .unwrap();
+        assert_eq!(d1.to_vec2::<f32>().unwrap(), d2.to_vec2::<f32>().unwrap());
+        assert_ne!(d1.to_vec2::<f32>().unwrap(), a.to_vec2::<f32>().unwrap());
+        let big = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
+        let e = net.forward(&big, None::<&mut ChaCha8Rng>).unwrap_err();
+        assert!(e.to_string().contains("must be 32x32"), "{e}");
+    }
+
+    #[test]
+    fn forward_without_dropout_is_the_inference_network() {
+        use crate::model::{Engine, Vgg};
+        for config in [ConfigName::ALrn, ConfigName::C] {
+            let w =
+                VggWeights::random_with_fc6(config, 16, Some(8), 2, 5, InitScheme::He, 4).unwrap();
+            let vgg = Vgg::new(w.clone(), &Device::Cpu, Engine::Candle).unwrap();
+            let net = TrainNet::new(w, &Device::Cpu, Vec::new(), 0.5, false).unwrap();
+            let x = Tensor::randn(0f32, 1.0, (3, 3, 64, 64), &Device::Cpu).unwrap();
+            let a: Vec<f32> = net
+                .forward(&x, None::<&mut ChaCha8Rng>)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let b: Vec<f32> = vgg
+                .forward_to(&x, LayerName::Fc8)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let err = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(err <= 1e-4 * scale, "{config}: {err} vs scale {scale}");
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! Training: the optimiser, loss and gradients drive a tiny network to fit a handful of images;
+//! a resumed run equals an uninterrupted one bit for bit; checkpoints load as networks; the
+//! initialisations copy what they say; frozen layers stay fixed.
+
+mod util;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use vggfeat::model::config::{ConfigName, LayerName};
+use vggfeat::model::weights::{self, InitScheme, VggWeights};
+use vggfeat::model::{Engine, Vgg};
+use vggfeat::train::net::{self, Init, NetShape, TrainNet};
+use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
+use vggfeat::train::{TrainParams, Trainer};
+
+fn vals(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// One SGD step on a batch; returns the loss before the step.
+fn step(net: &TrainNet, opt: &mut Sgd, x: &Tensor, y: &Tensor) -> f32 {
+    let logits = net.forward(x, None::<&mut ChaCha8Rng>).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&logits, y).unwrap();
+    let mut acc = GradAccum::new(opt.params().len());
+    acc.add(opt.params(), &loss.backward().unwrap()).unwrap();
+    opt.step(&acc).unwrap();
+    loss.to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn tiny_net_drives_the_loss_of_a_handful_of_images_near_zero() {
+    let w =
+        VggWeights::random_with_fc6(ConfigName::A, 16, Some(32), 1, 4, InitScheme::He, 0).unwrap();
+    let net = TrainNet::new(w, &Device::Cpu, Vec::new(), 0.0, false).unwrap();
+    let mut opt = Sgd::new(
+        net.params().to_vec(),
+        SgdParams {
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        },
+    )
+    .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let xv: Vec<f32> = (0..8 * 3 * 32 * 32)
+        .map(|_| rng.gen_range(-1.0f32..1.0))
+        .collect();
+    let x = Tensor::from_vec(xv, (8, 3, 32, 32), &Device::Cpu).unwrap();
+    let y = Tensor::new(&[0u32, 1, 2, 3, 0, 1, 2, 3], &Device::Cpu).unwrap();
+    let first = step(&net, &mut opt, &x, &y);
+    let mut last = first;
+    let t = std::time::Instant::now();
+    for i in 0..150 {
+        last = step(&net, &mut opt, &x, &y);
+        if i % 10 == 0 {
+            eprintln!("{i} {last} {:?}", t.elapsed());
+        }
+    }
+    eprintln!("loss {first} -> {last}");
+    assert!(first > 1.0, "starts near ln 4: {first}");
+    assert!(
+        last < 0.05,
+        "the net should memorise 8 images: loss {first} -> {last}"
+    );
+}
+
+fn tiny_params(data: &Path, out: &Path, epochs: usize) -> TrainParams {
+    TrainParams {
+        data: data.to_path_buf(),
+        out: out.to_path_buf(),
+        config: Some(ConfigName::A),
+        init_scheme: InitScheme::He,
+        width_div: 16,
+        fc_width: Some(16),
+        crop: 32,
+        scale: "32:40".parse().unwrap(),
+        batch: 6,
+        micro_batch: 4,
+        epochs,
+        patience: 1,
+        pca_images: 4,
+        split: vggfeat::dataset::SplitParams {
+            train_per_class: 5,
+            test_per_class: Some(3),
+            splits: 1,
+            seed: 3,
+            drop_classes: Vec::new(),
+        },
+        seed: 5,
+        ..TrainParams::default()
+    }
+}
+
+fn tensors(p: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    weights::read_raw(p)
+        .unwrap()
+        .tensors
+        .into_iter()
+        .map(|(k, v)| (k, vals(&v)))
+        .collect()
+}
+
+#[test]
+fn resuming_after_epoch_k_gives_the_weights_of_an_uninterrupted_run() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    util::synthetic_dataset(&data, 3, 8);
+    let (one, two) = (d.path().join("straight"), d.path().join("resumed"));
+    let straight = Trainer::new(tiny_params(&data, &one, 3))
+        .unwrap()
+        .run(false, |_| {})
+        .unwrap();
+    assert_eq!(straight.epochs, 3);
+    Trainer::new(tiny_params(&data, &two, 1))
+        .unwrap()
+        .run(false, |_| {})
+        .unwrap();
+    let mut t = Trainer::resume(&two, Some(3)).unwrap();
+    assert_eq!(t.state().epoch, 1);
+    let resumed = t.run(false, |_| {}).unwrap();
+    assert_eq!(resumed.epochs, 3);
+    // Bit-exact: the same weights, momentum buffers and metrics (up to the timings).
+    for file in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "best.safetensors",
+    ] {
+        let (a, b) = (tensors(&one.join(file)), tensors(&two.join(file)));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (k, v) in &a {
+            assert!(v == &b[k], "{file} {k} differs after resuming");
+        }
+    }
+    let strip = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(strip(&one), strip(&two));
+    assert_eq!(strip(&one).len(), 4);
+    // The weights moved: training happened.
+    let init = TrainParams {
+        epochs: 1,
+        ..tiny_params(&data, &d.path().join("init"), 1)
+    };
+    let t0 = Trainer::new(init).unwrap();
+    let w0 = t0.net().snapshot().unwrap();
+    let a = tensors(&one.join("model.safetensors"));
+    assert_ne!(a["features.0.weight"], vals(&w0.convs[0].weight));
+    // A run folder is not overwritten, and resuming a folder without a run names the file.
+    let e = Trainer::new(tiny_params(&data, &one, 3))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already holds a run"), "{e}");
+    let e = Trainer::resume(&d.path().join("nothing"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("params.json"), "{e}");
+}
+
+#[test]
+fn the_checkpoint_is_a_network_that_info_and_classify_accept() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    util::synthetic_dataset(&data, 3, 8);
+    let out = d.path().join("run");
+    let s = Trainer::new(tiny_params(&data, &out, 2))
+        .unwrap()
+        .run(false, |_| {})
+        .unwrap();
+    assert!(s.best_epoch >= 1 && s.best_top1_err <= 1.0 && s.best_top5_err == 0.0);
+    let w = weights::load(&out.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(w.config, ConfigName::A);
+    assert_eq!(w.num_classes(), Some(3));
+    assert_eq!(w.head.as_ref().unwrap().fc6_kernel(), 1);
+    assert_eq!(w.metadata["preprocess"], "torchvision");
+    assert_eq!(
+        w.metadata["vggfeat.classes"],
+        r#"["class0","class1","class2"]"#
+    );
+    let info = vggfeat::model::describe(&w).to_string();
+    assert!(info.contains("classes:       3"), "{info}");
+    let net = Vgg::new(w, &Device::Cpu, Engine::Auto).unwrap();
+    assert_eq!(net.min_head_input(), Some(32));
+    let img = data.join("class1/img00.png");
+    let preds = vggfeat::classify::classify_file(
+        &net,
+        &img,
+        36,
+        vggfeat::preprocess::Normalization::Torchvision,
+        3,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(preds.len(), 3);
+    assert!((preds.iter().map(|p| p.prob).sum::<f32>() - 1.0).abs() < 1e-5);
+    // The run folder: split, parameters, log, plot.
+    let split = std::fs::read_to_string(out.join("split.csv")).unwrap();
+    assert!(split.starts_with("id,label,set\n"));
+    assert_eq!(split.lines().filter(|l| l.ends_with(",train")).count(), 15);
+    assert_eq!(split.lines().filter(|l| l.ends_with(",test")).count(), 9);
+    let params: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("params.json")).unwrap()).unwrap();
+    assert_eq!(params["resolved"]["fc6_kernel"], 1);
+    assert_eq!(params["params"]["crop"], 32);
+    assert!(out.join("metrics.svg").exists() && out.join("state.json").exists());
+}
+
+fn save(w: &VggWeights, p: &Path) {
+    weights::save_torchvision(w, p, &Default::default()).unwrap();
+}
+
+#[test]
+fn pretrained_copies_every_layer_but_fc8_which_gets_the_new_classes() {
+    let d = tempfile::tempdir().unwrap();
+    let src =
+        VggWeights::random_with_fc6(ConfigName::D, 16, Some(16), 2, 7, InitScheme::He, 1).unwrap();
+    let p = d.path().join("src.safetensors");
+    save(&src, &p);
+    let loaded = weights::load(&p, &Device::Cpu).unwrap();
+    let shape = NetShape {
+        config: ConfigName::D,
+        width_div: 16,
+        fc_width: 16,
+        fc6_kernel: 2,
+        classes: 3,
+    };
+    let (w, report) = net::initial_weights(
+        &Init::Pretrained(p.clone()),
+        Some(&loaded),
+        shape,
+        InitScheme::Paper,
+        9,
+    )
+    .unwrap();
+    assert_eq!(report.random, vec!["fc8"]);
+    assert_eq!(report.copied.len(), 13 + 2);
+    for (a, b) in w.convs.iter().zip(&src.convs) {
+        assert_eq!(vals(&a.weight), vals(&b.weight), "{}", a.name);
+        assert_eq!(vals(&a.bias), vals(&b.bias), "{}", a.name);
+    }
+    let (h, sh) = (w.head.as_ref().unwrap(), src.head.as_ref().unwrap());
+    assert_eq!(vals(&h.fc6.weight), vals(&sh.fc6.weight));
+    assert_eq!(vals(&h.fc7.weight), vals(&sh.fc7.weight));
+    let f8 = h.fc8.as_ref().unwrap();
+    assert_eq!(f8.weight.dims(), &[3, 16, 1, 1]);
+    assert_eq!(w.num_classes(), Some(3));
+    // A crop whose fc6 does not fit keeps the body and draws fc6 anew.
+    let (_, r) = net::initial_weights(
+        &Init::Pretrained(p.clone()),
+        Some(&loaded),
+        NetShape {
+            fc6_kernel: 3,
+            ..shape
+        },
+        InitScheme::Paper,
+        9,
+    )
+    .unwrap();
+    assert_eq!(r.random, vec!["fc6", "fc8"]);
+    // Nothing fits at another width: an error naming the file.
+    let e = net::initial_weights(
+        &Init::Pretrained(p.clone()),
+        Some(&loaded),
+        NetShape {
+            width_div: 8,
+            ..shape
+        },
+        InitScheme::Paper,
+        9,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("src.safetensors") && e.contains("--width-div"),
+        "{e}"
+    );
+}
+
+#[test]
+fn shallower_copies_four_convs_and_the_fc_layers_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let a =
+        VggWeights::random_with_fc6(ConfigName::A, 16, Some(16), 2, 5, InitScheme::He, 1).unwrap();
+    let p = d.path().join("a.safetensors");
+    save(&a, &p);
+    let loaded = weights::load(&p, &Device::Cpu).unwrap();
+    let shape = NetShape {
+        config: ConfigName::E,
+        width_div: 16,
+        fc_width: 16,
+        fc6_kernel: 2,
+        classes: 5,
+    };
+    let (w, report) = net::initial_weights(
+        &Init::Shallower(p),
+        Some(&loaded),
+        shape,
+        InitScheme::Paper,
+        2,
+    )
+    .unwrap();
+    assert_eq!(
+        report.copied,
+        [
+            "conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8"
+        ]
+    );
+    for name in ["conv1_1", "conv2_1", "conv3_1", "conv3_2"] {
+        let l: LayerName = name.parse().unwrap();
+        let (x, y) = (
+            w.convs.iter().find(|c| c.name == l).unwrap(),
+            a.convs.iter().find(|c| c.name == l).unwrap(),
+        );
+        assert_eq!(vals(&x.weight), vals(&y.weight), "{name}");
+    }
+    let c12 = w
+        .convs
+        .iter()
+        .find(|c| c.name == LayerName::Conv(1, 2))
+        .unwrap();
+    assert!(report.random.contains(&"conv1_2".to_string()));
+    assert_eq!(c12.weight.dims(), &[4, 4, 3, 3]);
+    let f8 = w.head.as_ref().unwrap().fc8.as_ref().unwrap();
+    assert_eq!(
+        vals(&f8.weight),
+        vals(&a.head.as_ref().unwrap().fc8.as_ref().unwrap().weight)
+    );
+}
+
+#[test]
+fn frozen_layers_stay_fixed_while_the_rest_trains() {
+    let w =
+        VggWeights::random_with_fc6(ConfigName::A, 16, Some(16), 1, 3, InitScheme::He, 0).unwrap();
+    let frozen = net::frozen_layers(ConfigName::A, "pool4".parse().unwrap()).unwrap();
+    let net = TrainNet::new(w.clone(), &Device::Cpu, frozen, 0.0, false).unwrap();
+    let mut opt = Sgd::new(net.params().to_vec(), SgdParams::default()).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (4, 3, 32, 32), &Device::Cpu).unwrap();
+    let y = Tensor::new(&[0u32, 1, 2, 0], &Device::Cpu).unwrap();
+    for _ in 0..3 {
+        step(&net, &mut opt, &x, &y);
+    }
+    let after = net.snapshot().unwrap();
+    for (a, b) in after.convs.iter().zip(&w.convs) {
+        let same = vals(&a.weight) == vals(&b.weight);
+        let frozen = matches!(a.name, LayerName::Conv(b, _) if b <= 4);
+        assert_eq!(same, frozen, "{}", a.name);
+    }
+    let (h, h0) = (after.head.as_ref().unwrap(), w.head.as_ref().unwrap());
+    assert_ne!(vals(&h.fc6.weight), vals(&h0.fc6.weight));
+    // Freezing through fc7 leaves only fc8 to train.
+    let net = TrainNet::new(
+        w.clone(),
+        &Device::Cpu,
+        net::frozen_layers(ConfigName::A, LayerName::Fc7).unwrap(),
+        0.0,
+        false,
+    )
+    .unwrap();
+    let names: Vec<&str> = net.params().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["fc8.weight", "fc8.bias"]);
+}
+
+#[test]
+fn invalid_parameters_are_refused_with_reasons() {
+    let ok = tiny_params(Path::new("d"), Path::new("o"), 1);
+    let cases: [(TrainParams, &str); 5] = [
+        (
+            TrainParams {
+                crop: 100,
+                ..ok.clone()
+            },
+            "multiple of 32",
+        ),
+        (
+            TrainParams {
+                scale: "24".parse().unwrap(),
+                ..ok.clone()
+            },
+            "below the crop",
+        ),
+        (
+            TrainParams {
+                micro_batch: 7,
+                ..ok.clone()
+            },
+            "micro-batch",
+        ),
+        (
+            TrainParams {
+                config: None,
+                ..ok.clone()
+            },
+            "--config is required",
+        ),
+        (
+            TrainParams {
+                freeze_through: Some("conv1_2".into()),
+                ..ok.clone()
+            },
+            "no such layer",
+        ),
+    ];
+    assert!(ok.check().is_ok());
+    for (p, want) in cases {
+        let e = p.check().unwrap_err().to_string();
+        assert!(e.contains(want), "{want}: {e}");
+    }
+}
+
+#[test]
+fn init_schemes_draw_the_documented_scales() {
+    let std = |t: &Tensor| {
+        let v = vals(t);
+        let m = v.iter().sum::<f32>() / v.len() as f32;
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / v.len() as f32).sqrt()
+    };
+    let w = |s: InitScheme| {
+        VggWeights::random_with_fc6(ConfigName::A, 4, Some(256), 1, 10, s, 0).unwrap()
+    };
+    let tv = w("torchvision".parse().unwrap());
+    let h = tv.head.as_ref().unwrap();
+    // convs: He with fan-out (out * 3 * 3); fc layers: N(0, 0.01^2)
+    let c = &tv.convs[2]; // conv3_1 of A /4: (64, 32, 3, 3)
+    let want = (2.0f32 / (64.0 * 9.0)).sqrt();
+    assert!(
+        (std(&c.weight) / want - 1.0).abs() < 0.05,
+        "{}",
+        std(&c.weight)
+    );
+    for fc in [&h.fc6, &h.fc7] {
+        assert!(
+            (std(&fc.weight) / 0.01 - 1.0).abs() < 0.05,
+            "{}",
+            std(&fc.weight)
+        );
+    }
+    let he = w(InitScheme::He);
+    let want = (2.0f32 / (32.0 * 9.0)).sqrt(); // fan-in
+    assert!((std(&he.convs[2].weight) / want - 1.0).abs() < 0.05);
+    let paper = w(InitScheme::Paper);
+    assert!((std(&paper.convs[2].weight) / 0.01 - 1.0).abs() < 0.05);
+    assert!(vals(&paper.convs[2].bias).iter().all(|b| *b == 0.0));
+    assert!("lecun".parse::<InitScheme>().is_err());
+}
