@@ -67,16 +67,14 @@ impl Default for ExtractParams {
 }
 
 impl ExtractParams {
-    /// Validates the parameters for the given layers.
-    pub fn check(&self, layers: &[LayerName]) -> Result<()> {
+    /// Validates the parameters for nets whose smallest accepted input side is `min_side`
+    /// (224 for an ImageNet head, 32 x the fc6 kernel for nets trained at a smaller crop, 32 for
+    /// conv layers).
+    pub fn check(&self, min_side: u32) -> Result<()> {
         if self.scales.is_empty() {
             return Err(Error::InvalidParam("at least one scale is needed".into()));
         }
-        let min = if layers.iter().any(|l| l.is_head()) {
-            224
-        } else {
-            32
-        };
+        let min = min_side;
         if let Some(q) = self.scales.iter().find(|q| **q < min) {
             return Err(Error::InvalidParam(format!(
                 "scale {q} is below {min}, the smallest input of the chosen layer"
@@ -326,8 +324,15 @@ pub fn extract_with(
     input: InputSpec,
     params: &ExtractParams,
 ) -> Result<Summary> {
-    let layers: Vec<LayerName> = nets.iter().map(|n| n.layer).collect();
-    params.check(&layers)?;
+    let min_side = nets
+        .iter()
+        .map(|n| match (n.layer.is_head(), n.vgg.min_head_input()) {
+            (true, Some(m)) => m as u32,
+            _ => 32,
+        })
+        .max()
+        .unwrap_or(32);
+    params.check(min_side)?;
     if nets.is_empty() {
         return Err(Error::InvalidParam(
             "at least one --weights is needed".into(),
