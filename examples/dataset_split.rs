@@ -3,7 +3,7 @@
 //! (30 train / up to 50 test per class) as `split<N>.csv` into an output folder.
 //!
 //! ```text
-//! cargo run --example dataset_split -- ../shared/datasets/caltech101/101_ObjectCategories /tmp/splits
+//! cargo run --example dataset_split -- ../shared/datasets/caltech101/101_ObjectCategories target/splits
 //! ```
 
 use std::path::PathBuf;

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-2}
 if [ -z "${TORCH_PY:-}" ]; then
-  VENV=${VENV:-/tmp/vggfeat-bench-venv}
+  VENV=${VENV:-target/bench-venv}
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null || "$VENV/bin/pip" install -q torch torchvision
   TORCH_PY="$VENV/bin/python"

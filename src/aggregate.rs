@@ -181,6 +181,51 @@ pub fn aggregate_store(store: &Store, how: Aggregate, nets: &[usize]) -> Result<
     Ok(out)
 }
 
+/// Aggregates several stores (e.g. a VOC train store and a test store) into one set of
+/// descriptors sorted by id. The stores must have the same nets and scales, and no id may appear
+/// in two of them.
+pub fn aggregate_stores(stores: &[Store], how: Aggregate, nets: &[usize]) -> Result<Descriptors> {
+    let Some(first) = stores.first() else {
+        return Err(Error::InvalidParam("no feature stores".into()));
+    };
+    let mut rows: Vec<(String, Vec<String>, Vec<f32>)> = Vec::new();
+    for s in stores {
+        let (a, b) = (&s.manifest, &first.manifest);
+        if a.nets.len() != b.nets.len() || a.scales != b.scales {
+            return Err(Error::Data {
+                path: s.dir.clone(),
+                reason: format!("nets or scales differ from {}", first.dir.display()),
+            });
+        }
+        let d = aggregate_store(s, how, nets)?;
+        rows.extend(
+            d.ids
+                .into_iter()
+                .zip(d.labels)
+                .zip(d.rows)
+                .map(|((i, l), r)| (i, l, r)),
+        );
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = rows.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::InvalidParam(format!(
+            "image {} is in more than one store",
+            w[0].0
+        )));
+    }
+    let mut out = Descriptors {
+        ids: Vec::with_capacity(rows.len()),
+        labels: Vec::with_capacity(rows.len()),
+        rows: Vec::with_capacity(rows.len()),
+    };
+    for (i, l, r) in rows {
+        out.ids.push(i);
+        out.labels.push(l);
+        out.rows.push(r);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

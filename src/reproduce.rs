@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::aggregate::{Aggregate, aggregate_store};
+use crate::aggregate::{Aggregate, aggregate_stores};
 use crate::dataset::{Dataset, OpenOptions, SourceKind, SplitParams};
 use crate::error::{Error, Result};
 use crate::extract::{ExtractParams, NetEntry, canonical_root, extract_with};
@@ -217,20 +217,7 @@ pub fn run_benchmark(
             b.name().to_lowercase(),
             name.replace(" & ", "")
         ));
-        let mut desc = aggregate_store(&stores[0], how, &idx)?;
-        for s in &stores[1..] {
-            let d = aggregate_store(s, how, &idx)?;
-            desc.ids.extend(d.ids);
-            desc.labels.extend(d.labels);
-            desc.rows.extend(d.rows);
-        }
-        let mut order: Vec<usize> = (0..desc.ids.len()).collect();
-        order.sort_by(|&a, &c| desc.ids[a].cmp(&desc.ids[c]));
-        let desc = crate::aggregate::Descriptors {
-            ids: order.iter().map(|&i| desc.ids[i].clone()).collect(),
-            labels: order.iter().map(|&i| desc.labels[i].clone()).collect(),
-            rows: order.iter().map(|&i| desc.rows[i].clone()).collect(),
-        };
+        let desc = aggregate_stores(&stores, how, &idx)?;
         let title = format!(
             "{} — {name}, {}",
             b.name(),

@@ -460,7 +460,7 @@ pub struct SvmArgs {
 
 pub fn svm(a: SvmArgs) -> Result<u8> {
     use linfa::ParamGuard;
-    use vggfeat::aggregate::{Aggregate, Descriptors, aggregate_store, parse_nets};
+    use vggfeat::aggregate::{Aggregate, aggregate_stores, parse_nets};
     use vggfeat::svm::{LinearSvmParams, Loss, SelectCParams, Solver};
     let how: Aggregate = a.aggregate.parse()?;
     let mut stores = Vec::new();
@@ -469,36 +469,7 @@ pub fn svm(a: SvmArgs) -> Result<u8> {
     }
     let first = &stores[0];
     let nets = parse_nets(&a.nets, first.manifest.nets.len())?;
-    let mut desc = Descriptors {
-        ids: Vec::new(),
-        labels: Vec::new(),
-        rows: Vec::new(),
-    };
-    for s in &stores {
-        if s.manifest.nets.len() != first.manifest.nets.len()
-            || s.manifest.scales != first.manifest.scales
-        {
-            anyhow::bail!(
-                "{}: nets or scales differ from {}",
-                s.dir.display(),
-                first.dir.display()
-            );
-        }
-        let d = aggregate_store(s, how, &nets)?;
-        desc.ids.extend(d.ids);
-        desc.labels.extend(d.labels);
-        desc.rows.extend(d.rows);
-    }
-    let mut order: Vec<usize> = (0..desc.ids.len()).collect();
-    order.sort_by(|&x, &y| desc.ids[x].cmp(&desc.ids[y]));
-    let desc = Descriptors {
-        ids: order.iter().map(|&i| desc.ids[i].clone()).collect(),
-        labels: order.iter().map(|&i| desc.labels[i].clone()).collect(),
-        rows: order.iter().map(|&i| desc.rows[i].clone()).collect(),
-    };
-    if let Some(w) = desc.ids.windows(2).find(|w| w[0] == w[1]) {
-        anyhow::bail!("image {} is in more than one store", w[0]);
-    }
+    let desc = aggregate_stores(&stores, how, &nets)?;
     let solver = match a.solver.as_str() {
         "dcd" => Solver::Dcd,
         "linfa" | "linfa-svm" => Solver::LinfaSvm,
