@@ -8,32 +8,8 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use vggfeat::model::config::{ConfigName, LayerName, Spec};
-use vggfeat::model::weights::{InitScheme, VggWeights};
-use vggfeat::model::{Engine, Vgg};
-
-/// Multiply-add FLOPs (2 per MAC) of the conv body + dense head at input h x w.
-fn flops(config: ConfigName, h: usize, w: usize) -> f64 {
-    let (mut h, mut w, mut c, mut f) = (h, w, 3usize, 0f64);
-    for l in config.layers() {
-        match l.spec {
-            Spec::Conv { kernel, width } => {
-                f += 2.0 * (kernel * kernel * c * width * h * w) as f64;
-                c = width;
-            }
-            Spec::Pool => {
-                h /= 2;
-                w /= 2;
-            }
-            Spec::Lrn => {}
-        }
-    }
-    let (oh, ow) = (h - 6, w - 6);
-    f += 2.0 * (49 * c * 4096 * oh * ow) as f64
-        + 2.0 * (4096 * 4096 * oh * ow) as f64
-        + 2.0 * (4096 * 1000 * oh * ow) as f64;
-    f
-}
+use vggfeat::model::config::{ConfigName, LayerName};
+use vggfeat::model::{Engine, InitScheme, Vgg, VggWeights};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -81,7 +57,8 @@ fn main() {
         }
         let secs = t.elapsed().as_secs_f64() / reps as f64;
         let ips = batch as f64 / secs;
-        let gflops = flops(ConfigName::D, q, q) * batch as f64 / secs / 1e9;
+        let plan = net.plan();
+        let gflops = plan.flops(q, q, 0..plan.steps().len()) * batch as f64 / secs / 1e9;
         println!(
             "{{\"impl\":\"vggfeat-{engine:?}\",\"workload\":\"{name}\",\"batch\":{batch},\"q\":{q},\"images_per_s\":{ips:.3},\"gflops\":{gflops:.1}}}"
         );

@@ -8,7 +8,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use vggfeat::model::config::ConfigName;
-use vggfeat::model::weights::{InitScheme, VggWeights};
+use vggfeat::model::{InitScheme, VggWeights};
 use vggfeat::train::net::TrainNet;
 use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
 

@@ -1,16 +1,21 @@
 //! The paper's test-time classification protocol (Section 3.2): rescale isotropically to the
 //! test scale Q, apply the network densely, average the class score map spatially and over the
-//! horizontal flip, softmax, and rank the classes.
+//! horizontal flip ([`crate::descriptor`] of fc8), softmax, and rank the classes.
 
 use std::path::Path;
 
 use candle_core::Tensor;
 use image::RgbImage;
 
+use crate::descriptor::{flip_average, pooled};
 use crate::error::{Error, Result};
 use crate::image_io::{DecodeOptions, load_rgb_with};
 use crate::model::Vgg;
+use crate::model::config::LayerName;
 use crate::preprocess::{Normalization, resize_smallest_side};
+
+/// The paper's default test scale for classification (Table 3's single scale Q = 384).
+pub const DEFAULT_SCALE: u32 = 384;
 
 /// One ranked class.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -21,7 +26,7 @@ pub struct Prediction {
     pub prob: f32,
 }
 
-/// Classifies one image at scale `q` (default in the CLI: 384), returning the `top_k` classes.
+/// Classifies one image at scale `q`, returning the `top_k` classes.
 pub fn classify_file(
     net: &Vgg,
     path: &Path,
@@ -35,8 +40,8 @@ pub fn classify_file(
     Ok(rank(&class_probs(net, &img, q, norm)?, top_k))
 }
 
-/// Checks that the test scale `q` is at least the network's smallest dense input
-/// ([`Vgg::min_head_input`]: 224 for ImageNet networks, 32k for a k x k fc6).
+/// Checks that the net has a classifier and that the test scale `q` is at least its smallest
+/// dense input ([`Vgg::min_head_input`]: 224 for ImageNet networks, 32k for a k x k fc6).
 pub fn check_scale(net: &Vgg, q: u32) -> Result<()> {
     let min = net.min_head_input().ok_or_else(|| {
         Error::InvalidParam(format!(
@@ -49,27 +54,35 @@ pub fn check_scale(net: &Vgg, q: u32) -> Result<()> {
             "scale {q} is below {min}, the smallest input of the dense head"
         )));
     }
-    Ok(())
+    net.check_layer(LayerName::Fc8)
 }
 
 /// The class probabilities of one decoded image under the paper's dense protocol: rescale to
-/// smallest side `q` (Pillow-exact), normalise, [`Vgg::classify_dense`]. Returns one
-/// probability per fc8 class. `q` must pass [`check_scale`].
+/// smallest side `q` (Pillow-exact), normalise, the fc8 map of the image and its flip (one
+/// batch), spatial means, their average, softmax. Returns one probability per fc8 class. `q`
+/// must pass [`check_scale`].
 pub fn class_probs(net: &Vgg, img: &RgbImage, q: u32, norm: Normalization) -> Result<Vec<f32>> {
     let s = resize_smallest_side(img, q);
-    let x = Tensor::from_vec(
-        norm.to_chw(&s, false),
-        (1, 3, s.height() as usize, s.width() as usize),
-        net.device(),
-    )?;
-    Ok(net.classify_dense(&x)?.squeeze(0)?.to_vec1()?)
+    let (h, w) = (s.height() as usize, s.width() as usize);
+    let mut data = norm.to_chw(&s, false);
+    data.extend(norm.to_chw(&s, true));
+    let x = Tensor::from_vec(data, (2, 3, h, w), net.device())?;
+    let means = pooled(net, &x, LayerName::Fc8)?;
+    Ok(softmax(&flip_average(&means[0], &means[1])))
+}
+
+/// `exp(v - max) / sum`, in f32 (as PyTorch's and candle's softmax).
+pub fn softmax(v: &[f32]) -> Vec<f32> {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = v.iter().map(|x| (x - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / sum).collect()
 }
 
 /// The `top_k` classes of a probability vector, most probable first (ties: lower index first).
 pub fn rank(probs: &[f32], top_k: usize) -> Vec<Prediction> {
-    let mut idx: Vec<usize> = (0..probs.len()).collect();
-    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    idx.into_iter()
+    crate::metrics::ranking(probs)
+        .into_iter()
         .take(top_k)
         .map(|class| Prediction {
             class,

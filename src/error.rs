@@ -61,7 +61,8 @@ pub enum Error {
         /// Why it could not be used.
         reason: String,
     },
-    /// A parameter is out of its valid range.
+    /// A parameter is out of its valid range, or a request does not fit the data it is about
+    /// (a usage error: the command line or the library call must change).
     #[error("invalid parameter: {0}")]
     InvalidParam(String),
     /// A requested device or feature is not available in this build.
@@ -75,6 +76,19 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A training run diverged: its loss became infinite or NaN.
+    #[error("training diverged: {0}")]
+    Diverged(String),
+    /// A solver could not produce a model (e.g. linfa-svm failed on a problem).
+    #[error("solver failed: {0}")]
+    Solver(String),
+    /// A worker thread of a pipeline stopped before it delivered its work (it panicked or was
+    /// killed); the run cannot go on.
+    #[error("{0}")]
+    Worker(String),
+    /// An internal invariant did not hold: a bug in vggfeat, to be reported.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
     /// An error from linfa's base crate (needed by linfa's `Fit` trait, whose error type must
     /// convert from it).
     #[error(transparent)]
@@ -88,6 +102,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether this is a usage error ([`Error::InvalidParam`]): the request, not the data or
+    /// the machine, is at fault. The CLI exits 2 for these and 3 for everything else.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::InvalidParam(_))
+    }
+
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -1,7 +1,7 @@
 //! Evaluation measures of the paper's transfer experiments, as pure functions: PASCAL VOC average
 //! precision (11-point VOC2007 and area-under-curve VOC2010+ variants) with its precision/recall
-//! curve, mean average precision, Caltech-101/256 mean class recall, and mean ± sample standard
-//! deviation over random splits.
+//! curve, mean average precision, Caltech-101/256 mean class recall, ImageNet-style top-k error,
+//! and mean ± sample standard deviation over random splits.
 //!
 //! Nothing here knows about SVMs or linfa: inputs are scores and labels, outputs are numbers.
 //!
@@ -360,9 +360,52 @@ pub fn mean_std(values: &[f64]) -> Result<MeanStd> {
     Ok(MeanStd { mean, std, n })
 }
 
+/// The classes ordered by descending score; ties go to the lower index first (so a classifier
+/// that scores every class alike is not rewarded: the true class ranks by its index).
+pub fn ranking(scores: &[f32]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    idx
+}
+
+/// How many classes [`ranking`] puts before `label`: 0 when the label is the top class.
+pub fn label_rank(scores: &[f32], label: usize) -> usize {
+    let p = scores[label];
+    scores
+        .iter()
+        .enumerate()
+        .filter(|&(c, &v)| v > p || (v == p && c < label))
+        .count()
+}
+
+/// Top-k error: the fraction of items whose label has rank k or worse ([`label_rank`] >= k);
+/// `ranks` holds one label rank per item. Errors on no items or k = 0.
+pub fn top_k_error(ranks: &[usize], k: usize) -> Result<f64> {
+    if ranks.is_empty() || k == 0 {
+        return Err(Error::InvalidParam(format!(
+            "top-{k} error of {} items",
+            ranks.len()
+        )));
+    }
+    Ok(ranks.iter().filter(|&&r| r >= k).count() as f64 / ranks.len() as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranks_and_top_k_errors_by_hand() {
+        let s = [0.1, 0.5, 0.5, 0.2];
+        assert_eq!(ranking(&s), [1, 2, 3, 0]);
+        assert_eq!(label_rank(&s, 1), 0);
+        assert_eq!(label_rank(&s, 2), 1); // tied with 1, which has the lower index
+        assert_eq!(label_rank(&s, 0), 3);
+        let ranks = [0, 1, 3, 7];
+        assert_eq!(top_k_error(&ranks, 1).unwrap(), 0.75);
+        assert_eq!(top_k_error(&ranks, 5).unwrap(), 0.25);
+        assert!(top_k_error(&[], 1).is_err());
+    }
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} != {b}");

@@ -143,7 +143,7 @@ impl ResultsTable {
 
     /// The scores and the caller's `parameters` (the run's configuration) as one JSON value:
     /// `{title, metric, classes: [{name, score, std}], mean, splits, parameters}`.
-    pub fn to_json(&self, parameters: &serde_json::Value) -> serde_json::Value {
+    pub fn to_json(&self, parameters: &impl serde::Serialize) -> serde_json::Value {
         serde_json::json!({
             "title": self.title,
             "metric": self.metric,
@@ -283,7 +283,7 @@ pub struct ReportFiles {
 pub fn write_results(
     dir: &Path,
     table: &ResultsTable,
-    parameters: &serde_json::Value,
+    parameters: &impl serde::Serialize,
 ) -> Result<ReportFiles> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let files = ReportFiles {
@@ -295,7 +295,7 @@ pub fn write_results(
     write(&files.markdown, table.to_markdown())?;
     write(&files.csv, table.to_csv())?;
     let json = serde_json::to_string_pretty(&table.to_json(parameters))
-        .map_err(|e| Error::InvalidParam(format!("parameters not serialisable: {e}")))?;
+        .map_err(|e| Error::Internal(format!("parameters not serialisable: {e}")))?;
     write(&files.json, json + "\n")?;
     write(&files.bar_chart, table.bar_chart_svg()?)?;
     Ok(files)
@@ -307,11 +307,11 @@ pub fn write_pr_curves(path: &Path, title: &str, curves: &[(&str, &ApResult)]) -
 }
 
 fn write(path: &Path, contents: String) -> Result<()> {
-    std::fs::write(path, contents).map_err(|e| Error::io(path, e))
+    crate::util::write_atomic(path, contents.as_bytes())
 }
 
 fn plot_err<E: std::error::Error>(e: E) -> Error {
-    Error::InvalidParam(format!("plotting failed: {e}"))
+    Error::Internal(format!("plotting failed: {e}"))
 }
 
 fn md_escape(s: &str) -> String {

@@ -1,15 +1,15 @@
 //! Every way a checkpoint can be wrong gives a clear error naming the file, the key, and what was
 //! expected — never a panic. Broken files are made from the fixture in a tempdir.
 
-mod util;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use vggfeat::Error;
+use vggfeat::model::checkpoint::{self as weights, torchvision_layout};
 use vggfeat::model::config::{ConfigName, imagenet_param_count};
-use vggfeat::model::weights;
+
+use crate::util;
 
 fn tiny_tensors() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(util::tiny().join("weights.safetensors"), &Device::Cpu).unwrap()
@@ -196,17 +196,17 @@ fn batch_norm_is_folded() {
     let d = tempfile::tempdir().unwrap();
     let plain = tiny_tensors();
     let mut bn = HashMap::new();
-    let cfg = ConfigName::D.layers();
+    let cfg = torchvision_layout(ConfigName::D, false);
     let mut new_index = 0;
-    for l in &cfg {
+    for (l, index) in &cfg {
         match l.spec {
             vggfeat::model::config::Spec::Conv { .. } => {
-                let w = &plain[&format!("features.{}.weight", l.index)];
+                let w = &plain[&format!("features.{index}.weight")];
                 let c = w.dims()[0];
                 bn.insert(format!("features.{new_index}.weight"), w.clone());
                 bn.insert(
                     format!("features.{new_index}.bias"),
-                    plain[&format!("features.{}.bias", l.index)].clone(),
+                    plain[&format!("features.{index}.bias")].clone(),
                 );
                 let one = Tensor::ones(c, DType::F32, &Device::Cpu).unwrap();
                 let zero = Tensor::zeros(c, DType::F32, &Device::Cpu).unwrap();

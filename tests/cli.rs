@@ -1,30 +1,9 @@
 //! The real binary on fixture files: output compared to golden files (regenerate deliberately
-//! with `UPDATE_GOLDEN=1 cargo test --test cli`), exit codes, and failure messages.
+//! with `UPDATE_GOLDEN=1 cargo test cli::`), exit codes, and failure messages.
 
-mod util;
-
-use std::path::PathBuf;
-
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn vggfeat() -> Command {
-    Command::new(assert_cmd::cargo::cargo_bin!("vggfeat"))
-}
-
-/// Compares `actual` with `tests/golden/<name>`, or rewrites it when UPDATE_GOLDEN=1.
-fn golden(name: &str, actual: &str) {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&p, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&p)
-        .unwrap_or_else(|_| panic!("missing golden file {}", p.display()));
-    assert_eq!(actual, want, "output differs from {}", p.display());
-}
+use crate::util::{self, golden, vggfeat};
 
 /// Paths in output are made relative to `../shared` so golden files do not depend on the machine.
 fn rel(out: &[u8]) -> String {
@@ -49,7 +28,7 @@ fn info_tiny_and_real() {
 fn classify_fixture_images() {
     let t = util::tiny();
     let out = vggfeat()
-        .args(["classify", "--top", "3", "-q", "256", "-w"])
+        .args(["classify", "--top", "3", "--scale", "256", "-w"])
         .arg(t.join("weights_timm.safetensors"))
         .arg(t.join("images/0.png"))
         .arg(t.join("images/2.png"))

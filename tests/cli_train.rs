@@ -1,14 +1,9 @@
 //! `vggfeat train` as a user runs it: a short run on a synthetic folder dataset, its checkpoint
 //! read by `info` and `classify`, resuming with a new epoch limit, and the usage errors.
 
-mod util;
-
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn vggfeat() -> Command {
-    Command::new(assert_cmd::cargo::cargo_bin!("vggfeat"))
-}
+use crate::util::{self, vggfeat};
 
 const TINY: &[&str] = &[
     "--config",
@@ -62,7 +57,7 @@ fn train_then_info_classify_and_resume() {
             .and(predicate::str::contains("preprocess:    torchvision")),
     );
     vggfeat()
-        .args(["classify", "-q", "36", "-w"])
+        .args(["classify", "--scale", "36", "-w"])
         .arg(&model)
         .arg(data.join("class2/img03.png"))
         .assert()

@@ -2,8 +2,6 @@
 //! folder in `../shared` (counts checked against its SOURCE.md) and on small synthetic sources
 //! built in temporary folders.
 
-mod util;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -11,6 +9,8 @@ use vggfeat::dataset::{
     Dataset, Item, OpenOptions, SourceKind, Split, SplitParams, VOC_CLASSES, sample_split,
     sample_splits, shard_of,
 };
+
+use crate::util;
 
 fn caltech_root() -> PathBuf {
     util::shared().join("datasets/caltech101/101_ObjectCategories")

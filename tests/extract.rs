@@ -3,23 +3,14 @@
 //! resize is Pillow-exact), bad inputs that must not stop a run, kill -9 and resume, shards and
 //! merge, and refusal of a store made with other parameters.
 
-mod util;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin!("vggfeat").to_path_buf()
-}
-
-fn vggfeat() -> Command {
-    Command::new(bin())
-}
+use crate::util::{self, bin, vggfeat};
 
 /// Reads an exported CSV into id -> (label, descriptor).
 fn read_csv(p: &Path) -> BTreeMap<String, (String, Vec<f32>)> {

@@ -3,13 +3,13 @@
 //! summary `tests/data/caltech101_pillow.csv` (`tests/data/caltech101_pillow.py`), and bad inputs
 //! (truncated, empty, not an image, bombs, directories, odd names) that must give clear errors.
 
-mod util;
-
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, RgbImage};
 use vggfeat::image_io::{DecodeOptions, decode_rgb, is_image_file, load_rgb, load_rgb_with};
+
+use crate::util;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

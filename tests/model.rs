@@ -2,16 +2,17 @@
 //! the network from the stored inputs within 1e-4 relative (PROTOCOL.md), every checkpoint
 //! spelling, both engines.
 
-mod util;
-
 use candle_core::{Device, Tensor};
+use vggfeat::model::checkpoint;
 use vggfeat::model::config::{ConfigName, LayerName};
-use vggfeat::model::weights::{self, Naming};
 use vggfeat::model::{Engine, Vgg};
+use vggfeat::model::{InitScheme, Naming, VggWeights};
 use vggfeat::preprocess::{Normalization, resize_smallest_side};
 
+use crate::util;
+
 fn nets(file: &str) -> Vec<Vgg> {
-    let w = weights::load(&util::tiny().join(file), &Device::Cpu).unwrap();
+    let w = checkpoint::load(&util::tiny().join(file), &Device::Cpu).unwrap();
     assert_eq!(w.config, ConfigName::D);
     [Engine::Candle, Engine::Fast]
         .into_iter()
@@ -132,7 +133,7 @@ fn preprocess_is_pillow_exact() {
 /// The real float16 VGG-16 conv weights reproduce PyTorch's pool5 maps.
 #[test]
 fn real_vgg16_conv_weights_match_pytorch_pool5() {
-    let w = weights::load(&util::hed_weights(), &Device::Cpu).unwrap();
+    let w = checkpoint::load(&util::hed_weights(), &Device::Cpu).unwrap();
     assert_eq!(w.config, ConfigName::D);
     assert_eq!(w.naming, Naming::BodyOnly);
     assert_eq!(w.dtype_on_disk, candle_core::DType::F16);
@@ -156,7 +157,7 @@ fn real_vgg16_conv_weights_match_pytorch_pool5() {
 /// The fast path against candle's convolutions on random inputs of odd sizes, every layer kind.
 #[test]
 fn fast_engine_matches_candle_on_odd_sizes() {
-    let w = weights::load(&util::tiny().join("weights.safetensors"), &Device::Cpu).unwrap();
+    let w = checkpoint::load(&util::tiny().join("weights.safetensors"), &Device::Cpu).unwrap();
     let fast = Vgg::new(w.clone(), &Device::Cpu, Engine::Fast).unwrap();
     let slow = Vgg::new(w, &Device::Cpu, Engine::Candle).unwrap();
     for (n, h, wd) in [(1, 37, 45), (2, 225, 231), (1, 250, 301)] {
@@ -191,20 +192,12 @@ fn too_small_inputs_are_refused_clearly() {
 fn small_crop_head_round_trips_and_runs_densely() {
     // A net trained at crop 96 has a 3x3 fc6 (pool5 of 96 is 3x3); it saves with torchvision
     // names (fc6 a Linear over C*3*3), loads back, and runs densely from a side of 96.
-    let w = weights::VggWeights::random_with_fc6(
-        ConfigName::A,
-        16,
-        Some(24),
-        3,
-        5,
-        weights::InitScheme::He,
-        3,
-    )
-    .unwrap();
+    let w =
+        VggWeights::random_with_fc6(ConfigName::A, 16, Some(24), 3, 5, InitScheme::He, 3).unwrap();
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("k3.safetensors");
-    weights::save_torchvision(&w, &p, &Default::default()).unwrap();
-    let back = weights::load(&p, &Device::Cpu).unwrap();
+    checkpoint::save_torchvision(&w, &p, &Default::default()).unwrap();
+    let back = checkpoint::load(&p, &Device::Cpu).unwrap();
     let h = back.head.as_ref().unwrap();
     assert_eq!(h.fc6_kernel(), 3);
     assert_eq!(h.fc6.weight.dims(), &[24, 32, 3, 3]);

@@ -1,33 +1,11 @@
 //! Golden-file tests of the results tables (`src/report.rs`). The expected outputs live in
-//! `tests/golden/`; regenerate them deliberately with `UPDATE_GOLDEN=1 cargo test --test report`
+//! `tests/golden/`; regenerate them deliberately with `UPDATE_GOLDEN=1 cargo test report::`
 //! and review the diff.
-
-use std::path::PathBuf;
 
 use vggfeat::metrics::mean_std;
 use vggfeat::report::{ClassScore, ResultsTable};
 
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
-            path.display()
-        )
-    });
-    assert_eq!(
-        actual,
-        expected,
-        "{} differs (UPDATE_GOLDEN=1 regenerates it)",
-        path.display()
-    );
-}
+use crate::util::golden;
 
 /// A VOC-like table of one run: plain scores, awkward names (comma, quote, pipe).
 fn voc_table() -> ResultsTable {

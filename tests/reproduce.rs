@@ -1,14 +1,9 @@
 //! `vggfeat reproduce`: folder checks against `datasets/`, and a whole (tiny) Table 11 run with
 //! the fixture net as D and its timm spelling as E on a few Caltech-101 classes.
 
-mod util;
-
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn vggfeat() -> Command {
-    Command::new(assert_cmd::cargo::cargo_bin!("vggfeat"))
-}
+use crate::util::{self, vggfeat};
 
 #[test]
 fn a_wrong_folder_is_refused_before_extraction() {

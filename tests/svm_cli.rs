@@ -4,14 +4,13 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
 use rand::{Rng, SeedableRng};
-use vggfeat::dataset::VOC_CLASSES;
+use vggfeat::dataset::{SourceKind, VOC_CLASSES};
+use vggfeat::model::config::{ConfigName, LayerName};
+use vggfeat::preprocess::Normalization;
 use vggfeat::store::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, Outcome, Record, StoreWriter};
 
-fn vggfeat() -> Command {
-    Command::new(assert_cmd::cargo::cargo_bin!("vggfeat"))
-}
+use crate::util::vggfeat;
 
 const D: usize = 16;
 
@@ -21,18 +20,19 @@ fn manifest(root: &str) -> Manifest {
         tool_version: "synthetic".into(),
         input: InputSpec {
             root: root.into(),
-            kind: "folder".into(),
+            kind: SourceKind::Folder,
             split: None,
+            classes: None,
             limit_per_class: None,
             shard: None,
         },
         nets: vec![NetSpec {
             weights: "synthetic".into(),
             sha256: "00".into(),
-            config: "D".into(),
-            layer: "fc7".into(),
+            config: ConfigName::D,
+            layer: LayerName::Fc7,
             dim: D,
-            preprocess: "torchvision".into(),
+            preprocess: Normalization::Torchvision,
         }],
         scales: vec![256, 384],
         flip: true,

@@ -2,19 +2,20 @@
 //! a resumed run equals an uninterrupted one bit for bit; checkpoints load as networks; the
 //! initialisations copy what they say; frozen layers stay fixed.
 
-mod util;
-
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use vggfeat::model::checkpoint as weights;
 use vggfeat::model::config::{ConfigName, LayerName};
-use vggfeat::model::weights::{self, InitScheme, VggWeights};
 use vggfeat::model::{Engine, Vgg};
+use vggfeat::model::{InitScheme, VggWeights};
 use vggfeat::train::net::{self, Init, NetShape, TrainNet};
 use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
 use vggfeat::train::{TrainParams, Trainer};
+
+use crate::util;
 
 fn vals(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()

@@ -351,6 +351,38 @@ impl Dataset {
         }
     }
 
+    /// The images carrying at least one of `classes`, with only those classes (in sorted
+    /// order): a smaller benchmark made of some classes. Errors (usage) naming a class the
+    /// dataset does not have.
+    pub fn select_classes(&self, classes: &[String]) -> Result<Dataset> {
+        if let Some(c) = classes.iter().find(|c| self.class_index(c).is_none()) {
+            return Err(Error::InvalidParam(format!(
+                "{}: no class `{c}` (it has {} classes, e.g. {})",
+                self.root.display(),
+                self.classes.len(),
+                self.classes
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let keep = |l: &String| classes.contains(l);
+        let items = self
+            .items
+            .iter()
+            .filter(|i| i.labels.iter().any(keep))
+            .cloned()
+            .collect();
+        let mut out = Dataset {
+            items,
+            ..self.clone_empty()
+        };
+        out.classes.retain(keep);
+        Ok(out)
+    }
+
     /// Shard `index` of `count`: the images whose id hashes to `index` (see [`shard_of`]).
     /// Depends only on each id, so it is the same on every machine, does not change when other
     /// images are added or removed, and the `count` shards are disjoint and cover the dataset.
@@ -503,6 +535,25 @@ mod tests {
         assert_eq!(ids(&ds.limit_per_class(2)), ["1", "2", "3", "5", "6"]);
         assert!(ds.limit_per_class(0).is_empty());
         assert_eq!(ds.limit_per_class(1).classes, ds.classes);
+    }
+
+    #[test]
+    fn class_selection_keeps_those_classes_only() {
+        let ds = Dataset::from_items(
+            PathBuf::from("r"),
+            SourceKind::Folder,
+            vec![
+                item("a/1", &["a"]),
+                item("b/1", &["b"]),
+                item("c/1", &["c"]),
+            ],
+        )
+        .unwrap();
+        let sel = ds.select_classes(&["c".into(), "a".into()]).unwrap();
+        assert_eq!(sel.classes, ["a", "c"]);
+        assert_eq!(sel.len(), 2);
+        let e = ds.select_classes(&["z".into()]).unwrap_err().to_string();
+        assert!(e.contains("no class `z`"), "{e}");
     }
 
     #[test]

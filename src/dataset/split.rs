@@ -224,13 +224,17 @@ impl Split {
             path: path.to_path_buf(),
             reason: format!("cannot write: {e}"),
         };
-        let mut w = csv::Writer::from_path(path).map_err(io)?;
-        w.write_record(["id", "label", "set"]).map_err(io)?;
-        for (i, c, set) in rows {
-            w.write_record([ds.items[i].id.as_str(), &self.classes[c], set.as_str()])
-                .map_err(io)?;
+        let mut file = crate::util::AtomicFile::create(path)?;
+        {
+            let mut w = csv::Writer::from_writer(file.writer());
+            w.write_record(["id", "label", "set"]).map_err(io)?;
+            for (i, c, set) in rows {
+                w.write_record([ds.items[i].id.as_str(), &self.classes[c], set.as_str()])
+                    .map_err(io)?;
+            }
+            w.flush().map_err(|e| Error::io(path, e))?;
         }
-        w.flush().map_err(|e| Error::io(path, e))
+        file.commit()
     }
 
     /// Reads a split written by [`Split::write_csv`] (or by hand) against `ds`: every id must be

@@ -1,53 +1,82 @@
-//! Multi-scale dense extraction (the paper's Appendix B): for each image and scale Q, rescale
-//! isotropically to smallest side Q, run the network densely, global-average-pool the chosen
-//! layer, do the same for the horizontal flip and average the two. The per-scale descriptors of
-//! every net go to the [`crate::store`]; aggregation happens later.
+//! Multi-scale dense extraction (the paper's Appendix B) over a dataset into a feature store:
+//! for each image and scale Q, the per-scale descriptor of every net ([`crate::descriptor`]);
+//! aggregation happens later ([`crate::store::join`]).
 //!
-//! Decoding and resizing run on their own threads ahead of the network, through a bounded queue
-//! (memory stays flat on any folder size); inputs of equal shape (an image and its flip, and
-//! equal-shape images that arrive together) share one forward pass. A file that cannot be used
-//! is recorded as a failure with its reason and the run goes on.
+//! Decoding and resizing run on their own threads ahead of the network (a decode stage), through a
+//! bounded queue; inputs of equal shape share a forward pass. A file that cannot be used is
+//! recorded as a failure with its reason and the run goes on. Records go to the store in atomic
+//! chunks, so a killed run resumes where it stopped.
+//!
+//! [`Extractor`] is the library entry point for networks already in memory; [`job`] is the
+//! command-line job (list a dataset, load checkpoints, run).
+//!
+//! ```no_run
+//! # fn main() -> vggfeat::Result<()> {
+//! use vggfeat::extract::{ExtractParams, Extractor, NetEntry};
+//! use vggfeat::model::{Vgg, config::ConfigName, InitScheme, VggWeights};
+//! let w = VggWeights::random(ConfigName::A, 8, None, 0, InitScheme::He, 0)?;
+//! let net = Vgg::new(w, &candle_core::Device::Cpu, Default::default())?;
+//! let extractor = Extractor::new(vec![NetEntry::new(net, None, None)?])?;
+//! let ds = vggfeat::dataset::Dataset::open("images".as_ref())?;
+//! let input = vggfeat::store::InputSpec {
+//!     root: "images".into(),
+//!     kind: ds.kind,
+//!     split: None,
+//!     classes: None,
+//!     limit_per_class: None,
+//!     shard: None,
+//! };
+//! let params = ExtractParams { scales: vec![256], ..ExtractParams::default() };
+//! let summary = extractor.run(ds.items, "store".as_ref(), input, &params)?;
+//! println!("{} extracted, {} failed", summary.extracted, summary.failed.len());
+//! # Ok(()) }
+//! ```
 
-use std::collections::BTreeMap;
+mod decode;
+pub mod job;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use candle_core::Tensor;
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 
 use crate::dataset::Item;
+use crate::descriptor::PerScale;
 use crate::error::{Error, Result};
-use crate::image_io::{DecodeOptions, load_rgb_with};
+use crate::image_io::DecodeOptions;
 use crate::model::config::LayerName;
-use crate::model::{Vgg, expected_normalization};
-use crate::preprocess::{Normalization, resize_smallest_side, scaled_size};
+use crate::model::{Format, Vgg, VggWeights, expected_normalization};
+use crate::preprocess::Normalization;
 use crate::store::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, Outcome, Record, StoreWriter};
+use crate::util::Progress;
 
-/// Extraction parameters. Build with [`ExtractParams::default`] and struct update, then
-/// [`ExtractParams::check`].
-#[derive(Debug, Clone)]
+pub use job::{DatasetOptions, ExtractJob, ExtractRequest};
+
+/// Extraction parameters. Build with [`ExtractParams::default`] and struct update; checked by
+/// [`ExtractParams::check`] (and by [`Extractor::run`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExtractParams {
-    /// Scales Q (smallest side after rescaling), each >= 224 for fc layers, >= 32 for conv
-    /// layers. Default `[256, 384, 512]` (the paper's Caltech setting).
+    /// Scales Q (smallest side after rescaling), each >= the nets' smallest input (224 for an
+    /// ImageNet head, 32 for conv layers), none repeated. Default `[256, 384, 512]` (the
+    /// paper's Caltech setting).
     pub scales: Vec<u32>,
     /// Average with the horizontal flip (default true).
     pub flip: bool,
-    /// Inputs per forward pass at most (an image and its flip count as two). Default 2.
+    /// Inputs per forward pass at most (an image and its flip count as two). Default 2; >= 1.
     pub batch: usize,
-    /// Images per atomic store chunk (default 32): a kill loses at most this many.
+    /// Images per atomic store chunk (default 32; >= 1): a kill loses at most this many.
     pub chunk_records: usize,
-    /// Decoded images waiting for the network at most (default 4): bounds memory.
+    /// Decoded images waiting for the network at most (default 4; >= 1): bounds memory.
     pub queue: usize,
-    /// Decoding threads (default 1; decoding is a small share of the time).
+    /// Decoding threads (default 1; >= 1; decoding is a small share of the time).
     pub decode_threads: usize,
     /// Decoder options (pixel limit, EXIF orientation).
     pub decode: DecodeOptions,
-    /// Show a progress bar on a terminal (default true).
+    /// Show progress: a bar on a terminal, log lines otherwise (default true).
     pub progress: bool,
 }
 
@@ -67,20 +96,13 @@ impl Default for ExtractParams {
 }
 
 impl ExtractParams {
-    /// Validates the parameters for nets whose smallest accepted input side is `min_side`
-    /// (224 for an ImageNet head, 32 x the fc6 kernel for nets trained at a smaller crop, 32 for
-    /// conv layers).
-    pub fn check(&self, min_side: u32) -> Result<()> {
+    /// Checks everything that does not depend on the nets (no I/O).
+    pub fn check_basic(&self) -> Result<()> {
         if self.scales.is_empty() {
             return Err(Error::InvalidParam("at least one scale is needed".into()));
         }
-        let min = min_side;
-        if let Some(q) = self.scales.iter().find(|q| **q < min) {
-            return Err(Error::InvalidParam(format!(
-                "scale {q} is below {min}, the smallest input of the chosen layer"
-            )));
-        }
         let mut sorted = self.scales.clone();
+        sorted.sort_unstable();
         sorted.dedup();
         if sorted.len() != self.scales.len() {
             return Err(Error::InvalidParam("scales repeat".into()));
@@ -90,6 +112,24 @@ impl ExtractParams {
             return Err(Error::InvalidParam(
                 "batch, chunk size, queue and decode threads must be at least 1".into(),
             ));
+        }
+        if self.decode.max_pixels == 0 {
+            return Err(Error::InvalidParam(
+                "--max-pixels must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates the parameters for nets whose smallest accepted input side is `min_side`
+    /// (224 for an ImageNet head, 32 x the fc6 kernel for nets trained at a smaller crop, 32 for
+    /// conv layers).
+    pub fn check(&self, min_side: u32) -> Result<()> {
+        self.check_basic()?;
+        if let Some(q) = self.scales.iter().find(|q| **q < min_side) {
+            return Err(Error::InvalidParam(format!(
+                "scale {q} is below {min_side}, the smallest input of the chosen layer"
+            )));
         }
         Ok(())
     }
@@ -110,19 +150,24 @@ pub struct NetEntry {
 
 impl NetEntry {
     /// Prepares a net: `layer` None = fc7, or pool5 for a checkpoint without fc layers;
-    /// `norm` None = the checkpoint's metadata, else torchvision. Hashes the weights file.
+    /// `norm` None = the checkpoint's metadata, else torchvision. The manifest identifies the
+    /// weights by the SHA-256 of their file, or, for weights made in memory, of their tensors.
     pub fn new(vgg: Vgg, layer: Option<LayerName>, norm: Option<Normalization>) -> Result<Self> {
         let layer = layer.unwrap_or_else(|| vgg.default_layer());
         vgg.check_layer(layer)?;
         let norm = norm.unwrap_or_else(|| expected_normalization(vgg.weights()).0);
         let w = vgg.weights();
+        let sha256 = match w.format {
+            Format::Memory => weights_sha256(w)?,
+            _ => sha256_file(&w.path)?,
+        };
         let spec = NetSpec {
             weights: w.path.display().to_string(),
-            sha256: sha256_file(&w.path)?,
-            config: w.config.to_string(),
-            layer: layer.to_string(),
+            sha256,
+            config: w.config,
+            layer,
             dim: vgg.layer_channels(layer)?,
-            preprocess: norm.to_string(),
+            preprocess: norm,
         };
         Ok(NetEntry {
             vgg,
@@ -130,6 +175,22 @@ impl NetEntry {
             norm,
             spec,
         })
+    }
+
+    /// Loads a checkpoint onto `device` with `engine` and prepares it as [`NetEntry::new`] does.
+    pub fn load(
+        path: &Path,
+        device: &candle_core::Device,
+        engine: crate::model::Engine,
+        layer: Option<LayerName>,
+        norm: Option<Normalization>,
+    ) -> Result<Self> {
+        Self::new(Vgg::load_with(path, device, engine)?, layer, norm)
+    }
+
+    /// The smallest input side this net's descriptor layer accepts.
+    pub fn min_side(&self) -> u32 {
+        self.vgg.plan().min_side(self.layer) as u32
     }
 }
 
@@ -144,6 +205,25 @@ pub fn sha256_file(path: &Path) -> Result<String> {
             break;
         }
         h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// SHA-256 of weights in memory: the configuration, then every layer's shape and float32 values
+/// (little-endian) in network order.
+pub fn weights_sha256(w: &VggWeights) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(w.config.to_string().as_bytes());
+    for l in w.layers() {
+        for t in [&l.weight, &l.bias] {
+            for d in t.dims() {
+                h.update((*d as u64).to_le_bytes());
+            }
+            let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+            for x in v {
+                h.update(x.to_le_bytes());
+            }
+        }
     }
     Ok(hex::encode(h.finalize()))
 }
@@ -170,297 +250,193 @@ impl Summary {
     pub fn images_per_sec(&self) -> f64 {
         (self.extracted + self.failed.len()) as f64 / self.seconds.max(1e-9)
     }
+
+    /// Images per second in the network alone.
+    pub fn network_images_per_sec(&self) -> f64 {
+        (self.extracted + self.failed.len()) as f64 / self.network_seconds.max(1e-9)
+    }
 }
 
-/// A decoded input, resized to every scale.
-struct Prepared {
-    item: usize,
-    result: std::result::Result<Vec<RgbImage>, String>,
+/// Extracts per-scale descriptors of several nets (in memory) into feature stores.
+#[derive(Debug)]
+pub struct Extractor {
+    nets: Vec<NetEntry>,
 }
 
-fn prepare(item: &Item, params: &ExtractParams) -> std::result::Result<Vec<RgbImage>, String> {
-    let img = load_rgb_with(&item.path, &params.decode).map_err(|e| match e {
-        Error::Image { reason, .. } => reason,
-        e => e.to_string(),
-    })?;
-    let mut out = Vec::with_capacity(params.scales.len());
-    for &q in &params.scales {
-        let (w, h) = scaled_size(img.width(), img.height(), q);
-        if (w as u64) * (h as u64) > params.decode.max_pixels {
-            return Err(format!(
-                "{}x{} image rescaled to smallest side {q} would be {w}x{h}, over the pixel limit \
-                 (extreme aspect ratio)",
-                img.width(),
-                img.height()
+impl Extractor {
+    /// An extractor for `nets` (at least one), in the order their descriptors are stored.
+    pub fn new(nets: Vec<NetEntry>) -> Result<Self> {
+        if nets.is_empty() {
+            return Err(Error::InvalidParam(
+                "at least one --weights is needed".into(),
             ));
         }
-        out.push(resize_smallest_side(&img, q));
+        Ok(Extractor { nets })
     }
-    Ok(out)
-}
 
-/// Starts the decode threads over `todo` (indices into `items`); results arrive on the receiver
-/// in any order. The queue holds at most `params.queue` decoded images.
-fn spawn_decoders(
-    items: Arc<Vec<Item>>,
-    todo: Arc<Vec<usize>>,
-    params: &ExtractParams,
-    stop: Arc<AtomicBool>,
-) -> (Receiver<Prepared>, Vec<std::thread::JoinHandle<()>>) {
-    let (tx, rx) = sync_channel(params.queue);
-    let next = Arc::new(AtomicUsize::new(0));
-    let handles = (0..params.decode_threads)
-        .map(|_| {
-            let (tx, items, todo, next, stop) = (
-                tx.clone(),
-                items.clone(),
-                todo.clone(),
-                next.clone(),
-                stop.clone(),
-            );
-            let params = params.clone();
-            std::thread::spawn(move || {
-                loop {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&i) = todo.get(k) else { break };
-                    let result = std::panic::catch_unwind(|| prepare(&items[i], &params))
-                        .unwrap_or_else(|_| Err("decoder panicked".into()));
-                    if tx.send(Prepared { item: i, result }).is_err() {
-                        break;
-                    }
-                }
-            })
-        })
-        .collect();
-    (rx, handles)
-}
+    /// The nets.
+    pub fn nets(&self) -> &[NetEntry] {
+        &self.nets
+    }
 
-/// Computes one net's per-scale descriptors for a group of prepared images (all scales),
-/// batching equal-shape inputs. Returns per image: Ok(floats for this net) or Err(reason).
-fn describe_group(
-    net: &NetEntry,
-    images: &[&Vec<RgbImage>],
-    params: &ExtractParams,
-    network_seconds: &mut f64,
-) -> Vec<std::result::Result<Vec<f32>, String>> {
-    let d = net.spec.dim;
-    let ns = params.scales.len();
-    let mut out: Vec<std::result::Result<Vec<f32>, String>> =
-        images.iter().map(|_| Ok(vec![0f32; ns * d])).collect();
-    let views = if params.flip { 2 } else { 1 };
-    for s in 0..ns {
-        // Group (image, view) inputs by shape, in a deterministic order.
-        let mut groups: BTreeMap<(u32, u32), Vec<(usize, bool)>> = BTreeMap::new();
-        for (i, im) in images.iter().enumerate() {
-            for v in 0..views {
-                groups
-                    .entry(im[s].dimensions())
-                    .or_default()
-                    .push((i, v == 1));
-            }
-        }
-        for ((w, h), members) in groups {
-            for batch in members.chunks(params.batch) {
-                let mut data = Vec::with_capacity(batch.len() * 3 * (w * h) as usize);
-                for &(i, flip) in batch {
-                    data.extend(net.norm.to_chw(&images[i][s], flip));
-                }
-                let t0 = Instant::now();
-                let pooled = Tensor::from_vec(
-                    data,
-                    (batch.len(), 3, h as usize, w as usize),
-                    net.vgg.device(),
-                )
-                .map_err(Error::from)
-                .and_then(|x| net.vgg.forward_pooled(&x, net.layer))
-                .and_then(|p| Ok(p.to_device(&candle_core::Device::Cpu)?.to_vec2::<f32>()?));
-                *network_seconds += t0.elapsed().as_secs_f64();
-                match pooled {
-                    Ok(rows) => {
-                        for (&(i, _), row) in batch.iter().zip(rows) {
-                            if let Ok(v) = &mut out[i] {
-                                let slot = &mut v[s * d..(s + 1) * d];
-                                for (a, b) in slot.iter_mut().zip(row) {
-                                    *a += b / views as f32;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        for &(i, _) in batch {
-                            out[i] =
-                                Err(format!("network failed at scale {}: {e}", params.scales[s]));
-                        }
-                    }
-                }
-            }
+    /// The smallest scale every net accepts.
+    pub fn min_side(&self) -> u32 {
+        self.nets.iter().map(NetEntry::min_side).max().unwrap_or(1)
+    }
+
+    /// The manifest a run with `params` over `input` writes.
+    pub fn manifest(&self, input: InputSpec, params: &ExtractParams) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            input,
+            nets: self.nets.iter().map(|n| n.spec.clone()).collect(),
+            scales: params.scales.clone(),
+            flip: params.flip,
+            max_pixels: params.decode.max_pixels,
         }
     }
-    out
-}
 
-/// Runs the extraction of `items` with `nets` into the store at `store_dir`, resuming a store
-/// made with the same parameters. Inputs that fail are recorded (with their reasons) and
-/// reported in the summary; the run goes on.
-pub fn extract(
-    items: Vec<Item>,
-    nets: &[NetEntry],
-    store_dir: &Path,
-    input: InputSpec,
-    params: &ExtractParams,
-) -> Result<Summary> {
-    let refs: Vec<&NetEntry> = nets.iter().collect();
-    extract_with(items, &refs, store_dir, input, params)
-}
+    /// Runs the extraction of `items` into the store at `store_dir`, resuming a store made with
+    /// the same parameters. Inputs that fail are recorded (with their reasons) and reported in
+    /// the summary; the run goes on.
+    pub fn run(
+        &self,
+        items: Vec<Item>,
+        store_dir: &Path,
+        input: InputSpec,
+        params: &ExtractParams,
+    ) -> Result<Summary> {
+        params.check(self.min_side())?;
+        let manifest = self.manifest(input, params);
+        let (mut writer, done) =
+            StoreWriter::create_or_resume(store_dir, &manifest, params.chunk_records)?;
+        let start = Instant::now();
+        let todo: Vec<usize> = (0..items.len())
+            .filter(|&i| !done.contains(&items[i].id))
+            .collect();
+        let mut summary = Summary {
+            total: items.len(),
+            already_done: items.len() - todo.len(),
+            ..Default::default()
+        };
+        let progress = Progress::new("extract", "images", todo.len() as u64, params.progress);
+        let items = Arc::new(items);
+        let todo = Arc::new(todo);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rx, handles) =
+            decode::spawn_decoders(items.clone(), todo.clone(), params, stop.clone());
+        let mut last_flush = Instant::now();
+        let group_max = params
+            .batch
+            .div_ceil(if params.flip { 2 } else { 1 })
+            .max(1);
 
-/// [`extract`] with borrowed nets (a net may serve several runs).
-pub fn extract_with(
-    items: Vec<Item>,
-    nets: &[&NetEntry],
-    store_dir: &Path,
-    input: InputSpec,
-    params: &ExtractParams,
-) -> Result<Summary> {
-    let min_side = nets
-        .iter()
-        .map(|n| match (n.layer.is_head(), n.vgg.min_head_input()) {
-            (true, Some(m)) => m as u32,
-            _ => 32,
-        })
-        .max()
-        .unwrap_or(32);
-    params.check(min_side)?;
-    if nets.is_empty() {
-        return Err(Error::InvalidParam(
-            "at least one --weights is needed".into(),
-        ));
-    }
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        input,
-        nets: nets.iter().map(|n| n.spec.clone()).collect(),
-        scales: params.scales.clone(),
-        flip: params.flip,
-        max_pixels: params.decode.max_pixels,
-    };
-    let (mut writer, done) =
-        StoreWriter::create_or_resume(store_dir, &manifest, params.chunk_records)?;
-    let start = Instant::now();
-    let todo: Vec<usize> = (0..items.len())
-        .filter(|&i| !done.contains(&items[i].id))
-        .collect();
-    let mut summary = Summary {
-        total: items.len(),
-        already_done: items.len() - todo.len(),
-        ..Default::default()
-    };
-    let bar = progress_bar(todo.len(), params.progress);
-    let items = Arc::new(items);
-    let todo = Arc::new(todo);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (rx, handles) = spawn_decoders(items.clone(), todo.clone(), params, stop.clone());
-    let mut last_flush = Instant::now();
-    let group_max = params
-        .batch
-        .div_ceil(if params.flip { 2 } else { 1 })
-        .max(1);
-
-    let result = (|| -> Result<()> {
-        let mut received = 0;
-        while received < todo.len() {
-            // Take one prepared image, then whatever else is ready, up to the group size.
-            let Ok(first) = rx.recv() else { break };
-            let mut group = vec![first];
-            while group.len() < group_max {
-                match rx.try_recv() {
-                    Ok(p) => group.push(p),
-                    Err(_) => break,
+        let result = (|| -> Result<()> {
+            let mut received = 0;
+            while received < todo.len() {
+                // Take one prepared image, then whatever else is ready, up to the group size.
+                let Ok(first) = rx.recv() else {
+                    return Err(Error::Worker(format!(
+                        "the decode threads stopped after {received} of {} inputs",
+                        todo.len()
+                    )));
+                };
+                let mut group = vec![first];
+                while group.len() < group_max {
+                    match rx.try_recv() {
+                        Ok(p) => group.push(p),
+                        Err(_) => break,
+                    }
+                }
+                received += group.len();
+                let ok: Vec<&Vec<RgbImage>> = group
+                    .iter()
+                    .filter_map(|p| p.result.as_ref().ok())
+                    .collect();
+                let mut results = self
+                    .describe(&ok, params, &mut summary.network_seconds)
+                    .into_iter();
+                for p in &group {
+                    let item = &items[p.item];
+                    let outcome = match &p.result {
+                        Err(reason) => Outcome::Failed(reason.clone()),
+                        Ok(_) => match results.next().expect("one result per decoded image") {
+                            Ok(v) => Outcome::Ok(v),
+                            Err(reason) => Outcome::Failed(reason),
+                        },
+                    };
+                    match &outcome {
+                        Outcome::Ok(_) => summary.extracted += 1,
+                        Outcome::Failed(reason) => {
+                            progress.println(&format!("skipped {}: {reason}", item.path.display()));
+                            summary.failed.push((item.id.clone(), reason.clone()));
+                        }
+                    }
+                    writer.push(Record {
+                        id: item.id.clone(),
+                        labels: item.labels.clone(),
+                        outcome,
+                    })?;
+                    progress.inc(1);
+                }
+                if last_flush.elapsed() > Duration::from_secs(30) {
+                    writer.flush()?;
+                    last_flush = Instant::now();
                 }
             }
-            received += group.len();
-            let ok: Vec<&Prepared> = group.iter().filter(|p| p.result.is_ok()).collect();
-            let imgs: Vec<&Vec<RgbImage>> = ok
-                .iter()
-                .map(|p| p.result.as_ref().expect("filtered"))
-                .collect();
-            let mut per_image: Vec<std::result::Result<Vec<f32>, String>> =
-                imgs.iter().map(|_| Ok(Vec::new())).collect();
-            for net in nets {
-                let r = describe_group(net, &imgs, params, &mut summary.network_seconds);
-                for (acc, r) in per_image.iter_mut().zip(r) {
-                    match (acc.as_mut(), r) {
+            writer.flush()
+        })();
+        stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        for h in handles {
+            let _ = h.join();
+        }
+        progress.finish();
+        result?;
+        summary.seconds = start.elapsed().as_secs_f64();
+        Ok(summary)
+    }
+
+    /// Every net's per-scale descriptors for a group of decoded images (one image per scale
+    /// each): per image, the concatenation over nets and scales, or the first failure.
+    fn describe(
+        &self,
+        images: &[&Vec<RgbImage>],
+        params: &ExtractParams,
+        network_seconds: &mut f64,
+    ) -> Vec<std::result::Result<Vec<f32>, String>> {
+        let mut out: Vec<std::result::Result<Vec<f32>, String>> =
+            images.iter().map(|_| Ok(Vec::new())).collect();
+        for net in &self.nets {
+            let per_scale = PerScale {
+                net: &net.vgg,
+                layer: net.layer,
+                norm: net.norm,
+                flip: params.flip,
+                batch: params.batch,
+            };
+            for (s, q) in params.scales.iter().enumerate() {
+                let at_scale: Vec<&RgbImage> = images.iter().map(|im| &im[s]).collect();
+                let (descs, secs) = per_scale.describe(&at_scale);
+                *network_seconds += secs;
+                for (acc, d) in out.iter_mut().zip(descs) {
+                    match (acc.as_mut(), d) {
                         (Ok(a), Ok(v)) => a.extend(v),
-                        (Ok(_), Err(e)) => *acc = Err(e),
+                        (Ok(_), Err(e)) => *acc = Err(format!("network failed at scale {q}: {e}")),
                         (Err(_), _) => {}
                     }
                 }
             }
-            let mut results = per_image.into_iter();
-            for p in &group {
-                let item = &items[p.item];
-                let outcome = match &p.result {
-                    Err(reason) => Outcome::Failed(reason.clone()),
-                    Ok(_) => match results.next().expect("one result per ok image") {
-                        Ok(v) => Outcome::Ok(v),
-                        Err(reason) => Outcome::Failed(reason),
-                    },
-                };
-                match &outcome {
-                    Outcome::Ok(_) => summary.extracted += 1,
-                    Outcome::Failed(reason) => {
-                        bar.suspend(|| eprintln!("skipped {}: {reason}", item.path.display()));
-                        summary.failed.push((item.id.clone(), reason.clone()));
-                    }
-                }
-                writer.push(Record {
-                    id: item.id.clone(),
-                    labels: item.labels.clone(),
-                    outcome,
-                })?;
-                bar.inc(1);
-            }
-            if last_flush.elapsed() > Duration::from_secs(30) {
-                writer.flush()?;
-                last_flush = Instant::now();
-            }
         }
-        writer.flush()
-    })();
-    stop.store(true, Ordering::Relaxed);
-    drop(rx);
-    for h in handles {
-        let _ = h.join();
+        out
     }
-    bar.finish_and_clear();
-    result?;
-    summary.seconds = start.elapsed().as_secs_f64();
-    Ok(summary)
-}
-
-fn progress_bar(len: usize, show: bool) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !show || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} images  {per_sec}  ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
 }
 
 /// The canonical form of an input path, for the manifest.
 pub fn canonical_root(p: &Path) -> String {
     std::fs::canonicalize(p)
-        .unwrap_or_else(|_| PathBuf::from(p))
+        .unwrap_or_else(|_| p.to_path_buf())
         .display()
         .to_string()
 }

@@ -1,7 +1,8 @@
 //! The VGG family as data: the paper's Table 1 (configurations A, A-LRN, B, C, D, E) in one
-//! table, layer names in the paper's convention (`conv3_2`, `pool4`, `fc7`), and the module
-//! indices torchvision gives each layer. Widths here are ImageNet's; a checkpoint may be narrower
-//! (the loader reads the real widths from the tensor shapes).
+//! table, and layer names in the paper's convention (`conv3_2`, `pool4`, `fc7`). Widths here are
+//! ImageNet's; a checkpoint may be narrower (the loader reads the real widths from the tensor
+//! shapes). How checkpoints number these layers is [`super::checkpoint`]'s business; how a
+//! network is walked is [`super::plan`]'s.
 
 use std::fmt;
 use std::str::FromStr;
@@ -226,46 +227,30 @@ impl ConfigName {
             + 3
     }
 
-    /// The named layers of the conv body, in order, with torchvision module indices.
+    /// The named layers of the conv body, in order.
     pub fn layers(self) -> Vec<BodyLayer> {
         let mut out = Vec::new();
-        let (mut block, mut in_block, mut index) = (1usize, 0usize, 0usize);
+        let (mut block, mut in_block) = (1usize, 0usize);
         for spec in self.specs() {
-            match *spec {
+            let (name, kernel, width) = match *spec {
                 Spec::Conv { kernel, width } => {
                     in_block += 1;
-                    out.push(BodyLayer {
-                        spec: *spec,
-                        name: LayerName::Conv(block, in_block),
-                        index,
-                        kernel,
-                        width,
-                    });
-                    index += 2; // conv + ReLU
+                    (LayerName::Conv(block, in_block), kernel, width)
                 }
-                Spec::Lrn => {
-                    out.push(BodyLayer {
-                        spec: *spec,
-                        name: LayerName::Lrn,
-                        index,
-                        kernel: 0,
-                        width: 0,
-                    });
-                    index += 1;
-                }
+                Spec::Lrn => (LayerName::Lrn, 0, 0),
                 Spec::Pool => {
-                    out.push(BodyLayer {
-                        spec: *spec,
-                        name: LayerName::Pool(block),
-                        index,
-                        kernel: 0,
-                        width: 0,
-                    });
-                    index += 1;
+                    let name = LayerName::Pool(block);
                     block += 1;
                     in_block = 0;
+                    (name, 0, 0)
                 }
-            }
+            };
+            out.push(BodyLayer {
+                spec: *spec,
+                name,
+                kernel,
+                width,
+            });
         }
         out
     }
@@ -301,15 +286,13 @@ impl FromStr for ConfigName {
     }
 }
 
-/// A layer of the conv body with its place in the network.
+/// A layer of the conv body with its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyLayer {
     /// What the layer is.
     pub spec: Spec,
     /// Its name in the paper's convention.
     pub name: LayerName,
-    /// Its module index in torchvision's `features` sequence (`features.{index}.weight`).
-    pub index: usize,
     /// Kernel side for convs, 0 otherwise.
     pub kernel: usize,
     /// ImageNet output width for convs, 0 otherwise.
@@ -332,6 +315,19 @@ pub enum LayerName {
     Fc7,
     /// fc8, the class score map (no softmax).
     Fc8,
+}
+
+impl serde::Serialize for LayerName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LayerName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl LayerName {
@@ -431,19 +427,6 @@ mod tests {
             (imagenet_param_count(ConfigName::C) as f64 / 1e6).round(),
             134.0
         );
-    }
-
-    #[test]
-    fn torchvision_indices_of_vgg16() {
-        let l = ConfigName::D.layers();
-        let convs: Vec<_> = l
-            .iter()
-            .filter(|x| matches!(x.spec, Spec::Conv { .. }))
-            .map(|x| x.index)
-            .collect();
-        assert_eq!(convs, vec![0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]);
-        assert_eq!(l.last().unwrap().index, 30);
-        assert_eq!(l.last().unwrap().name, LayerName::Pool(5));
     }
 
     #[test]

@@ -1,31 +1,44 @@
-//! The VGG network: a conv body (`forward_features`, up to pool5) and a fully-convolutional head
-//! (fc6 as a 7x7 conv without padding, fc7 and fc8 as 1x1 convs), so that the network applies
-//! densely to any image whose smallest side is at least 224 and returns maps. A network trained
-//! at a smaller crop (`vggfeat train --crop 32k`) has a k x k fc6 and applies densely from a
-//! smallest side of 32k ([`Vgg::min_head_input`]). Inputs and outputs
-//! are batch-first NCHW float32 tensors.
+//! The VGG network: a conv body (up to pool5) and a fully-convolutional head (fc6 as a k x k conv
+//! without padding, fc7 and fc8 as 1x1 convs), so that the network applies densely to any image
+//! whose smallest side is at least 32 k (224 for the ImageNet networks, whose fc6 is 7x7) and
+//! returns maps. Inputs are batch-first NCHW float32 tensors.
 //!
-//! Two engines compute the same function: candle's own ops (any device, the reference), and on
-//! the CPU a fast path ([`fast`]) that keeps activations channels-last and runs each conv as one
-//! large GEMM with bias and ReLU fused.
+//! - [`config`]: the paper's Table 1 as data, layer names;
+//! - [`plan`]: the one walk of a network, body and head, that every engine and the trainer run;
+//! - [`params`]: the weight types; [`init`]: random initialisation;
+//! - [`checkpoint`]: every file format and tensor name (read, write, batch-norm folding);
+//! - [`info`]: a checkpoint's description for `vggfeat info`;
+//! - the engines (private): candle's ops on any device, and a fast CPU engine (channels-last,
+//!   Winograd and GEMM), chosen by [`Engine`].
+//!
+//! [`Vgg`] ties them together: weights, their plan and an engine.
 
+pub mod checkpoint;
 pub mod config;
-pub mod fast;
-pub mod weights;
-pub mod winograd;
+pub(crate) mod engine;
+pub mod info;
+pub mod init;
+pub mod params;
+pub mod plan;
 
 use std::path::Path;
 
-use candle_core::{D, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::preprocess::Normalization;
-use config::{ConfigName, LRN_PARAMS, LayerName};
-use weights::{ConvParams, VggWeights};
+use config::{ConfigName, LayerName};
+use engine::Runner;
+
+pub use checkpoint::expected_normalization;
+pub use engine::{FeatureMap, Layout};
+pub use info::{ModelInfo, describe};
+pub use init::InitScheme;
+pub use params::{ConvParams, Format, HeadParams, Naming, VggWeights};
+pub use plan::Plan;
 
 /// Which implementation runs the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Engine {
     /// The fast CPU path on the CPU, candle (cuDNN) on CUDA.
     #[default]
@@ -53,30 +66,70 @@ impl std::str::FromStr for Engine {
     }
 }
 
-/// Parses `cpu`, `cuda` or `cuda:N` into a device; CUDA needs the `cuda` cargo feature.
-pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        _ if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal = match s.strip_prefix("cuda:") {
+/// A device by name: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`. Parsing checks the spelling only;
+/// [`DeviceSpec::open`] opens it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => match s.strip_prefix("cuda:") {
                 Some(n) => n
                     .parse::<usize>()
-                    .map_err(|_| Error::InvalidParam(format!("bad CUDA device `{s}`")))?,
-                None => 0,
-            };
-            if !cfg!(feature = "cuda") {
-                return Err(Error::Unsupported(format!(
-                    "`--device {s}`: this vggfeat was built without CUDA support; rebuild with \
-                     `cargo build --release --features cuda` (needs the CUDA toolkit and cuDNN)"
-                )));
-            }
-            Device::new_cuda(ordinal)
-                .map_err(|e| Error::Unsupported(format!("cannot open CUDA device {ordinal}: {e}")))
+                    .map(DeviceSpec::Cuda)
+                    .map_err(|_| Error::InvalidParam(format!("bad CUDA device `{s}`"))),
+                None => Err(Error::InvalidParam(format!(
+                    "unknown device `{s}` (expected cpu, cuda or cuda:N)"
+                ))),
+            },
         }
-        _ => Err(Error::InvalidParam(format!(
-            "unknown device `{s}` (expected cpu, cuda or cuda:N)"
-        ))),
     }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Opens the device; CUDA needs the `cuda` cargo feature (without it: a clear
+    /// [`Error::Unsupported`]).
+    pub fn open(self) -> Result<Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Cuda(ordinal) => {
+                if !cfg!(feature = "cuda") {
+                    return Err(Error::Unsupported(format!(
+                        "`--device {self}`: this vggfeat was built without CUDA support; rebuild \
+                         with `cargo build --release --features cuda` (needs the CUDA toolkit and \
+                         cuDNN)"
+                    )));
+                }
+                Device::new_cuda(ordinal).map_err(|e| {
+                    Error::Unsupported(format!("cannot open CUDA device {ordinal}: {e}"))
+                })
+            }
+        }
+    }
+}
+
+/// Parses and opens a device: `cpu`, `cuda` or `cuda:N` (see [`DeviceSpec`]).
+pub fn parse_device(s: &str) -> Result<Device> {
+    s.parse::<DeviceSpec>()?.open()
 }
 
 /// Maps of the fully-convolutional head.
@@ -90,12 +143,13 @@ pub struct HeadMaps {
     pub fc8: Option<Tensor>,
 }
 
-/// A VGG network ready to run.
+/// A VGG network ready to run: validated weights, their [`Plan`] and an engine.
 pub struct Vgg {
     weights: VggWeights,
+    plan: Plan,
     device: Device,
     engine: Engine,
-    fast: Option<fast::FastVgg>,
+    runner: Runner,
 }
 
 impl std::fmt::Debug for Vgg {
@@ -109,12 +163,17 @@ impl std::fmt::Debug for Vgg {
 }
 
 impl Vgg {
-    /// Loads a checkpoint (see [`weights`]) onto `device` with the default engine.
+    /// Loads a checkpoint (see [`checkpoint`]) onto `device` with the default engine.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        Self::new(weights::load(path, &Device::Cpu)?, device, Engine::Auto)
+        Self::load_with(path, device, Engine::Auto)
     }
 
-    /// Builds the network from validated weights.
+    /// Loads a checkpoint onto `device` with `engine`.
+    pub fn load_with(path: &Path, device: &Device, engine: Engine) -> Result<Self> {
+        Self::new(checkpoint::load(path, &Device::Cpu)?, device, engine)
+    }
+
+    /// Builds the network from validated weights (in memory or loaded from a file).
     pub fn new(weights: VggWeights, device: &Device, engine: Engine) -> Result<Self> {
         let use_fast = match engine {
             Engine::Auto => device.is_cpu(),
@@ -129,32 +188,38 @@ impl Vgg {
                 true
             }
         };
-        let winograd = engine != Engine::FastGemm;
-        let fast = if use_fast {
-            Some(fast::FastVgg::new(&weights, winograd)?)
-        } else {
-            None
-        };
+        let plan = Plan::new(&weights);
         let weights = if device.is_cpu() {
             weights
         } else {
             weights.to_device(device)?
         };
+        let runner = if use_fast {
+            Runner::fast(&weights, &plan, engine != Engine::FastGemm)?
+        } else {
+            Runner::candle(&weights)
+        };
         Ok(Vgg {
             weights,
+            plan,
             device: device.clone(),
             engine: if use_fast {
                 Engine::Fast
             } else {
                 Engine::Candle
             },
-            fast,
+            runner,
         })
     }
 
     /// The validated weights.
     pub fn weights(&self) -> &VggWeights {
         &self.weights
+    }
+
+    /// The walk of this network.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// The configuration (A .. E).
@@ -174,7 +239,7 @@ impl Vgg {
 
     /// Whether the checkpoint has fc layers.
     pub fn has_head(&self) -> bool {
-        self.weights.head.is_some()
+        self.plan.has_head()
     }
 
     /// The paper's descriptor layer: fc7 if the checkpoint has fc layers, else pool5.
@@ -189,133 +254,44 @@ impl Vgg {
     /// The smallest input side the fc layers accept: 32 times fc6's kernel side (224 for the
     /// ImageNet networks, whose fc6 is 7x7 over pool5); `None` without fc layers.
     pub fn min_head_input(&self) -> Option<usize> {
-        self.weights.head.as_ref().map(|h| 32 * h.fc6_kernel())
+        self.plan.min_head_input()
     }
 
-    /// Checks that `layer` exists in this network.
+    /// Checks that `layer` exists in this network; the error names the weights file.
     pub fn check_layer(&self, layer: LayerName) -> Result<()> {
-        let ok = match layer {
-            LayerName::Fc6 | LayerName::Fc7 => self.has_head(),
-            LayerName::Fc8 => self.weights.num_classes().is_some(),
-            l => self.config().layers().iter().any(|b| b.name == l),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidParam(format!(
-                "layer {layer} does not exist in {} (configuration {}{})",
-                self.weights.path.display(),
-                self.config(),
-                if self.has_head() {
-                    ""
-                } else {
-                    ", no fc layers"
-                }
-            )))
-        }
+        self.plan.index_of(layer).map(|_| ()).map_err(|e| match e {
+            Error::InvalidParam(m) => {
+                Error::InvalidParam(format!("{m} ({})", self.weights.path.display()))
+            }
+            e => e,
+        })
     }
 
     /// Number of channels of `layer`'s output.
     pub fn layer_channels(&self, layer: LayerName) -> Result<usize> {
         self.check_layer(layer)?;
-        let w = &self.weights;
-        Ok(match layer {
-            LayerName::Fc6 | LayerName::Fc7 => {
-                w.head.as_ref().expect("checked").fc7.weight.dims()[0]
-            }
-            LayerName::Fc8 => w.num_classes().expect("checked"),
-            l => {
-                let mut c = 3;
-                for b in self.config().layers() {
-                    if let Some(conv) = w.convs.iter().find(|cv| cv.name == b.name) {
-                        c = conv.weight.dims()[0];
-                    }
-                    if b.name == l {
-                        break;
-                    }
-                }
-                c
-            }
-        })
+        self.plan.channels(layer)
     }
 
-    /// Validates an input batch for `layer`: three channels, large enough for the layer.
     fn check_input(&self, x: &Tensor, layer: LayerName) -> Result<()> {
         self.check_layer(layer)?;
         let (_, c, h, w) = x.dims4()?;
-        if c != 3 {
-            return Err(Error::InvalidParam(format!(
-                "input has {c} channels, expected 3"
-            )));
-        }
-        if let Some(min) = self.min_head_input()
-            && layer.is_head()
-            && h.min(w) < min
-        {
-            let k = min / 32;
-            return Err(Error::InvalidParam(format!(
-                "input {w}x{h} is too small for the dense head: fc6 needs a smallest side of at \
-                 least {min} (pool5 of at least {k}x{k})"
-            )));
-        }
-        if h.min(w) < 32 && !matches!(layer, LayerName::Conv(1, _) | LayerName::Lrn) {
-            return Err(Error::InvalidParam(format!(
-                "input {w}x{h} is too small: the smallest side must be at least 32"
-            )));
-        }
-        Ok(())
+        self.plan.check_input(c, h, w, layer)
     }
 
     /// Runs the network on `x` (N, 3, H, W) and returns the map of `layer` (N, C, h, w):
     /// conv layers after ReLU, pool layers, fc6/fc7 after ReLU, fc8 before softmax.
     pub fn forward_to(&self, x: &Tensor, layer: LayerName) -> Result<Tensor> {
         self.check_input(x, layer)?;
-        if let Some(f) = &self.fast {
-            return f.forward_to(x, layer);
-        }
-        let stop_body = if layer.is_head() {
-            LayerName::Pool(5)
-        } else {
-            layer
-        };
-        let mut x = x.clone();
-        let mut convs = self.weights.convs.iter();
-        for l in self.config().layers() {
-            x = match l.spec {
-                config::Spec::Conv { kernel, .. } => {
-                    let p = convs.next().expect("weights match the config");
-                    conv_relu(&x, p, kernel / 2, true)?
-                }
-                config::Spec::Lrn => lrn(&x)?,
-                config::Spec::Pool => x.max_pool2d(2)?,
-            };
-            if l.name == stop_body {
-                break;
-            }
-        }
-        if !layer.is_head() {
-            return Ok(x);
-        }
-        let head = self.weights.head.as_ref().expect("checked");
-        let fc6 = conv_relu(&x, &head.fc6, 0, true)?;
-        if layer == LayerName::Fc6 {
-            return Ok(fc6);
-        }
-        let fc7 = conv_relu(&fc6, &head.fc7, 0, true)?;
-        if layer == LayerName::Fc7 {
-            return Ok(fc7);
-        }
-        conv_relu(&fc7, head.fc8.as_ref().expect("checked"), 0, false)
+        self.runner
+            .tensor(&self.plan, x, self.plan.through(layer)?, &self.device)
     }
 
-    /// Runs the network and returns the spatial mean of `layer`'s map, (N, C): the paper's
-    /// global average pooling of a dense map.
-    pub fn forward_pooled(&self, x: &Tensor, layer: LayerName) -> Result<Tensor> {
-        if let Some(f) = &self.fast {
-            self.check_input(x, layer)?;
-            return f.forward_pooled(x, layer);
-        }
-        Ok(self.forward_to(x, layer)?.mean((2, 3))?)
+    /// Runs the network and returns `layer`'s map on the CPU in the engine's own layout (the
+    /// fast engine's is channels-last): what descriptors are computed from, without a transpose.
+    pub fn forward_map(&self, x: &Tensor, layer: LayerName) -> Result<FeatureMap> {
+        self.check_input(x, layer)?;
+        self.runner.map(&self.plan, x, self.plan.through(layer)?)
     }
 
     /// The conv body up to pool5.
@@ -323,77 +299,45 @@ impl Vgg {
         self.forward_to(x, LayerName::Pool(5))
     }
 
+    /// Runs the single head step producing `layer` on `x`, the map of the step before it.
+    fn head_step(&self, x: &Tensor, layer: LayerName) -> Result<Tensor> {
+        let i = self.plan.index_of(layer)?;
+        self.runner.tensor(&self.plan, x, i..i + 1, &self.device)
+    }
+
     /// All head maps (fc6, fc7 and, if present, fc8) for input `x`.
     pub fn forward_head_maps(&self, x: &Tensor) -> Result<HeadMaps> {
         let fc6 = self.forward_to(x, LayerName::Fc6)?;
-        let head = self
-            .weights
-            .head
-            .as_ref()
-            .expect("forward_to checked the head");
-        let fc7 = conv_relu(&fc6, &head.fc7, 0, true)?;
-        let fc8 = head
-            .fc8
-            .as_ref()
-            .map(|p| conv_relu(&fc7, p, 0, false))
-            .transpose()?;
+        let fc7 = self.head_step(&fc6, LayerName::Fc7)?;
+        let fc8 = if self.weights.num_classes().is_some() {
+            Some(self.head_step(&fc7, LayerName::Fc8)?)
+        } else {
+            None
+        };
         Ok(HeadMaps { fc6, fc7, fc8 })
     }
 
     /// The classic fixed-size path: conv body, adaptive average pool to 7x7 (to k x k for a
-    /// k x k fc6), fc6, fc7 (after ReLU) and fc8. Returns (fc7 (N, F), logits (N, classes) if fc8 exists).
+    /// k x k fc6), fc6, fc7 (after ReLU) and fc8. Returns (fc7 (N, F), logits (N, classes) if fc8
+    /// exists).
     pub fn forward_classic(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
-        let Some(head) = &self.weights.head else {
+        let Some(k) = self.plan.fc6_kernel() else {
             return Err(Error::InvalidParam(format!(
                 "{} has no fc layers",
                 self.weights.path.display()
             )));
         };
         let p5 = self.forward_features(x)?;
-        let p = adaptive_avg_pool(&p5, head.fc6_kernel())?;
-        let fc6 = conv_relu(&p, &head.fc6, 0, true)?;
-        let fc7 = conv_relu(&fc6, &head.fc7, 0, true)?;
-        let logits = head
-            .fc8
-            .as_ref()
-            .map(|p| conv_relu(&fc7, p, 0, false).and_then(|t| Ok(t.flatten_from(1)?)))
-            .transpose()?;
+        let p = adaptive_avg_pool(&p5, k)?;
+        let fc6 = self.head_step(&p, LayerName::Fc6)?;
+        let fc7 = self.head_step(&fc6, LayerName::Fc7)?;
+        let logits = if self.weights.num_classes().is_some() {
+            Some(self.head_step(&fc7, LayerName::Fc8)?.flatten_from(1)?)
+        } else {
+            None
+        };
         Ok((fc7.flatten_from(1)?, logits))
     }
-
-    /// The paper's test-time classification: dense class scores averaged over the map and over
-    /// the horizontal flip, then softmax. `x` is (N, 3, H, W); returns (N, classes).
-    pub fn classify_dense(&self, x: &Tensor) -> Result<Tensor> {
-        let s = self.forward_to(x, LayerName::Fc8)?.mean((2, 3))?;
-        let sf = self
-            .forward_to(&x.flip(&[3])?, LayerName::Fc8)?
-            .mean((2, 3))?;
-        Ok(candle_nn::ops::softmax(&((s + sf)? * 0.5)?, D::Minus1)?)
-    }
-}
-
-fn conv_relu(x: &Tensor, p: &ConvParams, padding: usize, relu: bool) -> Result<Tensor> {
-    let c = p.bias.dims()[0];
-    let y = x
-        .conv2d(&p.weight, padding, 1, 1, 1)?
-        .broadcast_add(&p.bias.reshape((1, c, 1, 1))?)?;
-    Ok(if relu { y.relu()? } else { y })
-}
-
-/// Local response normalisation across channels (A-LRN), PyTorch/Caffe convention:
-/// `x / (k + alpha / n * sum_{window} x^2)^beta` with [`LRN_PARAMS`], on an NCHW tensor.
-/// Differentiable (training uses it too).
-pub fn lrn(x: &Tensor) -> Result<Tensor> {
-    let (n, alpha, beta, k) = LRN_PARAMS;
-    let c = x.dim(1)?;
-    let sq = x.sqr()?;
-    let padded = sq.pad_with_zeros(1, n / 2, (n - 1) / 2)?;
-    let mut sum = padded.narrow(1, 0, c)?;
-    for i in 1..n {
-        sum = (sum + padded.narrow(1, i, c)?)?;
-    }
-    let denom = ((sum * (alpha / n as f64))? + k)?.powf(beta)?;
-    Ok((x / denom)?)
 }
 
 /// PyTorch's `AdaptiveAvgPool2d((out, out))`: bin i covers [floor(i*H/out), ceil((i+1)*H/out)).
@@ -417,217 +361,4 @@ pub fn adaptive_avg_pool(x: &Tensor, out: usize) -> Result<Tensor> {
         rows.push(Tensor::cat(&cols, 3)?);
     }
     Ok(Tensor::cat(&rows, 2)?)
-}
-
-/// The input convention a checkpoint expects: its safetensors metadata `preprocess` if present
-/// (`"caffe: ..."`), else torchvision's. Returns the convention and where it came from.
-pub fn expected_normalization(w: &VggWeights) -> (Normalization, &'static str) {
-    match w
-        .metadata
-        .get("preprocess")
-        .and_then(|v| Normalization::from_metadata(v))
-    {
-        Some(n) => (n, "checkpoint metadata `preprocess`"),
-        None => (
-            Normalization::Torchvision,
-            "default (no `preprocess` metadata)",
-        ),
-    }
-}
-
-/// One row of [`ModelInfo`]'s layer table.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LayerInfo {
-    /// Paper name (`conv3_2`, `pool3`, `fc6`).
-    pub name: String,
-    /// What it computes.
-    pub kind: String,
-    /// Weight shape (empty for pooling / LRN).
-    pub weight_shape: Vec<usize>,
-    /// Output channels.
-    pub channels: usize,
-    /// Total stride relative to the input.
-    pub stride: usize,
-    /// Parameters (weights + biases).
-    pub params: usize,
-}
-
-/// A summary of a checkpoint, for `vggfeat info`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ModelInfo {
-    /// The file.
-    pub path: String,
-    /// Configuration letter.
-    pub config: String,
-    /// Weight layers (the paper's depth).
-    pub weight_layers: usize,
-    /// File format and naming.
-    pub format: String,
-    /// Element type on disk.
-    pub dtype: String,
-    /// Whether batch norm was folded into the convs.
-    pub batch_norm: bool,
-    /// Layer table.
-    pub layers: Vec<LayerInfo>,
-    /// Total parameters.
-    pub params: usize,
-    /// fc8 classes, if any.
-    pub classes: Option<usize>,
-    /// Expected input convention.
-    pub preprocess: Normalization,
-    /// Where the convention came from.
-    pub preprocess_source: String,
-}
-
-/// Describes a checkpoint: configuration, layer table with shapes, parameter count, preprocessing.
-pub fn describe(w: &VggWeights) -> ModelInfo {
-    let mut layers = Vec::new();
-    let mut convs = w.convs.iter();
-    let (mut stride, mut channels) = (1, 3);
-    let row = |name: String, kind: &str, p: Option<&ConvParams>, channels, stride| LayerInfo {
-        name,
-        kind: kind.to_string(),
-        weight_shape: p.map(|p| p.weight.dims().to_vec()).unwrap_or_default(),
-        channels,
-        stride,
-        params: p.map_or(0, |p| p.weight.elem_count() + p.bias.elem_count()),
-    };
-    for l in w.config.layers() {
-        match l.spec {
-            config::Spec::Conv { kernel, .. } => {
-                let p = convs.next();
-                channels = p.map_or(channels, |p| p.weight.dims()[0]);
-                layers.push(row(
-                    l.name.to_string(),
-                    &format!("conv {kernel}x{kernel} + ReLU"),
-                    p,
-                    channels,
-                    stride,
-                ));
-            }
-            config::Spec::Lrn => {
-                layers.push(row(l.name.to_string(), "LRN", None, channels, stride))
-            }
-            config::Spec::Pool => {
-                stride *= 2;
-                layers.push(row(
-                    l.name.to_string(),
-                    "max-pool 2x2",
-                    None,
-                    channels,
-                    stride,
-                ));
-            }
-        }
-    }
-    if let Some(h) = &w.head {
-        let f = h.fc6.weight.dims()[0];
-        let k = h.fc6_kernel();
-        layers.push(row(
-            "fc6".into(),
-            &format!("conv {k}x{k} + ReLU (dense head)"),
-            Some(&h.fc6),
-            f,
-            stride,
-        ));
-        layers.push(row(
-            "fc7".into(),
-            "conv 1x1 + ReLU",
-            Some(&h.fc7),
-            f,
-            stride,
-        ));
-        if let Some(p) = &h.fc8 {
-            layers.push(row(
-                "fc8".into(),
-                "conv 1x1 (class scores)",
-                Some(p),
-                p.weight.dims()[0],
-                stride,
-            ));
-        }
-    }
-    let (pre, src) = expected_normalization(w);
-    ModelInfo {
-        path: w.path.display().to_string(),
-        config: w.config.to_string(),
-        weight_layers: w.convs.len() + w.head.as_ref().map_or(0, |h| 2 + h.fc8.is_some() as usize),
-        format: format!("{:?}, {:?} names", w.format, w.naming),
-        dtype: format!("{:?}", w.dtype_on_disk),
-        batch_norm: w.batch_norm,
-        layers,
-        params: w.param_count(),
-        classes: w.num_classes(),
-        preprocess: pre,
-        preprocess_source: src.to_string(),
-    }
-}
-
-impl std::fmt::Display for ModelInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "file:          {}", self.path)?;
-        writeln!(
-            f,
-            "configuration: {} ({} weight layers{})",
-            self.config,
-            self.weight_layers,
-            if self.batch_norm {
-                ", batch norm folded"
-            } else {
-                ""
-            }
-        )?;
-        writeln!(
-            f,
-            "format:        {}, {} on disk",
-            self.format,
-            self.dtype.to_lowercase()
-        )?;
-        writeln!(
-            f,
-            "preprocess:    {} ({})",
-            self.preprocess, self.preprocess_source
-        )?;
-        match self.classes {
-            Some(k) => writeln!(f, "classes:       {k}")?,
-            None => writeln!(f, "classes:       none (no fc8)")?,
-        }
-        writeln!(f)?;
-        writeln!(
-            f,
-            "{:<8} {:<30} {:<20} {:>8} {:>7} {:>12}",
-            "layer", "kind", "weight", "channels", "stride", "params"
-        )?;
-        for l in &self.layers {
-            let shape = if l.weight_shape.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{:?}", l.weight_shape)
-            };
-            writeln!(
-                f,
-                "{:<8} {:<30} {:<20} {:>8} {:>7} {:>12}",
-                l.name,
-                l.kind,
-                shape,
-                l.channels,
-                l.stride,
-                group_digits(l.params)
-            )?;
-        }
-        write!(f, "\nparameters:    {}", group_digits(self.params))
-    }
-}
-
-/// `138357544` -> `138,357,544`.
-pub fn group_digits(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -19,6 +19,7 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::preprocess::{Normalization, resize_smallest_side};
+use crate::util::rng::normal;
 
 /// The training scale S: the smallest image side after isotropic rescaling, before cropping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -264,13 +265,6 @@ impl Augment {
         }
         out
     }
-}
-
-/// A standard normal draw (Box-Muller; one draw per call for a fixed consumption of the stream).
-pub fn normal(rng: &mut impl Rng) -> f32 {
-    let u1: f64 = rng.r#gen::<f64>().max(1e-300);
-    let u2: f64 = rng.r#gen();
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
 #[cfg(test)]

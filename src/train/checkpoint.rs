@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `params.json` | the run's parameters and what they resolved to (classes, counts, init report) |
 //! | `split.csv` | the train/val split (`id,label,set`; `test` = validation), [`crate::dataset::Split`]'s format |
-//! | `model.safetensors` | the latest weights, torchvision names ([`weights::save_torchvision`]), loadable by `info`, `classify`, `extract` |
+//! | `model.safetensors` | the latest weights, torchvision names ([`crate::model::checkpoint::save_torchvision`]), loadable by `info`, `classify`, `extract` |
 //! | `best.safetensors` | the weights of the epoch with the lowest validation top-1 error |
 //! | `optimizer.safetensors` | the SGD momentum buffers, named `conv1_1.weight` .. `fc8.bias` |
 //! | `state.json` | epoch counter, schedule, colour PCA, history, stop reason |
@@ -21,13 +21,12 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use super::augment::ColourPca;
-use super::report::EpochMetrics;
+use super::log::EpochMetrics;
 use super::schedule::Plateau;
 use crate::error::{Error, Result};
-use crate::model::weights::{self, VggWeights};
-
-/// Metadata key holding the epoch in `model.safetensors` and `optimizer.safetensors`.
-pub const EPOCH_KEY: &str = "vggfeat.epoch";
+use crate::model::VggWeights;
+use crate::model::checkpoint::{self as ckpt, meta};
+use crate::util::write_atomic;
 
 /// Paths of a run folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,33 +91,6 @@ pub struct RunState {
     pub rng: String,
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// Writes a value as pretty JSON, atomically.
-pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let s = serde_json::to_string_pretty(value).map_err(|e| Error::Data {
-        path: path.to_path_buf(),
-        reason: format!("cannot serialise: {e}"),
-    })?;
-    write_atomic(path, s.as_bytes())
-}
-
-/// Reads a JSON file written by [`write_json`].
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let s = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&s).map_err(|e| Error::Data {
-        path: path.to_path_buf(),
-        reason: format!("not a valid run file: {e}"),
-    })
-}
-
 /// Saves the weights with torchvision names and `metadata` plus the epoch.
 pub fn save_model(
     w: &VggWeights,
@@ -126,9 +98,9 @@ pub fn save_model(
     epoch: usize,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let mut meta = metadata.clone();
-    meta.insert(EPOCH_KEY.into(), epoch.to_string());
-    weights::save_torchvision(w, path, &meta)
+    let mut m = metadata.clone();
+    m.insert(meta::EPOCH.into(), epoch.to_string());
+    ckpt::save_torchvision(w, path, &m)
 }
 
 /// Saves the momentum buffers with the epoch in the metadata.
@@ -137,18 +109,20 @@ pub fn save_optimizer(buffers: &[(String, Tensor)], path: &Path, epoch: usize) -
         .iter()
         .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?.contiguous()?)))
         .collect::<Result<_>>()?;
-    let meta = std::collections::HashMap::from([(EPOCH_KEY.to_string(), epoch.to_string())]);
-    let bytes = safetensors::serialize(cpu.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
-        .map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+    let m = std::collections::HashMap::from([(meta::EPOCH.to_string(), epoch.to_string())]);
+    let bytes =
+        safetensors::serialize(cpu.iter().map(|(k, t)| (k.as_str(), t)), Some(m)).map_err(|e| {
+            Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
         })?;
     write_atomic(path, &bytes)
 }
 
 /// Reads the momentum buffers and the epoch they belong to.
 pub fn load_optimizer(path: &Path) -> Result<(BTreeMap<String, Tensor>, usize)> {
-    let raw = weights::read_raw(path)?;
+    let raw = ckpt::read_raw(path)?;
     let epoch = epoch_of(path, &raw.metadata)?;
     Ok((raw.tensors, epoch))
 }
@@ -156,11 +130,14 @@ pub fn load_optimizer(path: &Path) -> Result<(BTreeMap<String, Tensor>, usize)> 
 /// The epoch recorded in a checkpoint's metadata.
 pub fn epoch_of(path: &Path, metadata: &BTreeMap<String, String>) -> Result<usize> {
     metadata
-        .get(EPOCH_KEY)
+        .get(meta::EPOCH)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| Error::Checkpoint {
             path: path.to_path_buf(),
-            reason: format!("no `{EPOCH_KEY}` metadata: not written by `vggfeat train`"),
+            reason: format!(
+                "no `{}` metadata: not written by `vggfeat train`",
+                meta::EPOCH
+            ),
         })
 }
 

@@ -22,6 +22,8 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::model::engine::candle::conv_bias_relu;
+use crate::model::engine::unfold::{Geom, fold_nchw, unfold_nchw};
 
 /// `relu?(x.conv2d(w, padding, 1, 1, 1) + b)` for NCHW float32 `x`, kernel (out, in, k, k) and
 /// bias (out), with the GEMM-based forward and backward of the module docs on the CPU.
@@ -30,113 +32,13 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, relu: bool) ->
     if x.device().is_cpu() {
         Ok(x.apply_op3(w, b, Conv { padding, relu })?)
     } else {
-        let c = b.dim(0)?;
-        let y = x
-            .conv2d(w, padding, 1, 1, 1)?
-            .broadcast_add(&b.reshape((1, c, 1, 1))?)?;
-        Ok(if relu { y.relu()? } else { y })
+        conv_bias_relu(x, w, b, padding, relu)
     }
 }
 
 struct Conv {
     padding: usize,
     relu: bool,
-}
-
-/// Geometry of one convolution.
-#[derive(Debug, Clone, Copy)]
-struct Geom {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    p: usize,
-}
-
-impl Geom {
-    fn out_h(&self) -> usize {
-        self.h + 2 * self.p + 1 - self.k
-    }
-    fn out_w(&self) -> usize {
-        self.w + 2 * self.p + 1 - self.k
-    }
-    /// Columns of the unfolded matrix: N * H' * W'.
-    fn cols(&self) -> usize {
-        self.n * self.out_h() * self.out_w()
-    }
-    /// For kernel column `kx`: the output columns [ox0, ox1) that read inside the image, and
-    /// the input column of ox0.
-    fn x_range(&self, kx: usize) -> Option<(usize, usize, usize)> {
-        let ox0 = self.p.saturating_sub(kx);
-        let ox1 = (self.w + self.p).saturating_sub(kx).min(self.out_w());
-        (ox0 < ox1).then(|| (ox0, ox1, ox0 + kx - self.p))
-    }
-}
-
-/// Unfolds a contiguous NCHW input into (C*k*k, N*H'*W'), row `(c*k + ky)*k + kx`.
-fn im2col(x: &[f32], g: Geom) -> Vec<f32> {
-    let (ho, wo) = (g.out_h(), g.out_w());
-    let ncols = g.cols();
-    let plane = g.h * g.w;
-    let mut out = vec![0f32; g.c * g.k * g.k * ncols];
-    out.par_chunks_mut(ncols)
-        .enumerate()
-        .for_each(|(row, dst)| {
-            let (ci, ky, kx) = (row / (g.k * g.k), (row / g.k) % g.k, row % g.k);
-            let Some((ox0, ox1, ix0)) = g.x_range(kx) else {
-                return;
-            };
-            for b in 0..g.n {
-                let src = &x[(b * g.c + ci) * plane..(b * g.c + ci + 1) * plane];
-                for oy in 0..ho {
-                    let iy = oy + ky;
-                    if iy < g.p || iy - g.p >= g.h {
-                        continue;
-                    }
-                    let s = (iy - g.p) * g.w + ix0;
-                    let d = b * ho * wo + oy * wo;
-                    dst[d + ox0..d + ox1].copy_from_slice(&src[s..s + (ox1 - ox0)]);
-                }
-            }
-        });
-    out
-}
-
-/// The adjoint of [`im2col`]: adds every unfolded entry back to its input position.
-fn col2im(cols: &[f32], g: Geom) -> Vec<f32> {
-    let (ho, wo) = (g.out_h(), g.out_w());
-    let ncols = g.cols();
-    let plane = g.h * g.w;
-    let mut out = vec![0f32; g.n * g.c * plane];
-    // One task per (image, channel) plane: its k*k rows are summed into it.
-    out.par_chunks_mut(plane).enumerate().for_each(|(bc, dst)| {
-        let (b, ci) = (bc / g.c, bc % g.c);
-        for ky in 0..g.k {
-            for kx in 0..g.k {
-                let Some((ox0, ox1, ix0)) = g.x_range(kx) else {
-                    continue;
-                };
-                let row = (ci * g.k + ky) * g.k + kx;
-                let src = &cols[row * ncols + b * ho * wo..row * ncols + (b + 1) * ho * wo];
-                for oy in 0..ho {
-                    let iy = oy + ky;
-                    if iy < g.p || iy - g.p >= g.h {
-                        continue;
-                    }
-                    let d = (iy - g.p) * g.w + ix0;
-                    let s = oy * wo + ox0;
-                    for (o, v) in dst[d..d + (ox1 - ox0)]
-                        .iter_mut()
-                        .zip(&src[s..s + (ox1 - ox0)])
-                    {
-                        *o += v;
-                    }
-                }
-            }
-        }
-    });
-    out
 }
 
 /// The data of a storage seen through a layout, contiguous (copied only when strided).
@@ -225,7 +127,11 @@ impl CustomOp3 for Conv {
         let x = contiguous_data(s1, l1)?;
         let w = contiguous_data(s2, l2)?;
         let b = contiguous_data(s3, l3)?;
-        let cols = Tensor::from_vec(im2col(&x, g), (g.c * g.k * g.k, g.cols()), &Device::Cpu)?;
+        let cols = Tensor::from_vec(
+            unfold_nchw(&x, g),
+            (g.c * g.k * g.k, g.cols()),
+            &Device::Cpu,
+        )?;
         let wm = Tensor::from_slice(&w, (co, g.c * g.k * g.k), &Device::Cpu)?;
         let ym = wm.matmul(&cols)?;
         // (C_out, N, L) -> (N, C_out, L), adding the bias and applying the ReLU on the way.
@@ -287,13 +193,13 @@ impl CustomOp3 for Conv {
         })??;
         let db: Vec<f32> = dy2.chunks(ncols).map(|r| r.iter().sum()).collect();
         let dy2 = Tensor::from_vec(dy2, (co, ncols), &Device::Cpu)?;
-        let cols = with_data(x, |xs| im2col(xs, g))?;
+        let cols = with_data(x, |xs| unfold_nchw(xs, g))?;
         let cols = Tensor::from_vec(cols, (g.c * g.k * g.k, ncols), &Device::Cpu)?;
         let dw = dy2.matmul(&cols.t()?)?.reshape(w.shape())?;
         let wm = w.reshape((co, g.c * g.k * g.k))?;
         let dcols = wm.t()?.matmul(&dy2)?;
         let dx = Tensor::from_vec(
-            with_data(&dcols, |d| col2im(d, g))?,
+            with_data(&dcols, |d| fold_nchw(d, g))?,
             x.shape(),
             &Device::Cpu,
         )?;
@@ -364,27 +270,5 @@ mod tests {
                 assert!(max_diff(a, c) < 1e-3, "gradient k{k} p{p} {:?}", v.dims());
             }
         }
-    }
-
-    #[test]
-    fn col2im_is_the_adjoint_of_im2col() {
-        // <im2col(x), c> == <x, col2im(c)> for random x, c.
-        let g = Geom {
-            n: 2,
-            c: 3,
-            h: 5,
-            w: 4,
-            k: 3,
-            p: 1,
-        };
-        let x: Vec<f32> = (0..2 * 3 * 5 * 4)
-            .map(|i| ((i * 37) % 11) as f32 - 5.0)
-            .collect();
-        let c: Vec<f32> = (0..27 * g.cols())
-            .map(|i| ((i * 13) % 7) as f32 - 3.0)
-            .collect();
-        let a: f32 = im2col(&x, g).iter().zip(&c).map(|(p, q)| p * q).sum();
-        let b: f32 = x.iter().zip(col2im(&c, g)).map(|(p, q)| p * q).sum();
-        assert_eq!(a, b);
     }
 }

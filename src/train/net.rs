@@ -1,6 +1,7 @@
-//! The network being trained: [`VggWeights`] whose trainable tensors are candle [`Var`]s, run by
-//! candle ops that autograd differentiates (convolutions through [`super::conv`], whose backward
-//! is GEMM-based on the CPU), with dropout in the head. Without dropout it computes what
+//! The network being trained: [`VggWeights`] whose trainable tensors are candle [`Var`]s, walked
+//! along the same [`Plan`] as inference by candle ops that autograd differentiates
+//! (convolutions through [`super::conv`], whose backward is GEMM-based on the CPU), with dropout
+//! after the steps the plan marks (fc6, fc7). Without dropout it computes what
 //! [`crate::model::Vgg::forward_to`] computes at the crop size (tested), and validation runs the
 //! snapshot through `Vgg` itself. Also the four ways weights start ([`Init`]): random
 //! ([`InitScheme`]: the paper's N(0, 0.01^2), Glorot, He, torchvision), from a shallower trained
@@ -11,6 +12,7 @@
 //! The saved network is therefore fully convolutional at any size from `crop` up, and the
 //! validation runs it densely as the paper's test protocol does.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
@@ -18,8 +20,11 @@ use rand::Rng;
 
 use super::optim::Param;
 use crate::error::{Error, Result};
+use crate::model::checkpoint::meta;
 use crate::model::config::{ConfigName, LayerName, Spec};
-use crate::model::weights::{ConvParams, HeadParams, InitScheme, VggWeights};
+use crate::model::engine::candle::lrn;
+use crate::model::plan::{Backend, Op, Plan, Step};
+use crate::model::{ConvParams, HeadParams, InitScheme, VggWeights};
 
 /// Where the weights of a run start.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -287,8 +292,8 @@ fn copy_pretrained(w: &mut VggWeights, src: &VggWeights, path: &Path) -> Result<
     }
     report.random.push("fc8".into());
     // Keep the checkpoint's input convention.
-    if let Some(p) = src.metadata.get("preprocess") {
-        w.metadata.insert("preprocess".into(), p.clone());
+    if let Some(p) = src.metadata.get(meta::PREPROCESS) {
+        w.metadata.insert(meta::PREPROCESS.into(), p.clone());
     }
     Ok(report)
 }
@@ -328,6 +333,7 @@ pub fn frozen_layers(config: ConfigName, through: LayerName) -> Result<Vec<Layer
 /// A VGG network with trainable [`Var`]s.
 pub struct TrainNet {
     weights: VggWeights,
+    plan: Plan,
     params: Vec<Param>,
     frozen: Vec<LayerName>,
     dropout: f32,
@@ -398,8 +404,10 @@ impl TrainNet {
         make(&mut h.fc6)?;
         make(&mut h.fc7)?;
         make(h.fc8.as_mut().expect("checked"))?;
+        let plan = Plan::new(&weights);
         Ok(TrainNet {
             weights,
+            plan,
             params,
             frozen,
             dropout,
@@ -434,8 +442,14 @@ impl TrainNet {
     /// generator, dropout is applied after fc6 and fc7 (inverted dropout: kept units are
     /// scaled by `1 / (1 - p)`); without, the network is deterministic.
     pub fn forward(&self, x: &Tensor, dropout_rng: Option<&mut impl Rng>) -> Result<Tensor> {
-        let p5 = self.features(x)?;
-        let (n, c, h, w) = p5.dims4()?;
+        let pass = Pass {
+            layers: self.weights.layers(),
+            dropout: self.dropout,
+            rng: RefCell::new(dropout_rng),
+        };
+        let body = self.plan.body().len();
+        let p5 = self.plan.walk(&pass, x.clone(), 0..body)?;
+        let (_, _, h, w) = p5.dims4()?;
         let k = self.fc6_kernel();
         if h != k || w != k {
             return Err(Error::InvalidParam(format!(
@@ -444,53 +458,9 @@ impl TrainNet {
                 s = 32 * k
             )));
         }
-        let head = self.head();
-        let fc = |x: &Tensor, p: &ConvParams| -> Result<Tensor> {
-            let f = p.weight.dim(0)?;
-            let wm = p.weight.reshape((f, ()))?;
-            Ok(x.matmul(&wm.t()?)?.broadcast_add(&p.bias)?)
-        };
-        let mut rng = dropout_rng;
-        let mut drop = |x: Tensor| -> Result<Tensor> {
-            match rng.as_mut() {
-                Some(r) if self.dropout > 0.0 => {
-                    let keep = 1.0 - self.dropout;
-                    let m: Vec<f32> = (0..x.elem_count())
-                        .map(|_| {
-                            if r.r#gen::<f32>() < keep {
-                                1.0 / keep
-                            } else {
-                                0.0
-                            }
-                        })
-                        .collect();
-                    let m = Tensor::from_vec(m, x.shape(), x.device())?;
-                    Ok((x * m)?)
-                }
-                _ => Ok(x),
-            }
-        };
-        let x6 = p5.reshape((n, c * k * k))?;
-        let h6 = drop(fc(&x6, &head.fc6)?.relu()?)?;
-        let h7 = drop(fc(&h6, &head.fc7)?.relu()?)?;
-        fc(&h7, head.fc8.as_ref().expect("checked"))
-    }
-
-    /// The conv body up to pool5.
-    fn features(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = x.clone();
-        let mut convs = self.weights.convs.iter();
-        for l in self.weights.config.layers() {
-            x = match l.spec {
-                Spec::Conv { kernel, .. } => {
-                    let p = convs.next().expect("weights match their config");
-                    super::conv::conv2d(&x, &p.weight, &p.bias, kernel / 2, true)?
-                }
-                Spec::Lrn => crate::model::lrn(&x)?,
-                Spec::Pool => x.max_pool2d(2)?,
-            };
-        }
-        Ok(x)
+        // The head on a k x k pool5 is one output position: (N, classes, 1, 1).
+        let logits = self.plan.walk(&pass, p5, body..self.plan.steps().len())?;
+        Ok(logits.flatten_from(1)?)
     }
 
     /// A detached deep copy of the current weights, on the CPU (for validation and saving).
@@ -512,6 +482,55 @@ impl TrainNet {
             }),
             ..self.weights.clone()
         })
+    }
+}
+
+/// One forward pass of a [`TrainNet`] along its plan: the training convolution, the LRN and
+/// candle's max-pool, with dropout after the steps the plan marks when a generator is given.
+struct Pass<'a, 'r, R> {
+    layers: Vec<&'a ConvParams>,
+    dropout: f32,
+    rng: RefCell<Option<&'r mut R>>,
+}
+
+impl<R: Rng> Backend for Pass<'_, '_, R> {
+    type Act = Tensor;
+
+    fn conv(&self, x: Tensor, step: &Step) -> Result<Tensor> {
+        let Op::Conv {
+            pad, relu, param, ..
+        } = step.op
+        else {
+            unreachable!("conv called for {}", step.name)
+        };
+        let p = self.layers[param];
+        let y = super::conv::conv2d(&x, &p.weight, &p.bias, pad, relu)?;
+        let mut rng = self.rng.borrow_mut();
+        match rng.as_mut() {
+            Some(r) if step.dropout && self.dropout > 0.0 => {
+                let keep = 1.0 - self.dropout;
+                let m: Vec<f32> = (0..y.elem_count())
+                    .map(|_| {
+                        if r.r#gen::<f32>() < keep {
+                            1.0 / keep
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let m = Tensor::from_vec(m, y.shape(), y.device())?;
+                Ok((y * m)?)
+            }
+            _ => Ok(y),
+        }
+    }
+
+    fn lrn(&self, x: Tensor, _: &Step) -> Result<Tensor> {
+        lrn(&x, 1)
+    }
+
+    fn pool(&self, x: Tensor, _: &Step) -> Result<Tensor> {
+        Ok(x.max_pool2d(2)?)
     }
 }
 

@@ -1,11 +1,43 @@
-//! Shared helpers for the integration tests: paths to `../shared`, reference loading, and the
-//! tolerance checks of `../shared/fixtures/PROTOCOL.md`.
-#![allow(dead_code)]
+//! Shared helpers for the integration tests: the binary, golden files, paths to `../shared`,
+//! reference loading, and the tolerance checks of `../shared/fixtures/PROTOCOL.md`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
+
+/// The `vggfeat` binary built for these tests.
+pub fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin!("vggfeat").to_path_buf()
+}
+
+/// A command running the `vggfeat` binary.
+pub fn vggfeat() -> assert_cmd::Command {
+    assert_cmd::Command::new(bin())
+}
+
+/// Compares `actual` with `tests/golden/<name>`, or rewrites it when `UPDATE_GOLDEN=1`.
+pub fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "{} differs (UPDATE_GOLDEN=1 regenerates it)",
+        path.display()
+    );
+}
 
 /// `../shared` beside the checkout (CI has it there). Panics if absent: these tests must not pass
 /// vacuously.

@@ -1,11 +1,15 @@
-//! The `vggfeat` command line: clap parsing mapped onto the library, exit codes, and error
-//! context. Nothing else lives here.
+//! The `vggfeat` command line: clap parsing, each command's arguments turned into the library's
+//! checked parameters (`TryFrom`), one library call, and what it returns printed. Exit codes:
 //!
-//! Exit codes: 0 success; 1 the run finished but some inputs failed (listed at the end);
-//! 2 usage error (bad flags or parameters); 3 fatal error (unreadable weights, I/O failure).
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | success |
+//! | 1 | the run finished but some inputs failed (listed at the end, recorded in the store) |
+//! | 2 | usage error: a bad flag or value, or parameters that do not fit the data |
+//! | 3 | fatal error: unreadable or invalid files, I/O, a diverged training run, a failed worker |
 
-mod cmd;
-mod train_cmd;
+mod choice;
+mod commands;
 
 use std::process::ExitCode;
 
@@ -21,11 +25,17 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_FATAL: u8 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "vggfeat", version, about = "Very deep convolutional networks (VGG) as a transfer-learning tool", long_about = None)]
+#[command(
+    name = "vggfeat",
+    version,
+    about = "Very deep convolutional networks (VGG) as a transfer-learning tool",
+    long_about = None,
+    after_help = "Examples:\n  vggfeat info vgg16.safetensors\n  vggfeat extract 101_ObjectCategories -w vgg16.safetensors -o store\n  vggfeat svm -f store -o results/caltech101\n\nExit codes: 0 success, 1 some inputs failed, 2 usage error, 3 fatal error."
+)]
 struct Cli {
     /// Worker threads for the CPU path (default: all cores).
-    #[arg(long, global = true)]
-    threads: Option<usize>,
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,50 +43,46 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Describe a checkpoint: configuration, layer table with shapes, parameter count, preprocessing.
-    Info(cmd::InfoArgs),
+    Info(commands::info::InfoArgs),
     /// Classify images with the paper's dense test-time protocol (top-5 classes).
-    Classify(cmd::ClassifyArgs),
+    Classify(commands::classify::ClassifyArgs),
     /// Dense multi-scale descriptors of a folder, VOC devkit or list file into a store (resumable).
-    Extract(cmd::ExtractArgs),
+    Extract(Box<commands::extract::ExtractArgs>),
     /// Aggregated, L2-normalised descriptors of a store as CSV or .npy.
-    Export(cmd::ExportArgs),
+    Export(commands::export::ExportArgs),
     /// Join shard stores (`extract --shard i/N`) into one.
-    Merge(cmd::MergeArgs),
+    Merge(commands::merge::MergeArgs),
     /// Linear SVMs on stored descriptors: Caltech-style splits or VOC-style AP, results tables.
-    Svm(cmd::SvmArgs),
+    Svm(Box<commands::svm::SvmArgs>),
     /// The paper's transfer table (Table 11) for whichever benchmarks and nets are given.
-    Reproduce(cmd::ReproduceArgs),
+    Reproduce(commands::reproduce::ReproduceArgs),
     /// Train with the paper's recipe: from scratch, from a shallower net, fine-tuning, resuming.
-    Train(Box<train_cmd::TrainArgs>),
+    Train(Box<commands::train::TrainArgs>),
     /// Pretrained weights: `vggfeat weights fetch vgg16|vgg19`.
     Weights {
         #[command(subcommand)]
-        action: cmd::WeightsAction,
+        action: commands::weights::WeightsAction,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
-        if n == 0 {
-            eprintln!("error: --threads must be at least 1");
-            return ExitCode::from(EXIT_USAGE);
-        }
         // Only fails if a pool already exists, which cannot happen this early.
         let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
+            .num_threads(n as usize)
             .build_global();
     }
     let result = match cli.command {
-        Command::Info(a) => cmd::info(a),
-        Command::Classify(a) => cmd::classify(a),
-        Command::Extract(a) => cmd::extract(a),
-        Command::Export(a) => cmd::export(a),
-        Command::Merge(a) => cmd::merge(a),
-        Command::Svm(a) => cmd::svm(a),
-        Command::Reproduce(a) => cmd::reproduce(a),
-        Command::Weights { action } => cmd::weights(action),
-        Command::Train(a) => train_cmd::train(*a),
+        Command::Info(a) => commands::info::run(a),
+        Command::Classify(a) => commands::classify::run(a),
+        Command::Extract(a) => commands::extract::run(*a),
+        Command::Export(a) => commands::export::run(a),
+        Command::Merge(a) => commands::merge::run(a),
+        Command::Svm(a) => commands::svm::run(*a),
+        Command::Reproduce(a) => commands::reproduce::run(a),
+        Command::Weights { action } => commands::weights::run(action),
+        Command::Train(a) => commands::train::run(*a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -84,7 +90,7 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             let usage = e
                 .downcast_ref::<vggfeat::Error>()
-                .is_some_and(|e| matches!(e, vggfeat::Error::InvalidParam(_)));
+                .is_some_and(vggfeat::Error::is_usage);
             ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FATAL })
         }
     }

@@ -1,17 +1,21 @@
-//! `vggfeat train`: flags mapped onto [`vggfeat::train::TrainParams`], progress and per-epoch
-//! lines, and the resume rules. Nothing else: the recipe lives in the library.
+//! `vggfeat train`: flags mapped onto [`vggfeat::train::TrainParams`] (unset flags take the
+//! library's defaults), progress and per-epoch lines, and the resume rules. Nothing else: the
+//! recipe lives in the library.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use vggfeat::model::weights::InitScheme;
-use vggfeat::train::net::Init;
-use vggfeat::train::report::EpochMetrics;
-use vggfeat::train::{Summary, TrainParams, Trainer};
-
+use super::svm::PerClass;
 use crate::EXIT_OK;
+use crate::choice::{Choice, ConfigArg, InitSchemeArg, PreprocessArg, lib_parser};
+use vggfeat::model::DeviceSpec;
+use vggfeat::model::config::LayerName;
+use vggfeat::train::augment::TrainScale;
+use vggfeat::train::log::EpochMetrics;
+use vggfeat::train::net::Init;
+use vggfeat::train::{Summary, TrainParams, Trainer};
 
 /// `vggfeat train`: train a VGG network with the paper's recipe (Section 3.1).
 ///
@@ -19,28 +23,31 @@ use crate::EXIT_OK;
 /// help. With `--init resume:DIR` the run continues exactly from its last checkpoint and only
 /// `--epochs` (a new limit) may be given besides `--no-progress` and `--quiet`.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  vggfeat train 101_ObjectCategories --config A --width-div 8 --crop 96 --scale 112:144 --batch 64 --epochs 40 -o runs/a8\n  vggfeat train 101_ObjectCategories --init pretrained:vgg16.safetensors --freeze-through pool4 -o runs/ft\n  vggfeat train --init resume:runs/a8 --epochs 60   # continue exactly where it stopped"
+)]
 pub struct TrainArgs {
     /// Dataset: a folder of class folders (Caltech layout) or a labelled list file. Not needed
     /// with --init resume:DIR.
     pub data: Option<PathBuf>,
-    /// Configuration: A, A-LRN, B, C, D or E (default with --init pretrained: the checkpoint's).
-    #[arg(long)]
-    pub config: Option<String>,
+    /// Configuration (default with --init pretrained: the checkpoint's).
+    #[arg(long, value_parser = Choice::<ConfigArg>::new())]
+    pub config: Option<ConfigArg>,
     /// Run folder for checkpoints, split, parameters, metrics and plot (not needed with resume).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
     /// Where weights start: scratch, shallower:CKPT (first four convs and fc6-fc8 of a trained
     /// shallower net), pretrained:CKPT (fine-tuning: every layer that fits, fc8 rebuilt), or
     /// resume:DIR.
-    #[arg(long, default_value = "scratch")]
-    pub init: String,
+    #[arg(long, default_value = "scratch", value_parser = lib_parser::<Init>)]
+    pub init: Init,
     /// Random layers: paper (N(0, 0.01^2)), glorot, he, or torchvision (He fan-out convs,
     /// N(0, 0.01^2) fc layers). [default: paper]
-    #[arg(long)]
-    pub init_scheme: Option<String>,
+    #[arg(long, value_parser = Choice::<InitSchemeArg>::new())]
+    pub init_scheme: Option<InitSchemeArg>,
     /// Keep layers fixed up to this one, e.g. conv5_3, pool4, fc7.
-    #[arg(long)]
-    pub freeze_through: Option<String>,
+    #[arg(long, value_parser = lib_parser::<LayerName>)]
+    pub freeze_through: Option<LayerName>,
     /// Divide every channel width by K (1..=64) for a CPU-sized network. [default: 1]
     #[arg(long)]
     pub width_div: Option<usize>,
@@ -53,8 +60,8 @@ pub struct TrainArgs {
     pub crop: Option<u32>,
     /// Training scale S (e.g. 256) or jittered Smin:Smax (e.g. 256:512), each >= crop.
     /// [default: 256]
-    #[arg(long)]
-    pub scale: Option<String>,
+    #[arg(long, value_parser = lib_parser::<TrainScale>)]
+    pub scale: Option<TrainScale>,
     /// Validation test scale Q. [default: S, or (Smin+Smax)/2]
     #[arg(long)]
     pub test_scale: Option<u32>,
@@ -104,8 +111,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub train_per_class: Option<usize>,
     /// Validation images per class at most, or `all`. [default: 50]
-    #[arg(long)]
-    pub val_per_class: Option<String>,
+    #[arg(long, value_parser = lib_parser::<PerClass>)]
+    pub val_per_class: Option<PerClass>,
     /// Seed of the train/validation split. [default: 0]
     #[arg(long)]
     pub split_seed: Option<u64>,
@@ -118,12 +125,12 @@ pub struct TrainArgs {
     /// Seed of the initial weights, order, augmentation and dropout. [default: 0]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Input convention: torchvision or caffe. [default: the pretrained net's, else torchvision]
-    #[arg(long)]
-    pub preprocess: Option<String>,
+    /// Input convention. [default: auto = the pretrained net's, else torchvision]
+    #[arg(long, value_parser = Choice::<PreprocessArg>::new())]
+    pub preprocess: Option<PreprocessArg>,
     /// Device: cpu, cuda or cuda:N. [default: cpu]
-    #[arg(long)]
-    pub device: Option<String>,
+    #[arg(long, value_parser = lib_parser::<DeviceSpec>)]
+    pub device: Option<DeviceSpec>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -175,36 +182,23 @@ impl TrainArgs {
         let data = self
             .data
             .clone()
-            .context("the dataset (DATA) is required for a new run")?;
+            .ok_or_else(|| usage("the dataset (DATA) is required for a new run"))?;
         let out = self
             .out
             .clone()
-            .context("--out DIR is required for a new run")?;
-        let val = match self.val_per_class.as_deref() {
-            None => d.split.test_per_class,
-            Some("all") => None,
-            Some(s) => Some(
-                s.parse()
-                    .with_context(|| format!("--val-per-class `{s}`: a number or `all`"))?,
-            ),
-        };
+            .ok_or_else(|| usage("--out DIR is required for a new run"))?;
+        let val = self.val_per_class.map_or(d.split.test_per_class, |p| p.0);
         Ok(TrainParams {
             data,
             out,
             init,
-            config: self.config.as_deref().map(str::parse).transpose()?,
-            init_scheme: match self.init_scheme.as_deref() {
-                None => d.init_scheme,
-                Some(s) => s.parse::<InitScheme>()?,
-            },
-            freeze_through: self.freeze_through.clone(),
+            config: self.config.map(Into::into),
+            init_scheme: self.init_scheme.map_or(d.init_scheme, Into::into),
+            freeze_through: self.freeze_through.map(|l| l.to_string()),
             width_div: self.width_div.unwrap_or(d.width_div),
             fc_width: self.fc_width,
             crop: self.crop.unwrap_or(d.crop),
-            scale: match &self.scale {
-                Some(s) => s.parse()?,
-                None => d.scale,
-            },
+            scale: self.scale.unwrap_or(d.scale),
             test_scale: self.test_scale,
             batch: self.batch.unwrap_or(d.batch),
             micro_batch: self.micro_batch.unwrap_or(d.micro_batch),
@@ -231,10 +225,14 @@ impl TrainArgs {
             },
             max_classes: self.max_classes,
             seed: self.seed.unwrap_or(d.seed),
-            preprocess: self.preprocess.as_deref().map(str::parse).transpose()?,
-            device: self.device.clone().unwrap_or(d.device),
+            preprocess: self.preprocess.and_then(Into::into),
+            device: self.device.map_or(d.device, |s| s.to_string()),
         })
     }
+}
+
+fn usage(m: &str) -> vggfeat::Error {
+    vggfeat::Error::InvalidParam(m.to_string())
 }
 
 fn epoch_line(m: &EpochMetrics) {
@@ -266,8 +264,8 @@ fn print_summary(s: &Summary) {
 }
 
 /// Runs `vggfeat train`; returns the exit code (0).
-pub fn train(a: TrainArgs) -> Result<u8> {
-    let init: Init = a.init.parse()?;
+pub fn run(a: TrainArgs) -> Result<u8> {
+    let init = a.init.clone();
     let progress = !a.no_progress;
     let quiet = a.quiet;
     let on_epoch = move |m: &EpochMetrics| {

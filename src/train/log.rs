@@ -5,8 +5,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::checkpoint::write_atomic;
 use crate::error::{Error, Result};
+use crate::util::write_atomic;
 
 /// What one epoch did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

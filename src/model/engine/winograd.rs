@@ -13,6 +13,8 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::unfold::gemm_rowmajor;
+
 /// Scratch per chunk (bytes) for the transformed input and output planes.
 const CHUNK_BYTES: usize = 8 << 20;
 
@@ -96,30 +98,17 @@ pub fn conv3x3(
         m.resize(16 * t * cout, 0.0);
         input_transform(x, h, w, cin, th, tw, t0, t, v);
         for xi in 0..16 {
-            // SAFETY: v[xi] is t x cin, u[xi] is cin x cout, m[xi] is t x cout, all row-major.
-            unsafe {
-                gemm::gemm(
-                    t,
-                    cout,
-                    cin,
-                    m.as_mut_ptr().add(xi * t * cout),
-                    1,
-                    cout as isize,
-                    false,
-                    v.as_ptr().add(xi * t * cin),
-                    1,
-                    cin as isize,
-                    k.u.as_ptr().add(xi * cin * cout),
-                    1,
-                    cout as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                );
-            }
+            // v[xi] is t x cin, u[xi] is cin x cout, m[xi] is t x cout, all row-major.
+            gemm_rowmajor(
+                t,
+                cout,
+                cin,
+                &mut m[xi * t * cout..(xi + 1) * t * cout],
+                false,
+                &v[xi * t * cin..(xi + 1) * t * cin],
+                &k.u[xi * cin * cout..(xi + 1) * cin * cout],
+                par,
+            );
         }
         // SAFETY: each tile writes only its own 2x2 output pixels; chunks hold disjoint tiles.
         unsafe { output_transform(m, h, w, cout, th, tw, t0, t, bias, relu, out_ptr) };

@@ -5,13 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::aggregate::{Aggregate, aggregate_stores};
+use super::{ProtocolName, Run, RunRecord, SplitSource, VocParams, run_caltech, run_voc};
+use crate::aggregate::Aggregate;
 use crate::dataset::{Dataset, OpenOptions, SourceKind, SplitParams};
 use crate::error::{Error, Result};
-use crate::extract::{ExtractParams, NetEntry, canonical_root, extract_with};
+use crate::extract::{ExtractParams, Extractor, NetEntry, canonical_root};
 use crate::metrics::ApKind;
-use crate::protocol::{SplitSource, run_caltech, run_voc};
-use crate::store::{InputSpec, Store};
+use crate::model::Engine;
+use crate::store::{InputSpec, Store, aggregate_stores};
 use crate::svm::{LinearSvmValidParams, SelectCValidParams};
 
 /// One benchmark of Table 11.
@@ -150,12 +151,13 @@ pub struct ReproduceParams {
     pub seed: u64,
 }
 
-/// Runs one benchmark with the given nets (named `D`, `E` by the caller, in order) and returns
-/// its table cells.
+/// Runs one benchmark with the extractor's nets (named `D`, `E` by `names`, in order) and
+/// returns its table cells.
 pub fn run_benchmark(
     b: Benchmark,
     dir: &Path,
-    nets: &[(String, NetEntry)],
+    extractor: &Extractor,
+    names: &[String],
     p: &ReproduceParams,
 ) -> Result<Vec<Cell>> {
     let datasets = if p.skip_checks {
@@ -174,19 +176,19 @@ pub fn run_benchmark(
         scales: p.scales.clone().unwrap_or(paper_scales),
         ..p.extract.clone()
     };
-    let net_refs: Vec<&NetEntry> = nets.iter().map(|(_, n)| n).collect();
     let mut stores = Vec::new();
     for (i, ds) in datasets.into_iter().enumerate() {
         let dir_name = format!("{}-{}", b.name().to_lowercase(), i);
         let store_dir = p.work.join(dir_name);
         let input = InputSpec {
             root: canonical_root(dir),
-            kind: ds.kind.to_string(),
+            kind: ds.kind,
             split: b.voc_sets().map(|s| s[i].0.to_string()),
+            classes: None,
             limit_per_class: None,
             shard: None,
         };
-        let summary = extract_with(ds.items, &net_refs, &store_dir, input, &params)?;
+        let summary = extractor.run(ds.items, &store_dir, input, &params)?;
         if !summary.failed.is_empty() {
             eprintln!(
                 "{}: {} inputs failed (left out)",
@@ -196,19 +198,13 @@ pub fn run_benchmark(
         }
         stores.push(Store::open(&store_dir)?);
     }
-    let mut combos: Vec<(String, Vec<usize>)> = nets
+    let mut combos: Vec<(String, Vec<usize>)> = names
         .iter()
         .enumerate()
-        .map(|(i, (n, _))| (n.clone(), vec![i]))
+        .map(|(i, n)| (n.clone(), vec![i]))
         .collect();
-    if nets.len() > 1 {
-        combos.push((
-            nets.iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(" & "),
-            (0..nets.len()).collect(),
-        ));
+    if names.len() > 1 {
+        combos.push((names.join(" & "), (0..names.len()).collect()));
     }
     let mut cells = Vec::new();
     for (name, idx) in combos {
@@ -221,9 +217,27 @@ pub fn run_benchmark(
         let title = format!(
             "{} — {name}, {}",
             b.name(),
-            crate::protocol::describe_aggregation(how, &params.scales)
+            super::describe_aggregation(how, &params.scales)
         );
-        let parameters = serde_json::json!({ "benchmark": b.name(), "nets": name, "seed": p.seed });
+        let run = Run {
+            title,
+            record: RunRecord {
+                command: Vec::new(),
+                features: stores.iter().map(|s| s.dir.clone()).collect(),
+                aggregate: how,
+                nets: idx.clone(),
+                protocol: if b.voc_sets().is_some() {
+                    ProtocolName::Voc
+                } else {
+                    ProtocolName::Caltech
+                },
+                benchmark: Some(format!("{} ({name})", b.name())),
+                svm: p.svm,
+                select: p.select.clone(),
+                result: None,
+            },
+            out,
+        };
         let ours = match b {
             Benchmark::Caltech101 | Benchmark::Caltech256 => {
                 let split = SplitParams {
@@ -237,16 +251,7 @@ pub fn run_benchmark(
                     splits: 3,
                     drop_classes: Vec::new(),
                 };
-                let o = run_caltech(
-                    &stores[0],
-                    &desc,
-                    &SplitSource::Sample(split),
-                    &p.select,
-                    &p.svm,
-                    &title,
-                    parameters,
-                    &out,
-                )?;
+                let o = run_caltech(&stores[0], &desc, &SplitSource::Sample(split), &run)?;
                 format!(
                     "{:.1} ± {:.1}",
                     100.0 * o.recall.mean,
@@ -260,9 +265,13 @@ pub fn run_benchmark(
                 } else {
                     ApKind::Area
                 };
-                let o = run_voc(
-                    dir, tr, te, &desc, ap, &p.select, &p.svm, &title, parameters, &out,
-                )?;
+                let voc = VocParams {
+                    devkit: dir.to_path_buf(),
+                    train_set: tr.to_string(),
+                    test_set: te.to_string(),
+                    ap,
+                };
+                let o = run_voc(&voc, &desc, &run)?;
                 format!("{:.1}", 100.0 * o.table.mean)
             }
         };
@@ -306,4 +315,95 @@ pub fn table11(cells: &[Cell], skipped: &[String]) -> String {
         }
     }
     s
+}
+
+/// Everything `vggfeat reproduce` is asked to do.
+#[derive(Debug, Clone)]
+pub struct ReproduceRequest {
+    /// The benchmarks to run, with their folders (in Table 11's column order).
+    pub benchmarks: Vec<(Benchmark, PathBuf)>,
+    /// Weights of net D (VGG-16).
+    pub weights_d: Option<PathBuf>,
+    /// Weights of net E (VGG-19).
+    pub weights_e: Option<PathBuf>,
+    /// Descriptor layer (default fc7, or pool5 for checkpoints without fc layers).
+    pub layer: Option<crate::model::config::LayerName>,
+    /// Where the nets run.
+    pub device: crate::model::DeviceSpec,
+    /// Extraction, SVM and folder options.
+    pub params: ReproduceParams,
+}
+
+/// What `reproduce` produced.
+#[derive(Debug, Clone)]
+pub struct Table11 {
+    /// Our numbers.
+    pub cells: Vec<Cell>,
+    /// What was not run, and why.
+    pub skipped: Vec<String>,
+    /// The table as Markdown (also written to `table11.md` in the results folder).
+    pub markdown: String,
+    /// Where the table was written.
+    pub path: PathBuf,
+}
+
+/// The benchmarks in Table 11's column order.
+pub const BENCHMARKS: [Benchmark; 4] = [
+    Benchmark::Voc2007,
+    Benchmark::Voc2012,
+    Benchmark::Caltech101,
+    Benchmark::Caltech256,
+];
+
+/// Runs `vggfeat reproduce`: loads the nets given, runs every benchmark given (calling
+/// `starting` before each), and writes `table11.md`.
+pub fn run(req: &ReproduceRequest, mut starting: impl FnMut(Benchmark, &Path)) -> Result<Table11> {
+    let mut skipped = Vec::new();
+    let device = req.device.open()?;
+    let mut names = Vec::new();
+    let mut nets = Vec::new();
+    for (name, w) in [("D", &req.weights_d), ("E", &req.weights_e)] {
+        match w {
+            Some(p) => {
+                nets.push(NetEntry::load(p, &device, Engine::Auto, req.layer, None)?);
+                names.push(name.to_string());
+            }
+            None => skipped.push(format!(
+                "net {name}: no --weights-{} given",
+                name.to_lowercase()
+            )),
+        }
+    }
+    if nets.is_empty() {
+        return Err(Error::InvalidParam(
+            "give --weights-d and/or --weights-e".into(),
+        ));
+    }
+    let extractor = Extractor::new(nets)?;
+    let mut cells = Vec::new();
+    for b in BENCHMARKS {
+        let Some((_, dir)) = req.benchmarks.iter().find(|(x, _)| *x == b) else {
+            skipped.push(format!("{}: no folder given", b.name()));
+            continue;
+        };
+        starting(b, dir);
+        cells.extend(run_benchmark(b, dir, &extractor, &names, &req.params)?);
+    }
+    let mut markdown = table11(&cells, &skipped);
+    if let Some(s) = &req.params.scales {
+        markdown.push_str(&format!(
+            "\nScales overridden to {s:?} (the paper's: VOC 256..768 avg, Caltech 256,384,512 \
+             stack).\n"
+        ));
+    }
+    let out = &req.params.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let path = out.join("table11.md");
+    crate::util::write_atomic(&path, markdown.as_bytes())?;
+    Ok(Table11 {
+        cells,
+        skipped,
+        markdown,
+        path,
+    })
 }

@@ -1,0 +1,164 @@
+//! `vggfeat extract`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::RunOpts;
+use crate::choice::lib_parser;
+use crate::{EXIT_OK, EXIT_SOME_FAILED};
+use vggfeat::extract::{DatasetOptions, ExtractJob, ExtractParams, ExtractRequest};
+use vggfeat::image_io::DecodeOptions;
+use vggfeat::model::config::LayerName;
+
+/// `--shard i/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard(pub usize, pub usize);
+
+impl std::str::FromStr for Shard {
+    type Err = vggfeat::Error;
+    fn from_str(s: &str) -> vggfeat::Result<Self> {
+        let bad = || {
+            vggfeat::Error::InvalidParam(format!("bad --shard `{s}` (expected i/N, 0 <= i < N)"))
+        };
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+        if n == 0 || i >= n {
+            return Err(bad());
+        }
+        Ok(Shard(i, n))
+    }
+}
+
+/// Extract dense multi-scale descriptors into a store.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  vggfeat extract 101_ObjectCategories -w vgg16.safetensors -o stores/c101\n  vggfeat extract VOCdevkit/VOC2007 --split test --scales 256,384,512,640,768 -w vgg16.safetensors -w vgg19.safetensors -o stores/voc07-test\n  vggfeat extract images/ --layer pool5 --scales 256 --shard 0/4 -w vgg16_conv.safetensors -o stores/part0\n\nRe-running the same command resumes an interrupted store. Exit code 1: some inputs failed (listed, and recorded in the store)."
+)]
+pub struct ExtractArgs {
+    /// A folder of images (class = first-level sub-folder), a PASCAL VOC devkit root, or a list
+    /// file (one path per line, optional label after a tab).
+    pub input: PathBuf,
+    /// Checkpoint(s); several store one descriptor set per net (late fusion, the paper's D & E).
+    #[arg(long, short = 'w', required = true)]
+    pub weights: Vec<PathBuf>,
+    /// Output store folder (created; an existing store made with the same parameters is resumed).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Scales Q, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = ExtractParams::default().scales)]
+    pub scales: Vec<u32>,
+    /// Do not average with the horizontal flip.
+    #[arg(long)]
+    pub no_flip: bool,
+    /// Descriptor layer by its paper name (conv1_1 .. conv5_4, pool1 .. pool5, fc6, fc7);
+    /// default fc7, or pool5 for a checkpoint without fc layers.
+    #[arg(long, value_parser = lib_parser::<LayerName>)]
+    pub layer: Option<LayerName>,
+    #[command(flatten)]
+    pub run: RunOpts,
+    /// Inputs per forward pass at most (an image and its flip count as two).
+    #[arg(long, default_value_t = ExtractParams::default().batch)]
+    pub batch: usize,
+    /// Images per atomic store chunk (a kill loses at most this many).
+    #[arg(long, default_value_t = ExtractParams::default().chunk_records)]
+    pub chunk: usize,
+    /// VOC image set (ImageSets/Main/<split>.txt), for a devkit input.
+    #[arg(long, default_value_t = DatasetOptions::default().voc_split)]
+    pub split: String,
+    /// Only these classes, comma-separated (a smaller benchmark, or a quick run).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+    /// Only the first K images of each class (sorted order), for quick runs.
+    #[arg(long)]
+    pub limit_per_class: Option<usize>,
+    /// Extract a deterministic 1/N of the inputs: `--shard i/N` (0 <= i < N); join with `merge`.
+    #[arg(long, value_parser = lib_parser::<Shard>)]
+    pub shard: Option<Shard>,
+    /// Largest accepted image, in pixels (decompression-bomb guard).
+    #[arg(long, default_value_t = DecodeOptions::default().max_pixels, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
+    /// No progress (a bar on a terminal, a line every 30 s in a log) and no header line.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl TryFrom<ExtractArgs> for ExtractRequest {
+    type Error = vggfeat::Error;
+    fn try_from(a: ExtractArgs) -> vggfeat::Result<Self> {
+        let r = ExtractRequest {
+            input: a.input,
+            weights: a.weights,
+            out: a.out,
+            layer: a.layer,
+            preprocess: a.run.preprocess.into(),
+            device: a.run.device,
+            engine: a.run.engine.into(),
+            dataset: DatasetOptions {
+                voc_split: a.split,
+                classes: a.classes,
+                limit_per_class: a.limit_per_class,
+                shard: a.shard.map(|Shard(i, n)| (i, n)),
+            },
+            params: ExtractParams {
+                scales: a.scales,
+                flip: !a.no_flip,
+                batch: a.batch,
+                chunk_records: a.chunk,
+                decode: DecodeOptions {
+                    max_pixels: a.max_pixels,
+                    ..Default::default()
+                },
+                progress: !a.quiet,
+                ..Default::default()
+            },
+        };
+        r.check()?;
+        Ok(r)
+    }
+}
+
+/// Runs the extraction and prints its summary and every failed input.
+pub fn run(a: ExtractArgs) -> Result<u8> {
+    let quiet = a.quiet;
+    let req = ExtractRequest::try_from(a)?;
+    let input = req.input.clone();
+    let job = ExtractJob::prepare(req)?;
+    if !quiet {
+        for n in job.notes() {
+            eprintln!("{n}");
+        }
+        let ds = job.dataset();
+        let params = &job.request().params;
+        eprintln!(
+            "{} images ({} classes) from {}; {} net(s), scales {:?}{}",
+            ds.len(),
+            ds.classes.len(),
+            input.display(),
+            job.extractor().nets().len(),
+            params.scales,
+            if params.flip { ", with flips" } else { "" }
+        );
+    }
+    let s = job.run()?;
+    eprintln!(
+        "extracted {} images in {:.1} s ({:.2} images/s end to end, {:.2} images/s in the network); \
+         {} already in the store; {} failed",
+        s.extracted,
+        s.seconds,
+        s.images_per_sec(),
+        s.network_images_per_sec(),
+        s.already_done,
+        s.failed.len()
+    );
+    if s.failed.is_empty() {
+        Ok(EXIT_OK)
+    } else {
+        eprintln!("failed inputs (recorded in the store):");
+        for (id, why) in &s.failed {
+            eprintln!("  {id}: {why}");
+        }
+        Ok(EXIT_SOME_FAILED)
+    }
+}

@@ -1,0 +1,199 @@
+//! `vggfeat svm`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use linfa::ParamGuard;
+
+use super::export::NetsArg;
+use crate::EXIT_OK;
+use crate::choice::{AggregateArg, ApArg, Choice, LossArg, ProtocolArg, SolverArg, lib_parser};
+use vggfeat::dataset::SplitParams;
+use vggfeat::protocol::{Protocol, ProtocolName, SplitSource, SvmOutcome, SvmRequest, VocParams};
+use vggfeat::svm::{DEFAULT_C_GRID, LinearSvmParams, SelectCParams};
+
+/// `--test-per-class N|all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerClass(pub Option<usize>);
+
+impl std::str::FromStr for PerClass {
+    type Err = vggfeat::Error;
+    fn from_str(s: &str) -> vggfeat::Result<Self> {
+        match s {
+            "all" => Ok(PerClass(None)),
+            n => n.parse().map(|n| PerClass(Some(n))).map_err(|_| {
+                vggfeat::Error::InvalidParam(format!(
+                    "bad --test-per-class `{n}` (a number or all)"
+                ))
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for PerClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("all"),
+        }
+    }
+}
+
+fn svm_defaults() -> vggfeat::svm::LinearSvmValidParams {
+    LinearSvmParams::new()
+        .check()
+        .expect("the defaults are valid")
+}
+
+/// Train and evaluate linear SVMs on stored descriptors.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  vggfeat svm -f stores/c101 -o results/c101             # 3 splits, 30 train / 50 test per class\n  vggfeat svm -f stores/c101 --split-files s0.csv,s1.csv -o results/c101-fixed\n  vggfeat svm -f stores/voc07-trainval -f stores/voc07-test --protocol voc --voc VOCdevkit/VOC2007 --aggregate avg -o results/voc07\n  vggfeat svm -f stores/c101 --c-grid -1,1   # refused: every C must be > 0 (exit 2)"
+)]
+pub struct SvmArgs {
+    /// Feature store(s) from `extract` (several are joined by image id, e.g. VOC train + test).
+    #[arg(long = "features", short = 'f', required = true)]
+    pub features: Vec<PathBuf>,
+    /// Scale aggregation.
+    #[arg(long, default_value_t = AggregateArg::Stack, value_parser = Choice::<AggregateArg>::new())]
+    pub aggregate: AggregateArg,
+    /// Nets: all, or indices like 0,1 (late fusion by stacking).
+    #[arg(long, default_value = "all", value_parser = lib_parser::<NetsArg>)]
+    pub nets: NetsArg,
+    /// Protocol: caltech (random per-class splits, mean class recall) or voc (devkit sets, AP).
+    #[arg(long, default_value_t = ProtocolArg::Caltech, value_parser = Choice::<ProtocolArg>::new())]
+    pub protocol: ProtocolArg,
+    /// Caltech: training images per class.
+    #[arg(long, default_value_t = SplitParams::default().train_per_class)]
+    pub train_per_class: usize,
+    /// Caltech: test images per class at most, or `all` (Caltech-256).
+    #[arg(long, default_value_t = PerClass(SplitParams::default().test_per_class), value_parser = lib_parser::<PerClass>)]
+    pub test_per_class: PerClass,
+    /// Caltech: number of random splits.
+    #[arg(long, default_value_t = SplitParams::default().splits)]
+    pub splits: usize,
+    /// Seed of the split sampler, of the C-selection hold-out and of the solver.
+    #[arg(long, default_value_t = SplitParams::default().seed)]
+    pub seed: u64,
+    /// Caltech: classes to leave out (e.g. BACKGROUND_Google); repeatable.
+    #[arg(long)]
+    pub drop_class: Vec<String>,
+    /// Caltech: explicit split files (id,label,set CSV), comma-separated, instead of sampling.
+    #[arg(long, value_delimiter = ',')]
+    pub split_files: Vec<PathBuf>,
+    /// VOC: the devkit year folder (with JPEGImages and ImageSets/Main).
+    #[arg(long)]
+    pub voc: Option<PathBuf>,
+    /// VOC: training image set.
+    #[arg(long, default_value_t = VocParams::new("").train_set)]
+    pub train_set: String,
+    /// VOC: test image set.
+    #[arg(long, default_value_t = VocParams::new("").test_set)]
+    pub test_set: String,
+    /// VOC: AP definition.
+    #[arg(long, default_value_t = ApArg::of(VocParams::new("").ap), value_parser = Choice::<ApArg>::new())]
+    pub ap: ApArg,
+    /// Solver.
+    #[arg(long, default_value_t = SolverArg::of(svm_defaults().solver()), value_parser = Choice::<SolverArg>::new())]
+    pub solver: SolverArg,
+    /// Loss.
+    #[arg(long, default_value_t = LossArg::of(svm_defaults().loss()), value_parser = Choice::<LossArg>::new())]
+    pub loss: LossArg,
+    /// C grid for selection on a hold-out of each training split, comma-separated.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, default_values_t = DEFAULT_C_GRID.to_vec())]
+    pub c_grid: Vec<f64>,
+    /// Results folder (table.md, table.csv, metrics.json, plots, splits).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Title of the results table (default: from the store and the protocol).
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+impl TryFrom<SvmArgs> for SvmRequest {
+    type Error = vggfeat::Error;
+    fn try_from(a: SvmArgs) -> vggfeat::Result<Self> {
+        let svm = LinearSvmParams::new()
+            .loss(a.loss.into())
+            .solver(a.solver.into())
+            .seed(a.seed)
+            .check()?;
+        let select = SelectCParams::new()
+            .grid(a.c_grid)
+            .seed(a.seed)
+            .ap_kind(a.ap.into())
+            .check()?;
+        let protocol = match ProtocolName::from(a.protocol) {
+            ProtocolName::Caltech if a.split_files.is_empty() => {
+                Protocol::Caltech(SplitSource::Sample(SplitParams {
+                    train_per_class: a.train_per_class,
+                    test_per_class: a.test_per_class.0,
+                    seed: a.seed,
+                    splits: a.splits,
+                    drop_classes: a.drop_class,
+                }))
+            }
+            ProtocolName::Caltech => Protocol::Caltech(SplitSource::Files(a.split_files)),
+            ProtocolName::Voc => {
+                let devkit = a.voc.ok_or_else(|| {
+                    vggfeat::Error::InvalidParam("--protocol voc needs --voc DEVKIT".into())
+                })?;
+                Protocol::Voc(VocParams {
+                    devkit,
+                    train_set: a.train_set,
+                    test_set: a.test_set,
+                    ap: a.ap.into(),
+                })
+            }
+        };
+        Ok(SvmRequest {
+            features: a.features,
+            aggregate: a.aggregate.into(),
+            nets: a.nets.0,
+            protocol,
+            svm,
+            select,
+            title: a.title,
+            out: a.out,
+            command: std::env::args().collect(),
+        })
+    }
+}
+
+/// Runs the protocol and prints its headline numbers.
+pub fn run(a: SvmArgs) -> Result<u8> {
+    let req = SvmRequest::try_from(a)?;
+    let t0 = std::time::Instant::now();
+    match vggfeat::protocol::run_svm(&req)? {
+        SvmOutcome::Caltech(o) => {
+            for s in &o.splits {
+                eprintln!(
+                    "split {}: C = {}, mean class recall {:.2} % ({} train, {} test, {:.1} s)",
+                    s.split,
+                    s.c,
+                    100.0 * s.mean_class_recall,
+                    s.n_train,
+                    s.n_test,
+                    s.seconds
+                );
+            }
+            println!(
+                "mean class recall {:.2} ± {:.2} % over {} splits ({:.1} s); results in {}",
+                100.0 * o.recall.mean,
+                100.0 * o.recall.std.unwrap_or(0.0),
+                o.splits.len(),
+                t0.elapsed().as_secs_f64(),
+                req.out.display()
+            );
+        }
+        SvmOutcome::Voc(o) => println!(
+            "mAP {:.2} % (C = {}, {:.1} s); results in {}",
+            100.0 * o.table.mean,
+            o.c,
+            t0.elapsed().as_secs_f64(),
+            req.out.display()
+        ),
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,194 @@
+//! The `extract` command as one library job: list the dataset (with its subset options), load
+//! every checkpoint onto the device, check the parameters against the nets, then run the
+//! [`Extractor`] into the store. [`ExtractRequest::check`] validates without I/O, so a usage error
+//! is reported before anything heavy is read.
+
+use std::path::PathBuf;
+
+use super::{ExtractParams, Extractor, NetEntry, Summary, canonical_root};
+use crate::dataset::{Dataset, OpenOptions, SourceKind};
+use crate::error::{Error, Result};
+use crate::model::config::LayerName;
+use crate::model::{DeviceSpec, Engine};
+use crate::preprocess::Normalization;
+use crate::store::InputSpec;
+
+/// Which images of the input to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetOptions {
+    /// The VOC image set (`ImageSets/Main/<split>.txt`) for a devkit input. Default `trainval`.
+    pub voc_split: String,
+    /// Only these classes (folder and labelled list inputs). Default all.
+    pub classes: Option<Vec<String>>,
+    /// Only the first K images of each class (sorted order). Default all.
+    pub limit_per_class: Option<usize>,
+    /// Shard `(i, N)` of the inputs ([`Dataset::shard`]). Default none.
+    pub shard: Option<(usize, usize)>,
+}
+
+impl Default for DatasetOptions {
+    fn default() -> Self {
+        DatasetOptions {
+            voc_split: OpenOptions::default().voc_split,
+            classes: None,
+            limit_per_class: None,
+            shard: None,
+        }
+    }
+}
+
+/// Everything `vggfeat extract` is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractRequest {
+    /// A folder, VOC devkit or list file.
+    pub input: PathBuf,
+    /// Checkpoints, one descriptor set per net.
+    pub weights: Vec<PathBuf>,
+    /// The store folder (created, or resumed when made with the same parameters).
+    pub out: PathBuf,
+    /// Descriptor layer; default fc7, or pool5 for checkpoints without fc layers.
+    pub layer: Option<LayerName>,
+    /// Input convention; default each checkpoint's metadata, else torchvision.
+    pub preprocess: Option<Normalization>,
+    /// Where the nets run.
+    pub device: DeviceSpec,
+    /// Which engine runs them.
+    pub engine: Engine,
+    /// Which images.
+    pub dataset: DatasetOptions,
+    /// Scales, flip, batching, decoding.
+    pub params: ExtractParams,
+}
+
+impl ExtractRequest {
+    /// Checks everything that can be checked without reading a file.
+    pub fn check(&self) -> Result<()> {
+        if self.weights.is_empty() {
+            return Err(Error::InvalidParam(
+                "at least one --weights is needed".into(),
+            ));
+        }
+        if let Some((i, n)) = self.dataset.shard
+            && (n == 0 || i >= n)
+        {
+            return Err(Error::InvalidParam(format!(
+                "bad --shard `{i}/{n}` (expected i/N, 0 <= i < N)"
+            )));
+        }
+        self.params.check_basic()
+    }
+}
+
+/// A prepared extraction: the nets loaded, the dataset listed.
+#[derive(Debug)]
+pub struct ExtractJob {
+    request: ExtractRequest,
+    extractor: Extractor,
+    dataset: Dataset,
+    notes: Vec<String>,
+}
+
+impl ExtractJob {
+    /// Loads the nets, checks the scales against them, and lists the dataset. Errors before any
+    /// image is decoded.
+    pub fn prepare(request: ExtractRequest) -> Result<Self> {
+        request.check()?;
+        let device = request.device.open()?;
+        let mut nets = Vec::new();
+        let mut notes = Vec::new();
+        for p in &request.weights {
+            let net = NetEntry::load(
+                p,
+                &device,
+                request.engine,
+                request.layer,
+                request.preprocess,
+            )?;
+            if request.layer.is_none() && !net.vgg.has_head() {
+                notes.push(format!(
+                    "{}: no fc layers, using {} as the descriptor layer",
+                    p.display(),
+                    net.layer
+                ));
+            }
+            nets.push(net);
+        }
+        let extractor = Extractor::new(nets)?;
+        request.params.check(extractor.min_side())?;
+        let d = &request.dataset;
+        let ds = Dataset::open_with(
+            &request.input,
+            &OpenOptions {
+                voc_split: d.voc_split.clone(),
+                ..Default::default()
+            },
+        )?;
+        let ds = match &d.classes {
+            Some(c) => ds.select_classes(c)?,
+            None => ds,
+        };
+        let mut ds = match d.limit_per_class {
+            Some(k) => ds.limit_per_class(k),
+            None => ds,
+        };
+        if let Some((i, n)) = d.shard {
+            ds = ds.shard(i, n)?;
+        }
+        if ds.is_empty() {
+            return Err(Error::Data {
+                path: request.input.clone(),
+                reason: "no images found".into(),
+            });
+        }
+        Ok(ExtractJob {
+            request,
+            extractor,
+            dataset: ds,
+            notes,
+        })
+    }
+
+    /// The request being carried out.
+    pub fn request(&self) -> &ExtractRequest {
+        &self.request
+    }
+
+    /// The images to extract.
+    pub fn dataset(&self) -> &Dataset {
+        &self.dataset
+    }
+
+    /// The nets.
+    pub fn extractor(&self) -> &Extractor {
+        &self.extractor
+    }
+
+    /// Remarks about the choices made (e.g. the descriptor layer of a net without fc layers).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// What the manifest records about the input.
+    pub fn input_spec(&self) -> InputSpec {
+        let r = &self.request;
+        InputSpec {
+            root: canonical_root(&r.input),
+            kind: self.dataset.kind,
+            split: (self.dataset.kind == SourceKind::Voc).then(|| r.dataset.voc_split.clone()),
+            classes: r.dataset.classes.clone(),
+            limit_per_class: r.dataset.limit_per_class,
+            shard: r.dataset.shard,
+        }
+    }
+
+    /// Runs the extraction into the store.
+    pub fn run(self) -> Result<Summary> {
+        let input = self.input_spec();
+        self.extractor.run(
+            self.dataset.items,
+            &self.request.out,
+            input,
+            &self.request.params,
+        )
+    }
+}

@@ -1,0 +1,106 @@
+//! The reference engine: candle's own ops (`conv2d`, `max_pool2d`) on any device, CPU or CUDA
+//! (cuDNN). Also the two ops every other user of candle tensors shares: a conv with bias and
+//! ReLU, and the LRN (differentiable, so training uses them too).
+
+use candle_core::Tensor;
+
+use super::{FeatureMap, Layout, TensorIo};
+use crate::error::Result;
+use crate::model::config::LRN_PARAMS;
+use crate::model::params::{ConvParams, VggWeights};
+use crate::model::plan::{Backend, Op, Step};
+
+/// `relu?(x.conv2d(w, padding) + b)` for an NCHW `x`, kernel (out, in, k, k) and bias (out).
+pub fn conv_bias_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    padding: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    let c = b.dims()[0];
+    let y = x
+        .conv2d(w, padding, 1, 1, 1)?
+        .broadcast_add(&b.reshape((1, c, 1, 1))?)?;
+    Ok(if relu { y.relu()? } else { y })
+}
+
+/// Local response normalisation across the channels of dimension `dim` (1 for NCHW, 3 for
+/// NHWC), PyTorch/Caffe convention: `x / (k + alpha / n * sum_{window} x^2)^beta` with
+/// [`LRN_PARAMS`], the window `[c - n/2, c + (n-1)/2]` clipped to the channels.
+/// Differentiable (training uses it too).
+pub fn lrn(x: &Tensor, dim: usize) -> Result<Tensor> {
+    let (n, alpha, beta, k) = LRN_PARAMS;
+    let c = x.dim(dim)?;
+    let sq = x.sqr()?;
+    let padded = sq.pad_with_zeros(dim, n / 2, (n - 1) / 2)?;
+    let mut sum = padded.narrow(dim, 0, c)?;
+    for i in 1..n {
+        sum = (sum + padded.narrow(dim, i, c)?)?;
+    }
+    let denom = ((sum * (alpha / n as f64))? + k)?.powf(beta)?;
+    Ok((x / denom)?)
+}
+
+/// The candle engine: the layers' tensors on the network's device.
+#[derive(Debug)]
+pub struct CandleEngine {
+    layers: Vec<ConvParams>,
+}
+
+impl CandleEngine {
+    /// Takes the layers of `w` (already on the device the engine runs on).
+    pub fn new(w: &VggWeights) -> Self {
+        CandleEngine {
+            layers: w.layers().into_iter().cloned().collect(),
+        }
+    }
+}
+
+impl Backend for CandleEngine {
+    type Act = Tensor;
+
+    fn conv(&self, x: Tensor, step: &Step) -> Result<Tensor> {
+        let Op::Conv {
+            pad, relu, param, ..
+        } = step.op
+        else {
+            unreachable!("conv called for {}", step.name)
+        };
+        let p = &self.layers[param];
+        conv_bias_relu(&x, &p.weight, &p.bias, pad, relu)
+    }
+
+    fn lrn(&self, x: Tensor, _: &Step) -> Result<Tensor> {
+        lrn(&x, 1)
+    }
+
+    fn pool(&self, x: Tensor, _: &Step) -> Result<Tensor> {
+        Ok(x.max_pool2d(2)?)
+    }
+}
+
+impl TensorIo for CandleEngine {
+    fn input(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+
+    fn to_tensor(&self, x: Tensor) -> Result<Tensor> {
+        Ok(x)
+    }
+
+    fn to_map(&self, x: Tensor) -> Result<FeatureMap> {
+        let (n, channels, h, w) = x.dims4()?;
+        Ok(FeatureMap {
+            n,
+            channels,
+            h,
+            w,
+            layout: Layout::Nchw,
+            data: x
+                .flatten_all()?
+                .to_device(&candle_core::Device::Cpu)?
+                .to_vec1()?,
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! The engines that run a [`Plan`]: each implements the plan's [`Backend`] (a conv step, LRN,
+//! max-pool over its own activation type) and [`TensorIo`] (how a batch enters and a map
+//! leaves). [`Runner`] is the closed set of engines a [`crate::model::Vgg`] can hold; adding an
+//! engine is one more variant and one more pair of impls.
+//!
+//! - [`candle`]: candle's ops on any device (the reference; cuDNN on CUDA);
+//! - [`fast`]: the CPU engine, channels-last, Winograd for 3x3 layers and unfold + GEMM
+//!   elsewhere ([`winograd`], [`unfold`]).
+//!
+//! [`unfold`] is also training's: one place owns im2col, col2im and kernel reordering.
+
+pub(crate) mod candle;
+mod fast;
+pub(crate) mod unfold;
+mod winograd;
+
+use std::ops::Range;
+
+use candle_core::{Device, Tensor};
+
+use super::params::VggWeights;
+use super::plan::{Backend, Plan};
+use crate::error::Result;
+
+/// How a [`FeatureMap`]'s values are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// (N, C, H, W): channel planes.
+    Nchw,
+    /// (N, H, W, C): channels-last, one pixel's channels together.
+    Nhwc,
+}
+
+/// A layer's output for a batch, on the CPU, in the layout the engine computed it in (so that
+/// descriptors can be taken without a transpose).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureMap {
+    /// Images.
+    pub n: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// Order of `data`.
+    pub layout: Layout,
+    /// `n * channels * h * w` values.
+    pub data: Vec<f32>,
+}
+
+impl FeatureMap {
+    /// The values of image `i` (`channels * h * w`, in [`FeatureMap::layout`] order).
+    pub fn image(&self, i: usize) -> &[f32] {
+        let per = self.channels * self.h * self.w;
+        &self.data[i * per..(i + 1) * per]
+    }
+}
+
+/// How a batch enters an engine and how a result leaves it.
+pub trait TensorIo: Backend {
+    /// An NCHW float32 batch (on the engine's device) as the engine's activation.
+    fn input(&self, x: &Tensor) -> Result<Self::Act>;
+    /// An activation as an NCHW tensor on the engine's device.
+    fn to_tensor(&self, x: Self::Act) -> Result<Tensor>;
+    /// An activation as a CPU [`FeatureMap`].
+    fn to_map(&self, x: Self::Act) -> Result<FeatureMap>;
+}
+
+/// The engine a network runs on.
+#[derive(Debug)]
+pub enum Runner {
+    /// candle's ops.
+    Candle(candle::CandleEngine),
+    /// The fast CPU engine.
+    Fast(fast::FastEngine),
+}
+
+fn tensor<E: TensorIo>(e: &E, plan: &Plan, x: &Tensor, steps: Range<usize>) -> Result<Tensor> {
+    e.to_tensor(plan.walk(e, e.input(x)?, steps)?)
+}
+
+fn map<E: TensorIo>(e: &E, plan: &Plan, x: &Tensor, steps: Range<usize>) -> Result<FeatureMap> {
+    e.to_map(plan.walk(e, e.input(x)?, steps)?)
+}
+
+impl Runner {
+    /// The candle engine for `w` (whose tensors are on the device it will run on).
+    pub fn candle(w: &VggWeights) -> Self {
+        Runner::Candle(candle::CandleEngine::new(w))
+    }
+
+    /// The fast CPU engine; `winograd = false` runs every conv as unfold + GEMM.
+    pub fn fast(w: &VggWeights, plan: &Plan, winograd: bool) -> Result<Self> {
+        Ok(Runner::Fast(fast::FastEngine::new(w, plan, winograd)?))
+    }
+
+    /// Runs `steps` of `plan` on `x`; the result is an NCHW tensor on `device`.
+    pub fn tensor(
+        &self,
+        plan: &Plan,
+        x: &Tensor,
+        steps: Range<usize>,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let t = match self {
+            Runner::Candle(e) => tensor(e, plan, x, steps)?,
+            Runner::Fast(e) => tensor(e, plan, x, steps)?,
+        };
+        Ok(t.to_device(device)?)
+    }
+
+    /// Runs `steps` of `plan` on `x`; the result is a CPU map in the engine's layout.
+    pub fn map(&self, plan: &Plan, x: &Tensor, steps: Range<usize>) -> Result<FeatureMap> {
+        match self {
+            Runner::Candle(e) => map(e, plan, x, steps),
+            Runner::Fast(e) => map(e, plan, x, steps),
+        }
+    }
+}

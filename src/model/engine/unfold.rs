@@ -1,0 +1,263 @@
+//! Unfolding (im2col), its adjoint (col2im), kernel reordering and the row-major GEMM call: the
+//! convolution-as-matrix-product plumbing shared by the fast inference engine (channels-last
+//! rows) and training's CPU convolution (channels-first columns).
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Geometry of one stride-1 convolution: batch, input channels, input size, kernel, padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geom {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Zero padding on each side.
+    pub p: usize,
+}
+
+impl Geom {
+    /// Output height.
+    pub fn out_h(&self) -> usize {
+        self.h + 2 * self.p + 1 - self.k
+    }
+
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        self.w + 2 * self.p + 1 - self.k
+    }
+
+    /// Output positions over the batch: N * H' * W'.
+    pub fn cols(&self) -> usize {
+        self.n * self.out_h() * self.out_w()
+    }
+
+    /// Length of one unfolded patch: C * k * k.
+    pub fn patch(&self) -> usize {
+        self.c * self.k * self.k
+    }
+
+    /// For kernel column `kx`: the output columns [ox0, ox1) that read inside the image, and
+    /// the input column of ox0.
+    fn x_range(&self, kx: usize) -> Option<(usize, usize, usize)> {
+        let ox0 = self.p.saturating_sub(kx);
+        let ox1 = (self.w + self.p).saturating_sub(kx).min(self.out_w());
+        (ox0 < ox1).then(|| (ox0, ox1, ox0 + kx - self.p))
+    }
+}
+
+/// Unfolds a contiguous NCHW input into a (C*k*k, N*H'*W') matrix, row `(c*k + ky)*k + kx`.
+/// Copies contiguous runs of rows, so it runs at memory speed.
+pub fn unfold_nchw(x: &[f32], g: Geom) -> Vec<f32> {
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let ncols = g.cols();
+    let plane = g.h * g.w;
+    let mut out = vec![0f32; g.patch() * ncols];
+    out.par_chunks_mut(ncols)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (ci, ky, kx) = (row / (g.k * g.k), (row / g.k) % g.k, row % g.k);
+            let Some((ox0, ox1, ix0)) = g.x_range(kx) else {
+                return;
+            };
+            for b in 0..g.n {
+                let src = &x[(b * g.c + ci) * plane..(b * g.c + ci + 1) * plane];
+                for oy in 0..ho {
+                    let iy = oy + ky;
+                    if iy < g.p || iy - g.p >= g.h {
+                        continue;
+                    }
+                    let s = (iy - g.p) * g.w + ix0;
+                    let d = b * ho * wo + oy * wo;
+                    dst[d + ox0..d + ox1].copy_from_slice(&src[s..s + (ox1 - ox0)]);
+                }
+            }
+        });
+    out
+}
+
+/// The adjoint of [`unfold_nchw`]: adds every unfolded entry back to its input position.
+pub fn fold_nchw(cols: &[f32], g: Geom) -> Vec<f32> {
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let ncols = g.cols();
+    let plane = g.h * g.w;
+    let mut out = vec![0f32; g.n * g.c * plane];
+    // One task per (image, channel) plane: its k*k rows are summed into it.
+    out.par_chunks_mut(plane).enumerate().for_each(|(bc, dst)| {
+        let (b, ci) = (bc / g.c, bc % g.c);
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                let Some((ox0, ox1, ix0)) = g.x_range(kx) else {
+                    continue;
+                };
+                let row = (ci * g.k + ky) * g.k + kx;
+                let src = &cols[row * ncols + b * ho * wo..row * ncols + (b + 1) * ho * wo];
+                for oy in 0..ho {
+                    let iy = oy + ky;
+                    if iy < g.p || iy - g.p >= g.h {
+                        continue;
+                    }
+                    let d = (iy - g.p) * g.w + ix0;
+                    let s = oy * wo + ox0;
+                    for (o, v) in dst[d..d + (ox1 - ox0)]
+                        .iter_mut()
+                        .zip(&src[s..s + (ox1 - ox0)])
+                    {
+                        *o += v;
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// Unfolds output rows `r0 .. r0 + r` of a channels-last (N, H, W, C) input into `dst`
+/// (r x C*k*k, row-major), each row laid out `(ky*k + kx)*C + c` to match [`kernel_rows`].
+pub fn unfold_nhwc_rows(x: &[f32], g: Geom, r0: usize, r: usize, dst: &mut [f32]) {
+    let (k, pad, cin) = (g.k, g.p as isize, g.c);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let kk = g.patch();
+    for i in 0..r {
+        let row = r0 + i;
+        let img = row / (oh * ow);
+        let rem = row % (oh * ow);
+        let (oy, ox) = (rem / ow, rem % ow);
+        let d = &mut dst[i * kk..(i + 1) * kk];
+        for ky in 0..k {
+            let iy = oy as isize + ky as isize - pad;
+            for kx in 0..k {
+                let ix = ox as isize + kx as isize - pad;
+                let t = (ky * k + kx) * cin;
+                let seg = &mut d[t..t + cin];
+                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                    seg.fill(0.0);
+                } else {
+                    let s = ((img * g.h + iy as usize) * g.w + ix as usize) * cin;
+                    seg.copy_from_slice(&x[s..s + cin]);
+                }
+            }
+        }
+    }
+}
+
+/// A (cout, cin, k, k) kernel as the (k*k*cin, cout) row-major matrix that multiplies
+/// [`unfold_nhwc_rows`]' rows: row `(ky*k + kx)*cin + ci`, column `co`.
+pub fn kernel_rows(w4: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
+    let mut w = vec![0f32; k * k * cin * cout];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for t in 0..k * k {
+                w[(t * cin + ci) * cout + co] = w4[(co * cin + ci) * k * k + t];
+            }
+        }
+    }
+    w
+}
+
+/// `dst (m x n) = beta * dst + lhs (m x k) * rhs (k x n)`, all row-major and contiguous, by the
+/// `gemm` crate (its AVX-512 kernels with the `x86-v4` feature). `beta` is 0 (overwrite) or 1
+/// (accumulate onto a pre-filled `dst`, e.g. the bias).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_rowmajor(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    rhs: &[f32],
+    par: Parallelism,
+) {
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    // SAFETY: the asserts above: dst, lhs and rhs cover m x n, m x k and k x n row-major
+    // matrices, and dst does not alias the inputs (it is a unique borrow).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_is_the_adjoint_of_unfold() {
+        // <unfold(x), c> == <x, fold(c)> for random x, c.
+        let g = Geom {
+            n: 2,
+            c: 3,
+            h: 5,
+            w: 4,
+            k: 3,
+            p: 1,
+        };
+        let x: Vec<f32> = (0..2 * 3 * 5 * 4)
+            .map(|i| ((i * 37) % 11) as f32 - 5.0)
+            .collect();
+        let c: Vec<f32> = (0..27 * g.cols())
+            .map(|i| ((i * 13) % 7) as f32 - 3.0)
+            .collect();
+        let a: f32 = unfold_nchw(&x, g).iter().zip(&c).map(|(p, q)| p * q).sum();
+        let b: f32 = x.iter().zip(fold_nchw(&c, g)).map(|(p, q)| p * q).sum();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn both_layouts_unfold_the_same_patches() {
+        let g = Geom {
+            n: 1,
+            c: 2,
+            h: 3,
+            w: 4,
+            k: 3,
+            p: 1,
+        };
+        let nchw: Vec<f32> = (0..24).map(|i| i as f32 + 1.0).collect();
+        let mut nhwc = vec![0f32; 24];
+        for c in 0..2 {
+            for p in 0..12 {
+                nhwc[p * 2 + c] = nchw[c * 12 + p];
+            }
+        }
+        let cols = unfold_nchw(&nchw, g);
+        let mut rows = vec![0f32; g.cols() * g.patch()];
+        unfold_nhwc_rows(&nhwc, g, 0, g.cols(), &mut rows);
+        for pos in 0..g.cols() {
+            for c in 0..2 {
+                for t in 0..9 {
+                    assert_eq!(
+                        cols[(c * 9 + t) * g.cols() + pos],
+                        rows[pos * g.patch() + t * 2 + c]
+                    );
+                }
+            }
+        }
+    }
+}

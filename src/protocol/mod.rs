@@ -1,0 +1,183 @@
+//! The benchmark protocols of the paper's transfer experiments, from feature stores to a results
+//! folder: Caltech-style ([`caltech`]: random per-class splits, mean class recall, mean ± std
+//! over splits) and VOC-style ([`voc`]: one-vs-rest on a devkit's train set, per-class AP and
+//! mAP on its test set). Both select C on a stratified hold-out of the training split, retrain
+//! on the whole split, write the splits they used next to the results, and record every
+//! parameter in a typed [`record::RunRecord`]. [`reproduce`] runs them all as the paper's
+//! Table 11.
+//!
+//! [`SvmRequest`] / [`run_svm`] is the `vggfeat svm` command as one call.
+
+pub mod caltech;
+pub mod record;
+pub mod reproduce;
+pub mod voc;
+
+use std::path::PathBuf;
+
+use ndarray::{Array2, Axis};
+
+use crate::aggregate::Aggregate;
+use crate::dataset::{Dataset, Item, SourceKind};
+use crate::error::{Error, Result};
+use crate::store::{Descriptors, Nets, Store, aggregate_stores, read_manifest};
+use crate::svm::{LinearSvmValidParams, SelectCValidParams};
+
+pub use caltech::{CaltechOutcome, SplitResult, SplitSource, run_caltech};
+pub use record::{ProtocolName, ProtocolResult, RunRecord};
+pub use voc::{VocOutcome, VocParams, run_voc};
+
+/// What every protocol run needs besides its data: the run record (which holds the
+/// classifiers' parameters; the runner adds what it chose), the results table's title, and the
+/// results folder.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The record of the run.
+    pub record: RunRecord,
+    /// Title of the results table.
+    pub title: String,
+    /// The results folder.
+    pub out: PathBuf,
+}
+
+/// The protocol of an `svm` run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Protocol {
+    /// Caltech-style splits.
+    Caltech(SplitSource),
+    /// A VOC devkit.
+    Voc(VocParams),
+}
+
+/// Everything `vggfeat svm` is asked to do.
+#[derive(Debug, Clone)]
+pub struct SvmRequest {
+    /// Feature stores, joined by image id (e.g. VOC train + test).
+    pub features: Vec<PathBuf>,
+    /// Scale aggregation.
+    pub aggregate: Aggregate,
+    /// Nets to use (fused by stacking).
+    pub nets: Nets,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The binary SVMs' parameters.
+    pub svm: LinearSvmValidParams,
+    /// How C is chosen.
+    pub select: SelectCValidParams,
+    /// Title of the results table (default: from the stores and the protocol).
+    pub title: Option<String>,
+    /// The results folder.
+    pub out: PathBuf,
+    /// The command line, for the record.
+    pub command: Vec<String>,
+}
+
+/// What an `svm` run produced.
+#[derive(Debug, Clone)]
+pub enum SvmOutcome {
+    /// A Caltech-style run.
+    Caltech(CaltechOutcome),
+    /// A VOC-style run.
+    Voc(VocOutcome),
+}
+
+/// Runs `vggfeat svm`: reads the stores' manifests and checks the net selection (a usage error
+/// is found before any descriptor is read), joins and aggregates the stores, runs the protocol
+/// and writes the results folder.
+pub fn run_svm(req: &SvmRequest) -> Result<SvmOutcome> {
+    let first = req
+        .features
+        .first()
+        .ok_or_else(|| Error::InvalidParam("at least one feature store is needed".into()))?;
+    let manifest = read_manifest(first)?;
+    let nets = req.nets.resolve(manifest.nets.len())?;
+    let stores = req
+        .features
+        .iter()
+        .map(|p| Store::open(p))
+        .collect::<Result<Vec<_>>>()?;
+    let desc = aggregate_stores(&stores, req.aggregate, &nets)?;
+    let layers = nets
+        .iter()
+        .map(|&i| {
+            let n = &manifest.nets[i];
+            format!("{} {}", n.config, n.layer)
+        })
+        .collect::<Vec<_>>()
+        .join(" & ");
+    let agg = describe_aggregation(req.aggregate, &manifest.scales);
+    let record = RunRecord {
+        command: req.command.clone(),
+        features: req.features.clone(),
+        aggregate: req.aggregate,
+        nets,
+        protocol: match req.protocol {
+            Protocol::Caltech(_) => ProtocolName::Caltech,
+            Protocol::Voc(_) => ProtocolName::Voc,
+        },
+        benchmark: None,
+        svm: req.svm,
+        select: req.select.clone(),
+        result: None,
+    };
+    let default_title = match &req.protocol {
+        Protocol::Caltech(SplitSource::Sample(p)) => format!(
+            "{layers}, {agg}: {} train / {} test per class",
+            p.train_per_class,
+            p.test_per_class
+                .map_or("all".to_string(), |n| n.to_string())
+        ),
+        Protocol::Caltech(SplitSource::Files(f)) => {
+            format!("{layers}, {agg}: {} split file(s)", f.len())
+        }
+        Protocol::Voc(v) => format!(
+            "{layers}, {agg}: VOC {} -> {} ({})",
+            v.train_set, v.test_set, v.ap
+        ),
+    };
+    let run = Run {
+        title: req.title.clone().unwrap_or(default_title),
+        record,
+        out: req.out.clone(),
+    };
+    Ok(match &req.protocol {
+        Protocol::Caltech(splits) => {
+            SvmOutcome::Caltech(run_caltech(&stores[0], &desc, splits, &run)?)
+        }
+        Protocol::Voc(v) => SvmOutcome::Voc(run_voc(v, &desc, &run)?),
+    })
+}
+
+/// The rows of `pick` as an (n, d) matrix.
+fn matrix(rows: &[Vec<f32>], pick: &[usize]) -> Array2<f32> {
+    let d = rows.first().map_or(0, Vec::len);
+    let mut m = Array2::<f32>::zeros((pick.len(), d));
+    for (mut r, &i) in m.axis_iter_mut(Axis(0)).zip(pick) {
+        r.assign(&ndarray::ArrayView1::from(&rows[i][..]));
+    }
+    m
+}
+
+/// A single-label dataset made of the store's successful records (failed inputs cannot be used;
+/// their number is reported by the caller).
+pub fn dataset_of(store: &Store, desc: &Descriptors) -> Result<Dataset> {
+    let root = PathBuf::from(&store.manifest.input.root);
+    let items = desc
+        .ids
+        .iter()
+        .zip(&desc.labels)
+        .map(|(id, labels)| Item {
+            id: id.clone(),
+            path: root.join(id),
+            labels: labels.clone(),
+            voc_labels: None,
+        })
+        .collect();
+    Dataset::from_items(root, SourceKind::Folder, items)
+}
+
+/// A short description of an aggregation for titles: `avg of Q 256,384`.
+pub fn describe_aggregation(how: Aggregate, scales: &[u32]) -> String {
+    let q: Vec<String> = scales.iter().map(u32::to_string).collect();
+    format!("{how} of Q {}", q.join(","))
+}

@@ -1,0 +1,73 @@
+//! The typed record of a protocol run, written as `parameters` in `metrics.json`: what was run
+//! (command, stores, aggregation, nets, protocol, SVM and C-selection parameters) and what the
+//! protocol chose on the way (splits with their C, the store's manifest; VOC's C and image sets).
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::caltech::SplitResult;
+use crate::aggregate::Aggregate;
+use crate::store::Manifest;
+use crate::svm::{LinearSvmValidParams, SelectCValidParams};
+
+/// Which protocol a run followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolName {
+    /// Caltech-style random per-class splits, mean class recall.
+    Caltech,
+    /// PASCAL VOC devkit image sets, per-class AP and mAP.
+    Voc,
+}
+
+/// The run's parameters and choices.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// The command line, if the run came from one.
+    pub command: Vec<String>,
+    /// The feature stores.
+    pub features: Vec<PathBuf>,
+    /// Scale aggregation.
+    pub aggregate: Aggregate,
+    /// The nets used (indices into the stores), fused by stacking.
+    pub nets: Vec<usize>,
+    /// The protocol.
+    pub protocol: ProtocolName,
+    /// The benchmark of a `reproduce` run (`Caltech-101`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<String>,
+    /// The binary SVMs' parameters (C is chosen per run).
+    pub svm: LinearSvmValidParams,
+    /// The C selection's parameters (grid, hold-out fraction, seed, AP kind).
+    pub select: SelectCValidParams,
+    /// What the protocol chose and counted; filled by the protocol runner.
+    #[serde(flatten)]
+    pub result: Option<ProtocolResult>,
+}
+
+/// What a protocol run chose and counted.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ProtocolResult {
+    /// Caltech.
+    Caltech {
+        /// Per split: C, scores per C, recall, counts, time.
+        splits: Vec<SplitResult>,
+        /// The manifest of the (first) store.
+        store_manifest: Box<Manifest>,
+        /// Failed inputs of the store, which have no descriptor.
+        failed_inputs_left_out: usize,
+    },
+    /// VOC.
+    Voc {
+        /// The chosen C.
+        c: f64,
+        /// Validation mAP per C of the grid.
+        c_scores: Vec<(f64, f64)>,
+        /// The training image set.
+        train_set: String,
+        /// The test image set.
+        test_set: String,
+    },
+}

@@ -1,0 +1,155 @@
+//! Descriptors out of a store: aggregated and L2-normalised ([`super::join`]), written as CSV
+//! (`id,label,d0,d1,...`) or as a float32 NumPy matrix with an `ids.csv` beside it. Every file is
+//! written atomically ([`crate::util::AtomicFile`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::Store;
+use super::join::{Nets, aggregate_store};
+use crate::aggregate::Aggregate;
+use crate::error::{Error, Result};
+use crate::util::AtomicFile;
+
+/// Where and how `export` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// CSV: header `id,label,d0,d1,...`, one row per image.
+    Csv(PathBuf),
+    /// A float32 `.npy` matrix (rows in id order) plus `OUT.ids.csv` (`id,label`) beside it.
+    Npy(PathBuf),
+}
+
+/// What to export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportParams {
+    /// The store folder.
+    pub store: PathBuf,
+    /// Scale aggregation.
+    pub aggregate: Aggregate,
+    /// Nets to use (fused by stacking).
+    pub nets: Nets,
+    /// Output.
+    pub format: ExportFormat,
+}
+
+/// What `export` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// Descriptors written.
+    pub rows: usize,
+    /// Their dimension.
+    pub dim: usize,
+    /// Failed inputs of the store, which have no descriptor.
+    pub failed_left_out: usize,
+    /// The files written.
+    pub files: Vec<PathBuf>,
+}
+
+/// Exports a store's aggregated descriptors (see the module docs).
+pub fn export(p: &ExportParams) -> Result<ExportSummary> {
+    let store = Store::open(&p.store)?;
+    let nets = p.nets.resolve(store.manifest.nets.len())?;
+    let d = aggregate_store(&store, p.aggregate, &nets)?;
+    let labels: Vec<String> = d.labels.iter().map(|l| l.join(";")).collect();
+    let files = match &p.format {
+        ExportFormat::Csv(path) => {
+            write_csv(path, &d.ids, &labels, &d.rows)?;
+            vec![path.clone()]
+        }
+        ExportFormat::Npy(path) => {
+            let ids = path.with_extension("ids.csv");
+            let empty = vec![Vec::new(); d.ids.len()];
+            write_npy(path, &d.rows)?;
+            write_csv(&ids, &d.ids, &labels, &empty)?;
+            vec![path.clone(), ids]
+        }
+    };
+    Ok(ExportSummary {
+        rows: d.rows.len(),
+        dim: d.rows.first().map_or(0, Vec::len),
+        failed_left_out: store.failures().len(),
+        files,
+    })
+}
+
+fn csv_err(path: &Path, e: csv::Error) -> Error {
+    Error::Data {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Writes descriptors as CSV: header `id,label,d0,d1,...`, one row per image (labels joined
+/// by `;`), floats in shortest round-trip form.
+pub fn write_csv(path: &Path, ids: &[String], labels: &[String], rows: &[Vec<f32>]) -> Result<()> {
+    let d = rows.first().map_or(0, Vec::len);
+    let mut file = AtomicFile::create(path)?;
+    {
+        let mut w = csv::Writer::from_writer(file.writer());
+        let mut header = vec!["id".to_string(), "label".to_string()];
+        header.extend((0..d).map(|i| format!("d{i}")));
+        w.write_record(&header).map_err(|e| csv_err(path, e))?;
+        for ((id, label), row) in ids.iter().zip(labels).zip(rows) {
+            let mut rec = vec![id.clone(), label.clone()];
+            rec.extend(row.iter().map(|x| x.to_string()));
+            w.write_record(&rec).map_err(|e| csv_err(path, e))?;
+        }
+        w.flush().map_err(|e| Error::io(path, e))?;
+    }
+    file.commit()
+}
+
+/// Writes `rows` (all of equal length) as a (n, d) little-endian float32 `.npy` file (format
+/// 1.0, C order); `numpy.load` reads it as is.
+pub fn write_npy(path: &Path, rows: &[Vec<f32>]) -> Result<()> {
+    let d = rows.first().map_or(0, Vec::len);
+    if rows.iter().any(|r| r.len() != d) {
+        return Err(Error::Internal("descriptor rows differ in length".into()));
+    }
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        rows.len(),
+        d
+    );
+    // magic(6) + version(2) + len(2) + header + '\n' must be a multiple of 64.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut file = AtomicFile::create(path)?;
+    let io = |e| Error::io(path, e);
+    let w = file.writer();
+    w.write_all(b"\x93NUMPY\x01\x00").map_err(io)?;
+    w.write_all(&(header.len() as u16).to_le_bytes())
+        .map_err(io)?;
+    w.write_all(header.as_bytes()).map_err(io)?;
+    for r in rows {
+        for x in r {
+            w.write_all(&x.to_le_bytes()).map_err(io)?;
+        }
+    }
+    file.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_is_aligned() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.npy");
+        super::write_npy(&p, &[vec![1.0, 2.0], vec![3.0, 4.0]]).unwrap();
+        let b = std::fs::read(&p).unwrap();
+        let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+        assert_eq!((10 + hl) % 64, 0);
+        assert!(
+            std::str::from_utf8(&b[10..10 + hl])
+                .unwrap()
+                .contains("'shape': (2, 2)")
+        );
+        assert_eq!(b.len(), 10 + hl + 16);
+        assert_eq!(
+            f32::from_le_bytes(b[10 + hl + 12..].try_into().unwrap()),
+            4.0
+        );
+    }
+}

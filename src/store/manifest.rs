@@ -1,0 +1,181 @@
+//! `manifest.json`: everything that determines a store's contents, as typed fields. The JSON
+//! spelling of every enum is its display name (`"folder"`, `"D"`, `"A-LRN"`, `"fc7"`,
+//! `"torchvision"`), so manifests written before the fields were typed read unchanged.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::SourceKind;
+use crate::error::{Error, Result};
+use crate::model::config::{ConfigName, LayerName};
+use crate::preprocess::Normalization;
+
+/// Version of the on-disk format described in [`super`]'s docs. A store of another version is
+/// refused with a message naming both.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Where the inputs came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// The input path as canonicalised at extraction time.
+    pub root: String,
+    /// Source kind.
+    pub kind: SourceKind,
+    /// VOC split, if any.
+    pub split: Option<String>,
+    /// `--classes`, if any (absent in stores that used every class).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+    /// `--limit-per-class`, if any.
+    pub limit_per_class: Option<usize>,
+    /// `--shard i/N` as (i, N), if any.
+    pub shard: Option<(usize, usize)>,
+}
+
+/// One network of the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetSpec {
+    /// The weights file as given (or a description of weights made in memory).
+    pub weights: String,
+    /// SHA-256 (hex) of the weights file, or of the tensors of weights made in memory.
+    pub sha256: String,
+    /// Configuration.
+    pub config: ConfigName,
+    /// Descriptor layer.
+    pub layer: LayerName,
+    /// Descriptor dimension (channels of the layer).
+    pub dim: usize,
+    /// Input convention.
+    pub preprocess: Normalization,
+}
+
+/// Everything that determines a store's contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// On-disk format version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// vggfeat version that wrote the store.
+    pub tool_version: String,
+    /// Inputs.
+    pub input: InputSpec,
+    /// Networks, in `--weights` order.
+    pub nets: Vec<NetSpec>,
+    /// Scales Q (smallest image side), in order.
+    pub scales: Vec<u32>,
+    /// Whether descriptors average the horizontal flip.
+    pub flip: bool,
+    /// Decode limit in pixels (affects which inputs fail).
+    pub max_pixels: u64,
+}
+
+impl Manifest {
+    /// Floats per successful record.
+    pub fn floats_per_record(&self) -> usize {
+        self.nets.iter().map(|n| n.dim * self.scales.len()).sum()
+    }
+
+    /// Offset and length of (net, scale) within a record's floats.
+    pub fn slot(&self, net: usize, scale: usize) -> (usize, usize) {
+        let before: usize = self.nets[..net]
+            .iter()
+            .map(|n| n.dim * self.scales.len())
+            .sum();
+        let d = self.nets[net].dim;
+        (before + scale * d, d)
+    }
+
+    /// The fields that differ from `other`, in words (weights paths are ignored: the hash
+    /// identifies a net). With `ignore_shard`, shard assignments may differ (for merging).
+    pub fn differences(&self, other: &Manifest, ignore_shard: bool) -> Vec<String> {
+        fn show<T: std::fmt::Debug>(v: &T) -> String {
+            format!("{v:?}")
+        }
+        let mut d = Vec::new();
+        let mut cmp = |what: &str, a: String, b: String| {
+            if a != b {
+                d.push(format!("{what}: {a} vs {b}"));
+            }
+        };
+        let (a, b) = (self, other);
+        cmp(
+            "format version",
+            a.format_version.to_string(),
+            b.format_version.to_string(),
+        );
+        cmp(
+            "tool version",
+            a.tool_version.clone(),
+            b.tool_version.clone(),
+        );
+        cmp("input", a.input.root.clone(), b.input.root.clone());
+        cmp(
+            "input kind",
+            a.input.kind.to_string(),
+            b.input.kind.to_string(),
+        );
+        cmp("split", show(&a.input.split), show(&b.input.split));
+        cmp("classes", show(&a.input.classes), show(&b.input.classes));
+        cmp(
+            "limit per class",
+            show(&a.input.limit_per_class),
+            show(&b.input.limit_per_class),
+        );
+        if !ignore_shard {
+            cmp("shard", show(&a.input.shard), show(&b.input.shard));
+        }
+        cmp(
+            "number of nets",
+            a.nets.len().to_string(),
+            b.nets.len().to_string(),
+        );
+        for (i, (x, y)) in a.nets.iter().zip(&b.nets).enumerate() {
+            cmp(
+                &format!("net {i} weights (sha256)"),
+                x.sha256.clone(),
+                y.sha256.clone(),
+            );
+            cmp(
+                &format!("net {i} layer"),
+                x.layer.to_string(),
+                y.layer.to_string(),
+            );
+            cmp(
+                &format!("net {i} preprocessing"),
+                x.preprocess.to_string(),
+                y.preprocess.to_string(),
+            );
+        }
+        cmp("scales", show(&a.scales), show(&b.scales));
+        cmp("flip", a.flip.to_string(), b.flip.to_string());
+        cmp(
+            "max pixels",
+            a.max_pixels.to_string(),
+            b.max_pixels.to_string(),
+        );
+        d
+    }
+}
+
+/// Reads a store's manifest; a store of another format version is refused naming both versions.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let p = dir.join("manifest.json");
+    let s = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+    let bad = |reason: String| Error::Data {
+        path: p.clone(),
+        reason,
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&s).map_err(|e| bad(format!("invalid manifest: {e}")))?;
+    match v.get("format_version").and_then(serde_json::Value::as_u64) {
+        Some(n) if n == u64::from(FORMAT_VERSION) => {}
+        Some(n) => {
+            return Err(bad(format!(
+                "store format version {n}; this vggfeat ({}) reads version {FORMAT_VERSION}",
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        None => return Err(bad("invalid manifest: no `format_version`".into())),
+    }
+    serde_json::from_value(v).map_err(|e| bad(format!("invalid manifest: {e}")))
+}

@@ -1,0 +1,190 @@
+//! One epoch of a run: the training pass (a decoding thread prepares augmented micro-batches
+//! ahead of the network; gradients accumulate to the batch; SGD steps), the validation under the
+//! paper's dense test protocol, and the schedule's decision.
+
+use std::time::Instant;
+
+use candle_core::{D, Tensor};
+use rand::seq::SliceRandom;
+use rayon::prelude::*;
+
+use super::augment::ColourPca;
+use super::log::EpochMetrics;
+use super::optim::GradAccum;
+use super::rng::stream;
+use super::schedule::Decision;
+use super::trainer::Trainer;
+use crate::classify::{check_scale, class_probs};
+use crate::dataset::{Dataset, Split};
+use crate::error::{Error, Result};
+use crate::image_io::{DecodeOptions, load_rgb_with};
+use crate::metrics::{label_rank, top_k_error};
+use crate::model::{Engine, Vgg};
+use crate::util::Progress;
+
+/// Micro-batches the decoding thread prepares ahead of the network.
+pub const PREFETCH: usize = 2;
+
+impl Trainer {
+    /// Trains one epoch, validates, applies the schedule and checkpoints.
+    pub(super) fn epoch(&mut self, progress: bool) -> Result<EpochMetrics> {
+        let t0 = Instant::now();
+        let e = self.state.epoch + 1;
+        let lr = self.opt.lr();
+        let (train_loss, train_top1_err) = self.train_epoch(e, progress)?;
+        let (val_top1_err, val_top5_err) = self.validate()?;
+        let improved = self
+            .state
+            .history
+            .iter()
+            .all(|m| val_top1_err < m.val_top1_err);
+        match self.state.schedule.observe(val_top1_err) {
+            Decision::Continue => {}
+            Decision::Decreased(new_lr) => self.opt.set_lr(new_lr)?,
+            Decision::Stop => {
+                self.state.stopped = Some(format!(
+                    "validation top-1 error stopped improving after {} learning-rate \
+                     decreases",
+                    self.state.schedule.decreases
+                ))
+            }
+        }
+        self.state.epoch = e;
+        let mut m = EpochMetrics {
+            epoch: e,
+            train_loss,
+            train_top1_err,
+            val_top1_err,
+            val_top5_err,
+            lr,
+            seconds: 0.0,
+        };
+        self.state.history.push(m.clone());
+        self.save(improved, t0)?;
+        m.seconds = self.state.history.last().expect("pushed").seconds;
+        Ok(m)
+    }
+
+    /// One pass over the training split; returns (mean loss, top-1 error) as seen in training.
+    /// A second thread decodes and augments the next micro-batches (up to [`PREFETCH`] ahead)
+    /// while this one runs the network; samples depend only on their streams, not on timing.
+    fn train_epoch(&mut self, e: usize, progress: bool) -> Result<(f64, f64)> {
+        let p = &self.record.params;
+        let seed = p.seed;
+        let mut order: Vec<usize> = (0..self.split.train.len()).collect();
+        order.shuffle(&mut stream(seed, "order", e as u64, 0));
+        let bar = Progress::new(
+            &format!("epoch {e}"),
+            "images",
+            order.len() as u64,
+            progress,
+        );
+        let crop = p.crop as usize;
+        // (batch size, micro-batch positions), in training order.
+        let micros: Vec<(usize, &[usize])> = order
+            .chunks(p.batch)
+            .flat_map(|b| b.chunks(p.micro_batch).map(move |m| (b.len(), m)))
+            .collect();
+        let (ds, split, augment, decode) = (&self.ds, &self.split, &self.augment, &self.decode);
+        let (net, opt, device) = (&self.net, &mut self.opt, &self.device);
+        let (mut loss_sum, mut wrong, mut seen) = (0f64, 0usize, 0usize);
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<f32>>>(PREFETCH);
+            let work = &micros;
+            scope.spawn(move || {
+                for (_, micro) in work {
+                    let mut data = Vec::with_capacity(micro.len() * 3 * crop * crop);
+                    let r = micro.iter().try_for_each(|&pos| {
+                        let img = load_rgb_with(&ds.items[split.train[pos]].path, decode)?;
+                        let mut rng = stream(seed, "augment", e as u64, pos as u64);
+                        data.extend(augment.sample(&img, &mut rng));
+                        Ok(())
+                    });
+                    if tx.send(r.map(|()| data)).is_err() {
+                        return; // the consumer stopped on an error
+                    }
+                }
+            });
+            let mut acc = GradAccum::new(opt.params().len());
+            let mut in_batch = 0;
+            for (mi, &(batch_len, micro)) in micros.iter().enumerate() {
+                let data = rx.recv().map_err(|_| {
+                    Error::Worker("the training decode thread stopped unexpectedly".into())
+                })??;
+                let n = micro.len();
+                let x = Tensor::from_vec(data, (n, 3, crop, crop), device)?;
+                let labels: Vec<u32> = micro
+                    .iter()
+                    .map(|&pos| split.train_labels[pos] as u32)
+                    .collect();
+                let y = Tensor::new(labels.as_slice(), device)?;
+                let mut drng = stream(seed, "dropout", e as u64, mi as u64);
+                let logits = net.forward(&x, Some(&mut drng))?;
+                let ce = candle_nn::loss::cross_entropy(&logits, &y)?;
+                let ce_val = f64::from(ce.to_scalar::<f32>()?);
+                if !ce_val.is_finite() {
+                    return Err(Error::Diverged(format!(
+                        "loss {ce_val} in epoch {e}; lower the learning rate or use \
+                         --init-scheme he"
+                    )));
+                }
+                // Mean over the batch: each micro-batch's mean loss weighted by its share.
+                let scaled = (ce * (n as f64 / batch_len as f64))?;
+                acc.add(opt.params(), &scaled.backward()?)?;
+                let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+                wrong += pred.iter().zip(&labels).filter(|(a, b)| a != b).count();
+                loss_sum += ce_val * n as f64;
+                seen += n;
+                bar.inc(n as u64);
+                bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+                in_batch += n;
+                if in_batch == batch_len {
+                    opt.step(&acc)?;
+                    acc = GradAccum::new(opt.params().len());
+                    in_batch = 0;
+                }
+            }
+            Ok(())
+        })?;
+        bar.finish();
+        Ok((loss_sum / seen as f64, wrong as f64 / seen as f64))
+    }
+
+    /// Top-1 and top-5 error on the validation split, dense evaluation at the test scale.
+    fn validate(&self) -> Result<(f64, f64)> {
+        let vgg = Vgg::new(self.net.snapshot()?, &self.device, Engine::Auto)?;
+        let q = self.record.resolved.test_scale;
+        check_scale(&vgg, q)?;
+        let norm = self.record.resolved.preprocess;
+        let ranks: Vec<usize> = self
+            .split
+            .test
+            .par_iter()
+            .zip(&self.split.test_labels)
+            .map(|(&i, &label)| {
+                let img = load_rgb_with(&self.ds.items[i].path, &self.decode)?;
+                Ok(label_rank(&class_probs(&vgg, &img, q, norm)?, label))
+            })
+            .collect::<Result<_>>()?;
+        Ok((top_k_error(&ranks, 1)?, top_k_error(&ranks, 5)?))
+    }
+}
+
+/// Fits the colour PCA on `n` training images chosen by the `pca` stream (every 7th pixel).
+pub(super) fn fit_colour_pca(
+    ds: &Dataset,
+    split: &Split,
+    n: usize,
+    seed: u64,
+    decode: &DecodeOptions,
+) -> Result<ColourPca> {
+    let mut pick: Vec<usize> = split.train.clone();
+    pick.shuffle(&mut stream(seed, "pca", 0, 0));
+    pick.truncate(n);
+    pick.sort_unstable();
+    let images: Vec<image::RgbImage> = pick
+        .par_iter()
+        .map(|&i| load_rgb_with(&ds.items[i].path, decode))
+        .collect::<Result<_>>()?;
+    ColourPca::fit(&images, 7)
+}

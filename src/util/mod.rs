@@ -1,0 +1,10 @@
+//! Plumbing that every layer of the crate uses and that belongs to no paper concept: atomic file
+//! writes ([`atomic`]), progress reporting on a terminal or in a log ([`progress`]), and the one
+//! normal sampler ([`rng`]).
+
+pub mod atomic;
+pub mod progress;
+pub mod rng;
+
+pub use atomic::{AtomicFile, read_json, write_atomic, write_json};
+pub use progress::Progress;

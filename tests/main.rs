@@ -1,0 +1,17 @@
+//! The integration tests, built into one binary (`cargo test` runs it): the real binary on
+//! fixture files, the library on `../shared`'s fixtures, weights and Caltech-101, and synthetic
+//! data made in temporary folders. Regenerate golden files deliberately with
+//! `UPDATE_GOLDEN=1 cargo test`.
+
+mod checkpoint_errors;
+mod cli;
+mod cli_train;
+mod dataset;
+mod extract;
+mod image_io;
+mod model;
+mod report;
+mod reproduce;
+mod svm_cli;
+mod train;
+mod util;
