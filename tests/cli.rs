@@ -134,3 +134,245 @@ fn weights_fetch_offline_fails_fast_with_a_hint() {
         .assert()
         .code(2);
 }
+
+/// Every closed choice is checked by the parser: a bad value exits 2 at once (before any file is
+/// read: the store and weights named here do not exist) and the message lists the allowed values.
+#[test]
+fn every_typed_choice_exits_2_listing_the_allowed_values() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "svm",
+                "-f",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--solver",
+                "bogus",
+            ],
+            "unknown solver `bogus` (expected dcd or linfa)",
+        ),
+        (
+            &[
+                "svm",
+                "-f",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--loss",
+                "x",
+            ],
+            "unknown loss `x` (expected squared-hinge or hinge)",
+        ),
+        (
+            &[
+                "svm",
+                "-f",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--ap",
+                "x",
+            ],
+            "unknown AP kind `x` (expected voc07 or area)",
+        ),
+        (
+            &[
+                "svm",
+                "-f",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--protocol",
+                "x",
+            ],
+            "unknown protocol `x` (expected caltech or voc)",
+        ),
+        (
+            &[
+                "svm",
+                "-f",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--aggregate",
+                "max",
+            ],
+            "unknown aggregation `max` (expected avg or stack)",
+        ),
+        (
+            &[
+                "export",
+                "/nonexistent",
+                "--csv",
+                "x.csv",
+                "--aggregate",
+                "max",
+            ],
+            "unknown aggregation `max`",
+        ),
+        (
+            &[
+                "extract",
+                "/nonexistent",
+                "-w",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--engine",
+                "x",
+            ],
+            "unknown engine `x` (expected auto, fast, fast-gemm or candle)",
+        ),
+        (
+            &[
+                "extract",
+                "/nonexistent",
+                "-w",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--preprocess",
+                "x",
+            ],
+            "unknown preprocessing `x` (expected auto, torchvision or caffe)",
+        ),
+        (
+            &[
+                "train",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--config",
+                "F",
+            ],
+            "unknown VGG configuration `F` (expected A, A-LRN, B, C, D or E)",
+        ),
+        (
+            &[
+                "train",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--config",
+                "A",
+                "--init-scheme",
+                "x",
+            ],
+            "unknown init scheme `x` (expected paper, glorot, he or torchvision)",
+        ),
+        (
+            &["weights", "fetch", "vgg11"],
+            "unknown pretrained network `vgg11` (expected vgg16 or vgg19)",
+        ),
+        (
+            &[
+                "classify",
+                "-w",
+                "/nonexistent",
+                "/nonexistent.jpg",
+                "--device",
+                "gpu",
+            ],
+            "unknown device `gpu`",
+        ),
+        (
+            &[
+                "extract",
+                "/nonexistent",
+                "-w",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--layer",
+                "fc9",
+            ],
+            "unknown layer `fc9`",
+        ),
+    ];
+    for (args, msg) in cases {
+        let out = vggfeat().args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: expected `{msg}` in\n{err}");
+    }
+}
+
+#[test]
+fn export_needs_exactly_one_output_and_exits_2_without() {
+    for args in [
+        &["export", "/nonexistent"][..],
+        &["export", "/nonexistent", "--csv", "a.csv", "--npy", "a.npy"][..],
+    ] {
+        let out = vggfeat().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--csv") && err.contains("--npy"), "{err}");
+    }
+}
+
+/// `-q` means `--quiet` wherever it exists; classify's scale is `-s`.
+#[test]
+fn one_meaning_per_short_flag() {
+    for cmd in ["extract", "reproduce"] {
+        let help = vggfeat().args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(help.contains("-q, --quiet"), "{cmd}: {help}");
+    }
+    let help = vggfeat().args(["classify", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("-s, --scale") && !help.contains("-q,"),
+        "{help}"
+    );
+}
+
+#[test]
+fn every_commands_help_ends_with_examples() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["info"],
+        &["classify"],
+        &["extract"],
+        &["export"],
+        &["merge"],
+        &["svm"],
+        &["reproduce"],
+        &["train"],
+        &["weights", "fetch"],
+        &["weights", "list"],
+    ];
+    for cmd in commands {
+        let out = vggfeat().args(*cmd).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{cmd:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        let tail = &help[help
+            .rfind("Example")
+            .unwrap_or_else(|| panic!("{cmd:?}: no examples in\n{help}"))..];
+        assert!(tail.contains("vggfeat "), "{cmd:?}: {tail}");
+        assert!(
+            help.trim_end().ends_with(tail.trim_end()),
+            "{cmd:?}: examples are not the end of the help"
+        );
+    }
+}
+
+/// Defaults shown in `--help` are the library's.
+#[test]
+fn help_shows_the_library_defaults() {
+    let out = vggfeat().args(["svm", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for d in [
+        "[default: 30]",
+        "[default: 50]",
+        "[default: 3]",
+        "[default: 0.01 0.1 1 10 100 1000]",
+        "[default: dcd]",
+        "[default: squared-hinge]",
+    ] {
+        assert!(help.contains(d), "{d} not in\n{help}");
+    }
+    let out = vggfeat().args(["extract", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("[default: 256 384 512]"), "{help}");
+}

@@ -331,3 +331,52 @@ fn usage_errors() {
             .stderr(predicate::str::contains(msg));
     }
 }
+
+/// The library extracts with a network that exists only in memory (random weights): the store
+/// identifies it by the SHA-256 of its tensors, resumes with the same weights and refuses others.
+#[test]
+fn extractor_runs_an_in_memory_network() {
+    use vggfeat::extract::{ExtractParams, Extractor, NetEntry};
+    use vggfeat::model::config::ConfigName;
+    use vggfeat::model::{InitScheme, Vgg, VggWeights};
+    let net = |seed| {
+        let w = VggWeights::random(ConfigName::A, 16, None, 0, InitScheme::He, seed).unwrap();
+        let vgg = Vgg::new(w, &candle_core::Device::Cpu, Default::default()).unwrap();
+        Extractor::new(vec![NetEntry::new(vgg, None, None).unwrap()]).unwrap()
+    };
+    let ds = vggfeat::Dataset::open(&util::tiny().join("images")).unwrap();
+    let input = vggfeat::store::InputSpec {
+        root: "fixture images".into(),
+        kind: ds.kind,
+        split: None,
+        classes: None,
+        limit_per_class: None,
+        shard: None,
+    };
+    let params = ExtractParams {
+        scales: vec![64, 96],
+        progress: false,
+        ..ExtractParams::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    let a = net(1);
+    let spec = &a.nets()[0].spec;
+    assert_eq!(spec.sha256.len(), 64);
+    assert!(spec.weights.starts_with("<random A"), "{}", spec.weights);
+    let s = a
+        .run(ds.items.clone(), &store, input.clone(), &params)
+        .unwrap();
+    assert_eq!((s.extracted, s.failed.len()), (3, 0));
+    // The same weights again resume (nothing to do); other weights are refused.
+    let again = net(1).run(ds.items.clone(), &store, input.clone(), &params);
+    assert_eq!(again.unwrap().already_done, 3);
+    let e = net(2)
+        .run(ds.items.clone(), &store, input, &params)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("net 0 weights (sha256)"), "{e}");
+    let st = vggfeat::Store::open(&store).unwrap();
+    assert_eq!(st.ok_records().count(), 3);
+    assert_eq!(st.manifest.floats_per_record(), 2 * 32);
+}
