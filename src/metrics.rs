@@ -21,7 +21,7 @@
 
 use ndarray::ArrayView2;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Which definition of average precision to compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
+use crate::error::{Error, Result};
 use crate::metrics::{ApResult, MeanStd};
-use crate::{Error, Result};
 
 /// The score of one class.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -4,7 +4,7 @@
 use super::checkpoint::expected_normalization;
 use super::config::LayerName;
 use super::params::VggWeights;
-use super::plan::{Op, Plan};
+use super::plan::{Conv, Op, Plan};
 use crate::preprocess::Normalization;
 
 /// One row of [`ModelInfo`]'s layer table.
@@ -60,12 +60,12 @@ pub fn describe(w: &VggWeights) -> ModelInfo {
         .iter()
         .map(|s| {
             let (kind, p) = match s.op {
-                Op::Conv {
+                Op::Conv(Conv {
                     kernel,
                     relu,
                     param,
                     ..
-                } => {
+                }) => {
                     let kind = match s.name {
                         LayerName::Fc6 => format!("conv {kernel}x{kernel} + ReLU (dense head)"),
                         LayerName::Fc8 => "conv 1x1 (class scores)".to_string(),

@@ -121,7 +121,7 @@ pub struct VggWeights {
 
 impl VggWeights {
     /// Every layer with weights, in network order: the body's convs, then fc6, fc7, fc8.
-    /// The `param` of a [`super::plan::Op::Conv`] step indexes this list.
+    /// [`super::plan::Conv::param`] indexes this list.
     pub fn layers(&self) -> Vec<&ConvParams> {
         let mut v: Vec<&ConvParams> = self.convs.iter().collect();
         if let Some(h) = &self.head {

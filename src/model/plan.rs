@@ -14,21 +14,25 @@ use super::config::{ConfigName, LayerName, Spec};
 use super::params::VggWeights;
 use crate::error::{Error, Result};
 
+/// A stride-1 `kernel` x `kernel` convolution with zero padding `pad`, plus bias, then ReLU
+/// when `relu` (every layer but fc8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv {
+    /// Kernel side.
+    pub kernel: usize,
+    /// Zero padding on each side (`kernel / 2` in the body, 0 in the head).
+    pub pad: usize,
+    /// Whether a ReLU follows.
+    pub relu: bool,
+    /// Index of the layer's weights in [`VggWeights::layers`].
+    pub param: usize,
+}
+
 /// What a step computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    /// A stride-1 `kernel` x `kernel` convolution with zero padding `pad`, plus bias, then ReLU
-    /// when `relu` (every layer but fc8).
-    Conv {
-        /// Kernel side.
-        kernel: usize,
-        /// Zero padding on each side (`kernel / 2` in the body, 0 in the head).
-        pad: usize,
-        /// Whether a ReLU follows.
-        relu: bool,
-        /// Index of the layer's weights in [`VggWeights::layers`].
-        param: usize,
-    },
+    /// A convolution (body conv or head layer).
+    Conv(Conv),
     /// Local response normalisation across channels (A-LRN).
     Lrn,
     /// 2x2 max-pooling, stride 2, flooring odd sizes.
@@ -58,13 +62,13 @@ impl Step {
 }
 
 /// An engine's three operations over its own activation type. [`Plan::walk`] calls them in the
-/// plan's order; `step` is the step being computed (weights are found through
-/// [`Op::Conv`]'s `param`).
+/// plan's order; `step` is the step being computed (a conv's weights are found through its
+/// [`Conv::param`]).
 pub trait Backend {
     /// The activation between steps (a tensor, a channels-last buffer, ...).
     type Act;
     /// A conv step (body conv or head layer).
-    fn conv(&self, x: Self::Act, step: &Step) -> Result<Self::Act>;
+    fn conv(&self, x: Self::Act, conv: &Conv, step: &Step) -> Result<Self::Act>;
     /// The LRN step.
     fn lrn(&self, x: Self::Act, step: &Step) -> Result<Self::Act>;
     /// A max-pool step.
@@ -93,12 +97,12 @@ impl Plan {
                 Spec::Conv { kernel, .. } => {
                     channels = convs.next().map_or(channels, |c| c.out_channels());
                     param += 1;
-                    Op::Conv {
+                    Op::Conv(Conv {
                         kernel,
                         pad: kernel / 2,
                         relu: true,
                         param: param - 1,
-                    }
+                    })
                 }
                 Spec::Lrn => Op::Lrn,
                 Spec::Pool => {
@@ -126,12 +130,12 @@ impl Plan {
                 let Some(p) = p else { continue };
                 steps.push(Step {
                     name,
-                    op: Op::Conv {
+                    op: Op::Conv(Conv {
                         kernel: p.kernel(),
                         pad: 0,
                         relu: name != LayerName::Fc8,
                         param,
-                    },
+                    }),
                     channels: p.out_channels(),
                     stride,
                     dropout: name != LayerName::Fc8,
@@ -262,7 +266,7 @@ impl Plan {
     ) -> Result<B::Act> {
         for step in &self.steps[steps] {
             x = match step.op {
-                Op::Conv { .. } => backend.conv(x, step)?,
+                Op::Conv(c) => backend.conv(x, &c, step)?,
                 Op::Lrn => backend.lrn(x, step)?,
                 Op::Pool => backend.pool(x, step)?,
             };
@@ -276,7 +280,7 @@ impl Plan {
         let (mut h, mut w, mut c, mut f) = (h, w, 3usize, 0f64);
         for (i, s) in self.steps.iter().enumerate() {
             match s.op {
-                Op::Conv { kernel, pad, .. } => {
+                Op::Conv(Conv { kernel, pad, .. }) => {
                     h = (h + 2 * pad + 1).saturating_sub(kernel);
                     w = (w + 2 * pad + 1).saturating_sub(kernel);
                     if steps.contains(&i) {
@@ -319,7 +323,7 @@ mod tests {
             .steps()
             .iter()
             .filter_map(|s| match s.op {
-                Op::Conv { param, .. } => Some(param),
+                Op::Conv(c) => Some(c.param),
                 _ => None,
             })
             .collect();

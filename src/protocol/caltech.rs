@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::record::ProtocolResult;
+use super::record::{ProtocolResult, SplitResult};
 use super::{Run, dataset_of, matrix};
 use crate::dataset::{Split, SplitParams, sample_split};
 use crate::error::{Error, Result};
@@ -21,27 +21,6 @@ pub enum SplitSource {
     Sample(SplitParams),
     /// Read from `id,label,set` CSV files (one per split).
     Files(Vec<PathBuf>),
-}
-
-/// The result of one split.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct SplitResult {
-    /// Split number.
-    pub split: usize,
-    /// Chosen C.
-    pub c: f64,
-    /// Validation score per C of the grid.
-    pub c_scores: Vec<(f64, f64)>,
-    /// Mean class recall on the test items.
-    pub mean_class_recall: f64,
-    /// Plain accuracy, for reference.
-    pub accuracy: f64,
-    /// Training / test items.
-    pub n_train: usize,
-    /// Test items.
-    pub n_test: usize,
-    /// Seconds for C selection + training + testing.
-    pub seconds: f64,
 }
 
 /// Everything a Caltech-style run produced.

@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::store::{Descriptors, Nets, Store, aggregate_stores, read_manifest};
 use crate::svm::{LinearSvmValidParams, SelectCValidParams};
 
-pub use caltech::{CaltechOutcome, SplitResult, SplitSource, run_caltech};
-pub use record::{ProtocolName, ProtocolResult, RunRecord};
+pub use caltech::{CaltechOutcome, SplitSource, run_caltech};
+pub use record::{ProtocolName, ProtocolResult, RunRecord, SplitResult};
 pub use voc::{VocOutcome, VocParams, run_voc};
 
 /// What every protocol run needs besides its data: the run record (which holds the

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::caltech::SplitResult;
 use crate::aggregate::Aggregate;
 use crate::store::Manifest;
 use crate::svm::{LinearSvmValidParams, SelectCValidParams};
@@ -70,4 +69,25 @@ pub enum ProtocolResult {
         /// The test image set.
         test_set: String,
     },
+}
+
+/// The result of one split.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SplitResult {
+    /// Split number.
+    pub split: usize,
+    /// Chosen C.
+    pub c: f64,
+    /// Validation score per C of the grid.
+    pub c_scores: Vec<(f64, f64)>,
+    /// Mean class recall on the test items.
+    pub mean_class_recall: f64,
+    /// Plain accuracy, for reference.
+    pub accuracy: f64,
+    /// Training / test items.
+    pub n_train: usize,
+    /// Test items.
+    pub n_test: usize,
+    /// Seconds for C selection + training + testing.
+    pub seconds: f64,
 }

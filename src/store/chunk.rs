@@ -175,18 +175,7 @@ pub fn decode_chunk(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<Record>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(id: &str, ok: bool) -> Record {
-        Record {
-            id: id.into(),
-            labels: vec!["cls".into()],
-            outcome: if ok {
-                Outcome::Ok(vec![1.0, 2.0, 3.0, f32::MIN_POSITIVE])
-            } else {
-                Outcome::Failed("truncated JPEG".into())
-            },
-        }
-    }
+    use crate::store::writer::tests::rec;
 
     #[test]
     fn chunk_round_trip_and_corruption() {

@@ -10,7 +10,7 @@ use ndarray::{Array1, ArrayBase, ArrayView2, Data, Ix1, Ix2};
 use super::dcd::{self, DcdOptions};
 use super::simd::SvmFloat;
 use super::{Loss, Solver};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Checked hyperparameters of the linear SVM; obtained only from [`LinearSvmParams::check`] (or
 /// implicitly by `fit` on the unchecked builder). See [`LinearSvmParams`] for every field's
@@ -386,7 +386,7 @@ pub(crate) fn fit_linfa_svm<F: SvmFloat>(
     let ds = DatasetBase::new(x, y.view());
     let svm = params
         .fit(&ds)
-        .map_err(|e| Error::InvalidParam(format!("linfa-svm: {e}")))?;
+        .map_err(|e| Error::Solver(format!("linfa-svm: {e}")))?;
     let d = x.ncols();
     let mut e = Array1::<F>::zeros(d);
     let mut w = Array1::<F>::zeros(d);

@@ -14,7 +14,7 @@ use super::dcd;
 use super::linear::{LinearSvm, LinearSvmValidParams};
 use super::simd::SvmFloat;
 use super::{Loss, Solver};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// `K` binary linear SVMs, one per class.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +120,7 @@ impl<'a, F: SvmFloat> Shared<'a, F> {
     /// `x` must be in standard (row-major) layout.
     pub fn new(x: &'a ArrayView2<'a, F>) -> Result<Self> {
         let xs = x.as_slice().ok_or_else(|| {
-            Error::InvalidParam("SVM data must be a contiguous row-major matrix".into())
+            Error::Internal("SVM data must be a contiguous row-major matrix".into())
         })?;
         Ok(Self {
             x: xs,

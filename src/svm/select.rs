@@ -12,8 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use super::linear::LinearSvmValidParams;
 use super::ovr::{self, OneVsRest, Shared};
 use super::simd::SvmFloat;
+use crate::error::{Error, Result};
 use crate::metrics::{self, ApKind};
-use crate::{Error, Result};
 
 /// The default grid of `C`: one value per decade from 10^-2 to 10^3. With L2-normalised
 /// descriptors (all kernel values in [-1, 1]) the best `C` is usually inside it; widen it if the

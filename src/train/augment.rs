@@ -16,8 +16,13 @@
 
 use image::RgbImage;
 use rand::Rng;
+use rand::seq::SliceRandom;
+use rayon::prelude::*;
 
+use super::rng::stream;
+use crate::dataset::{Dataset, Split};
 use crate::error::{Error, Result};
+use crate::image_io::{DecodeOptions, load_rgb_with};
 use crate::preprocess::{Normalization, resize_smallest_side};
 use crate::util::rng::normal;
 
@@ -265,6 +270,25 @@ impl Augment {
         }
         out
     }
+}
+
+/// Fits the colour PCA on `n` training images chosen by the `pca` stream (every 7th pixel).
+pub fn fit_colour_pca(
+    ds: &Dataset,
+    split: &Split,
+    n: usize,
+    seed: u64,
+    decode: &DecodeOptions,
+) -> Result<ColourPca> {
+    let mut pick: Vec<usize> = split.train.clone();
+    pick.shuffle(&mut stream(seed, "pca", 0, 0));
+    pick.truncate(n);
+    pick.sort_unstable();
+    let images: Vec<image::RgbImage> = pick
+        .par_iter()
+        .map(|&i| load_rgb_with(&ds.items[i].path, decode))
+        .collect::<Result<_>>()?;
+    ColourPca::fit(&images, 7)
 }
 
 #[cfg(test)]

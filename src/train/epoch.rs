@@ -8,16 +8,14 @@ use candle_core::{D, Tensor};
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
-use super::augment::ColourPca;
 use super::log::EpochMetrics;
 use super::optim::GradAccum;
 use super::rng::stream;
 use super::schedule::Decision;
 use super::trainer::Trainer;
 use crate::classify::{check_scale, class_probs};
-use crate::dataset::{Dataset, Split};
 use crate::error::{Error, Result};
-use crate::image_io::{DecodeOptions, load_rgb_with};
+use crate::image_io::load_rgb_with;
 use crate::metrics::{label_rank, top_k_error};
 use crate::model::{Engine, Vgg};
 use crate::util::Progress;
@@ -168,23 +166,4 @@ impl Trainer {
             .collect::<Result<_>>()?;
         Ok((top_k_error(&ranks, 1)?, top_k_error(&ranks, 5)?))
     }
-}
-
-/// Fits the colour PCA on `n` training images chosen by the `pca` stream (every 7th pixel).
-pub(super) fn fit_colour_pca(
-    ds: &Dataset,
-    split: &Split,
-    n: usize,
-    seed: u64,
-    decode: &DecodeOptions,
-) -> Result<ColourPca> {
-    let mut pick: Vec<usize> = split.train.clone();
-    pick.shuffle(&mut stream(seed, "pca", 0, 0));
-    pick.truncate(n);
-    pick.sort_unstable();
-    let images: Vec<image::RgbImage> = pick
-        .par_iter()
-        .map(|&i| load_rgb_with(&ds.items[i].path, decode))
-        .collect::<Result<_>>()?;
-    ColourPca::fit(&images, 7)
 }

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::model::checkpoint::meta;
 use crate::model::config::{ConfigName, LayerName, Spec};
 use crate::model::engine::candle::lrn;
-use crate::model::plan::{Backend, Op, Plan, Step};
+use crate::model::plan::{Backend, Conv, Plan, Step};
 use crate::model::{ConvParams, HeadParams, InitScheme, VggWeights};
 
 /// Where the weights of a run start.
@@ -132,9 +132,8 @@ pub fn initial_weights(
             random: all,
         },
         Init::Shallower(p) | Init::Pretrained(p) => {
-            let src = source.ok_or_else(|| {
-                Error::InvalidParam(format!("{init}: the checkpoint was not loaded"))
-            })?;
+            let src = source
+                .ok_or_else(|| Error::Internal(format!("{init}: the checkpoint was not loaded")))?;
             if matches!(init, Init::Shallower(_)) {
                 copy_from_shallower(&mut w, src, p)?
             } else {
@@ -496,13 +495,10 @@ struct Pass<'a, 'r, R> {
 impl<R: Rng> Backend for Pass<'_, '_, R> {
     type Act = Tensor;
 
-    fn conv(&self, x: Tensor, step: &Step) -> Result<Tensor> {
-        let Op::Conv {
+    fn conv(&self, x: Tensor, c: &Conv, step: &Step) -> Result<Tensor> {
+        let Conv {
             pad, relu, param, ..
-        } = step.op
-        else {
-            unreachable!("conv called for {}", step.name)
-        };
+        } = *c;
         let p = self.layers[param];
         let y = super::conv::conv2d(&x, &p.weight, &p.bias, pad, relu)?;
         let mut rng = self.rng.borrow_mut();

@@ -7,9 +7,8 @@ use std::time::Instant;
 
 use candle_core::Device;
 
-use super::augment::Augment;
+use super::augment::{Augment, fit_colour_pca};
 use super::checkpoint::{self, RunDir, RunState};
-use super::epoch::fit_colour_pca;
 use super::log::{self, EpochMetrics};
 use super::net::{self, Init, NetShape, TrainNet};
 use super::optim::Sgd;

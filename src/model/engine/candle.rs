@@ -8,7 +8,7 @@ use super::{FeatureMap, Layout, TensorIo};
 use crate::error::Result;
 use crate::model::config::LRN_PARAMS;
 use crate::model::params::{ConvParams, VggWeights};
-use crate::model::plan::{Backend, Op, Step};
+use crate::model::plan::{Backend, Conv, Step};
 
 /// `relu?(x.conv2d(w, padding) + b)` for an NCHW `x`, kernel (out, in, k, k) and bias (out).
 pub fn conv_bias_relu(
@@ -60,13 +60,10 @@ impl CandleEngine {
 impl Backend for CandleEngine {
     type Act = Tensor;
 
-    fn conv(&self, x: Tensor, step: &Step) -> Result<Tensor> {
-        let Op::Conv {
+    fn conv(&self, x: Tensor, c: &Conv, _: &Step) -> Result<Tensor> {
+        let Conv {
             pad, relu, param, ..
-        } = step.op
-        else {
-            unreachable!("conv called for {}", step.name)
-        };
+        } = *c;
         let p = &self.layers[param];
         conv_bias_relu(&x, &p.weight, &p.bias, pad, relu)
     }

@@ -20,7 +20,7 @@ use super::winograd::{WinogradKernel, conv3x3};
 use super::{FeatureMap, Layout, TensorIo};
 use crate::error::Result;
 use crate::model::params::{ConvParams, VggWeights};
-use crate::model::plan::{Backend, Op, Step};
+use crate::model::plan::{Backend, Conv, Op, Step};
 
 /// Target size of one unfolded chunk (bytes): big enough for GEMM efficiency, small enough to
 /// bound memory (conv1_2 of a batch of 8 at 224 would unfold to 925 MB at once).
@@ -82,7 +82,7 @@ impl FastEngine {
         let layers = w.layers();
         let mut convs = Vec::with_capacity(layers.len());
         for s in plan.steps() {
-            if let Op::Conv { pad, param, .. } = s.op {
+            if let Op::Conv(Conv { pad, param, .. }) = s.op {
                 debug_assert_eq!(param, convs.len());
                 convs.push(FastConv::new(layers[param], pad, winograd)?);
             }
@@ -202,13 +202,10 @@ thread_local! {
 impl Backend for FastEngine {
     type Act = Act;
 
-    fn conv(&self, x: Act, step: &Step) -> Result<Act> {
-        let Op::Conv {
+    fn conv(&self, x: Act, c: &Conv, _: &Step) -> Result<Act> {
+        let Conv {
             pad, relu, param, ..
-        } = step.op
-        else {
-            unreachable!("conv called for {}", step.name)
-        };
+        } = *c;
         let cv = &self.convs[param];
         if let Some(wk) = &cv.wino {
             let mut out = self.take(x.n * x.h * x.w * cv.cout);
