@@ -21,15 +21,15 @@ pub enum Format {
     Memory,
 }
 
-/// Tensor naming convention of a checkpoint (the names themselves are in
-/// [`super::checkpoint`]).
+/// Tensor naming convention of a checkpoint; the names themselves are in
+/// [`super::checkpoint::HEAD_NAMES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Naming {
-    /// torchvision's `features.N` / `classifier.{0,3,6}` (fc layers as Linear).
+    /// torchvision's (fc layers as Linear).
     Torchvision,
-    /// timm's `features.N` / `pre_logits.fc1/fc2` (convs) / `head.fc`.
+    /// timm's (fc6 and fc7 as convolutions).
     Timm,
-    /// Conv body only (`features.N`), no fc layers.
+    /// Conv body only, no fc layers.
     BodyOnly,
 }
 
