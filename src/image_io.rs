@@ -119,6 +119,12 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
 /// [`DecodeOptions::max_file_bytes`] or [`DecodeOptions::max_pixels`], is not an image, is
 /// truncated or corrupt, uses an unsupported feature, or the decoder panicked.
 pub fn load_rgb_with(path: &Path, opts: &DecodeOptions) -> Result<RgbImage> {
+    decode_rgb(path, &read_image_bytes(path, opts)?, opts)
+}
+
+/// The bytes of an image file, after the checks [`load_rgb_with`] makes before reading: the
+/// path must be a regular file (not a folder) of at most [`DecodeOptions::max_file_bytes`].
+pub fn read_image_bytes(path: &Path, opts: &DecodeOptions) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| img_err(path, format!("cannot read: {e}")))?;
     if meta.is_dir() {
         return Err(img_err(path, "is a directory, not an image file"));
@@ -136,8 +142,7 @@ pub fn load_rgb_with(path: &Path, opts: &DecodeOptions) -> Result<RgbImage> {
             ),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| img_err(path, format!("cannot read: {e}")))?;
-    decode_rgb(path, &bytes, opts)
+    std::fs::read(path).map_err(|e| img_err(path, format!("cannot read: {e}")))
 }
 
 /// Decodes an in-memory file to 8-bit RGB exactly as [`load_rgb_with`] does; `path` is only used

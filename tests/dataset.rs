@@ -344,6 +344,7 @@ fn folder_listing_rules() {
     ];
     if cfg!(unix) {
         want.push("dog_link/x.JPG");
+        want.push("cat/%FF.jpg");
         want.sort();
     }
     assert_eq!(ids(&ds), want);
@@ -387,8 +388,13 @@ fn folder_listing_rules() {
             reasons["dangling.jpg"].contains("No such file"),
             "{reasons:?}"
         );
-        assert_eq!(reasons["cat/\u{FFFD}.jpg"], "name is not valid UTF-8");
-        assert_eq!(ds.skipped.len(), 7);
+        assert_eq!(ds.skipped.len(), 6);
+        // A name that is not UTF-8 is listed under a reversible escaped id.
+        use std::os::unix::ffi::OsStrExt;
+        let odd = &ds.items[ds.item_index("cat/%FF.jpg").unwrap()];
+        let raw = std::ffi::OsStr::from_bytes(b"cat/\xFF.jpg");
+        assert_eq!(odd.path, root.join(raw));
+        assert_eq!(vggfeat::dataset::path_of_id(&odd.id), Path::new(raw));
     } else {
         assert_eq!(ds.skipped.len(), 4);
     }
@@ -561,14 +567,17 @@ fn list_file_sources() {
     let dir = tempfile::tempdir().unwrap();
     let lists = dir.path().join("lists");
     let abs = dir.path().join("elsewhere/e.jpg");
+    // A byte-order mark first (as Windows editors write); only a tab separates a label, so
+    // `images/b,x.jpg` is a path with a comma.
     let text = format!(
-        "# images for the test\n\
-         images/a.jpg\tcat\n\
-         images/b.jpg,dog\n\
+        "\u{FEFF}images/a.jpg\tcat\n\
+         # images for the test\n\
+         images/b.jpg\tdog\n\
          \n\
          ./images/c d.jpg\n\
-         {}, cat \n\
+         {}\t cat \n\
          images/f,g.jpg\tdog\n\
+         images/b,x.jpg\n\
          \x20  # an indented comment\n\
          {}/images/h.jpg\tsiamese cat\r\n",
         abs.display(),
@@ -582,6 +591,7 @@ fn list_file_sources() {
     let mut want = vec![
         abs_id.as_str(),
         "images/a.jpg",
+        "images/b,x.jpg",
         "images/b.jpg",
         "images/c d.jpg",
         "images/f,g.jpg",
@@ -598,13 +608,19 @@ fn list_file_sources() {
     assert_eq!(get(&abs_id).labels, ["cat"]);
     assert_eq!(get("images/f,g.jpg").labels, ["dog"]);
     assert_eq!(get("images/h.jpg").labels, ["siamese cat"]);
+    assert_eq!(
+        get("images/a.jpg").labels,
+        ["cat"],
+        "the BOM is not part of the path"
+    );
+    assert!(get("images/b,x.jpg").labels.is_empty());
 
     for (text, want) in [
         (
-            "a.jpg\ncat\n\n# x\na.jpg,dog\n",
+            "a.jpg\ncat\n\n# x\na.jpg\tdog\n",
             "line 5: `a.jpg` is listed twice (first on line 1)",
         ),
-        ("a.jpg\n,cat\n", "line 2: no path before the label"),
+        ("a.jpg\n\tcat\n", "line 2: no path before the label"),
         (
             "a.jpg\n./b.jpg\nb.jpg\n",
             "line 3: `b.jpg` is listed twice (first on line 2)",
@@ -618,6 +634,17 @@ fn list_file_sources() {
             "{e}\nexpected: {want}"
         );
     }
+    let file = lists.join("photo.txt");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/images/rgb.jpg"),
+        &file,
+    )
+    .unwrap();
+    let e = Dataset::from_list(&file).unwrap_err().to_string();
+    assert!(
+        e.contains("photo.txt: this is an image, not a list file"),
+        "{e}"
+    );
     let file = lists.join("latin1.txt");
     std::fs::write(&file, b"a.jpg\nb\xE9.jpg\n").unwrap();
     let e = Dataset::from_list(&file).unwrap_err().to_string();

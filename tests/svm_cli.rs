@@ -73,6 +73,7 @@ fn caltech_protocol_and_split_files() {
                 id: format!("class{c}/img{i:02}.jpg"),
                 labels: vec![format!("class{c}")],
                 outcome: Outcome::Ok(features(&mut rng, &[c], 0.8)),
+                source: None,
             })
             .unwrap();
         }
@@ -81,6 +82,7 @@ fn caltech_protocol_and_split_files() {
         id: "class0/broken.jpg".into(),
         labels: vec!["class0".into()],
         outcome: Outcome::Failed("truncated".into()),
+        source: None,
     })
     .unwrap();
     w.flush().unwrap();
@@ -191,6 +193,7 @@ fn voc_protocol_on_a_synthetic_devkit() {
                 id: format!("JPEGImages/{id}.jpg"),
                 labels: vec![],
                 outcome: Outcome::Ok(features(&mut rng, &pos, 0.5)),
+                source: None,
             })
             .unwrap();
             rows.push((id, labels));

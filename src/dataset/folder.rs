@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use super::{Dataset, Item, Skipped, SourceKind, has_image_extension, id_of};
+use super::{Dataset, Item, SkipKind, Skipped, SourceKind, has_image_extension, id_of};
 use crate::error::{Error, Result};
 
 /// Whether the first bytes of `path` are an image signature known to `image::guess_format`.
@@ -40,8 +40,8 @@ pub(super) fn list(root: &Path) -> Result<Dataset> {
     }
     let mut items = Vec::new();
     let mut skipped = Vec::new();
-    let skip = |skipped: &mut Vec<Skipped>, path: PathBuf, reason: String| {
-        skipped.push(Skipped { path, reason });
+    let skip = |skipped: &mut Vec<Skipped>, path: PathBuf, reason: String, kind: SkipKind| {
+        skipped.push(Skipped { path, reason, kind });
     };
     let mut walk = WalkDir::new(root)
         .follow_links(true)
@@ -59,7 +59,7 @@ pub(super) fn list(root: &Path) -> Result<Dataset> {
                         .io_error()
                         .map_or_else(|| e.to_string(), |io| format!("cannot read: {io}")),
                 };
-                skip(&mut skipped, path, reason);
+                skip(&mut skipped, path, reason, SkipKind::Unusable);
                 continue;
             }
         };
@@ -67,7 +67,12 @@ pub(super) fn list(root: &Path) -> Result<Dataset> {
             if entry.file_type().is_dir() {
                 walk.skip_current_dir();
             }
-            skip(&mut skipped, entry.into_path(), "hidden".to_string());
+            skip(
+                &mut skipped,
+                entry.into_path(),
+                "hidden".to_string(),
+                SkipKind::Hidden,
+            );
             continue;
         }
         if entry.file_type().is_dir() {
@@ -78,6 +83,7 @@ pub(super) fn list(root: &Path) -> Result<Dataset> {
                 &mut skipped,
                 entry.into_path(),
                 "not a regular file".to_string(),
+                SkipKind::Unusable,
             );
             continue;
         }
@@ -85,23 +91,21 @@ pub(super) fn list(root: &Path) -> Result<Dataset> {
             .path()
             .strip_prefix(root)
             .expect("walkdir yields paths under its root");
-        let Some(id) = id_of(rel) else {
-            skip(
-                &mut skipped,
-                entry.into_path(),
-                "name is not valid UTF-8".to_string(),
-            );
-            continue;
-        };
+        let id = id_of(rel);
         if !has_image_extension(entry.path()) {
             match sniff(entry.path()) {
                 Ok(true) => {}
                 Ok(false) => {
-                    skip(&mut skipped, entry.into_path(), "not an image".to_string());
+                    skip(
+                        &mut skipped,
+                        entry.into_path(),
+                        "not an image".to_string(),
+                        SkipKind::NotAnImage,
+                    );
                     continue;
                 }
                 Err(reason) => {
-                    skip(&mut skipped, entry.into_path(), reason);
+                    skip(&mut skipped, entry.into_path(), reason, SkipKind::Unusable);
                     continue;
                 }
             }

@@ -1,5 +1,5 @@
-//! Reading a list file: one image path per line with an optional label. The rules are
-//! documented on [`Dataset::from_list`](super::Dataset::from_list).
+//! Reading a list file: one image path per line with an optional label after a tab. The rules
+//! are documented on [`Dataset::from_list`](super::Dataset::from_list).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use super::{Dataset, Item, SourceKind, id_of};
 use crate::error::{Error, Result};
 
-/// Splits a list line into path and optional label: at the first tab if there is one,
-/// otherwise at the last comma.
+/// Splits a list line into path and optional label at the first tab (a comma is part of the
+/// path: file names may hold commas).
 fn split_line(line: &str) -> (&str, Option<&str>) {
-    let parts = line.split_once('\t').or_else(|| line.rsplit_once(','));
-    match parts {
+    match line.split_once('\t') {
         Some((path, label)) => {
             let label = label.trim();
             (path.trim(), (!label.is_empty()).then_some(label))
@@ -26,6 +25,18 @@ pub(super) fn list(file: &Path) -> Result<Dataset> {
         reason,
     };
     let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+    if image::guess_format(&bytes[..bytes.len().min(32)]).is_ok() {
+        return Err(data_err(
+            "this is an image, not a list file: give the folder that holds it, or a list file \
+             with one path per line"
+                .into(),
+        ));
+    }
+    // A UTF-8 byte-order mark (as Windows editors write) is not part of the first path.
+    let bytes = bytes
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .map(<[u8]>::to_vec)
+        .unwrap_or(bytes);
     let text = String::from_utf8(bytes).map_err(|e| {
         let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
             .iter()
@@ -41,8 +52,10 @@ pub(super) fn list(file: &Path) -> Result<Dataset> {
     let mut first_line: HashMap<String, usize> = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
+        // Trimmed only on the right first, so that a leading tab still separates an empty
+        // path from a label.
+        let line = raw.trim_end();
+        if line.trim_start().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
         let (path, label) = split_line(line);
@@ -53,15 +66,15 @@ pub(super) fn list(file: &Path) -> Result<Dataset> {
         let (id, full) = if given.is_absolute() {
             let id = match given.strip_prefix(&root) {
                 Ok(rel) => id_of(rel),
-                Err(_) => id_of(given).map(|rel| format!("/{rel}")),
+                Err(_) => format!("/{}", id_of(given)),
             };
             (id, given.to_path_buf())
         } else {
             (id_of(given), root.join(given))
         };
-        let id = id
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| data_err(format!("line {n}: `{path}` does not name a file")))?;
+        if id.is_empty() || id == "/" {
+            return Err(data_err(format!("line {n}: `{path}` does not name a file")));
+        }
         if let Some(first) = first_line.insert(id.clone(), n) {
             return Err(data_err(format!(
                 "line {n}: `{id}` is listed twice (first on line {first})"
@@ -85,10 +98,11 @@ mod tests {
     fn line_splitting() {
         assert_eq!(split_line("a/b.jpg"), ("a/b.jpg", None));
         assert_eq!(split_line("a/b.jpg\tcat"), ("a/b.jpg", Some("cat")));
-        assert_eq!(split_line("a/b.jpg , cat "), ("a/b.jpg", Some("cat")));
+        // A comma belongs to the path: only a tab separates the label.
+        assert_eq!(split_line("a/b.jpg , cat "), ("a/b.jpg , cat", None));
         assert_eq!(split_line("a,b.jpg\tcat"), ("a,b.jpg", Some("cat")));
-        assert_eq!(split_line("a,b.jpg,cat"), ("a,b.jpg", Some("cat")));
-        assert_eq!(split_line("a.jpg,"), ("a.jpg", None));
+        assert_eq!(split_line("a,b.jpg,cat"), ("a,b.jpg,cat", None));
+        assert_eq!(split_line("a.jpg,"), ("a.jpg,", None));
         assert_eq!(split_line("a.jpg\t"), ("a.jpg", None));
         assert_eq!(
             split_line("my cat.jpg\tsiamese cat"),

@@ -104,7 +104,9 @@ impl std::fmt::Display for SourceKind {
 pub struct Item {
     /// The image's path relative to the dataset root, with `/` separators
     /// (`Faces/image_0001.jpg`, `JPEGImages/000005.jpg`); unique within a dataset. For a list
-    /// file entry outside the list's folder, the absolute path.
+    /// file entry outside the list's folder, the absolute path. A `%` in a name is written
+    /// `%25` and a byte that is not valid UTF-8 `%XX` (see [`id_of`]), so every file has an id
+    /// and [`path_of_id`] gives its path back.
     pub id: String,
     /// The path to open (the root joined with the relative path, or the absolute path).
     pub path: PathBuf,
@@ -117,15 +119,29 @@ pub struct Item {
     pub voc_labels: Option<Vec<i8>>,
 }
 
+/// Whether a listing skipped an entry on purpose or because it could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipKind {
+    /// A hidden file or folder (name starting with `.`), deliberately left out.
+    Hidden,
+    /// A file that is recognisably not an image (no image signature, no image extension).
+    NotAnImage,
+    /// An entry that could not be examined: an unreadable folder or file, a broken symbolic
+    /// link, a link loop, something that is not a regular file. Extraction reports these as
+    /// failed inputs, like a decode failure.
+    Unusable,
+}
+
 /// A file or folder that was not listed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     /// The file or folder.
     pub path: PathBuf,
     /// Why it was skipped: "hidden", "not an image", "cannot read: ...", "not a regular file",
-    /// "name is not valid UTF-8", or the directory walker's error (permission, symlink loop,
-    /// broken symlink).
+    /// or the directory walker's error (permission, symlink loop, broken symlink).
     pub reason: String,
+    /// Deliberate or a problem.
+    pub kind: SkipKind,
 }
 
 /// A list of images with labels.
@@ -228,13 +244,14 @@ impl Dataset {
         voc::list(root, split)
     }
 
-    /// Reads a list file: one image per line, `path`, `path<TAB>label` or `path,label`.
-    /// Relative paths are relative to the list file's folder. A tab, when present, separates
-    /// the path from the label (so paths may contain commas); otherwise the last comma does.
-    /// Paths and labels are trimmed of surrounding white space; an empty label means none.
-    /// Blank lines and lines starting with `#` are ignored. Listed files are not opened here:
-    /// a missing file is reported by the decoder when it is used. Errors (empty path, the same
-    /// image twice, a file that is not UTF-8 text) name the file and line number.
+    /// Reads a list file: one image per line, `path` or `path<TAB>label`. Relative paths are
+    /// relative to the list file's folder. Only a tab separates the label, so paths may hold
+    /// commas and spaces. Paths and labels are trimmed of surrounding white space; an empty
+    /// label means none; a label is one class name whatever it contains (`x;y` is one class). A
+    /// UTF-8 byte-order mark at the start is ignored. Blank lines and lines starting with `#`
+    /// are ignored. Listed files are not opened here: a missing file is reported by the decoder
+    /// when it is used. Errors (an image given instead of a list, empty path, the same image
+    /// twice, a file that is not UTF-8 text) name the file and line number.
     pub fn from_list(file: &Path) -> Result<Dataset> {
         list::list(file)
     }
@@ -347,6 +364,7 @@ impl Dataset {
         }
         Dataset {
             items,
+            skipped: self.skipped.clone(),
             ..self.clone_empty()
         }
     }
@@ -375,8 +393,15 @@ impl Dataset {
             .filter(|i| i.labels.iter().any(keep))
             .cloned()
             .collect();
+        let in_classes = |s: &&Skipped| {
+            let rel = s.path.strip_prefix(&self.root).unwrap_or(&s.path);
+            id_of(rel)
+                .split_once('/')
+                .is_some_and(|(c, _)| classes.iter().any(|x| x == c))
+        };
         let mut out = Dataset {
             items,
+            skipped: self.skipped.iter().filter(in_classes).cloned().collect(),
             ..self.clone_empty()
         };
         out.classes.retain(keep);
@@ -399,13 +424,24 @@ impl Dataset {
             .filter(|i| shard_of(&i.id, count) == index)
             .cloned()
             .collect();
+        let skipped = self
+            .skipped
+            .iter()
+            .filter(|s| {
+                let rel = s.path.strip_prefix(&self.root).unwrap_or(&s.path);
+                shard_of(&id_of(rel), count) == index
+            })
+            .cloned()
+            .collect();
         Ok(Dataset {
             items,
+            skipped,
             ..self.clone_empty()
         })
     }
 
-    /// A copy without items (and without the skipped list, which belongs to the full listing).
+    /// A copy without items and without the skipped list (the subsets above keep the part of
+    /// it that belongs to them).
     fn clone_empty(&self) -> Dataset {
         Dataset {
             root: self.root.clone(),
@@ -433,20 +469,70 @@ pub fn shard_of(id: &str, count: usize) -> usize {
     (h % count as u64) as usize
 }
 
-/// `rel` as an id: its normal components joined with `/` (`.` components dropped). `None` if
-/// a component is not valid UTF-8.
-fn id_of(rel: &Path) -> Option<String> {
+/// `rel` as an id: its normal components joined with `/` (`.` components dropped), each
+/// escaped so that any file name has a reversible id: `%` becomes `%25`, and every byte of a
+/// sequence that is not valid UTF-8 becomes `%XX` (upper-case hex). Valid UTF-8 names without
+/// `%` are unchanged.
+pub fn id_of(rel: &Path) -> String {
     use std::path::Component;
-    let mut parts = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
     for c in rel.components() {
         match c {
             Component::CurDir => {}
-            Component::ParentDir => parts.push(".."),
-            Component::Normal(s) => parts.push(s.to_str()?),
+            Component::ParentDir => parts.push("..".into()),
+            Component::Normal(s) => parts.push(escape_component(s.as_encoded_bytes())),
             Component::RootDir | Component::Prefix(_) => {}
         }
     }
-    Some(parts.join("/"))
+    parts.join("/")
+}
+
+fn escape_component(mut bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
+                out.push_str(&s.replace('%', "%25"));
+                return out;
+            }
+            Err(e) => {
+                let (ok, rest) = bytes.split_at(e.valid_up_to());
+                out.push_str(&std::str::from_utf8(ok).expect("valid").replace('%', "%25"));
+                let bad = e.error_len().unwrap_or(rest.len());
+                for b in &rest[..bad] {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+                bytes = &rest[bad..];
+            }
+        }
+    }
+}
+
+/// The relative path an id was made from by [`id_of`] (`%XX` escapes decoded to their bytes).
+pub fn path_of_id(id: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = id.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = if b[i] == b'%' && i + 2 < b.len() {
+            hex(b[i + 1]).zip(hex(b[i + 2]))
+        } else {
+            None
+        };
+        match escaped {
+            Some((h, l)) => {
+                out.push(h * 16 + l);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 /// Whether the file name's extension is in [`IMAGE_EXTENSIONS`] (case-insensitive).
@@ -538,6 +624,19 @@ mod tests {
     }
 
     #[test]
+    fn odd_names_have_reversible_ids() {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9 100%\xff.jpg");
+        let rel = Path::new("cls").join(name);
+        let id = id_of(&rel);
+        assert_eq!(id, "cls/caf%E9 100%25%FF.jpg");
+        assert_eq!(path_of_id(&id), rel);
+        for plain in ["a/b c.jpg", "é/ü.png", "x%y/100%.jpg"] {
+            assert_eq!(path_of_id(&id_of(Path::new(plain))), Path::new(plain));
+        }
+    }
+
+    #[test]
     fn class_selection_keeps_those_classes_only() {
         let ds = Dataset::from_items(
             PathBuf::from("r"),
@@ -581,8 +680,8 @@ mod tests {
 
     #[test]
     fn ids_use_slashes_and_drop_dots() {
-        assert_eq!(id_of(Path::new("./a/./b.jpg")).unwrap(), "a/b.jpg");
-        assert_eq!(id_of(Path::new("../x/y.png")).unwrap(), "../x/y.png");
+        assert_eq!(id_of(Path::new("./a/./b.jpg")), "a/b.jpg");
+        assert_eq!(id_of(Path::new("../x/y.png")), "../x/y.png");
         assert!(has_image_extension(Path::new("a/B.JPG")));
         assert!(has_image_extension(Path::new("x.jpeg")));
         assert!(!has_image_extension(Path::new("tmp")));

@@ -6,41 +6,83 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use image::RgbImage;
+use sha2::{Digest, Sha256};
 
 use super::ExtractParams;
 use crate::dataset::Item;
 use crate::error::Error;
-use crate::image_io::load_rgb_with;
+use crate::image_io::{DecodeOptions, decode_rgb, read_image_bytes};
 use crate::preprocess::{resize_smallest_side, scaled_size};
+use crate::store::Source;
 
-/// A decoded input, resized to every scale, or why it cannot be used.
+/// A decoded input, resized to every scale, or why it cannot be used; and the file it came from.
 pub(super) struct Prepared {
     /// Index into the items.
     pub item: usize,
     /// One image per scale, or the reason.
     pub result: std::result::Result<Vec<RgbImage>, String>,
+    /// The file's size, times and content hash (`None` when it could not be examined).
+    pub source: Option<Source>,
 }
 
-fn prepare(item: &Item, params: &ExtractParams) -> std::result::Result<Vec<RgbImage>, String> {
-    let img = load_rgb_with(&item.path, &params.decode).map_err(|e| match e {
+/// The reason in an error about an image, without the path (the store names the id).
+fn reason(e: Error) -> String {
+    match e {
         Error::Image { reason, .. } => reason,
         e => e.to_string(),
-    })?;
-    let mut out = Vec::with_capacity(params.scales.len());
-    for &q in &params.scales {
-        let (w, h) = scaled_size(img.width(), img.height(), q);
-        if (w as u64) * (h as u64) > params.decode.max_pixels {
-            return Err(format!(
-                "{}x{} image rescaled to smallest side {q} would be {w}x{h}, over the pixel limit \
-                 (extreme aspect ratio)",
-                img.width(),
-                img.height()
-            ));
-        }
-        out.push(resize_smallest_side(&img, q));
     }
-    Ok(out)
 }
+
+/// Checks that an image of `width` x `height` rescaled to smallest side `q` stays under the
+/// pixel limit; the reason says whether the image is unusually elongated or the scale too large.
+pub fn check_scaled_size(
+    width: u32,
+    height: u32,
+    q: u32,
+    decode: &DecodeOptions,
+) -> std::result::Result<(u32, u32), String> {
+    let (w, h) = scaled_size(width, height, q);
+    if (w as u64) * (h as u64) <= decode.max_pixels {
+        return Ok((w, h));
+    }
+    let ratio = w.max(h) as f64 / w.min(h).max(1) as f64;
+    let why = if ratio > 4.0 {
+        format!("its aspect ratio is {ratio:.1}:1")
+    } else {
+        format!("scale {q} is too large for the limit")
+    };
+    Err(format!(
+        "{width}x{height} image rescaled to smallest side {q} would be {w}x{h} = {} pixels, over \
+         the limit of {} ({why})",
+        w as u64 * h as u64,
+        decode.max_pixels
+    ))
+}
+
+fn prepare(item: &Item, params: &ExtractParams) -> Prepared0 {
+    let meta = match std::fs::metadata(&item.path) {
+        Ok(m) => m,
+        Err(e) => return (Err(format!("cannot read: {e}")), None),
+    };
+    let mut source = Source::of_metadata(&meta);
+    let bytes = match read_image_bytes(&item.path, &params.decode) {
+        Ok(b) => b,
+        Err(e) => return (Err(reason(e)), Some(source)),
+    };
+    source.sha256 = Some(Sha256::digest(&bytes).into());
+    let scaled = (|| {
+        let img = decode_rgb(&item.path, &bytes, &params.decode).map_err(reason)?;
+        let mut out = Vec::with_capacity(params.scales.len());
+        for &q in &params.scales {
+            check_scaled_size(img.width(), img.height(), q, &params.decode)?;
+            out.push(resize_smallest_side(&img, q));
+        }
+        Ok(out)
+    })();
+    (scaled, Some(source))
+}
+
+type Prepared0 = (std::result::Result<Vec<RgbImage>, String>, Option<Source>);
 
 /// Starts the decode threads over `todo` (indices into `items`); results arrive on the receiver
 /// in any order. The queue holds at most `params.queue` decoded images. Each thread stops when
@@ -70,9 +112,16 @@ pub(super) fn spawn_decoders(
                     }
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = todo.get(k) else { break };
-                    let result = std::panic::catch_unwind(|| prepare(&items[i], &params))
-                        .unwrap_or_else(|_| Err("decoder panicked".into()));
-                    if tx.send(Prepared { item: i, result }).is_err() {
+                    let (result, source) = std::panic::catch_unwind(|| prepare(&items[i], &params))
+                        .unwrap_or_else(|_| (Err("decoder panicked".into()), None));
+                    if tx
+                        .send(Prepared {
+                            item: i,
+                            result,
+                            source,
+                        })
+                        .is_err()
+                    {
                         break;
                     }
                 }

@@ -185,7 +185,7 @@ impl ExtractJob {
     pub fn run(self) -> Result<Summary> {
         let input = self.input_spec();
         self.extractor.run(
-            self.dataset.items,
+            &self.dataset,
             &self.request.out,
             input,
             &self.request.params,

@@ -35,6 +35,7 @@
 mod decode;
 pub mod job;
 
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,14 +45,16 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 
-use crate::dataset::Item;
+use crate::dataset::{Dataset, Item, SkipKind, id_of};
 use crate::descriptor::PerScale;
 use crate::error::{Error, Result};
 use crate::image_io::DecodeOptions;
 use crate::model::config::LayerName;
 use crate::model::{Format, Vgg, VggWeights, expected_normalization};
 use crate::preprocess::Normalization;
-use crate::store::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, Outcome, Record, StoreWriter};
+use crate::store::{
+    FORMAT_VERSION, InputSpec, Manifest, NetSpec, Outcome, Record, RecordMeta, Source, StoreWriter,
+};
 use crate::util::Progress;
 
 pub use job::{DatasetOptions, ExtractJob, ExtractRequest};
@@ -78,6 +81,9 @@ pub struct ExtractParams {
     pub decode: DecodeOptions,
     /// Show progress: a bar on a terminal, log lines otherwise (default true).
     pub progress: bool,
+    /// On resume, try every failed input again, not only those whose file changed (default
+    /// false).
+    pub retry_failed: bool,
 }
 
 impl Default for ExtractParams {
@@ -91,6 +97,7 @@ impl Default for ExtractParams {
             decode_threads: 1,
             decode: DecodeOptions::default(),
             progress: true,
+            retry_failed: false,
         }
     }
 }
@@ -231,10 +238,18 @@ pub fn weights_sha256(w: &VggWeights) -> Result<String> {
 /// What a run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Summary {
-    /// Inputs given.
+    /// Inputs given (images and entries the listing could not use).
     pub total: usize,
     /// Inputs already in the store (resumed), skipped.
     pub already_done: usize,
+    /// Of those, records from an older store without a file fingerprint (kept unverified).
+    pub unverified: usize,
+    /// Inputs re-extracted because their file changed since they were stored.
+    pub changed: usize,
+    /// Failed inputs tried again (their file changed, or `retry_failed`).
+    pub retried: usize,
+    /// Records removed because their input no longer exists.
+    pub removed: usize,
     /// Inputs extracted by this run.
     pub extracted: usize,
     /// Inputs that failed in this run: (id, reason).
@@ -254,6 +269,64 @@ impl Summary {
     /// Images per second in the network alone.
     pub fn network_images_per_sec(&self) -> f64 {
         (self.extracted + self.failed.len()) as f64 / self.network_seconds.max(1e-9)
+    }
+}
+
+/// An entry the dataset listing could not use (an unreadable folder, a broken link, ...): it is
+/// recorded as a failed input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable {
+    /// Its id (as an item's would be).
+    pub id: String,
+    /// Its labels (the class folder it is in).
+    pub labels: Vec<String>,
+    /// Why it could not be used.
+    pub reason: String,
+}
+
+/// What a run extracts: images, and entries the listing could not use (reported as failures).
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// The images.
+    pub items: Vec<Item>,
+    /// The unusable entries.
+    pub unusable: Vec<Unusable>,
+}
+
+impl From<Vec<Item>> for Inputs {
+    fn from(items: Vec<Item>) -> Self {
+        Inputs {
+            items,
+            unusable: Vec::new(),
+        }
+    }
+}
+
+impl From<&Dataset> for Inputs {
+    /// The dataset's items and the [`SkipKind::Unusable`] entries of its listing.
+    fn from(ds: &Dataset) -> Self {
+        let unusable = ds
+            .skipped
+            .iter()
+            .filter(|s| s.kind == SkipKind::Unusable)
+            .map(|s| {
+                let rel = s.path.strip_prefix(&ds.root).unwrap_or(&s.path);
+                let id = id_of(rel);
+                let labels = match id.split_once('/') {
+                    Some((class, _)) => vec![class.to_string()],
+                    None => Vec::new(),
+                };
+                Unusable {
+                    id,
+                    labels,
+                    reason: s.reason.clone(),
+                }
+            })
+            .collect();
+        Inputs {
+            items: ds.items.clone(),
+            unusable,
+        }
     }
 }
 
@@ -297,30 +370,95 @@ impl Extractor {
         }
     }
 
-    /// Runs the extraction of `items` into the store at `store_dir`, resuming a store made with
-    /// the same parameters. Inputs that fail are recorded (with their reasons) and reported in
-    /// the summary; the run goes on.
+    /// Runs the extraction of `inputs` into the store at `store_dir`, resuming a store made
+    /// with the same parameters: an input already in the store is skipped when its file's size
+    /// and times are unchanged, re-extracted when they changed (the content hash recorded with
+    /// the descriptor tells a rewritten file from a touched one only after reading it, so a
+    /// changed stat is enough to recompute), and a failed input is tried again when its file
+    /// changed (or always, with [`ExtractParams::retry_failed`]). Records of inputs that no
+    /// longer exist are removed. Inputs that fail are recorded (with their reasons) and
+    /// reported in the summary; the run goes on.
     pub fn run(
         &self,
-        items: Vec<Item>,
+        inputs: impl Into<Inputs>,
         store_dir: &Path,
         input: InputSpec,
         params: &ExtractParams,
     ) -> Result<Summary> {
         params.check(self.min_side())?;
+        let Inputs { items, unusable } = inputs.into();
         let manifest = self.manifest(input, params);
-        let (mut writer, done) =
-            StoreWriter::create_or_resume(store_dir, &manifest, params.chunk_records)?;
+        let (mut writer, existing) = StoreWriter::open(store_dir, &manifest, params.chunk_records)?;
         let start = Instant::now();
-        let todo: Vec<usize> = (0..items.len())
-            .filter(|&i| !done.contains(&items[i].id))
-            .collect();
         let mut summary = Summary {
-            total: items.len(),
-            already_done: items.len() - todo.len(),
+            total: items.len() + unusable.len(),
             ..Default::default()
         };
+        let existing: HashMap<String, RecordMeta> =
+            existing.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let mut todo = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let unchanged = |s: &Option<Source>| {
+                s.as_ref().is_some_and(|s| {
+                    std::fs::metadata(&item.path)
+                        .is_ok_and(|m| s.same_stat(&Source::of_metadata(&m)))
+                })
+            };
+            match existing.get(&item.id).map(|m| (m.ok, &m.source)) {
+                None | Some((None, _)) => todo.push(i),
+                Some((Some(true), None)) => {
+                    summary.already_done += 1;
+                    summary.unverified += 1;
+                }
+                Some((Some(true), s)) if unchanged(s) => summary.already_done += 1,
+                Some((Some(true), _)) => {
+                    summary.changed += 1;
+                    todo.push(i);
+                }
+                Some((Some(false), s)) if !params.retry_failed && unchanged(s) => {
+                    summary.already_done += 1
+                }
+                Some((Some(false), _)) => {
+                    summary.retried += 1;
+                    todo.push(i);
+                }
+            }
+        }
+        // Entries the listing could not use, and records of inputs that are gone.
+        let mut listed: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        for u in &unusable {
+            listed.insert(u.id.as_str());
+            if existing.get(&u.id).is_some_and(|m| m.ok == Some(false)) && !params.retry_failed {
+                summary.already_done += 1;
+                continue;
+            }
+            summary.failed.push((u.id.clone(), u.reason.clone()));
+            writer.push(Record {
+                id: u.id.clone(),
+                labels: u.labels.clone(),
+                outcome: Outcome::Failed(u.reason.clone()),
+                source: None,
+            })?;
+        }
+        let mut gone: Vec<&String> = existing
+            .keys()
+            .filter(|id| !listed.contains(id.as_str()))
+            .collect();
+        gone.sort();
+        for id in gone {
+            summary.removed += 1;
+            writer.push(Record {
+                id: id.clone(),
+                labels: Vec::new(),
+                outcome: Outcome::Removed,
+                source: None,
+            })?;
+        }
+
         let progress = Progress::new("extract", "images", todo.len() as u64, params.progress);
+        for (id, reason) in &summary.failed {
+            progress.println(&format!("skipped {id}: {reason}"));
+        }
         let items = Arc::new(items);
         let todo = Arc::new(todo);
         let stop = Arc::new(AtomicBool::new(false));
@@ -372,11 +510,13 @@ impl Extractor {
                             progress.println(&format!("skipped {}: {reason}", item.path.display()));
                             summary.failed.push((item.id.clone(), reason.clone()));
                         }
+                        Outcome::Removed => unreachable!("extraction removes nothing"),
                     }
                     writer.push(Record {
                         id: item.id.clone(),
                         labels: item.labels.clone(),
                         outcome,
+                        source: p.source,
                     })?;
                     progress.inc(1);
                 }
@@ -385,7 +525,7 @@ impl Extractor {
                     last_flush = Instant::now();
                 }
             }
-            writer.flush()
+            Ok(())
         })();
         stop.store(true, Ordering::Relaxed);
         drop(rx);
@@ -394,6 +534,7 @@ impl Extractor {
         }
         progress.finish();
         result?;
+        writer.finish(true, Some(summary.total), None)?;
         summary.seconds = start.elapsed().as_secs_f64();
         Ok(summary)
     }
@@ -422,6 +563,13 @@ impl Extractor {
                 *network_seconds += secs;
                 for (acc, d) in out.iter_mut().zip(descs) {
                     match (acc.as_mut(), d) {
+                        (Ok(_), Ok(v)) if v.iter().any(|x| !x.is_finite()) => {
+                            let bad = v.iter().filter(|x| !x.is_finite()).count();
+                            *acc = Err(format!(
+                                "the network gave {bad} non-finite descriptor value(s) at scale \
+                                 {q} (NaN or infinity): the weights or the input are broken"
+                            ));
+                        }
                         (Ok(a), Ok(v)) => a.extend(v),
                         (Ok(_), Err(e)) => *acc = Err(format!("network failed at scale {q}: {e}")),
                         (Err(_), _) => {}

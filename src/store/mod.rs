@@ -40,20 +40,25 @@ pub mod export;
 pub mod join;
 pub mod manifest;
 pub mod merge;
+pub mod state;
 pub mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use chunk::{data_err, decode_chunk};
+use state::read_state;
 
-pub use chunk::{Outcome, Record};
+pub use chunk::{Outcome, Record, RecordMeta, Source};
 pub use join::{Descriptors, Nets, aggregate_store, aggregate_stores};
 pub use manifest::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, read_manifest};
-pub use merge::merge;
+pub use merge::{merge, merge_with};
+pub use state::StoreState;
 pub use writer::StoreWriter;
 
-pub(crate) fn chunk_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The chunk files of a store with their numbers, in number order.
+pub(crate) fn chunk_files(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
     let cdir = dir.join("chunks");
     let mut v = Vec::new();
     if !cdir.is_dir() {
@@ -62,31 +67,74 @@ pub(crate) fn chunk_files(dir: &Path) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(&cdir).map_err(|e| Error::io(&cdir, e))? {
         let p = e.map_err(|e| Error::io(&cdir, e))?.path();
         if p.extension().is_some_and(|x| x == "chunk") {
-            v.push(p);
+            let n = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or_else(|| data_err(&p, "a chunk file not named by its number"))?;
+            v.push((n, p));
         }
     }
     v.sort();
     Ok(v)
 }
 
-/// A store opened for reading: the manifest and every record, sorted by id.
+/// Checks that chunks 0 .. N-1 are all there (N from `state.json`, or the highest number + 1):
+/// a deleted chunk is an error naming it, not a silently shorter store.
+pub(crate) fn check_chunks(
+    dir: &Path,
+    files: &[(usize, PathBuf)],
+    state: Option<&StoreState>,
+) -> Result<()> {
+    let expected = state
+        .map(|s| s.chunks)
+        .unwrap_or(0)
+        .max(files.last().map_or(0, |(n, _)| n + 1));
+    let have: std::collections::HashSet<usize> = files.iter().map(|(n, _)| *n).collect();
+    let missing: Vec<String> = (0..expected)
+        .filter(|n| !have.contains(n))
+        .map(|n| format!("{n:06}.chunk"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(data_err(
+        &dir.join("chunks"),
+        format!(
+            "{} of {expected} chunks are missing ({}{}): the store has lost records; re-run the \
+             extraction into a new store",
+            missing.len(),
+            missing[..missing.len().min(5)].join(", "),
+            if missing.len() > 5 { ", ..." } else { "" }
+        ),
+    ))
+}
+
+/// A store opened for reading: the manifest, its writing state, and every live record, sorted
+/// by id. A record supersedes earlier records of its id (in chunk order); a
+/// [`Outcome::Removed`] record removes them.
 #[derive(Debug, Clone)]
 pub struct Store {
     /// The store folder.
     pub dir: PathBuf,
     /// What it holds.
     pub manifest: Manifest,
-    /// All records (successes and failures), sorted by id.
+    /// How far its writing got (`None` for stores that predate `state.json`).
+    pub state: Option<StoreState>,
+    /// All live records (successes and failures), sorted by id.
     pub records: Vec<Record>,
 }
 
 impl Store {
-    /// Opens a store, validating every chunk.
+    /// Opens a store, validating every chunk and that no chunk is missing.
     pub fn open(dir: &Path) -> Result<Store> {
         let manifest = read_manifest(dir)?;
+        let state = read_state(dir)?;
         let floats = manifest.floats_per_record();
-        let mut records = Vec::new();
-        for p in chunk_files(dir)? {
+        let files = chunk_files(dir)?;
+        check_chunks(dir, &files, state.as_ref())?;
+        let mut live: HashMap<String, Record> = HashMap::new();
+        for (_, p) in files {
             let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
             let (f, recs) = decode_chunk(&p, &bytes)?;
             if f != floats {
@@ -95,15 +143,27 @@ impl Store {
                     format!("chunk has {f} floats per record, manifest says {floats}"),
                 ));
             }
-            records.extend(recs);
+            let mut seen = std::collections::HashSet::new();
+            for r in recs {
+                if !seen.insert(r.id.clone()) {
+                    return Err(data_err(&p, format!("id {} appears twice", r.id)));
+                }
+                match r.outcome {
+                    Outcome::Removed => {
+                        live.remove(&r.id);
+                    }
+                    _ => {
+                        live.insert(r.id.clone(), r);
+                    }
+                }
+            }
         }
+        let mut records: Vec<Record> = live.into_values().collect();
         records.sort_by(|a, b| a.id.cmp(&b.id));
-        if let Some(w) = records.windows(2).find(|w| w[0].id == w[1].id) {
-            return Err(data_err(dir, format!("id {} appears twice", w[0].id)));
-        }
         Ok(Store {
             dir: dir.to_path_buf(),
             manifest,
+            state,
             records,
         })
     }
@@ -114,7 +174,7 @@ impl Store {
             .iter()
             .filter_map(|r| match &r.outcome {
                 Outcome::Failed(why) => Some((r.id.as_str(), why.as_str())),
-                Outcome::Ok(_) => None,
+                _ => None,
             })
             .collect()
     }
@@ -123,7 +183,24 @@ impl Store {
     pub fn ok_records(&self) -> impl Iterator<Item = (&Record, &[f32])> {
         self.records.iter().filter_map(|r| match &r.outcome {
             Outcome::Ok(v) => Some((r, v.as_slice())),
-            Outcome::Failed(_) => None,
+            _ => None,
         })
+    }
+
+    /// Why the store is not a complete extraction, in words, or `None` when it is (or predates
+    /// `state.json`).
+    pub fn incomplete(&self) -> Option<String> {
+        let s = self.state.as_ref()?;
+        if s.complete {
+            return None;
+        }
+        Some(s.note.clone().unwrap_or_else(|| {
+            format!(
+                "its extraction did not finish ({} of {} inputs recorded); re-run the same \
+                 command to complete it",
+                self.records.len(),
+                s.inputs.map_or("?".to_string(), |n| n.to_string())
+            )
+        }))
     }
 }

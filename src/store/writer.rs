@@ -1,12 +1,17 @@
 //! Appending records to a store in atomic chunks, and resuming a store made with the same
-//! parameters.
+//! parameters. A writer holds the store's lock (`STORE/.lock`, an advisory `flock` released
+//! when the process ends, however it ends), so two processes never write one store: the second
+//! is refused with a message naming the holder.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::chunk::{Record, data_err, encode_chunk};
+use super::chunk::{Record, RecordMeta, data_err, encode_chunk, scan_chunk};
 use super::manifest::{Manifest, read_manifest};
-use super::{Store, chunk_files};
+use super::state::{StoreState, read_state, write_state};
+use super::{check_chunks, chunk_files};
 use crate::error::{Error, Result};
 use crate::util::write_atomic;
 
@@ -18,22 +23,108 @@ pub struct StoreWriter {
     next_chunk: usize,
     pending: Vec<Record>,
     chunk_records: usize,
+    state: StoreState,
+    /// Held for the writer's lifetime: the store's lock.
+    _lock: File,
+}
+
+/// Takes the store's lock, or says who holds it.
+fn lock(dir: &Path) -> Result<File> {
+    let p = dir.join(".lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&p)
+        .map_err(|e| Error::io(&p, e))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&p).unwrap_or_default();
+            return Err(data_err(
+                dir,
+                format!(
+                    "another vggfeat process is writing this store ({}); wait for it to finish, \
+                     then re-run to resume, or use another --out folder",
+                    holder.trim().trim_end_matches('.')
+                ),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&p, e)),
+    }
+    let me = format!(
+        "pid {} on {}",
+        std::process::id(),
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+    );
+    f.set_len(0).map_err(|e| Error::io(&p, e))?;
+    f.write_all(me.as_bytes()).map_err(|e| Error::io(&p, e))?;
+    Ok(f)
+}
+
+/// Whether `name` is a temporary file a writer of this or an earlier version left behind
+/// (`.vggfeat-XXXXXX.tmp`, or `NNNNNN.tmp` from before); other `.tmp` files are not ours.
+fn is_leftover(path: &Path) -> bool {
+    if crate::util::atomic::is_temporary(path) {
+        return true;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.strip_suffix(".tmp")
+        .is_some_and(|stem| stem.len() == 6 && stem.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The live records of a store (a later record of an id supersedes earlier ones; a removal
+/// removes it), without their descriptor values.
+fn scan(dir: &Path, floats: usize, state: Option<&StoreState>) -> Result<Vec<RecordMeta>> {
+    let files = chunk_files(dir)?;
+    check_chunks(dir, &files, state)?;
+    let mut live: HashMap<String, RecordMeta> = HashMap::new();
+    for (_, p) in files {
+        let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        let (f, recs) = scan_chunk(&p, &bytes)?;
+        if f != floats {
+            return Err(data_err(
+                &p,
+                format!("chunk has {f} floats per record, manifest says {floats}"),
+            ));
+        }
+        for r in recs {
+            match r.ok {
+                None => {
+                    live.remove(&r.id);
+                }
+                Some(_) => {
+                    live.insert(r.id.clone(), r);
+                }
+            }
+        }
+    }
+    let mut v: Vec<RecordMeta> = live.into_values().collect();
+    v.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(v)
 }
 
 impl StoreWriter {
-    /// Creates a store, or reopens one made with the same manifest to resume. Returns the writer
-    /// and the ids already done (successes and failures). Refuses a store whose manifest differs,
-    /// listing the differences. Leftover temp files of a killed run are removed.
-    pub fn create_or_resume(
+    /// Creates a store, or reopens one made with the same manifest to resume; takes the store's
+    /// lock either way. Returns the writer and the store's live records (ids, outcomes and
+    /// sources, without descriptor values). Refuses: a store whose manifest differs (listing
+    /// the differences), a folder with chunks but no manifest, a store another process is
+    /// writing, a store with a missing chunk. Leftover temporary files of a killed run are
+    /// removed (and nothing else).
+    pub fn open(
         dir: &Path,
         manifest: &Manifest,
         chunk_records: usize,
-    ) -> Result<(StoreWriter, HashSet<String>)> {
+    ) -> Result<(StoreWriter, Vec<RecordMeta>)> {
         let cdir = dir.join("chunks");
         std::fs::create_dir_all(&cdir).map_err(|e| Error::io(&cdir, e))?;
+        let lock = lock(dir)?;
         let mpath = dir.join("manifest.json");
-        let mut done = HashSet::new();
-        if mpath.exists() {
+        let floats = manifest.floats_per_record();
+        let (existing, state) = if mpath.exists() {
             let old = read_manifest(dir)?;
             let diff = old.differences(manifest, false);
             if !diff.is_empty() {
@@ -48,30 +139,57 @@ impl StoreWriter {
             }
             for e in std::fs::read_dir(&cdir).map_err(|e| Error::io(&cdir, e))? {
                 let p = e.map_err(|e| Error::io(&cdir, e))?.path();
-                if p.extension().is_some_and(|x| x == "tmp") {
+                if is_leftover(&p) {
                     let _ = std::fs::remove_file(&p);
                 }
             }
-            let store = Store::open(dir)?;
-            done.extend(store.records.into_iter().map(|r| r.id));
+            let state = read_state(dir)?;
+            (
+                scan(dir, floats, state.as_ref())?,
+                state.unwrap_or_default(),
+            )
         } else {
+            let chunks = chunk_files(dir)?;
+            if !chunks.is_empty() {
+                return Err(data_err(
+                    dir,
+                    format!(
+                        "holds {} chunk file(s) but no manifest.json, so nothing says what they \
+                         were computed with; restore manifest.json, or use another --out folder",
+                        chunks.len()
+                    ),
+                ));
+            }
             crate::util::write_json(&mpath, manifest)?;
-        }
-        let next_chunk = chunk_files(dir)?
-            .iter()
-            .filter_map(|p| p.file_stem()?.to_str()?.parse::<usize>().ok())
-            .max()
-            .map_or(0, |m| m + 1);
-        Ok((
-            StoreWriter {
-                dir: dir.to_path_buf(),
-                floats: manifest.floats_per_record(),
-                next_chunk,
-                pending: Vec::new(),
-                chunk_records: chunk_records.max(1),
+            (Vec::new(), StoreState::default())
+        };
+        let next_chunk = chunk_files(dir)?.last().map_or(0, |(n, _)| n + 1);
+        let w = StoreWriter {
+            dir: dir.to_path_buf(),
+            floats,
+            next_chunk,
+            pending: Vec::new(),
+            chunk_records: chunk_records.max(1),
+            state: StoreState {
+                chunks: next_chunk,
+                complete: false,
+                inputs: state.inputs,
+                note: None,
             },
-            done,
-        ))
+            _lock: lock,
+        };
+        write_state(&w.dir, &w.state)?;
+        Ok((w, existing))
+    }
+
+    /// [`StoreWriter::open`], returning the ids of the live records (successes and failures).
+    pub fn create_or_resume(
+        dir: &Path,
+        manifest: &Manifest,
+        chunk_records: usize,
+    ) -> Result<(StoreWriter, HashSet<String>)> {
+        let (w, existing) = Self::open(dir, manifest, chunk_records)?;
+        Ok((w, existing.into_iter().map(|r| r.id).collect()))
     }
 
     /// Adds a record; writes a chunk when `chunk_records` are pending.
@@ -88,7 +206,7 @@ impl StoreWriter {
         self.pending.len()
     }
 
-    /// Writes pending records as one atomic chunk.
+    /// Writes pending records as one atomic chunk, then the state.
     pub fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -101,7 +219,23 @@ impl StoreWriter {
         write_atomic(&p, &bytes)?;
         self.next_chunk += 1;
         self.pending.clear();
-        Ok(())
+        self.state.chunks = self.next_chunk;
+        write_state(&self.dir, &self.state)
+    }
+
+    /// Flushes, and records whether the run went through all of its `inputs` (with an
+    /// explanation when it did not).
+    pub fn finish(
+        mut self,
+        complete: bool,
+        inputs: Option<usize>,
+        note: Option<String>,
+    ) -> Result<()> {
+        self.flush()?;
+        self.state.complete = complete;
+        self.state.inputs = inputs;
+        self.state.note = note;
+        write_state(&self.dir, &self.state)
     }
 }
 
@@ -111,6 +245,7 @@ pub(super) mod tests {
     use crate::dataset::SourceKind;
     use crate::model::config::{ConfigName, LayerName};
     use crate::preprocess::Normalization;
+    use crate::store::Store;
     use crate::store::chunk::Outcome;
     use crate::store::manifest::{FORMAT_VERSION, InputSpec, NetSpec};
 
@@ -149,6 +284,7 @@ pub(super) mod tests {
             } else {
                 Outcome::Failed("truncated JPEG".into())
             },
+            source: None,
         }
     }
 
@@ -175,6 +311,12 @@ pub(super) mod tests {
             vec!["a", "b", "c"]
         );
         assert_eq!(s.failures(), vec![("b", "truncated JPEG")]);
+        // While a writer holds the store, another is refused.
+        let e = StoreWriter::create_or_resume(d.path(), &m, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another vggfeat process is writing"), "{e}");
+        drop(w);
 
         let mut other = m.clone();
         other.scales = vec![256];

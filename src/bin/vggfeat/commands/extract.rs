@@ -79,6 +79,10 @@ pub struct ExtractArgs {
     /// Largest accepted image, in pixels (decompression-bomb guard).
     #[arg(long, default_value_t = DecodeOptions::default().max_pixels, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
+    /// Try every input that failed in an earlier run again (by default only those whose file
+    /// changed since).
+    #[arg(long)]
+    pub retry_failed: bool,
     /// No progress (a bar on a terminal, a line every 30 s in a log) and no header line.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -111,6 +115,7 @@ impl TryFrom<ExtractArgs> for ExtractRequest {
                     ..Default::default()
                 },
                 progress: !a.quiet,
+                retry_failed: a.retry_failed,
                 ..Default::default()
             },
         };
@@ -142,15 +147,40 @@ pub fn run(a: ExtractArgs) -> Result<u8> {
         );
     }
     let s = job.run()?;
+    let rates = if s.extracted + s.failed.len() > 0 && s.network_seconds > 0.0 {
+        format!(
+            " ({:.2} images/s end to end, {:.2} images/s in the network)",
+            s.images_per_sec(),
+            s.network_images_per_sec()
+        )
+    } else {
+        String::new()
+    };
+    let mut also = Vec::new();
+    for (n, what) in [
+        (s.changed, "re-extracted because their file changed"),
+        (s.retried, "failed before and tried again"),
+        (s.removed, "removed from the store: their file is gone"),
+        (
+            s.unverified,
+            "kept from an older store without file fingerprints",
+        ),
+    ] {
+        if n > 0 {
+            also.push(format!("{n} {what}"));
+        }
+    }
     eprintln!(
-        "extracted {} images in {:.1} s ({:.2} images/s end to end, {:.2} images/s in the network); \
-         {} already in the store; {} failed",
+        "extracted {} images in {:.1} s{rates}; {} already in the store; {} failed{}",
         s.extracted,
         s.seconds,
-        s.images_per_sec(),
-        s.network_images_per_sec(),
         s.already_done,
-        s.failed.len()
+        s.failed.len(),
+        if also.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", also.join("; "))
+        }
     );
     if s.failed.is_empty() {
         Ok(EXIT_OK)
