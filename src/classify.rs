@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::image_io::{DecodeOptions, load_rgb_with};
 use crate::model::Vgg;
 use crate::model::config::LayerName;
-use crate::preprocess::{Normalization, resize_smallest_side};
+use crate::preprocess::{Normalization, check_scaled_size, resize_smallest_side};
 
 /// The paper's default test scale for classification (Table 3's single scale Q = 384).
 pub const DEFAULT_SCALE: u32 = 384;
@@ -37,6 +37,12 @@ pub fn classify_file(
 ) -> Result<Vec<Prediction>> {
     check_scale(net, q)?;
     let img = load_rgb_with(path, decode)?;
+    check_scaled_size(img.width(), img.height(), q, decode.max_pixels).map_err(|reason| {
+        Error::Image {
+            path: path.to_path_buf(),
+            reason,
+        }
+    })?;
     Ok(rank(&class_probs(net, &img, q, norm)?, top_k))
 }
 

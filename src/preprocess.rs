@@ -122,6 +122,32 @@ pub fn scaled_size(width: u32, height: u32, q: u32) -> (u32, u32) {
     }
 }
 
+/// Checks that an image of `width` x `height` rescaled to smallest side `q` stays under the
+/// pixel limit; the reason says whether the image is unusually elongated or the scale too large.
+pub fn check_scaled_size(
+    width: u32,
+    height: u32,
+    q: u32,
+    max_pixels: u64,
+) -> std::result::Result<(u32, u32), String> {
+    let (w, h) = scaled_size(width, height, q);
+    if (w as u64) * (h as u64) <= max_pixels {
+        return Ok((w, h));
+    }
+    let ratio = w.max(h) as f64 / w.min(h).max(1) as f64;
+    let why = if ratio > 4.0 {
+        format!("its aspect ratio is {ratio:.1}:1")
+    } else {
+        format!("scale {q} is too large for the limit")
+    };
+    Err(format!(
+        "{width}x{height} image rescaled to smallest side {q} would be {w}x{h} = {} pixels, over \
+         the limit of {} ({why})",
+        w as u64 * h as u64,
+        max_pixels
+    ))
+}
+
 /// Rescales so that the smallest side equals `q` (Pillow-exact antialiased bilinear).
 pub fn resize_smallest_side(img: &RgbImage, q: u32) -> RgbImage {
     let (w, h) = scaled_size(img.width(), img.height(), q);

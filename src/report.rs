@@ -8,7 +8,9 @@
 //!   a `± std` column when per-class standard deviations over splits are given; a final line
 //!   `mean over N splits: m ± s %` when the mean over splits is given.
 //! * CSV: header `class,score,std`, scores as fractions in Rust's shortest round-trip notation,
-//!   `std` empty when absent; then a row `mean`, and a row `mean_over_splits` when given.
+//!   `std` empty when absent; then a row `mean`, and a row `mean_over_splits` when given; then one
+//!   row with an empty score per class that could not be scored.
+//! * Classes that could not be scored are listed under the Markdown table with the reason.
 //!
 //! Plots are SVG written by `plotters` (text is left to the SVG viewer: no font files needed).
 
@@ -55,6 +57,19 @@ pub struct ResultsTable {
     pub mean: f64,
     /// Mean ± std of the headline number over random splits, if several.
     pub splits: Option<MeanStd>,
+    /// Classes that could not be scored (no test images, no positives, ...), with the reason;
+    /// they are not in the mean.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unscored: Vec<Unscored>,
+}
+
+/// A class the table could not score, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unscored {
+    /// Class name.
+    pub name: String,
+    /// Why it has no score (e.g. `no test images`).
+    pub reason: String,
 }
 
 impl ResultsTable {
@@ -81,7 +96,14 @@ impl ResultsTable {
             classes,
             mean,
             splits: None,
+            unscored: Vec::new(),
         })
+    }
+
+    /// Adds classes that could not be scored (listed after the table, not in the mean).
+    pub fn with_unscored(mut self, unscored: Vec<Unscored>) -> Self {
+        self.unscored = unscored;
+        self
     }
 
     /// Adds the mean ± std of the headline number over splits.
@@ -119,6 +141,12 @@ impl ResultsTable {
         if let Some(sp) = &self.splits {
             s += &format!("\nmean over {} splits: {} %\n", sp.n, split_text(sp));
         }
+        if !self.unscored.is_empty() {
+            s += "\nNot scored (left out of the mean):\n\n";
+            for u in &self.unscored {
+                s += &format!("- {}: {}\n", md_escape(&u.name), md_escape(&u.reason));
+            }
+        }
         s
     }
 
@@ -138,6 +166,10 @@ impl ResultsTable {
             w.write_record(["mean_over_splits", &sp.mean.to_string(), &num(sp.std)])
                 .unwrap();
         }
+        // Unscored classes: their name and an empty score.
+        for u in &self.unscored {
+            w.write_record([u.name.as_str(), "", ""]).unwrap();
+        }
         String::from_utf8(w.into_inner().unwrap()).expect("CSV of UTF-8 strings")
     }
 
@@ -150,6 +182,7 @@ impl ResultsTable {
             "classes": self.classes,
             "mean": self.mean,
             "splits": self.splits,
+            "unscored": self.unscored,
             "parameters": parameters,
         })
     }
@@ -299,6 +332,37 @@ pub fn write_results(
     write(&files.json, json + "\n")?;
     write(&files.bar_chart, table.bar_chart_svg()?)?;
     Ok(files)
+}
+
+/// Removes the files an earlier run of a protocol wrote into `dir` (the tables, `metrics.json`,
+/// the plots, `split<N>.csv`), so that a reused results folder holds only this run's results;
+/// other files are left alone. Errors if `dir` exists and is not a folder.
+pub fn clear_results(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !dir.is_dir() {
+        return Err(Error::InvalidParam(format!(
+            "the results folder {} exists and is not a folder",
+            dir.display()
+        )));
+    }
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = e.map_err(|e| Error::io(dir, e))?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let split = name
+            .strip_prefix("split")
+            .and_then(|r| r.strip_suffix(".csv"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let ours = matches!(
+            name,
+            "table.md" | "table.csv" | "metrics.json" | "per_class.svg" | "pr_curves.svg"
+        );
+        if (ours || split) && p.is_file() {
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the precision/recall curves of [`pr_curves_svg`] to `path`.

@@ -78,10 +78,67 @@ fn corrupt_pth_member_is_an_error_not_a_panic() {
     }
     let p = d.path().join("flipped.pth");
     std::fs::write(&p, pth).unwrap();
-    // Either a clean error or (if only tensor bytes were hit) a load; never a panic.
-    if let Err(e) = weights::load(&p, &Device::Cpu) {
-        assert!(e.to_string().contains("flipped.pth"), "{e}");
+    // A clean error (the archive's checksums no longer match), never a panic, never a load.
+    let (e, s) = err(&p);
+    assert!(matches!(e, Error::Checkpoint { .. }), "{s}");
+}
+
+/// Bytes changed inside one tensor's data only (the pickle intact): the member's CRC-32 catches
+/// it, so the file does not load with different numbers.
+#[test]
+fn pth_with_a_bad_checksum_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let mut pth = std::fs::read(util::tiny().join("weights.pth")).unwrap();
+    let f = std::fs::File::open(util::tiny().join("weights.pth")).unwrap();
+    let mut zip = zip::ZipArchive::new(f).unwrap();
+    let (start, len) = (0..zip.len())
+        .map(|i| {
+            let m = zip.by_index(i).unwrap();
+            (m.data_start().unwrap() as usize, m.size() as usize)
+        })
+        .max_by_key(|(_, len)| *len)
+        .unwrap();
+    pth[start + len / 2] ^= 0x01; // one bit of the largest tensor
+    let p = d.path().join("bitflip.pth");
+    std::fs::write(&p, pth).unwrap();
+    let (e, s) = err(&p);
+    assert!(matches!(e, Error::Checkpoint { .. }), "{s}");
+    assert!(s.contains("checksum"), "{s}");
+}
+
+/// A NaN or an infinity in any tensor is refused, naming the tensor and how many values.
+#[test]
+fn non_finite_tensors_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    for (key, bad, word) in [
+        ("features.0.bias", f32::INFINITY, "1 infinite"),
+        ("features.2.weight", f32::NAN, "1 NaN"),
+    ] {
+        let mut t = tiny_tensors();
+        let v = &t[key];
+        let mut vals: Vec<f32> = v.flatten_all().unwrap().to_vec1().unwrap();
+        vals[1] = bad;
+        t.insert(
+            key.to_string(),
+            Tensor::from_vec(vals, v.shape(), &Device::Cpu).unwrap(),
+        );
+        let (e, s) = err(&save(d.path(), "nonfinite.safetensors", &t));
+        assert!(matches!(e, Error::Checkpoint { .. }), "{s}");
+        assert!(s.contains(key) && s.contains(word), "{s}");
     }
+}
+
+#[test]
+fn a_zero_sized_tensor_is_described_as_such() {
+    let d = tempfile::tempdir().unwrap();
+    let mut t = tiny_tensors();
+    t.insert(
+        "features.0.weight".into(),
+        Tensor::zeros((0, 3, 3, 3), DType::F32, &Device::Cpu).unwrap(),
+    );
+    t.remove("features.0.bias");
+    let (_, s) = err(&save(d.path(), "zero.safetensors", &t));
+    assert!(s.contains("no zero-sized dimension"), "{s}");
 }
 
 #[test]

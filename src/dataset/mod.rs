@@ -181,7 +181,57 @@ impl Default for OpenOptions {
     }
 }
 
+/// Which images of an input to use: the VOC image set, some classes, the first K per class, one
+/// shard. What `extract` records in a store's manifest, so that the same images can be listed
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The VOC image set (`ImageSets/Main/<split>.txt`) for a devkit input. Default `trainval`.
+    pub voc_split: String,
+    /// Only these classes (folder and labelled list inputs). Default all.
+    pub classes: Option<Vec<String>>,
+    /// Only the first K images of each class (sorted order). Default all.
+    pub limit_per_class: Option<usize>,
+    /// Shard `(i, N)` of the inputs ([`Dataset::shard`]). Default none.
+    pub shard: Option<(usize, usize)>,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            voc_split: OpenOptions::default().voc_split,
+            classes: None,
+            limit_per_class: None,
+            shard: None,
+        }
+    }
+}
+
 impl Dataset {
+    /// Lists `path` (kind detected) and applies the selection: classes, then the limit per
+    /// class, then the shard.
+    pub fn open_selection(path: &Path, sel: &Selection) -> Result<Dataset> {
+        let ds = Dataset::open_with(
+            path,
+            &OpenOptions {
+                voc_split: sel.voc_split.clone(),
+                ..Default::default()
+            },
+        )?;
+        let ds = match &sel.classes {
+            Some(c) => ds.select_classes(c)?,
+            None => ds,
+        };
+        let ds = match sel.limit_per_class {
+            Some(k) => ds.limit_per_class(k),
+            None => ds,
+        };
+        match sel.shard {
+            Some((i, n)) => ds.shard(i, n),
+            None => Ok(ds),
+        }
+    }
+
     /// Lists `path` with default [`OpenOptions`]: the kind is detected, VOC reads `trainval`.
     pub fn open(path: &Path) -> Result<Dataset> {
         Dataset::open_with(path, &OpenOptions::default())

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::ExtractParams;
 use crate::dataset::Item;
 use crate::error::Error;
-use crate::image_io::{DecodeOptions, decode_rgb, read_image_bytes};
-use crate::preprocess::{resize_smallest_side, scaled_size};
+use crate::image_io::{decode_rgb, read_image_bytes};
+use crate::preprocess::{check_scaled_size, resize_smallest_side};
 use crate::store::Source;
 
 /// A decoded input, resized to every scale, or why it cannot be used; and the file it came from.
@@ -33,32 +33,6 @@ fn reason(e: Error) -> String {
     }
 }
 
-/// Checks that an image of `width` x `height` rescaled to smallest side `q` stays under the
-/// pixel limit; the reason says whether the image is unusually elongated or the scale too large.
-pub fn check_scaled_size(
-    width: u32,
-    height: u32,
-    q: u32,
-    decode: &DecodeOptions,
-) -> std::result::Result<(u32, u32), String> {
-    let (w, h) = scaled_size(width, height, q);
-    if (w as u64) * (h as u64) <= decode.max_pixels {
-        return Ok((w, h));
-    }
-    let ratio = w.max(h) as f64 / w.min(h).max(1) as f64;
-    let why = if ratio > 4.0 {
-        format!("its aspect ratio is {ratio:.1}:1")
-    } else {
-        format!("scale {q} is too large for the limit")
-    };
-    Err(format!(
-        "{width}x{height} image rescaled to smallest side {q} would be {w}x{h} = {} pixels, over \
-         the limit of {} ({why})",
-        w as u64 * h as u64,
-        decode.max_pixels
-    ))
-}
-
 fn prepare(item: &Item, params: &ExtractParams) -> Prepared0 {
     let meta = match std::fs::metadata(&item.path) {
         Ok(m) => m,
@@ -74,7 +48,7 @@ fn prepare(item: &Item, params: &ExtractParams) -> Prepared0 {
         let img = decode_rgb(&item.path, &bytes, &params.decode).map_err(reason)?;
         let mut out = Vec::with_capacity(params.scales.len());
         for &q in &params.scales {
-            check_scaled_size(img.width(), img.height(), q, &params.decode)?;
+            check_scaled_size(img.width(), img.height(), q, params.decode.max_pixels)?;
             out.push(resize_smallest_side(&img, q));
         }
         Ok(out)

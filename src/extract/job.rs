@@ -6,36 +6,12 @@
 use std::path::PathBuf;
 
 use super::{ExtractParams, Extractor, NetEntry, Summary, canonical_root};
-use crate::dataset::{Dataset, OpenOptions, SourceKind};
+use crate::dataset::{Dataset, Selection, SourceKind};
 use crate::error::{Error, Result};
 use crate::model::config::LayerName;
 use crate::model::{DeviceSpec, Engine};
 use crate::preprocess::Normalization;
 use crate::store::InputSpec;
-
-/// Which images of the input to use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatasetOptions {
-    /// The VOC image set (`ImageSets/Main/<split>.txt`) for a devkit input. Default `trainval`.
-    pub voc_split: String,
-    /// Only these classes (folder and labelled list inputs). Default all.
-    pub classes: Option<Vec<String>>,
-    /// Only the first K images of each class (sorted order). Default all.
-    pub limit_per_class: Option<usize>,
-    /// Shard `(i, N)` of the inputs ([`Dataset::shard`]). Default none.
-    pub shard: Option<(usize, usize)>,
-}
-
-impl Default for DatasetOptions {
-    fn default() -> Self {
-        DatasetOptions {
-            voc_split: OpenOptions::default().voc_split,
-            classes: None,
-            limit_per_class: None,
-            shard: None,
-        }
-    }
-}
 
 /// Everything `vggfeat extract` is asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +31,7 @@ pub struct ExtractRequest {
     /// Which engine runs them.
     pub engine: Engine,
     /// Which images.
-    pub dataset: DatasetOptions,
+    pub dataset: Selection,
     /// Scales, flip, batching, decoding.
     pub params: ExtractParams,
 }
@@ -115,25 +91,7 @@ impl ExtractJob {
         }
         let extractor = Extractor::new(nets)?;
         request.params.check(extractor.min_side())?;
-        let d = &request.dataset;
-        let ds = Dataset::open_with(
-            &request.input,
-            &OpenOptions {
-                voc_split: d.voc_split.clone(),
-                ..Default::default()
-            },
-        )?;
-        let ds = match &d.classes {
-            Some(c) => ds.select_classes(c)?,
-            None => ds,
-        };
-        let mut ds = match d.limit_per_class {
-            Some(k) => ds.limit_per_class(k),
-            None => ds,
-        };
-        if let Some((i, n)) = d.shard {
-            ds = ds.shard(i, n)?;
-        }
+        let ds = Dataset::open_selection(&request.input, &request.dataset)?;
         if ds.is_empty() {
             return Err(Error::Data {
                 path: request.input.clone(),

@@ -57,7 +57,8 @@ use crate::store::{
 };
 use crate::util::Progress;
 
-pub use job::{DatasetOptions, ExtractJob, ExtractRequest};
+pub use crate::dataset::Selection;
+pub use job::{ExtractJob, ExtractRequest};
 
 /// Extraction parameters. Build with [`ExtractParams::default`] and struct update; checked by
 /// [`ExtractParams::check`] (and by [`Extractor::run`]).
@@ -162,7 +163,10 @@ impl NetEntry {
     pub fn new(vgg: Vgg, layer: Option<LayerName>, norm: Option<Normalization>) -> Result<Self> {
         let layer = layer.unwrap_or_else(|| vgg.default_layer());
         vgg.check_layer(layer)?;
-        let norm = norm.unwrap_or_else(|| expected_normalization(vgg.weights()).0);
+        let norm = match norm {
+            Some(n) => n,
+            None => expected_normalization(vgg.weights())?.0,
+        };
         let w = vgg.weights();
         let sha256 = match w.format {
             Format::Memory => weights_sha256(w)?,

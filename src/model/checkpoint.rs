@@ -1,7 +1,7 @@
 //! Checkpoints: the ONLY module that knows tensor names, file formats, on-disk shapes and
 //! metadata keys. Reads and writes them; turns them into [`VggWeights`].
 //!
-//! Reads safetensors (float32, float16 or bfloat16) and PyTorch `.pth` files written by
+//! Reads safetensors (float32, float16, bfloat16 or float64) and PyTorch `.pth` files written by
 //! `torch.save(state_dict)` (also `{"state_dict": ...}` / `{"model": ...}` wrappers and
 //! DataParallel's `module.` prefix), with either naming ([`HEAD_NAMES`]):
 //!
@@ -21,7 +21,8 @@
 //! network (pool5 of a 224 crop), `crop / 32` for a network trained by `vggfeat train` at a
 //! smaller crop (a torchvision Linear (F, C*k*k) is accepted when C*k*k factors with C = pool5's
 //! channels). Every key and shape is checked, and every problem is reported with the file, the
-//! key, and what was expected.
+//! key, and what was expected. Values must be finite, and a `.pth` archive must pass its CRC-32
+//! checks ([`read_raw`]).
 //!
 //! Metadata (safetensors `__metadata__`) keys are in [`meta`].
 
@@ -52,18 +53,24 @@ pub mod meta {
 }
 
 /// The input convention a checkpoint expects: its metadata [`meta::PREPROCESS`] if present
-/// (`"caffe: ..."`), else torchvision's. Returns the convention and where it came from.
-pub fn expected_normalization(w: &VggWeights) -> (Normalization, &'static str) {
-    match w
-        .metadata
-        .get(meta::PREPROCESS)
-        .and_then(|v| Normalization::from_metadata(v))
-    {
-        Some(n) => (n, "checkpoint metadata `preprocess`"),
-        None => (
+/// (`"caffe: ..."`), else torchvision's. Returns the convention and where it came from. A
+/// `preprocess` value that names no known convention is an error naming the value (it is not
+/// taken as absent: guessing the convention would silently change every descriptor).
+pub fn expected_normalization(w: &VggWeights) -> Result<(Normalization, &'static str)> {
+    match w.metadata.get(meta::PREPROCESS) {
+        None => Ok((
             Normalization::Torchvision,
             "default (no `preprocess` metadata)",
-        ),
+        )),
+        Some(v) => Normalization::from_metadata(v)
+            .map(|n| (n, "checkpoint metadata `preprocess`"))
+            .ok_or_else(|| Error::Checkpoint {
+                path: w.path.clone(),
+                reason: format!(
+                    "metadata `preprocess` is {v:?}, which names no input convention vggfeat \
+                     knows (torchvision, caffe); give --preprocess torchvision|caffe"
+                ),
+            }),
     }
 }
 
@@ -155,12 +162,62 @@ fn ckpt_err(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 /// Reads every tensor of a safetensors or `.pth` file (detected by content, not extension).
+///
+/// Every tensor must hold finite values only: a NaN or an infinity is refused, naming the tensor
+/// and how many values are bad (a NaN in a weight would otherwise hide behind a ReLU and change
+/// every descriptor). A `.pth` archive's CRC-32 checksums are verified member by member before
+/// it is parsed. float64 tensors are accepted and converted to float32, like float16/bfloat16.
 pub fn read_raw(path: &Path) -> Result<RawCheckpoint> {
+    let raw = read_raw_unchecked(path)?;
+    for (name, t) in &raw.tensors {
+        let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+        let nan = v.iter().filter(|x| x.is_nan()).count();
+        let inf = v.iter().filter(|x| x.is_infinite()).count();
+        if nan + inf > 0 {
+            return Err(ckpt_err(
+                path,
+                format!(
+                    "tensor `{name}` holds {nan} NaN and {inf} infinite value(s) out of {}: the \
+                     checkpoint is broken",
+                    v.len()
+                ),
+            ));
+        }
+    }
+    Ok(raw)
+}
+
+/// Verifies every member of a zip archive against its CRC-32 by reading it to the end.
+fn verify_zip(path: &Path) -> Result<()> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f))
+        .map_err(|e| ckpt_err(path, format!("corrupt PyTorch archive: {e}")))?;
+    for i in 0..zip.len() {
+        let mut member = zip
+            .by_index(i)
+            .map_err(|e| ckpt_err(path, format!("corrupt PyTorch archive: {e}")))?;
+        let name = member
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| format!("#{i}"));
+        std::io::copy(&mut member, &mut std::io::sink()).map_err(|e| {
+            ckpt_err(
+                path,
+                format!("corrupt PyTorch archive: member `{name}` fails its checksum ({e})"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn read_raw_unchecked(path: &Path) -> Result<RawCheckpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.is_empty() {
         return Err(ckpt_err(path, "the file is empty"));
     }
     if bytes.starts_with(b"PK\x03\x04") {
+        drop(bytes);
+        verify_zip(path)?;
         return read_pth(path);
     }
     if bytes.len() >= 2 && bytes[0] == 0x80 && bytes[1] <= 5 {
@@ -540,12 +597,20 @@ fn check_shape(path: &Path, key: &str, t: &Tensor, expected: &[Option<usize>]) -
     }
     let words: Vec<String> = expected
         .iter()
-        .map(|e| e.map_or("*".to_string(), |v| v.to_string()))
+        .map(|e| match e {
+            Some(0) | None => "*".to_string(),
+            Some(v) => v.to_string(),
+        })
         .collect();
+    let zero = if dims.contains(&0) {
+        " with no zero-sized dimension"
+    } else {
+        ""
+    };
     Err(Error::Shape {
         path: path.to_path_buf(),
         key: key.to_string(),
-        expected: format!("({})", words.join(", ")),
+        expected: format!("({}){zero}", words.join(", ")),
         found: dims.to_vec(),
     })
 }

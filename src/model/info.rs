@@ -45,8 +45,8 @@ pub struct ModelInfo {
     pub params: usize,
     /// fc8 classes, if any.
     pub classes: Option<usize>,
-    /// Expected input convention.
-    pub preprocess: Normalization,
+    /// Expected input convention (`None` when the metadata names an unknown one).
+    pub preprocess: Option<Normalization>,
     /// Where the convention came from.
     pub preprocess_source: String,
 }
@@ -87,7 +87,10 @@ pub fn describe(w: &VggWeights) -> ModelInfo {
             }
         })
         .collect();
-    let (pre, src) = expected_normalization(w);
+    let (pre, src) = match expected_normalization(w) {
+        Ok((n, src)) => (Some(n), src.to_string()),
+        Err(e) => (None, e.to_string()),
+    };
     ModelInfo {
         path: w.path.display().to_string(),
         config: w.config.to_string(),
@@ -99,7 +102,7 @@ pub fn describe(w: &VggWeights) -> ModelInfo {
         params: w.param_count(),
         classes: w.num_classes(),
         preprocess: pre,
-        preprocess_source: src.to_string(),
+        preprocess_source: src,
     }
 }
 
@@ -126,7 +129,9 @@ impl std::fmt::Display for ModelInfo {
         writeln!(
             f,
             "preprocess:    {} ({})",
-            self.preprocess, self.preprocess_source
+            self.preprocess
+                .map_or("unknown".to_string(), |p| p.to_string()),
+            self.preprocess_source
         )?;
         match self.classes {
             Some(k) => writeln!(f, "classes:       {k}")?,

@@ -11,7 +11,7 @@ use super::{Run, dataset_of, matrix};
 use crate::dataset::{Split, SplitParams, sample_split};
 use crate::error::{Error, Result};
 use crate::metrics::{self, MeanStd};
-use crate::report::{self, ClassScore, ResultsTable};
+use crate::report::{self, ClassScore, ResultsTable, Unscored};
 use crate::store::{Descriptors, Store};
 
 /// Where the splits of a Caltech-style run come from.
@@ -32,6 +32,55 @@ pub struct CaltechOutcome {
     pub recall: MeanStd,
     /// The per-class table (mean over splits).
     pub table: ResultsTable,
+}
+
+/// Refuses splits that cannot give a meaningful table: fewer than 2 classes (one-vs-rest of one
+/// class is trivially right), or a class without training images in some split.
+fn check_splits(splits: &[Split]) -> Result<()> {
+    let classes = &splits[0].classes;
+    if classes.len() < 2 {
+        return Err(Error::InvalidParam(format!(
+            "the Caltech protocol needs at least 2 classes; the splits have {} ({})",
+            classes.len(),
+            classes.join(", ")
+        )));
+    }
+    for (s, split) in splits.iter().enumerate() {
+        let untrained: Vec<&str> = split
+            .class_counts()
+            .iter()
+            .zip(&split.classes)
+            .filter(|((train, _), _)| *train == 0)
+            .map(|(_, c)| c.as_str())
+            .collect();
+        if !untrained.is_empty() {
+            return Err(Error::InvalidParam(format!(
+                "split {s}: class(es) {} have no training images",
+                untrained.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The images per class actually used, for titles: `30 train / 50 test per class`, or ranges
+/// (`5-30 train / 1-50 test per class`) when classes differ.
+fn per_class_counts(splits: &[Split]) -> String {
+    let counts: Vec<(usize, usize)> = splits.iter().flat_map(Split::class_counts).collect();
+    let range = |f: fn(&(usize, usize)) -> usize| {
+        let lo = counts.iter().map(f).min().unwrap_or(0);
+        let hi = counts.iter().map(f).max().unwrap_or(0);
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}-{hi}")
+        }
+    };
+    format!(
+        "{} train / {} test per class",
+        range(|c| c.0),
+        range(|c| c.1)
+    )
 }
 
 /// Runs the Caltech protocol on aggregated descriptors of `store` and writes `run.out` (tables,
@@ -59,6 +108,8 @@ pub fn run_caltech(
     if splits.is_empty() {
         return Err(Error::InvalidParam("no splits".into()));
     }
+    check_splits(&splits)?;
+    report::clear_results(out)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let classes = splits[0].classes.clone();
     let mut per_class: Vec<Vec<f64>> = vec![Vec::new(); classes.len()];
@@ -109,27 +160,37 @@ pub fn run_caltech(
             .map(|r| r.mean_class_recall)
             .collect::<Vec<_>>(),
     )?;
-    let rows: Vec<ClassScore> = classes
-        .iter()
-        .zip(&per_class)
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(name, v)| {
-            let ms = metrics::mean_std(v).expect("non-empty");
-            ClassScore {
+    let mut rows = Vec::new();
+    let mut unscored = Vec::new();
+    for (name, v) in classes.iter().zip(&per_class) {
+        if v.is_empty() {
+            unscored.push(Unscored {
                 name: name.clone(),
-                score: ms.mean,
-                std: ms.std,
-            }
-        })
-        .collect();
-    let table = ResultsTable::new(&run.title, "recall", rows, recall.mean)?.with_splits(recall);
+                reason: "no test images in any split".into(),
+            });
+            continue;
+        }
+        let ms = metrics::mean_std(v)?;
+        rows.push(ClassScore {
+            name: name.clone(),
+            score: ms.mean,
+            std: ms.std,
+        });
+    }
+    let title = run
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("{}: {}", run.description, per_class_counts(&splits)));
+    let table = ResultsTable::new(&title, "recall", rows, recall.mean)?
+        .with_splits(recall)
+        .with_unscored(unscored);
     let mut record = run.record.clone();
     record.result = Some(ProtocolResult::Caltech {
         splits: results.clone(),
         store_manifest: Box::new(store.manifest.clone()),
         failed_inputs_left_out: store.failures().len(),
     });
-    report::write_results(out, &table, &record)?;
+    report::write_results(out, &table, &record.relative_to(out))?;
     Ok(CaltechOutcome {
         splits: results,
         recall,

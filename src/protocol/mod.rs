@@ -34,8 +34,11 @@ pub use voc::{VocOutcome, VocParams, run_voc};
 pub struct Run {
     /// The record of the run.
     pub record: RunRecord,
-    /// Title of the results table.
-    pub title: String,
+    /// Title of the results table; `None`: the runner makes one from `description` and what
+    /// it actually ran (images per class, image sets).
+    pub title: Option<String>,
+    /// What the descriptors are, for default titles (`D fc7, stack of Q 256,384,512`).
+    pub description: String,
     /// The results folder.
     pub out: PathBuf,
 }
@@ -72,7 +75,17 @@ pub struct SvmRequest {
     pub command: Vec<String>,
 }
 
-/// What an `svm` run produced.
+/// What an `svm` run produced, and what is wrong with its stores if anything (incomplete,
+/// stale against their inputs; also in `metrics.json`).
+#[derive(Debug, Clone)]
+pub struct SvmReport {
+    /// The protocol's outcome.
+    pub outcome: SvmOutcome,
+    /// Warnings about the stores.
+    pub warnings: Vec<String>,
+}
+
+/// The outcome of one protocol.
 #[derive(Debug, Clone)]
 pub enum SvmOutcome {
     /// A Caltech-style run.
@@ -84,7 +97,13 @@ pub enum SvmOutcome {
 /// Runs `vggfeat svm`: reads the stores' manifests and checks the net selection (a usage error
 /// is found before any descriptor is read), joins and aggregates the stores, runs the protocol
 /// and writes the results folder.
-pub fn run_svm(req: &SvmRequest) -> Result<SvmOutcome> {
+pub fn run_svm(req: &SvmRequest) -> Result<SvmReport> {
+    if req.out.exists() && !req.out.is_dir() {
+        return Err(Error::InvalidParam(format!(
+            "-o {}: exists and is not a folder",
+            req.out.display()
+        )));
+    }
     let first = req
         .features
         .first()
@@ -97,6 +116,15 @@ pub fn run_svm(req: &SvmRequest) -> Result<SvmOutcome> {
         .map(|p| Store::open(p))
         .collect::<Result<Vec<_>>>()?;
     let desc = aggregate_stores(&stores, req.aggregate, &nets)?;
+    let store_warnings: Vec<String> = stores
+        .iter()
+        .flat_map(|s| {
+            crate::store::check_inputs(s)
+                .warnings()
+                .into_iter()
+                .map(|w| format!("{}: {w}", s.dir.display()))
+        })
+        .collect();
     let layers = nets
         .iter()
         .map(|&i| {
@@ -116,35 +144,26 @@ pub fn run_svm(req: &SvmRequest) -> Result<SvmOutcome> {
             Protocol::Voc(_) => ProtocolName::Voc,
         },
         benchmark: None,
+        store_warnings: store_warnings.clone(),
         svm: req.svm,
         select: req.select.clone(),
         result: None,
     };
-    let default_title = match &req.protocol {
-        Protocol::Caltech(SplitSource::Sample(p)) => format!(
-            "{layers}, {agg}: {} train / {} test per class",
-            p.train_per_class,
-            p.test_per_class
-                .map_or("all".to_string(), |n| n.to_string())
-        ),
-        Protocol::Caltech(SplitSource::Files(f)) => {
-            format!("{layers}, {agg}: {} split file(s)", f.len())
-        }
-        Protocol::Voc(v) => format!(
-            "{layers}, {agg}: VOC {} -> {} ({})",
-            v.train_set, v.test_set, v.ap
-        ),
-    };
     let run = Run {
-        title: req.title.clone().unwrap_or(default_title),
+        title: req.title.clone(),
+        description: format!("{layers}, {agg}"),
         record,
         out: req.out.clone(),
     };
-    Ok(match &req.protocol {
+    let outcome = match &req.protocol {
         Protocol::Caltech(splits) => {
             SvmOutcome::Caltech(run_caltech(&stores[0], &desc, splits, &run)?)
         }
         Protocol::Voc(v) => SvmOutcome::Voc(run_voc(v, &desc, &run)?),
+    };
+    Ok(SvmReport {
+        outcome,
+        warnings: store_warnings,
     })
 }
 

@@ -2,13 +2,44 @@
 //! (command, stores, aggregation, nets, protocol, SVM and C-selection parameters) and what the
 //! protocol chose on the way (splits with their C, the store's manifest; VOC's C and image sets).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::aggregate::Aggregate;
 use crate::store::Manifest;
 use crate::svm::{LinearSvmValidParams, SelectCValidParams};
+
+/// `path` relative to `base` (both made absolute first), so that a record written into `base`
+/// names the machine's paths only relative to itself; `path` unchanged when that is not possible.
+pub fn relative_to(path: &Path, base: &Path) -> PathBuf {
+    let abs = |p: &Path| std::fs::canonicalize(p).ok();
+    match (abs(path), abs(base)) {
+        (Some(p), Some(b)) => pathdiff::diff_paths(&p, &b).unwrap_or(p),
+        _ => path.to_path_buf(),
+    }
+}
+
+impl RunRecord {
+    /// The record as written into `out`: stores, dataset roots and weights files named relative
+    /// to `out`.
+    pub fn relative_to(&self, out: &Path) -> RunRecord {
+        let mut r = self.clone();
+        r.features = r.features.iter().map(|f| relative_to(f, out)).collect();
+        if let Some(ProtocolResult::Caltech { store_manifest, .. }) = &mut r.result {
+            let m = store_manifest.as_mut();
+            m.input.root = relative_to(Path::new(&m.input.root), out)
+                .display()
+                .to_string();
+            for n in &mut m.nets {
+                n.weights = relative_to(Path::new(&n.weights), out)
+                    .display()
+                    .to_string();
+            }
+        }
+        r
+    }
+}
 
 /// Which protocol a run followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,6 +71,9 @@ pub struct RunRecord {
     pub svm: LinearSvmValidParams,
     /// The C selection's parameters (grid, hold-out fraction, seed, AP kind).
     pub select: SelectCValidParams,
+    /// What is wrong with the stores, if anything (incomplete, stale against their inputs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub store_warnings: Vec<String>,
     /// What the protocol chose and counted; filled by the protocol runner.
     #[serde(flatten)]
     pub result: Option<ProtocolResult>,

@@ -220,7 +220,8 @@ pub fn run_benchmark(
             super::describe_aggregation(how, &params.scales)
         );
         let run = Run {
-            title,
+            title: Some(title),
+            description: String::new(),
             record: RunRecord {
                 command: Vec::new(),
                 features: stores.iter().map(|s| s.dir.clone()).collect(),
@@ -232,6 +233,7 @@ pub fn run_benchmark(
                     ProtocolName::Caltech
                 },
                 benchmark: Some(format!("{} ({name})", b.name())),
+                store_warnings: Vec::new(),
                 svm: p.svm,
                 select: p.select.clone(),
                 result: None,

@@ -10,7 +10,7 @@ use super::{Run, matrix};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::metrics::{self, ApKind, ApResult};
-use crate::report::{self, ClassScore, ResultsTable};
+use crate::report::{self, ClassScore, ResultsTable, Unscored};
 use crate::store::Descriptors;
 
 /// Everything a VOC-style run produced.
@@ -60,12 +60,11 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
         voc.test_set.as_str(),
         voc.ap,
     );
-    let (svm, select, out, title) = (
-        &run.record.svm,
-        &run.record.select,
-        run.out.as_path(),
-        &run.title,
-    );
+    let (svm, select, out) = (&run.record.svm, &run.record.select, run.out.as_path());
+    let title = run
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("{}: VOC {train_set} -> {test_set} ({ap})", run.description));
     let load = |set: &str| -> Result<(Dataset, Vec<usize>, Array2<i8>)> {
         let ds = Dataset::from_voc(devkit, set)?;
         let mut rows = Vec::with_capacity(ds.len());
@@ -95,18 +94,46 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
     let xte = matrix(&desc.rows, &te_rows);
     let sel = select.select_multi_label(svm, xtr.view(), tr_labels.view())?;
     let f = sel.model.decision_function(xte.view());
+    // A class without training positives has no classifier worth the name, one without test
+    // positives no AP: both are listed as not scored and left out of the mAP.
     let mut aps = Vec::new();
+    let mut unscored = Vec::new();
     for (k, class) in train.classes.iter().enumerate() {
+        let positives = |l: &Array2<i8>| l.column(k).iter().filter(|v| **v == 1).count();
+        let reason = if positives(&tr_labels) == 0 {
+            Some(format!("no training positives in `{train_set}`"))
+        } else if positives(&te_labels) == 0 {
+            Some(format!("no test positives in `{test_set}` (AP undefined)"))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            unscored.push(Unscored {
+                name: class.clone(),
+                reason,
+            });
+            continue;
+        }
         let s: Vec<f64> = f.column(k).iter().map(|v| *v as f64).collect();
         let l: Vec<i8> = te_labels.column(k).to_vec();
         aps.push((class.clone(), metrics::average_precision(&s, &l, ap)?));
     }
-    let map = aps.iter().map(|(_, a)| a.ap).sum::<f64>() / aps.len().max(1) as f64;
+    if aps.is_empty() {
+        return Err(Error::Data {
+            path: devkit.to_path_buf(),
+            reason: format!(
+                "no class has both training and test positives ({} and {})",
+                train_set, test_set
+            ),
+        });
+    }
+    let map = aps.iter().map(|(_, a)| a.ap).sum::<f64>() / aps.len() as f64;
     let rows = aps
         .iter()
         .map(|(n, a)| ClassScore::new(n.clone(), a.ap))
         .collect();
-    let table = ResultsTable::new(title, "AP", rows, map)?;
+    let table = ResultsTable::new(&title, "AP", rows, map)?.with_unscored(unscored);
+    report::clear_results(out)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut record = run.record.clone();
     record.result = Some(ProtocolResult::Voc {
@@ -115,9 +142,9 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
         train_set: train_set.to_string(),
         test_set: test_set.to_string(),
     });
-    report::write_results(out, &table, &record)?;
+    report::write_results(out, &table, &record.relative_to(out))?;
     let curves: Vec<(&str, &ApResult)> = aps.iter().map(|(n, a)| (n.as_str(), a)).collect();
-    report::write_pr_curves(&out.join("pr_curves.svg"), title, &curves)?;
+    report::write_pr_curves(&out.join("pr_curves.svg"), &title, &curves)?;
     Ok(VocOutcome {
         c: sel.c,
         table,

@@ -1,6 +1,10 @@
 //! Descriptors out of a store: aggregated and L2-normalised ([`super::join`]), written as CSV
 //! (`id,label,d0,d1,...`) or as a float32 NumPy matrix with an `ids.csv` beside it. Every file is
-//! written atomically ([`crate::util::AtomicFile`]).
+//! written atomically ([`crate::util::AtomicFile`]); the `.npy` and its ids file are both written
+//! in full before either replaces an older pair, so a failure leaves the old pair.
+//!
+//! The `label` column joins an image's labels with `;`; a `;` or `\` inside a label is written
+//! `\;` or `\\` ([`join_labels`]), so `x;y` (two labels) and `x\;y` (one) stay apart.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,24 +48,29 @@ pub struct ExportSummary {
     pub failed_left_out: usize,
     /// The files written.
     pub files: Vec<PathBuf>,
+    /// What is wrong with the store, if anything: incomplete, or stale against its inputs.
+    pub warnings: Vec<String>,
 }
 
 /// Exports a store's aggregated descriptors (see the module docs).
 pub fn export(p: &ExportParams) -> Result<ExportSummary> {
     let store = Store::open(&p.store)?;
     let nets = p.nets.resolve(store.manifest.nets.len())?;
+    let warnings = super::check_inputs(&store).warnings();
     let d = aggregate_store(&store, p.aggregate, &nets)?;
-    let labels: Vec<String> = d.labels.iter().map(|l| l.join(";")).collect();
+    let labels: Vec<String> = d.labels.iter().map(|l| join_labels(l)).collect();
     let files = match &p.format {
         ExportFormat::Csv(path) => {
-            write_csv(path, &d.ids, &labels, &d.rows)?;
+            csv_file(path, &d.ids, &labels, &d.rows)?.commit()?;
             vec![path.clone()]
         }
         ExportFormat::Npy(path) => {
             let ids = path.with_extension("ids.csv");
             let empty = vec![Vec::new(); d.ids.len()];
-            write_npy(path, &d.rows)?;
-            write_csv(&ids, &d.ids, &labels, &empty)?;
+            let matrix = npy_file(path, &d.rows)?;
+            let names = csv_file(&ids, &d.ids, &labels, &empty)?;
+            names.commit()?;
+            matrix.commit()?;
             vec![path.clone(), ids]
         }
     };
@@ -70,6 +79,7 @@ pub fn export(p: &ExportParams) -> Result<ExportSummary> {
         dim: d.rows.first().map_or(0, Vec::len),
         failed_left_out: store.failures().len(),
         files,
+        warnings,
     })
 }
 
@@ -80,9 +90,28 @@ fn csv_err(path: &Path, e: csv::Error) -> Error {
     }
 }
 
-/// Writes descriptors as CSV: header `id,label,d0,d1,...`, one row per image (labels joined
-/// by `;`), floats in shortest round-trip form.
+/// An image's labels as one `label` cell: joined by `;`, with `\` and `;` inside a label
+/// escaped as `\\` and `\;`.
+pub fn join_labels(labels: &[String]) -> String {
+    labels
+        .iter()
+        .map(|l| l.replace('\\', "\\\\").replace(';', "\\;"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Writes descriptors as CSV: header `id,label,d0,d1,...`, one row per image (`label` as
+/// [`join_labels`] makes it), floats in shortest round-trip form.
 pub fn write_csv(path: &Path, ids: &[String], labels: &[String], rows: &[Vec<f32>]) -> Result<()> {
+    csv_file(path, ids, labels, rows)?.commit()
+}
+
+fn csv_file(
+    path: &Path,
+    ids: &[String],
+    labels: &[String],
+    rows: &[Vec<f32>],
+) -> Result<AtomicFile> {
     let d = rows.first().map_or(0, Vec::len);
     let mut file = AtomicFile::create(path)?;
     {
@@ -97,12 +126,16 @@ pub fn write_csv(path: &Path, ids: &[String], labels: &[String], rows: &[Vec<f32
         }
         w.flush().map_err(|e| Error::io(path, e))?;
     }
-    file.commit()
+    Ok(file)
 }
 
 /// Writes `rows` (all of equal length) as a (n, d) little-endian float32 `.npy` file (format
 /// 1.0, C order); `numpy.load` reads it as is.
 pub fn write_npy(path: &Path, rows: &[Vec<f32>]) -> Result<()> {
+    npy_file(path, rows)?.commit()
+}
+
+fn npy_file(path: &Path, rows: &[Vec<f32>]) -> Result<AtomicFile> {
     let d = rows.first().map_or(0, Vec::len);
     if rows.iter().any(|r| r.len() != d) {
         return Err(Error::Internal("descriptor rows differ in length".into()));
@@ -128,11 +161,21 @@ pub fn write_npy(path: &Path, rows: &[Vec<f32>]) -> Result<()> {
             w.write_all(&x.to_le_bytes()).map_err(io)?;
         }
     }
-    file.commit()
+    Ok(file)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn labels_with_separators_stay_apart() {
+        let j =
+            |l: &[&str]| super::join_labels(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(j(&["x", "y"]), "x;y");
+        assert_eq!(j(&["x;y"]), "x\\;y");
+        assert_eq!(j(&["a\\b"]), "a\\\\b");
+        assert_ne!(j(&["x", "y"]), j(&["x;y"]));
+    }
+
     #[test]
     fn header_is_aligned() {
         let d = tempfile::tempdir().unwrap();

@@ -3,7 +3,8 @@
 //! - [`manifest`]: what a store holds (typed, versioned); [`chunk`]: the record files;
 //! - [`writer`]: appending and resuming; [`merge`](mod@merge): joining shards;
 //! - [`join`]: a store's records aggregated into descriptors (one store or several joined by id);
-//! - [`export`]: descriptors out as CSV or `.npy`.
+//! - [`export`]: descriptors out as CSV or `.npy`;
+//! - [`state`]: how far the writing got; [`check`]: whether the store still matches its inputs.
 //!
 //! ## Layout
 //!
@@ -35,6 +36,7 @@
 //! chunk in flight; re-running the same command resumes (finished ids, failures included, are
 //! skipped). A store is refused for a run with different parameters.
 
+pub mod check;
 pub mod chunk;
 pub mod export;
 pub mod join;
@@ -50,6 +52,7 @@ use crate::error::{Error, Result};
 use chunk::{data_err, decode_chunk};
 use state::read_state;
 
+pub use check::{Freshness, check_inputs};
 pub use chunk::{Outcome, Record, RecordMeta, Source};
 pub use join::{Descriptors, Nets, aggregate_store, aggregate_stores};
 pub use manifest::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, read_manifest};

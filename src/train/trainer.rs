@@ -131,7 +131,7 @@ impl Trainer {
         )?;
         let norm = params
             .preprocess
-            .unwrap_or_else(|| expected_normalization(&w).0);
+            .map_or_else(|| expected_normalization(&w).map(|n| n.0), Ok)?;
         let frozen = match &params.freeze_through {
             Some(l) => net::frozen_layers(config, l.parse()?)?,
             None => Vec::new(),

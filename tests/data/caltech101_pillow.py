@@ -3,7 +3,7 @@ byte-wise sorted order, plus the extension-less BACKGROUND_Google/tmp), summaris
 size, Pillow mode and the mean of each RGB channel after `convert("RGB")`. tests/image_io.rs
 checks vggfeat's decoder against it.
 
-    /tmp/pv/bin/python tests/data/caltech101_pillow.py ../shared/datasets/caltech101/101_ObjectCategories \
+    target/pv/bin/python tests/data/caltech101_pillow.py ../shared/datasets/caltech101/101_ObjectCategories \
         > tests/data/caltech101_pillow.csv
 (made with Pillow 13.0.0, libjpeg-turbo 3, numpy)
 """

@@ -65,7 +65,26 @@ enum Command {
     },
 }
 
+/// The error and its causes, each once (an I/O error's message already holds its cause).
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
+}
+
 fn main() -> ExitCode {
+    // A closed pipe (`vggfeat info W | head -1`) ends the process quietly, as for any Unix
+    // tool, instead of a panic on the next write to stdout.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         // Only fails if a pool already exists, which cannot happen this early.
@@ -87,7 +106,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             let usage = e
                 .downcast_ref::<vggfeat::Error>()
                 .is_some_and(vggfeat::Error::is_usage);

@@ -6,8 +6,8 @@ Reference decoding = `ImageOps.exif_transpose(Image.open(p)).convert("RGB")`, i.
 `vggfeat::image_io::load_rgb` promises.
 
 Run from anywhere with Pillow installed (made with Pillow 13.0.0, libjpeg-turbo 3):
-    python3 -m venv /tmp/pv && /tmp/pv/bin/pip install pillow
-    /tmp/pv/bin/python tests/data/images/make_images.py
+    python3 -m venv target/pv && target/pv/bin/pip install pillow
+    target/pv/bin/python tests/data/images/make_images.py
 Every file is deterministic content (no randomness) and a few KB at most.
 """
 

@@ -80,6 +80,9 @@ impl TryFrom<ExportArgs> for ExportParams {
 /// Exports and says how many descriptors of which dimension went where.
 pub fn run(a: ExportArgs) -> Result<u8> {
     let s = export(&ExportParams::try_from(a)?)?;
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
     eprintln!(
         "exported {} descriptors of dimension {} ({} failed inputs left out)",
         s.rows, s.dim, s.failed_left_out

@@ -8,7 +8,7 @@ use clap::Args;
 use super::RunOpts;
 use crate::choice::lib_parser;
 use crate::{EXIT_OK, EXIT_SOME_FAILED};
-use vggfeat::extract::{DatasetOptions, ExtractJob, ExtractParams, ExtractRequest};
+use vggfeat::extract::{ExtractJob, ExtractParams, ExtractRequest, Selection};
 use vggfeat::image_io::DecodeOptions;
 use vggfeat::model::config::LayerName;
 
@@ -65,7 +65,7 @@ pub struct ExtractArgs {
     #[arg(long, default_value_t = ExtractParams::default().chunk_records)]
     pub chunk: usize,
     /// VOC image set (ImageSets/Main/<split>.txt), for a devkit input.
-    #[arg(long, default_value_t = DatasetOptions::default().voc_split)]
+    #[arg(long, default_value_t = Selection::default().voc_split)]
     pub split: String,
     /// Only these classes, comma-separated (a smaller benchmark, or a quick run).
     #[arg(long, value_delimiter = ',')]
@@ -99,7 +99,7 @@ impl TryFrom<ExtractArgs> for ExtractRequest {
             preprocess: a.run.preprocess.into(),
             device: a.run.device,
             engine: a.run.engine.into(),
-            dataset: DatasetOptions {
+            dataset: Selection {
                 voc_split: a.split,
                 classes: a.classes,
                 limit_per_class: a.limit_per_class,

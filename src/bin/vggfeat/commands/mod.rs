@@ -37,8 +37,10 @@ impl RunOpts {
     /// Loads one checkpoint onto the device with the engine, and resolves the input convention.
     pub fn load(&self, weights: &Path) -> vggfeat::Result<(Vgg, Normalization)> {
         let net = Vgg::load_with(weights, &self.device.open()?, self.engine.into())?;
-        let norm = Option::<Normalization>::from(self.preprocess)
-            .unwrap_or_else(|| vggfeat::model::expected_normalization(net.weights()).0);
+        let norm = match Option::<Normalization>::from(self.preprocess) {
+            Some(n) => n,
+            None => vggfeat::model::expected_normalization(net.weights())?.0,
+        };
         Ok((net, norm))
     }
 }

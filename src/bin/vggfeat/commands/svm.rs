@@ -165,7 +165,11 @@ impl TryFrom<SvmArgs> for SvmRequest {
 pub fn run(a: SvmArgs) -> Result<u8> {
     let req = SvmRequest::try_from(a)?;
     let t0 = std::time::Instant::now();
-    match vggfeat::protocol::run_svm(&req)? {
+    let report = vggfeat::protocol::run_svm(&req)?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    match report.outcome {
         SvmOutcome::Caltech(o) => {
             for s in &o.splits {
                 eprintln!(

@@ -1,0 +1,131 @@
+//! Whether a store still describes its inputs: the run that wrote it finished, and the files it
+//! was computed from are still there, unchanged, with no new ones beside them. `export` and `svm`
+//! say what this finds, so stale or partial descriptors are never used without a word.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::Store;
+use super::chunk::{Outcome, Source};
+use crate::dataset::{Dataset, Selection, SkipKind, id_of};
+
+/// What [`check_inputs`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// Why the store is not a complete extraction, if it is not.
+    pub incomplete: Option<String>,
+    /// Why the inputs could not be listed again (e.g. the folder is on another machine).
+    pub not_checked: Option<String>,
+    /// Ids whose file changed (size or times) since their record was written.
+    pub changed: Vec<String>,
+    /// Ids whose file no longer exists.
+    pub deleted: Vec<String>,
+    /// Inputs that exist but have no record.
+    pub new: Vec<String>,
+}
+
+impl Freshness {
+    /// The findings in words, one per problem; empty when the store is complete and fresh.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let Some(why) = &self.incomplete {
+            w.push(format!("the store is incomplete: {why}"));
+        }
+        let some = |v: &[String]| {
+            let shown: Vec<&str> = v.iter().take(3).map(String::as_str).collect();
+            format!(
+                "{}{}",
+                shown.join(", "),
+                if v.len() > 3 { ", ..." } else { "" }
+            )
+        };
+        let mut stale = Vec::new();
+        if !self.changed.is_empty() {
+            stale.push(format!(
+                "{} changed ({})",
+                self.changed.len(),
+                some(&self.changed)
+            ));
+        }
+        if !self.deleted.is_empty() {
+            stale.push(format!(
+                "{} deleted ({})",
+                self.deleted.len(),
+                some(&self.deleted)
+            ));
+        }
+        if !self.new.is_empty() {
+            stale.push(format!("{} new ({})", self.new.len(), some(&self.new)));
+        }
+        if !stale.is_empty() {
+            w.push(format!(
+                "the store is stale against its inputs: {} since extraction; re-run the same \
+                 `extract` to bring it up to date",
+                stale.join(", ")
+            ));
+        }
+        w
+    }
+}
+
+/// Lists the store's inputs again (with the selection its manifest records) and compares them
+/// with its records.
+pub fn check_inputs(store: &Store) -> Freshness {
+    let mut f = Freshness {
+        incomplete: store.incomplete(),
+        ..Default::default()
+    };
+    let input = &store.manifest.input;
+    let root = Path::new(&input.root);
+    if !root.exists() {
+        f.not_checked = Some(format!("{} is not here", root.display()));
+        return f;
+    }
+    let sel = Selection {
+        voc_split: input
+            .split
+            .clone()
+            .unwrap_or_else(|| Selection::default().voc_split),
+        classes: input.classes.clone(),
+        limit_per_class: input.limit_per_class,
+        shard: input.shard,
+    };
+    let ds = match Dataset::open_selection(root, &sel) {
+        Ok(ds) => ds,
+        Err(e) => {
+            f.not_checked = Some(e.to_string());
+            return f;
+        }
+    };
+    let mut listed: HashMap<String, Option<&Path>> = ds
+        .items
+        .iter()
+        .map(|i| (i.id.clone(), Some(i.path.as_path())))
+        .collect();
+    for s in ds.skipped.iter().filter(|s| s.kind == SkipKind::Unusable) {
+        listed.insert(
+            id_of(s.path.strip_prefix(&ds.root).unwrap_or(&s.path)),
+            None,
+        );
+    }
+    for r in &store.records {
+        match listed.remove(&r.id) {
+            None => f.deleted.push(r.id.clone()),
+            Some(Some(path)) => {
+                if let Some(s) = &r.source {
+                    let now = std::fs::metadata(path).map(|m| Source::of_metadata(&m));
+                    if !now.is_ok_and(|n| s.same_stat(&n)) {
+                        f.changed.push(r.id.clone());
+                    }
+                } else if matches!(r.outcome, Outcome::Failed(_)) {
+                    // A failure without a fingerprint (the file could not be examined): it may
+                    // be usable now, which only a new extraction can tell.
+                }
+            }
+            Some(None) => {}
+        }
+    }
+    f.new = listed.into_keys().collect();
+    f.new.sort();
+    f
+}
