@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use vggfeat::Error;
 use vggfeat::model::checkpoint::{self as weights, torchvision_layout};
 use vggfeat::model::config::{ConfigName, imagenet_param_count};
+use vggfeat::model::{Engine, Vgg};
 
 use crate::util;
 
@@ -247,48 +248,38 @@ fn half_precision_and_prefixes_load() {
     }
 }
 
+/// A batch-norm network with non-trivial statistics (`scripts/torch_references.py`, PyTorch
+/// eval mode): the folded convolutions equal `torch.nn.utils.fusion.fuse_conv_bn_eval`'s, and the
+/// classic path gives PyTorch's fc7 and logits, within the fixtures' 1e-4 relative tolerance.
 #[test]
 fn batch_norm_is_folded() {
-    // A BN net with identity statistics gives the same outputs as the plain net.
-    let d = tempfile::tempdir().unwrap();
-    let plain = tiny_tensors();
-    let mut bn = HashMap::new();
-    let cfg = torchvision_layout(ConfigName::D, false);
-    let mut new_index = 0;
-    for (l, index) in &cfg {
-        match l.spec {
-            vggfeat::model::config::Spec::Conv { .. } => {
-                let w = &plain[&format!("features.{index}.weight")];
-                let c = w.dims()[0];
-                bn.insert(format!("features.{new_index}.weight"), w.clone());
-                bn.insert(
-                    format!("features.{new_index}.bias"),
-                    plain[&format!("features.{index}.bias")].clone(),
-                );
-                let one = Tensor::ones(c, DType::F32, &Device::Cpu).unwrap();
-                let zero = Tensor::zeros(c, DType::F32, &Device::Cpu).unwrap();
-                bn.insert(format!("features.{}.weight", new_index + 1), one.clone());
-                bn.insert(format!("features.{}.bias", new_index + 1), zero.clone());
-                bn.insert(format!("features.{}.running_mean", new_index + 1), zero);
-                bn.insert(
-                    format!("features.{}.running_var", new_index + 1),
-                    (one - 1e-5).unwrap(),
-                );
-                new_index += 3;
-            }
-            _ => new_index += 1,
-        }
-    }
-    for (k, v) in &plain {
-        if k.starts_with("classifier.") {
-            bn.insert(k.clone(), v.clone());
-        }
-    }
-    let w = weights::load(&save(d.path(), "bn.safetensors", &bn), &Device::Cpu).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/reference");
+    let w = weights::load(&dir.join("bn_tiny.safetensors"), &Device::Cpu).unwrap();
     assert!(w.batch_norm);
-    let p = weights::load(&util::tiny().join("weights.safetensors"), &Device::Cpu).unwrap();
-    for (a, b) in w.convs.iter().zip(&p.convs) {
-        util::assert_close("bn fold", &a.weight, &b.weight);
+    assert_eq!(w.config, ConfigName::A);
+    let r = candle_core::safetensors::load(dir.join("bn_tiny_reference.safetensors"), &Device::Cpu)
+        .unwrap();
+    let layout = torchvision_layout(ConfigName::A, true);
+    let indices = layout
+        .iter()
+        .filter(|(l, _)| matches!(l.spec, vggfeat::model::config::Spec::Conv { .. }));
+    for ((_, index), conv) in indices.zip(&w.convs) {
+        util::assert_close(
+            &format!("folded features.{index}.weight"),
+            &conv.weight,
+            &r[&format!("folded.features.{index}.weight")],
+        );
+        util::assert_close(
+            &format!("folded features.{index}.bias"),
+            &conv.bias,
+            &r[&format!("folded.features.{index}.bias")],
+        );
+    }
+    for engine in [Engine::Candle, Engine::Fast] {
+        let net = Vgg::new(w.clone(), &Device::Cpu, engine).unwrap();
+        let (fc7, logits) = net.forward_classic(&r["input"]).unwrap();
+        util::assert_close("bn fc7", &fc7, &r["fc7"]);
+        util::assert_close("bn logits", &logits.unwrap(), &r["logits"]);
     }
 }
 

@@ -373,8 +373,42 @@ fn bad_files_give_clear_errors() {
                 "{e}"
             );
         } else {
-            // Running as root: permissions are not enforced, so the file decodes.
-            eprintln!("running as root: permission check skipped");
+            // Running as root (CI does): permissions are not enforced for root, so the check
+            // runs the binary as `nobody` (setpriv, util-linux), for whom they are.
+            let open = std::fs::Permissions::from_mode(0o755);
+            let top = tempfile::tempdir().unwrap();
+            std::fs::set_permissions(top.path(), open.clone()).unwrap();
+            let data = top.path().join("data");
+            std::fs::create_dir_all(data.join("c")).unwrap();
+            std::fs::set_permissions(&data, open.clone()).unwrap();
+            std::fs::set_permissions(data.join("c"), open).unwrap();
+            std::fs::copy(&locked, data.join("c/locked.jpg")).unwrap();
+            std::fs::set_permissions(
+                data.join("c/locked.jpg"),
+                std::fs::Permissions::from_mode(0o000),
+            )
+            .unwrap();
+            let out = top.path().join("out");
+            std::fs::create_dir(&out).unwrap();
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let run = std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(util::bin())
+                .args(["extract", "--quiet", "--scales", "224", "-w"])
+                .arg(util::tiny().join("weights.safetensors"))
+                .arg("-o")
+                .arg(out.join("store"))
+                .arg(&data)
+                .output()
+                .expect("setpriv (util-linux) runs the check as nobody");
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(1), "{err}");
+            assert!(
+                err.lines()
+                    .any(|l| l.contains("c/locked.jpg")
+                        && l.contains("cannot read: Permission denied")),
+                "{err}"
+            );
         }
     }
 }

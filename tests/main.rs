@@ -10,6 +10,7 @@ mod dataset;
 mod extract;
 mod image_io;
 mod model;
+mod reliability;
 mod report;
 mod reproduce;
 mod svm_cli;

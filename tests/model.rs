@@ -14,7 +14,7 @@ use crate::util;
 fn nets(file: &str) -> Vec<Vgg> {
     let w = checkpoint::load(&util::tiny().join(file), &Device::Cpu).unwrap();
     assert_eq!(w.config, ConfigName::D);
-    [Engine::Candle, Engine::Fast]
+    [Engine::Candle, Engine::Fast, Engine::FastGemm]
         .into_iter()
         .map(|e| Vgg::new(w.clone(), &Device::Cpu, e).unwrap())
         .collect()
@@ -24,7 +24,7 @@ fn check_tiny(file: &str, naming: Naming) {
     let r = util::reference(&util::tiny());
     for net in nets(file) {
         assert_eq!(net.weights().naming, naming);
-        let tag = format!("{file} {:?}", net.engine());
+        let tag = format!("{file} {net:?}");
         // The classic fixed-size path, as one batch of 3.
         let (fc7, logits) = net.forward_classic(&r["fixed224.input"]).unwrap();
         util::assert_close(&format!("{tag} fixed224.fc7"), &fc7, &r["fixed224.fc7"]);
@@ -221,4 +221,41 @@ fn small_crop_head_round_trips_and_runs_densely() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("at least 96 (pool5 of at least 3x3)"), "{e}");
+}
+
+/// The paper's dense classification (`vggfeat classify`): per image, the softmax of the fc8
+/// score map's mean averaged with the flipped image's, pinned against PyTorch on the fixture
+/// (`scripts/torch_references.py`, Pillow's resize) within 1e-5 absolute, on every engine.
+#[test]
+fn dense_classification_posteriors_match_pytorch() {
+    let refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/reference/classify_tiny.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let q = refs["scale"].as_u64().unwrap() as u32;
+    for net in nets("weights.safetensors") {
+        for i in 0..3 {
+            let name = format!("{i}.png");
+            let img =
+                vggfeat::image_io::load_rgb(&util::tiny().join("images").join(&name)).unwrap();
+            let got =
+                vggfeat::classify::class_probs(&net, &img, q, Normalization::Torchvision).unwrap();
+            let want: Vec<f32> = refs["posteriors"][&name]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(got.len(), want.len());
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err <= 1e-5, "{net:?} {name}: max |p - p_torch| = {err}");
+        }
+    }
 }

@@ -87,4 +87,32 @@ fn tiny_table11_with_fusion() {
     assert_eq!(d, e);
     assert!(out.join("caltech-101-DE/split0.csv").exists());
     assert!(table.contains("VOC-2007: no folder given") && table.contains("Scales overridden"));
+
+    // The D & E cell is the fused run's own result...
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("caltech-101-DE/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let (mean, std) = (
+        m["splits"]["mean"].as_f64().unwrap(),
+        m["splits"]["std"].as_f64().unwrap(),
+    );
+    let cell = format!("{:.1} ± {:.1} / 92.7 ± 0.5", 100.0 * mean, 100.0 * std);
+    let row = table.lines().find(|l| l.starts_with("| D & E |")).unwrap();
+    assert!(row.contains(&cell), "{row} lacks {cell}");
+    assert_eq!(m["parameters"]["nets"], serde_json::json!([0, 1]));
+    // ...computed on the late fusion of the two nets: the L2-normalised concatenation of each
+    // net's aggregated descriptor, here [d, d] / sqrt(2) since D and E are the same weights.
+    let store = vggfeat::Store::open(&tmp.path().join("work/caltech-101-0")).unwrap();
+    let agg = vggfeat::Aggregate::Stack;
+    let one = vggfeat::store::aggregate_store(&store, agg, &[0]).unwrap();
+    let both = vggfeat::store::aggregate_store(&store, agg, &[0, 1]).unwrap();
+    assert_eq!(one.ids, both.ids);
+    for (d, de) in one.rows.iter().zip(&both.rows) {
+        assert_eq!(de.len(), 2 * d.len());
+        for (k, v) in de.iter().enumerate() {
+            let want = d[k % d.len()] / std::f32::consts::SQRT_2;
+            assert!((v - want).abs() <= 1e-6, "{v} vs {want}");
+        }
+    }
 }

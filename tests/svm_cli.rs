@@ -164,12 +164,15 @@ fn write(p: &Path, s: &str) {
 /// An image id with its 20 VOC labels.
 type Labelled = (String, Vec<i8>);
 
-#[test]
-fn voc_protocol_on_a_synthetic_devkit() {
-    let tmp = tempfile::tempdir().unwrap();
-    let devkit = tmp.path().join("VOC2007");
+/// A synthetic VOC devkit with a store of separable descriptors for its trainval and test
+/// images; `relabel(set, labels)` may change an image's 20 labels (set 0 trainval, 1 test).
+pub(crate) fn synthetic_devkit(
+    tmp: &Path,
+    relabel: impl Fn(usize, &mut [i8]),
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let devkit = tmp.join("VOC2007");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let store = tmp.path().join("store");
+    let store = tmp.join("store");
     let (mut w, _) =
         StoreWriter::create_or_resume(&store, &manifest(&devkit.display().to_string()), 256)
             .unwrap();
@@ -188,6 +191,7 @@ fn voc_protocol_on_a_synthetic_devkit() {
             if i % 11 == 0 {
                 labels[(a + 1) % 20] = 0; // difficult
             }
+            relabel(s, &mut labels);
             let pos: Vec<usize> = (0..20).filter(|&k| labels[k] == 1).collect();
             w.push(Record {
                 id: format!("JPEGImages/{id}.jpg"),
@@ -217,6 +221,13 @@ fn voc_protocol_on_a_synthetic_devkit() {
             write(&devkit.join(format!("JPEGImages/{id}.jpg")), "");
         }
     }
+    (devkit, store)
+}
+
+#[test]
+fn voc_protocol_on_a_synthetic_devkit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (devkit, store) = synthetic_devkit(tmp.path(), |_, _| {});
     let out = tmp.path().join("voc");
     let a = vggfeat()
         .args(["svm", "--protocol", "voc", "--aggregate", "avg", "--voc"])

@@ -203,10 +203,10 @@ impl Vgg {
             weights,
             plan,
             device: device.clone(),
-            engine: if use_fast {
-                Engine::Fast
-            } else {
-                Engine::Candle
+            engine: match (use_fast, engine) {
+                (true, Engine::FastGemm) => Engine::FastGemm,
+                (true, _) => Engine::Fast,
+                (false, _) => Engine::Candle,
             },
             runner,
         })
@@ -232,7 +232,7 @@ impl Vgg {
         &self.device
     }
 
-    /// The engine in use ([`Engine::Fast`] or [`Engine::Candle`]).
+    /// The engine in use ([`Engine::Fast`], [`Engine::FastGemm`] or [`Engine::Candle`]).
     pub fn engine(&self) -> Engine {
         self.engine
     }

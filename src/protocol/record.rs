@@ -26,6 +26,23 @@ impl RunRecord {
     pub fn relative_to(&self, out: &Path) -> RunRecord {
         let mut r = self.clone();
         r.features = r.features.iter().map(|f| relative_to(f, out)).collect();
+        // The program by name; arguments that are absolute paths relative to the record.
+        r.command = r
+            .command
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let p = Path::new(a);
+                if i == 0 {
+                    p.file_name()
+                        .map_or(a.clone(), |n| n.to_string_lossy().into_owned())
+                } else if p.is_absolute() && p.exists() {
+                    relative_to(p, out).display().to_string()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
         if let Some(ProtocolResult::Caltech { store_manifest, .. }) = &mut r.result {
             let m = store_manifest.as_mut();
             m.input.root = relative_to(Path::new(&m.input.root), out)
@@ -54,7 +71,8 @@ pub enum ProtocolName {
 /// The run's parameters and choices.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
-    /// The command line, if the run came from one.
+    /// The command line, if the run came from one (as written: the program by name, absolute
+    /// paths relative to the record's folder).
     pub command: Vec<String>,
     /// The feature stores.
     pub features: Vec<PathBuf>,

@@ -19,11 +19,18 @@ pub struct MergeArgs {
     /// The merged store (must not exist).
     #[arg(long, short = 'o')]
     pub out: PathBuf,
+    /// Merge what is there even if shards are missing or incomplete; the merged store is then
+    /// marked incomplete, saying what it lacks (export and svm repeat it).
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 /// Merges and says how many records went where.
 pub fn run(a: MergeArgs) -> Result<u8> {
-    let s = vggfeat::store::merge(&a.stores, &a.out)?;
+    let s = vggfeat::store::merge_with(&a.stores, &a.out, a.allow_partial)?;
+    if let Some(why) = s.incomplete() {
+        eprintln!("warning: {why}");
+    }
     eprintln!(
         "merged {} records ({} failed) into {}",
         s.records.len(),

@@ -101,7 +101,7 @@ pub struct SvmArgs {
     #[arg(long, default_value_t = LossArg::of(svm_defaults().loss()), value_parser = Choice::<LossArg>::new())]
     pub loss: LossArg,
     /// C grid for selection on a hold-out of each training split, comma-separated.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, default_values_t = DEFAULT_C_GRID.to_vec())]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_values_t = DEFAULT_C_GRID.to_vec())]
     pub c_grid: Vec<f64>,
     /// Results folder (table.md, table.csv, metrics.json, plots, splits).
     #[arg(long, short = 'o')]
