@@ -10,8 +10,12 @@
 //!
 //! ```text
 //! STORE/
-//!   manifest.json        what was computed: inputs, nets (weights SHA-256, config, layer,
-//!                        dimension, preprocessing), scales, flip, decode limit, tool version
+//!   manifest.json        what was computed: inputs (root, kind, selection), nets (weights
+//!                        SHA-256, config, layer, dimension, preprocessing), scales, flip, decode
+//!                        limit, format and tool versions
+//!   state.json           how far the writing got: chunks written, whether the last run went
+//!                        through all its inputs (rewritten atomically after every chunk)
+//!   .lock                held (flock) by the one process writing the store; names it
 //!   chunks/000000.chunk  records, written atomically (temp file + fsync + rename)
 //!   chunks/000001.chunk  ...
 //! ```
@@ -19,22 +23,29 @@
 //! ## Chunk format (little-endian)
 //!
 //! ```text
-//! magic     8 bytes  "VGGFCHK1"
+//! magic     8 bytes  "VGGFCHK2" ("VGGFCHK1": version 1, no source field, still read)
 //! n         u32      number of records
 //! floats    u32      floats per successful record = sum over nets of (scales x dim)
 //! n records:
 //!   id      u16 length + UTF-8 bytes (path relative to the input root, '/' separators)
 //!   labels  u16 count, each u16 length + UTF-8 bytes
-//!   status  u8       0 = ok, 1 = failed
+//!   source  u8       0 = none; 1 = size u64, mtime ns i64, ctime ns i64; 2 = those + SHA-256
+//!                    (32 bytes) of the file's bytes (version 2 only)
+//!   status  u8       0 = ok, 1 = failed, 2 = removed
 //!   ok:     floats x f32: net 0 scale 0 (dim 0 values), net 0 scale 1, ..., net 1 scale 0, ...
 //!   failed: u32 length + UTF-8 reason
 //! check     u64      FNV-1a 64 of every byte before it
 //! ```
 //!
-//! Descriptors are stored as computed: float32, per scale, not normalised (aggregation and L2
-//! normalisation happen at export / SVM time). A run killed at any moment loses at most the
-//! chunk in flight; re-running the same command resumes (finished ids, failures included, are
-//! skipped). A store is refused for a run with different parameters.
+//! Records are read in chunk order: a record replaces earlier records of its id, a `removed`
+//! record deletes them. Descriptors are stored as computed: float32, per scale, not normalised
+//! (aggregation and L2 normalisation happen at export / SVM time). A run killed at any moment
+//! loses at most the chunk in flight; re-running the same command resumes: an input whose file
+//! is unchanged (size, modification and status-change times) is skipped, a changed one is
+//! extracted again (the recorded SHA-256 tells what the descriptor was computed from), a failed
+//! one is retried when its file changed, and records of deleted inputs are removed. A store is
+//! refused for a run with different parameters, while another process writes it, when a chunk
+//! is missing, and when it has chunks but no manifest.
 
 pub mod check;
 pub mod chunk;
