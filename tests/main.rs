@@ -6,6 +6,7 @@
 mod checkpoint_errors;
 mod cli;
 mod cli_train;
+mod cluster;
 mod dataset;
 mod extract;
 mod image_io;

@@ -21,6 +21,7 @@
 
 mod folder;
 mod list;
+pub mod shard;
 pub mod split;
 mod voc;
 
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+pub use shard::ShardSpec;
 pub use split::{Split, SplitParams, sample_split, sample_splits};
 
 /// The 20 PASCAL VOC classes, in the devkit's (alphabetical) order. A VOC dataset's

@@ -5,13 +5,13 @@
 
 use std::path::PathBuf;
 
-use super::{ExtractParams, Extractor, NetEntry, Summary, canonical_root};
+use super::{ExtractParams, Extractor, Inputs, NetEntry, Summary, canonical_root};
 use crate::dataset::{Dataset, Selection, SourceKind};
 use crate::error::{Error, Result};
 use crate::model::config::LayerName;
 use crate::model::{DeviceSpec, Engine};
 use crate::preprocess::Normalization;
-use crate::store::InputSpec;
+use crate::store::{DatasetPrint, InputSpec};
 
 /// Everything `vggfeat extract` is asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +61,25 @@ pub struct ExtractJob {
     request: ExtractRequest,
     extractor: Extractor,
     dataset: Dataset,
+    print: DatasetPrint,
     notes: Vec<String>,
+}
+
+/// The fingerprint of a listing: its items' ids and file sizes, and its unusable entries.
+pub fn fingerprint(ds: &Dataset) -> DatasetPrint {
+    let inputs = Inputs::from(ds);
+    DatasetPrint::of(
+        inputs
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.id.clone(),
+                    std::fs::metadata(&i.path).ok().map(|m| m.len()),
+                )
+            })
+            .chain(inputs.unusable.into_iter().map(|u| (u.id, None))),
+    )
 }
 
 impl ExtractJob {
@@ -91,7 +109,16 @@ impl ExtractJob {
         }
         let extractor = Extractor::new(nets)?;
         request.params.check(extractor.min_side())?;
-        let ds = Dataset::open_selection(&request.input, &request.dataset)?;
+        // The whole selection is listed (and fingerprinted) before the shard is taken, so that
+        // every shard records the same dataset fingerprint wherever the data is mounted.
+        let mut whole = request.dataset.clone();
+        let shard = whole.shard.take();
+        let all = Dataset::open_selection(&request.input, &whole)?;
+        let print = fingerprint(&all);
+        let ds = match shard {
+            Some((i, n)) => all.shard(i, n)?,
+            None => all,
+        };
         if ds.is_empty() {
             return Err(Error::Data {
                 path: request.input.clone(),
@@ -102,6 +129,7 @@ impl ExtractJob {
             request,
             extractor,
             dataset: ds,
+            print,
             notes,
         })
     }
@@ -142,11 +170,9 @@ impl ExtractJob {
     /// Runs the extraction into the store.
     pub fn run(self) -> Result<Summary> {
         let input = self.input_spec();
-        self.extractor.run(
-            &self.dataset,
-            &self.request.out,
-            input,
-            &self.request.params,
-        )
+        let mut inputs = Inputs::from(&self.dataset);
+        inputs.print = Some(self.print);
+        self.extractor
+            .run(inputs, &self.request.out, input, &self.request.params)
     }
 }

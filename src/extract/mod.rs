@@ -34,6 +34,7 @@
 
 mod decode;
 pub mod job;
+pub mod stats;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -53,9 +54,11 @@ use crate::model::config::LayerName;
 use crate::model::{Format, Vgg, VggWeights, expected_normalization};
 use crate::preprocess::Normalization;
 use crate::store::{
-    FORMAT_VERSION, InputSpec, Manifest, NetSpec, Outcome, Record, RecordMeta, Source, StoreWriter,
+    DatasetPrint, FORMAT_VERSION, InputSpec, Manifest, NetSpec, Outcome, Record, RecordMeta,
+    Source, StoreWriter,
 };
 use crate::util::Progress;
+use crate::util::progress::ProgressMode;
 
 pub use crate::dataset::Selection;
 pub use job::{ExtractJob, ExtractRequest};
@@ -82,6 +85,8 @@ pub struct ExtractParams {
     pub decode: DecodeOptions,
     /// Show progress: a bar on a terminal, log lines otherwise (default true).
     pub progress: bool,
+    /// Time between two progress lines when stderr is not a terminal (default 30 s).
+    pub progress_interval: Duration,
     /// On resume, try every failed input again, not only those whose file changed (default
     /// false).
     pub retry_failed: bool,
@@ -98,6 +103,7 @@ impl Default for ExtractParams {
             decode_threads: 1,
             decode: DecodeOptions::default(),
             progress: true,
+            progress_interval: crate::util::progress::DEFAULT_LOG_INTERVAL,
             retry_failed: false,
         }
     }
@@ -295,6 +301,9 @@ pub struct Inputs {
     pub items: Vec<Item>,
     /// The unusable entries.
     pub unusable: Vec<Unusable>,
+    /// The fingerprint of the whole dataset these were selected from (before sharding), kept
+    /// in the store's `state.json` so that shards can be merged across mount paths.
+    pub print: Option<DatasetPrint>,
 }
 
 impl From<Vec<Item>> for Inputs {
@@ -302,6 +311,7 @@ impl From<Vec<Item>> for Inputs {
         Inputs {
             items,
             unusable: Vec::new(),
+            print: None,
         }
     }
 }
@@ -330,6 +340,7 @@ impl From<&Dataset> for Inputs {
         Inputs {
             items: ds.items.clone(),
             unusable,
+            print: None,
         }
     }
 }
@@ -390,10 +401,18 @@ impl Extractor {
         params: &ExtractParams,
     ) -> Result<Summary> {
         params.check(self.min_side())?;
-        let Inputs { items, unusable } = inputs.into();
+        let Inputs {
+            items,
+            unusable,
+            print,
+        } = inputs.into();
         let manifest = self.manifest(input, params);
         let (mut writer, existing) = StoreWriter::open(store_dir, &manifest, params.chunk_records)?;
+        if print.is_some() {
+            writer.set_dataset(print);
+        }
         let start = Instant::now();
+        let started = std::time::SystemTime::now();
         let mut summary = Summary {
             total: items.len() + unusable.len(),
             ..Default::default()
@@ -459,7 +478,17 @@ impl Extractor {
             })?;
         }
 
-        let progress = Progress::new("extract", "images", todo.len() as u64, params.progress);
+        let progress = Progress::with_mode(
+            "extract",
+            "images",
+            todo.len() as u64,
+            if params.progress {
+                ProgressMode::Auto
+            } else {
+                ProgressMode::Hidden
+            },
+            params.progress_interval,
+        );
         for (id, reason) in &summary.failed {
             progress.println(&format!("skipped {id}: {reason}"));
         }
@@ -537,9 +566,15 @@ impl Extractor {
             let _ = h.join();
         }
         progress.finish();
-        result?;
-        writer.finish(true, Some(summary.total), None)?;
         summary.seconds = start.elapsed().as_secs_f64();
+        let stats = stats::RunStats::new(&summary, &manifest, started, result.is_ok());
+        if let Err(e) = result {
+            // Keep the statistics of what was done before the error, then report it.
+            let _ = stats.write(store_dir);
+            return Err(e);
+        }
+        writer.finish(true, Some(summary.total), None)?;
+        stats.write(store_dir)?;
         Ok(summary)
     }
 

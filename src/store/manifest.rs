@@ -88,6 +88,17 @@ impl Manifest {
     /// The fields that differ from `other`, in words (weights paths are ignored: the hash
     /// identifies a net). With `ignore_shard`, shard assignments may differ (for merging).
     pub fn differences(&self, other: &Manifest, ignore_shard: bool) -> Vec<String> {
+        self.differences_but(other, ignore_shard, false)
+    }
+
+    /// [`Manifest::differences`], ignoring the input's root with `ignore_root` (shards of one
+    /// dataset mounted at different paths, known to be the same by their fingerprints).
+    pub fn differences_but(
+        &self,
+        other: &Manifest,
+        ignore_shard: bool,
+        ignore_root: bool,
+    ) -> Vec<String> {
         fn show<T: std::fmt::Debug>(v: &T) -> String {
             format!("{v:?}")
         }
@@ -108,7 +119,9 @@ impl Manifest {
             a.tool_version.clone(),
             b.tool_version.clone(),
         );
-        cmp("input", a.input.root.clone(), b.input.root.clone());
+        if !ignore_root {
+            cmp("input", a.input.root.clone(), b.input.root.clone());
+        }
         cmp(
             "input kind",
             a.input.kind.to_string(),

@@ -5,12 +5,15 @@ use std::path::{Path, PathBuf};
 use super::Store;
 use super::chunk::data_err;
 use super::manifest::read_manifest;
+use super::state::{DatasetPrint, read_state};
 use super::writer::StoreWriter;
 use crate::error::{Error, Result};
 
 /// Joins shard stores into one store equal to a single-machine run. The shards must be the
 /// N shards of one extraction (`--shard i/N` for every i, each once), each complete, with
-/// manifests that agree on everything but the shard; ids must not repeat. The result has no
+/// manifests that agree on everything but the shard, and on the input path too unless their
+/// dataset fingerprints ([`DatasetPrint`]) agree (one dataset mounted at different paths); ids
+/// must not repeat, and together they must hold every entry of the dataset. The result has no
 /// shard in its manifest. With `allow_partial`, missing or incomplete shards are merged as they
 /// are and the result is marked incomplete, saying what it lacks.
 pub fn merge_with(inputs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Store> {
@@ -21,13 +24,37 @@ pub fn merge_with(inputs: &[PathBuf], out: &Path, allow_partial: bool) -> Result
         return Err(data_err(out, "the output store already exists"));
     }
     let base = read_manifest(first)?;
+    // Shards listed from one dataset have the same fingerprint wherever it is mounted: then
+    // their input paths may differ; otherwise they must be the same path.
+    let prints: Vec<Option<DatasetPrint>> = inputs
+        .iter()
+        .map(|p| Ok(read_state(p)?.and_then(|s| s.dataset)))
+        .collect::<Result<_>>()?;
+    let print = prints[0].clone();
+    let same_dataset = print.is_some() && prints.iter().all(|p| *p == print);
     let mut records = Vec::new();
     let mut shards: Vec<(usize, &PathBuf)> = Vec::new();
     let mut gaps = Vec::new();
     let count = base.input.shard.map(|(_, n)| n);
-    for p in inputs {
+    for (p, pp) in inputs.iter().zip(&prints) {
         let s = Store::open(p)?;
-        let diff = base.differences(&s.manifest, true);
+        if let (Some(a), Some(b)) = (&print, pp)
+            && a != b
+        {
+            return Err(data_err(
+                p,
+                format!(
+                    "cannot merge with {}: listed from another dataset (fingerprint {} of {} \
+                     entries vs {} of {})",
+                    first.display(),
+                    &b.sha256[..12],
+                    b.entries,
+                    &a.sha256[..12],
+                    a.entries
+                ),
+            ));
+        }
+        let diff = base.differences_but(&s.manifest, true, same_dataset);
         if !diff.is_empty() {
             return Err(data_err(
                 p,
@@ -85,9 +112,27 @@ pub fn merge_with(inputs: &[PathBuf], out: &Path, allow_partial: bool) -> Result
             format!("id {} is in more than one shard", w[0].id),
         ));
     }
+    if let Some(p) = &print
+        && gaps.is_empty()
+        && records.len() != p.entries
+    {
+        let msg = format!(
+            "the shards hold {} records but their dataset lists {} entries",
+            records.len(),
+            p.entries
+        );
+        if !allow_partial {
+            return Err(data_err(
+                out,
+                format!("{msg}; --allow-partial merges them anyway"),
+            ));
+        }
+        gaps.push(msg);
+    }
     let mut manifest = base;
     manifest.input.shard = None;
     let (mut w, _) = StoreWriter::open(out, &manifest, 1024)?;
+    w.set_dataset(print);
     let total = records.len();
     for r in records {
         w.push(r)?;

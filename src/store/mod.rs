@@ -68,7 +68,7 @@ pub use chunk::{Outcome, Record, RecordMeta, Source};
 pub use join::{Descriptors, Nets, aggregate_store, aggregate_stores};
 pub use manifest::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, read_manifest};
 pub use merge::{merge, merge_with};
-pub use state::StoreState;
+pub use state::{DatasetPrint, StoreState};
 pub use writer::StoreWriter;
 
 /// The chunk files of a store with their numbers, in number order.

@@ -23,6 +23,41 @@ pub struct StoreState {
     /// Why the store is not complete, in words (e.g. the shards a partial merge lacked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The fingerprint of the whole dataset the store's inputs were selected from (before
+    /// sharding): the same for every shard of one extraction wherever the data is mounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetPrint>,
+}
+
+/// A dataset's fingerprint: how many entries it lists and the SHA-256 of its sorted ids with
+/// their file sizes (sizes, not contents: a fingerprint every shard can afford to compute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetPrint {
+    /// Entries listed (images and unusable entries).
+    pub entries: usize,
+    /// SHA-256 (hex) of `id \t size \n` lines in id order (size `-` when the file cannot be
+    /// examined).
+    pub sha256: String,
+}
+
+impl DatasetPrint {
+    /// The fingerprint of `(id, size)` entries (any order).
+    pub fn of(entries: impl IntoIterator<Item = (String, Option<u64>)>) -> DatasetPrint {
+        use sha2::{Digest, Sha256};
+        let mut v: Vec<(String, Option<u64>)> = entries.into_iter().collect();
+        v.sort();
+        let mut h = Sha256::new();
+        for (id, size) in &v {
+            h.update(id.as_bytes());
+            h.update(b"\t");
+            h.update(size.map_or("-".to_string(), |s| s.to_string()).as_bytes());
+            h.update(b"\n");
+        }
+        DatasetPrint {
+            entries: v.len(),
+            sha256: hex::encode(h.finalize()),
+        }
+    }
 }
 
 /// The path of `state.json` in `dir`.

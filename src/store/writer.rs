@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::chunk::{Record, RecordMeta, data_err, encode_chunk, scan_chunk};
 use super::manifest::{Manifest, read_manifest};
-use super::state::{StoreState, read_state, write_state};
+use super::state::{DatasetPrint, StoreState, read_state, write_state};
 use super::{check_chunks, chunk_files};
 use crate::error::{Error, Result};
 use crate::util::write_atomic;
@@ -175,6 +175,7 @@ impl StoreWriter {
                 complete: false,
                 inputs: state.inputs,
                 note: None,
+                dataset: state.dataset,
             },
             _lock: lock,
         };
@@ -221,6 +222,17 @@ impl StoreWriter {
         self.pending.clear();
         self.state.chunks = self.next_chunk;
         write_state(&self.dir, &self.state)
+    }
+
+    /// Records the fingerprint of the dataset the inputs were selected from (kept in
+    /// `state.json` by the next flush or [`StoreWriter::finish`]).
+    pub fn set_dataset(&mut self, print: Option<DatasetPrint>) {
+        self.state.dataset = print;
+    }
+
+    /// The store's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Flushes, and records whether the run went through all of its `inputs` (with an

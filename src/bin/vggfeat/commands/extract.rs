@@ -8,28 +8,10 @@ use clap::Args;
 use super::RunOpts;
 use crate::choice::lib_parser;
 use crate::{EXIT_OK, EXIT_SOME_FAILED};
+use vggfeat::dataset::ShardSpec;
 use vggfeat::extract::{ExtractJob, ExtractParams, ExtractRequest, Selection};
 use vggfeat::image_io::DecodeOptions;
 use vggfeat::model::config::LayerName;
-
-/// `--shard i/N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard(pub usize, pub usize);
-
-impl std::str::FromStr for Shard {
-    type Err = vggfeat::Error;
-    fn from_str(s: &str) -> vggfeat::Result<Self> {
-        let bad = || {
-            vggfeat::Error::InvalidParam(format!("bad --shard `{s}` (expected i/N, 0 <= i < N)"))
-        };
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
-        if n == 0 || i >= n {
-            return Err(bad());
-        }
-        Ok(Shard(i, n))
-    }
-}
 
 /// Extract dense multi-scale descriptors into a store.
 #[derive(Args, Debug)]
@@ -73,9 +55,14 @@ pub struct ExtractArgs {
     /// Only the first K images of each class (sorted order), for quick runs.
     #[arg(long)]
     pub limit_per_class: Option<usize>,
-    /// Extract a deterministic 1/N of the inputs: `--shard i/N` (0 <= i < N); join with `merge`.
-    #[arg(long, value_parser = lib_parser::<Shard>)]
-    pub shard: Option<Shard>,
+    /// Extract a deterministic 1/N of the inputs and join the parts with `merge`: `--shard i/N`
+    /// (0 <= i < N), `auto` (a Slurm job array: index and count from SLURM_ARRAY_*), or `auto/N`
+    /// (the index from JOB_COMPLETION_INDEX, a Kubernetes Indexed Job, or from Slurm).
+    #[arg(long, value_parser = lib_parser::<ShardSpec>)]
+    pub shard: Option<ShardSpec>,
+    /// Seconds between progress lines when stderr is not a terminal (a batch job's log).
+    #[arg(long, default_value_t = 30.0)]
+    pub progress_interval: f64,
     /// Largest accepted image, in pixels (decompression-bomb guard).
     #[arg(long, default_value_t = DecodeOptions::default().max_pixels, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
@@ -103,7 +90,7 @@ impl TryFrom<ExtractArgs> for ExtractRequest {
                 voc_split: a.split,
                 classes: a.classes,
                 limit_per_class: a.limit_per_class,
-                shard: a.shard.map(|Shard(i, n)| (i, n)),
+                shard: a.shard.map(ShardSpec::resolve).transpose()?,
             },
             params: ExtractParams {
                 scales: a.scales,
@@ -115,6 +102,13 @@ impl TryFrom<ExtractArgs> for ExtractRequest {
                     ..Default::default()
                 },
                 progress: !a.quiet,
+                progress_interval: std::time::Duration::try_from_secs_f64(a.progress_interval)
+                    .map_err(|_| {
+                        vggfeat::Error::InvalidParam(format!(
+                            "--progress-interval {}: must be a number of seconds >= 0",
+                            a.progress_interval
+                        ))
+                    })?,
                 retry_failed: a.retry_failed,
                 ..Default::default()
             },

@@ -1,0 +1,143 @@
+//! `stats.json`: what the last extraction run into a store did, for the person watching a
+//! cluster job: counts, failures grouped by reason, rates, wall time, host and shard.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::Summary;
+use crate::error::Result;
+use crate::store::Manifest;
+
+/// The statistics of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStats {
+    /// vggfeat's version.
+    pub tool_version: String,
+    /// The machine.
+    pub host: String,
+    /// The shard `[i, N]`, if any.
+    pub shard: Option<(usize, usize)>,
+    /// Start of the run, seconds since the Unix epoch.
+    pub started_unix: u64,
+    /// Whether the run went through all its inputs (false: it stopped on an error).
+    pub finished: bool,
+    /// Wall-clock seconds.
+    pub wall_seconds: f64,
+    /// Seconds in the network.
+    pub network_seconds: f64,
+    /// Images per second, end to end and in the network (0 when nothing was computed).
+    pub images_per_second: Rates,
+    /// Inputs: given, extracted, already in the store, re-extracted, retried, removed, failed.
+    pub counts: Counts,
+    /// Failures of this run grouped by reason (the text before the first `:` or `(`).
+    pub failures_by_reason: BTreeMap<String, usize>,
+}
+
+/// Throughput.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Rates {
+    /// Decoding, network and writing together.
+    pub end_to_end: f64,
+    /// The forward passes alone.
+    pub network: f64,
+}
+
+/// The run's counts (see [`Summary`]).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Counts {
+    /// Inputs given.
+    pub total: usize,
+    /// Extracted by this run.
+    pub extracted: usize,
+    /// Already in the store.
+    pub already_done: usize,
+    /// Re-extracted because their file changed.
+    pub changed: usize,
+    /// Failed before and tried again.
+    pub retried: usize,
+    /// Removed (file gone).
+    pub removed: usize,
+    /// Failed in this run.
+    pub failed: usize,
+}
+
+/// The class of a failure reason: `cannot read: ... (os error 13)` -> `cannot read`.
+fn reason_class(reason: &str) -> String {
+    let end = reason.find([':', '(']).unwrap_or(reason.len());
+    reason[..end].trim().to_string()
+}
+
+impl RunStats {
+    /// The statistics of a run described by `summary`.
+    pub fn new(
+        summary: &Summary,
+        manifest: &Manifest,
+        started: SystemTime,
+        finished: bool,
+    ) -> Self {
+        let mut failures_by_reason = BTreeMap::new();
+        for (_, why) in &summary.failed {
+            *failures_by_reason.entry(reason_class(why)).or_insert(0) += 1;
+        }
+        let computed = summary.extracted + summary.failed.len();
+        RunStats {
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_default(),
+            shard: manifest.input.shard,
+            started_unix: started
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            finished,
+            wall_seconds: summary.seconds,
+            network_seconds: summary.network_seconds,
+            images_per_second: if computed > 0 && summary.network_seconds > 0.0 {
+                Rates {
+                    end_to_end: summary.images_per_sec(),
+                    network: summary.network_images_per_sec(),
+                }
+            } else {
+                Rates {
+                    end_to_end: 0.0,
+                    network: 0.0,
+                }
+            },
+            counts: Counts {
+                total: summary.total,
+                extracted: summary.extracted,
+                already_done: summary.already_done,
+                changed: summary.changed,
+                retried: summary.retried,
+                removed: summary.removed,
+                failed: summary.failed.len(),
+            },
+            failures_by_reason,
+        }
+    }
+
+    /// Writes `stats.json` into the store folder, atomically.
+    pub fn write(&self, store: &Path) -> Result<()> {
+        crate::util::write_json(&store.join("stats.json"), self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reasons_are_grouped_by_their_first_words() {
+        assert_eq!(
+            super::reason_class("cannot read: Permission denied (os error 13)"),
+            "cannot read"
+        );
+        assert_eq!(
+            super::reason_class("not an image (unrecognised file signature)"),
+            "not an image"
+        );
+        assert_eq!(super::reason_class("truncated"), "truncated");
+    }
+}
