@@ -12,7 +12,7 @@
 //! average) -> [`extract`] (multi-scale extraction over a dataset) -> [`store`] (descriptors on
 //! disk, joins, exports) -> [`aggregate`] (scales and nets, L2). The transfer experiments then go
 //! [`metrics`] (VOC AP, mean class recall, top-k error) -> [`svm`] (linear SVMs, `C` chosen on a
-//! hold-out) -> [`report`] (tables and plots) -> [`protocol`] (Caltech and VOC benchmarks, the
+//! hold-out) -> [`classifier`] (trained SVMs saved with what they take) -> [`report`] (tables and plots) -> [`protocol`] (Caltech and VOC benchmarks, the
 //! paper's Table 11); [`classify`] is the dense test protocol and [`train`] the paper's training
 //! recipe. [`util`] and [`error`] serve every layer.
 //!
@@ -29,6 +29,7 @@
 //! ```
 
 pub mod aggregate;
+pub mod classifier;
 pub mod classify;
 pub mod dataset;
 pub mod descriptor;
@@ -48,6 +49,7 @@ pub mod train;
 pub mod util;
 
 pub use aggregate::Aggregate;
+pub use classifier::Classifier;
 pub use dataset::{Dataset, SplitParams};
 pub use error::{Error, Result};
 pub use extract::{ExtractParams, Extractor, NetEntry};

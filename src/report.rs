@@ -1,6 +1,8 @@
 //! Results of a transfer experiment as files: a per-class table in Markdown (`table.md`) and CSV
 //! (`table.csv`), the scores with the run's parameters as JSON (`metrics.json`), a per-class bar
-//! chart (`per_class.svg`) and, for VOC, precision/recall curves (`pr_curves.svg`).
+//! chart (`per_class.svg`) and, for VOC, precision/recall curves (`pr_curves.svg`); per image,
+//! the classifiers' decision values (`scores_<split>.csv`: `id,label,<one column per class>`,
+//! labels joined as in exports, values in shortest round-trip form).
 //!
 //! Formats, fixed so that tables can be compared across runs (golden files in `tests/golden/`):
 //!
@@ -334,9 +336,40 @@ pub fn write_results(
     Ok(files)
 }
 
+/// Writes the decision values `f` (`n x K`, row `i` for image `ids[i]`) as `path`, a CSV with
+/// header `id,label,<classes...>`.
+pub fn write_scores(
+    path: &Path,
+    ids: &[String],
+    labels: &[Vec<String>],
+    classes: &[String],
+    f: ndarray::ArrayView2<'_, f32>,
+) -> Result<()> {
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|l| crate::store::export::join_labels(l))
+        .collect();
+    let rows: Vec<Vec<f32>> = f.rows().into_iter().map(|r| r.to_vec()).collect();
+    crate::store::export::write_named_csv(path, ids, &labels, classes, &rows)
+}
+
+/// Whether `name` is `<prefix><N><suffix>` or `<prefix><word><suffix>` as a protocol names its
+/// per-split files (`split0.csv`, `scores_test.csv`, `model_trainval.safetensors`).
+fn is_split_file(name: &str, prefix: &str, suffix: &str, digits_only: bool) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|r| r.strip_suffix(suffix))
+        .is_some_and(|n| {
+            !n.is_empty()
+                && n.bytes().all(|b| {
+                    b.is_ascii_digit() || (!digits_only && (b.is_ascii_alphanumeric() || b == b'_'))
+                })
+        })
+}
+
 /// Removes the files an earlier run of a protocol wrote into `dir` (the tables, `metrics.json`,
-/// the plots, `split<N>.csv`), so that a reused results folder holds only this run's results;
-/// other files are left alone. Errors if `dir` exists and is not a folder.
+/// the plots, `split<N>.csv`, `scores_<split>.csv`, `model_<split>.safetensors`, and the VOC
+/// result files `results/VOC*/Main/comp2_cls_*.txt`), so that a reused results folder holds only
+/// this run's results; other files are left alone. Errors if `dir` exists and is not a folder.
 pub fn clear_results(dir: &Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
@@ -347,19 +380,39 @@ pub fn clear_results(dir: &Path) -> Result<()> {
             dir.display()
         )));
     }
+    let remove = |p: &Path| std::fs::remove_file(p).map_err(|e| Error::io(p, e));
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let split = name
-            .strip_prefix("split")
-            .and_then(|r| r.strip_suffix(".csv"))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
         let ours = matches!(
             name,
             "table.md" | "table.csv" | "metrics.json" | "per_class.svg" | "pr_curves.svg"
-        );
-        if (ours || split) && p.is_file() {
-            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        ) || is_split_file(name, "split", ".csv", true)
+            || is_split_file(name, "scores_", ".csv", false)
+            || is_split_file(name, "model_", ".safetensors", false);
+        if ours && p.is_file() {
+            remove(&p)?;
+        }
+    }
+    let results = dir.join("results");
+    if results.is_dir() {
+        for e in std::fs::read_dir(&results).map_err(|e| Error::io(&results, e))? {
+            let year = e.map_err(|e| Error::io(&results, e))?.path();
+            let main = year.join("Main");
+            let is_voc = year
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("VOC"));
+            if !is_voc || !main.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(&main).map_err(|e| Error::io(&main, e))? {
+                let p = f.map_err(|e| Error::io(&main, e))?.path();
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.starts_with("comp2_cls_") && name.ends_with(".txt") && p.is_file() {
+                    remove(&p)?;
+                }
+            }
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ mod dataset;
 mod extract;
 mod image_io;
 mod model;
+mod protocols;
 mod reliability;
 mod report;
 mod reproduce;

@@ -154,6 +154,47 @@ fn caltech_protocol_and_split_files() {
         std::fs::read_to_string(out.join("table.csv")).unwrap(),
         std::fs::read_to_string(out2.join("table.csv")).unwrap()
     );
+
+    // Each split's classifiers, applied by `predict` to the store, give the split's own
+    // decision values for its test images (1e-6); the true labels are in the scores file.
+    for s in 0..2 {
+        let csv = tmp.path().join(format!("predicted{s}.csv"));
+        vggfeat()
+            .arg("predict")
+            .arg("--model")
+            .arg(out.join(format!("model_split{s}.safetensors")))
+            .arg("-f")
+            .arg(&store)
+            .arg("--csv")
+            .arg(&csv)
+            .assert()
+            .success();
+        let read = |p: &Path| -> Vec<Vec<String>> {
+            csv::Reader::from_path(p)
+                .unwrap()
+                .records()
+                .map(|r| r.unwrap().iter().map(String::from).collect())
+                .collect()
+        };
+        let run = read(&out.join(format!("scores_split{s}.csv")));
+        let all = read(&csv);
+        assert_eq!(run.len(), 30);
+        assert_eq!(all.len(), 120, "every successful record is scored");
+        for row in &run {
+            let p = all.iter().find(|r| r[0] == row[0]).unwrap();
+            assert_eq!(p[1], row[1], "labels of {}", row[0]);
+            assert!(
+                row[0].starts_with(&row[1]),
+                "{} labelled {}",
+                row[0],
+                row[1]
+            );
+            for (a, b) in row[2..].iter().zip(&p[2..]) {
+                let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+                assert!((a - b).abs() <= 1e-6, "{}: {a} vs {b}", row[0]);
+            }
+        }
+    }
 }
 
 fn write(p: &Path, s: &str) {

@@ -720,9 +720,14 @@ pub fn save_torchvision(
             linear(m8, f8)?;
         }
     }
-    let views: Vec<(String, TensorBytes)> = out
+    let views: Vec<(String, crate::util::F32View)> = out
         .iter()
-        .map(|(k, v)| Ok((k.clone(), TensorBytes::new(&v.to_device(&Device::Cpu)?)?)))
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                crate::util::F32View::of_tensor(&v.to_device(&Device::Cpu)?)?,
+            ))
+        })
         .collect::<Result<_>>()?;
     let meta: std::collections::HashMap<String, String> = metadata
         .iter()
@@ -733,37 +738,6 @@ pub fn save_torchvision(
         reason: e.to_string(),
     })?;
     crate::util::write_atomic(path, &bytes)
-}
-
-/// A float32 tensor as raw little-endian bytes, for safetensors serialisation.
-struct TensorBytes {
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-impl TensorBytes {
-    fn new(t: &Tensor) -> Result<Self> {
-        let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
-        Ok(TensorBytes {
-            shape: t.dims().to_vec(),
-            data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        })
-    }
-}
-
-impl safetensors::View for TensorBytes {
-    fn dtype(&self) -> safetensors::Dtype {
-        safetensors::Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
 }
 
 #[cfg(test)]

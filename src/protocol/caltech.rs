@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::record::{ProtocolResult, SplitResult};
 use super::{Run, dataset_of, matrix};
+use crate::classifier::Classifier;
 use crate::dataset::{Split, SplitParams, sample_split};
 use crate::error::{Error, Result};
 use crate::metrics::{self, MeanStd};
@@ -84,7 +85,8 @@ fn per_class_counts(splits: &[Split]) -> String {
 }
 
 /// Runs the Caltech protocol on aggregated descriptors of `store` and writes `run.out` (tables,
-/// plots, `metrics.json` with the run record, and `split<N>.csv`).
+/// plots, `metrics.json` with the run record, and per split `split<N>.csv`, the test images'
+/// decision values `scores_split<N>.csv` and the classifiers `model_split<N>.safetensors`).
 pub fn run_caltech(
     store: &Store,
     desc: &Descriptors,
@@ -137,6 +139,28 @@ pub fn run_caltech(
         let xte = matrix(&desc.rows, &idx(&split.test));
         let sel = select.select_one_vs_rest(svm, xtr.view(), &split.train_labels, classes.len())?;
         let pred = sel.model.predict(xte.view());
+        let test_ids: Vec<String> = split.test.iter().map(|&i| row_of(i).to_string()).collect();
+        let test_labels: Vec<Vec<String>> = split
+            .test_labels
+            .iter()
+            .map(|&k| vec![classes[k].clone()])
+            .collect();
+        report::write_scores(
+            &out.join(format!("scores_split{s}.csv")),
+            &test_ids,
+            &test_labels,
+            &classes,
+            sel.model.decision_function(xte.view()).view(),
+        )?;
+        Classifier::new(
+            sel.model.clone(),
+            classes.clone(),
+            vec![sel.c; classes.len()],
+            run.features.clone(),
+            format!("split {s}: {} training images", split.train.len()),
+            false,
+        )?
+        .save(&out.join(format!("model_split{s}.safetensors")))?;
         let rec = metrics::mean_class_recall(&split.test_labels, &pred, classes.len())?;
         for (k, r) in rec.per_class.iter().enumerate() {
             if let Some(r) = r {

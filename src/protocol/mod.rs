@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use ndarray::{Array2, Axis};
 
 use crate::aggregate::Aggregate;
+use crate::classifier::FeatureSpec;
 use crate::dataset::{Dataset, Item, SourceKind};
 use crate::error::{Error, Result};
 use crate::store::{Descriptors, Nets, Store, aggregate_stores, read_manifest};
@@ -28,8 +29,8 @@ pub use record::{ProtocolName, ProtocolResult, RunRecord, SplitResult};
 pub use voc::{VocOutcome, VocParams, run_voc};
 
 /// What every protocol run needs besides its data: the run record (which holds the
-/// classifiers' parameters; the runner adds what it chose), the results table's title, and the
-/// results folder.
+/// classifiers' parameters; the runner adds what it chose), the results table's title, the
+/// results folder, and what the descriptors are (saved with the classifiers).
 #[derive(Debug, Clone)]
 pub struct Run {
     /// The record of the run.
@@ -41,6 +42,8 @@ pub struct Run {
     pub description: String,
     /// The results folder.
     pub out: PathBuf,
+    /// The descriptors the classifiers take (saved with them as `model_<split>.safetensors`).
+    pub features: FeatureSpec,
 }
 
 /// The protocol of an `svm` run.
@@ -151,6 +154,7 @@ pub fn run_svm(req: &SvmRequest) -> Result<SvmReport> {
     };
     let run = Run {
         title: req.title.clone(),
+        features: FeatureSpec::of_store(&manifest, req.aggregate, &record.nets),
         description: format!("{layers}, {agg}"),
         record,
         out: req.out.clone(),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{ProtocolName, Run, RunRecord, SplitSource, VocParams, run_caltech, run_voc};
 use crate::aggregate::Aggregate;
+use crate::classifier::FeatureSpec;
 use crate::dataset::{Dataset, OpenOptions, SourceKind, SplitParams};
 use crate::error::{Error, Result};
 use crate::extract::{ExtractParams, Extractor, NetEntry, canonical_root};
@@ -20,7 +21,8 @@ use crate::svm::{LinearSvmValidParams, SelectCValidParams};
 pub enum Benchmark {
     /// PASCAL VOC 2007: trainval -> test, 11-point mAP.
     Voc2007,
-    /// PASCAL VOC 2012: train -> val offline (the paper used the test server), area AP.
+    /// PASCAL VOC 2012: train -> val offline, area AP; when the devkit has the test images,
+    /// also trainval -> test as the evaluation server's result files (the paper's number).
     Voc2012,
     /// Caltech-101: 3 splits, 30 train / 50 test per class, stacked scales.
     Caltech101,
@@ -78,10 +80,18 @@ impl Benchmark {
             _ => None,
         }
     }
+
+    /// The image set scored only by the evaluation server, with its size, when `dir` has it:
+    /// VOC 2012's `test` (its labels are not released).
+    fn server_set(self, dir: &Path) -> Option<(&'static str, usize)> {
+        (self == Benchmark::Voc2012 && dir.join("ImageSets/Main/test.txt").is_file())
+            .then_some(("test", 10991))
+    }
 }
 
 /// Checks a benchmark folder against the expectations documented in `datasets/`, before hours
-/// of extraction. Returns the dataset(s) listed: one for Caltech, (train, test) for VOC.
+/// of extraction. Returns the dataset(s) listed: one for Caltech, (train, test) for VOC, and
+/// VOC 2012's server test set third when the devkit has it.
 pub fn check_folder(b: Benchmark, dir: &Path) -> Result<Vec<Dataset>> {
     let bad = |reason: String| Error::Data {
         path: dir.to_path_buf(),
@@ -106,7 +116,7 @@ pub fn check_folder(b: Benchmark, dir: &Path) -> Result<Vec<Dataset>> {
     }
     let sets = b.voc_sets().expect("VOC benchmarks have sets");
     let mut out = Vec::new();
-    for (set, n) in sets {
+    for (set, n) in sets.into_iter().chain(b.server_set(dir)) {
         let ds = Dataset::from_voc(dir, set)?;
         if ds.len() != n {
             return Err(bad(format!(
@@ -128,6 +138,9 @@ pub struct Cell {
     pub nets: String,
     /// Our score, formatted (percent).
     pub ours: String,
+    /// VOC 2012: the folder of the evaluation server's result files (trainval -> test), when
+    /// the devkit has the test set.
+    pub server_files: Option<PathBuf>,
 }
 
 /// Options of a reproduction run.
@@ -165,6 +178,8 @@ pub fn run_benchmark(
             None => vec![Dataset::open(dir)?],
             Some(sets) => sets
                 .iter()
+                .copied()
+                .chain(b.server_set(dir))
                 .map(|(s, _)| Dataset::from_voc(dir, s))
                 .collect::<Result<_>>()?,
         }
@@ -183,7 +198,9 @@ pub fn run_benchmark(
         let input = InputSpec {
             root: canonical_root(dir),
             kind: ds.kind,
-            split: b.voc_sets().map(|s| s[i].0.to_string()),
+            split: b
+                .voc_sets()
+                .map(|s| s.get(i).map_or("test", |s| s.0).to_string()),
             classes: None,
             limit_per_class: None,
             shard: None,
@@ -214,6 +231,7 @@ pub fn run_benchmark(
             name.replace(" & ", "")
         ));
         let desc = aggregate_stores(&stores, how, &idx)?;
+        let features = FeatureSpec::of_store(&stores[0].manifest, how, &idx);
         let title = format!(
             "{} — {name}, {}",
             b.name(),
@@ -239,7 +257,9 @@ pub fn run_benchmark(
                 result: None,
             },
             out,
+            features,
         };
+        let mut server_files = None;
         let ours = match b {
             Benchmark::Caltech101 | Benchmark::Caltech256 => {
                 let split = SplitParams {
@@ -274,13 +294,42 @@ pub fn run_benchmark(
                     ap,
                 };
                 let o = run_voc(&voc, &desc, &run)?;
-                format!("{:.1}", 100.0 * o.table.mean)
+                if b.server_set(dir).is_some() {
+                    // The paper's VOC-2012 number: trained on trainval, scored by the server.
+                    let server = VocParams {
+                        train_set: "trainval".into(),
+                        test_set: "test".into(),
+                        ..voc
+                    };
+                    let run = Run {
+                        title: Some(format!(
+                            "{} (trainval -> test, for the server)",
+                            run.title.as_deref().unwrap_or_default()
+                        )),
+                        out: run.out.with_file_name(format!(
+                            "{}-server",
+                            run.out
+                                .file_name()
+                                .and_then(|n| n.to_str())
+                                .unwrap_or("voc")
+                        )),
+                        ..run.clone()
+                    };
+                    let files = run_voc(&server, &desc, &run)?.result_files;
+                    server_files = Some(super::record::relative_to(&files, &p.out));
+                }
+                let table = o.table.ok_or_else(|| Error::Data {
+                    path: dir.to_path_buf(),
+                    reason: format!("image set `{te}` has no labels"),
+                })?;
+                format!("{:.1}", 100.0 * table.mean)
             }
         };
         cells.push(Cell {
             benchmark: b,
             nets: name,
             ours,
+            server_files,
         });
     }
     Ok(cells)
@@ -309,6 +358,17 @@ pub fn table11(cells: &[Cell], skipped: &[String]) -> String {
             s.push_str(&format!(" {ours} / {} |", b.paper()[row]));
         }
         s.push('\n');
+    }
+    let server: Vec<&Cell> = cells.iter().filter(|c| c.server_files.is_some()).collect();
+    if !server.is_empty() {
+        s.push_str(
+            "\nVOC-2012 (ours) is train -> val, scored offline; the paper's number is trainval -> \
+             test from the evaluation server. Result files to submit (competition 2):\n",
+        );
+        for c in server {
+            let p = c.server_files.as_deref().unwrap_or(Path::new(""));
+            s.push_str(&format!("- {}: {}\n", c.nets, p.display()));
+        }
     }
     if !skipped.is_empty() {
         s.push_str("\nSkipped:\n");

@@ -1,12 +1,15 @@
 //! The PASCAL VOC protocol (the paper's Table 11): one-vs-rest SVMs on a devkit's training
-//! image set, per-class AP on its test set (11-point for VOC 2007, area for VOC 2010+), mAP.
+//! image set, per-class AP on its test set (11-point for VOC 2007, area for VOC 2010+), mAP, and
+//! the devkit's result files for the evaluation server (competition 2), which is the only way to
+//! score VOC 2012's test set.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 
 use super::record::ProtocolResult;
 use super::{Run, matrix};
+use crate::classifier::Classifier;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::metrics::{self, ApKind, ApResult};
@@ -18,10 +21,13 @@ use crate::store::Descriptors;
 pub struct VocOutcome {
     /// Chosen C.
     pub c: f64,
-    /// Per-class AP and the mAP.
-    pub table: ResultsTable,
+    /// Per-class AP and the mAP; `None` when the test set has no labels (VOC 2012's test set,
+    /// whose labels the evaluation server holds): only the result files are written.
+    pub table: Option<ResultsTable>,
     /// Per-class AP results with PR curves.
     pub aps: Vec<(String, ApResult)>,
+    /// The folder of the devkit-format result files (`.../results/VOC<year>/Main`).
+    pub result_files: PathBuf,
 }
 
 /// Where a VOC-style run's images and labels come from.
@@ -49,10 +55,59 @@ impl VocParams {
     }
 }
 
+/// The devkit's name for the results folder of `devkit`: the `VOC<year>` in its folder name
+/// (`VOCdevkit/VOC2012` -> `VOC2012`), else the folder name itself.
+pub fn devkit_name(devkit: &Path) -> String {
+    let name = devkit
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("VOC")
+        .to_string();
+    name.find("VOC")
+        .and_then(|i| {
+            let year = name.get(i + 3..i + 7)?;
+            year.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| format!("VOC{year}"))
+        })
+        .unwrap_or(name)
+}
+
+/// Writes the devkit's classification result files for competition 2 (trained on outside data,
+/// here ImageNet features): `<out>/results/<VOCyear>/Main/comp2_cls_<test set>_<class>.txt`, one
+/// per class, one line `<image id> <confidence>` per test image in the order of
+/// `ImageSets/Main/<test set>.txt` (the decision value, in shortest round-trip form, which the
+/// devkit's `%s %f` reads). Returns the `Main` folder; tar `results/` to submit.
+pub fn write_result_files(
+    out: &Path,
+    devkit: &Path,
+    test_set: &str,
+    image_ids: &[String],
+    classes: &[String],
+    f: ArrayView2<'_, f32>,
+) -> Result<PathBuf> {
+    let main = out.join("results").join(devkit_name(devkit)).join("Main");
+    std::fs::create_dir_all(&main).map_err(|e| Error::io(&main, e))?;
+    for (k, class) in classes.iter().enumerate() {
+        let mut body = String::with_capacity(image_ids.len() * 20);
+        for (id, v) in image_ids.iter().zip(f.column(k)) {
+            body.push_str(&format!("{id} {v}\n"));
+        }
+        crate::util::write_atomic(
+            &main.join(format!("comp2_cls_{test_set}_{class}.txt")),
+            body.as_bytes(),
+        )?;
+    }
+    Ok(main)
+}
+
 /// Runs the VOC protocol: one-vs-rest SVMs on the devkit's training set (labels +1 / -1 / 0
-/// difficult from `ImageSets/Main/<class>_<set>.txt`), AP per class on the test set ranked by
-/// the decision values, difficult images ignored. Descriptors are looked up by image id (the
-/// devkit-relative path `JPEGImages/<id>.jpg`), in one or several stores' descriptors.
+/// difficult from `ImageSets/Main/<class>_<set>.txt`), decision values on the test set written
+/// as the devkit's result files ([`write_result_files`]), `scores_<test set>.csv` and the
+/// classifiers as `model_<train set>.safetensors`; when the test set has labels, AP per class
+/// ranked by the decision values, difficult images ignored, and the tables. Descriptors are
+/// looked up by image id (the devkit-relative path `JPEGImages/<id>.jpg`), in one or several
+/// stores' descriptors.
 pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutcome> {
     let (devkit, train_set, test_set, ap) = (
         voc.devkit.as_path(),
@@ -65,9 +120,11 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
         .title
         .clone()
         .unwrap_or_else(|| format!("{}: VOC {train_set} -> {test_set} ({ap})", run.description));
-    let load = |set: &str| -> Result<(Dataset, Vec<usize>, Array2<i8>)> {
+    type Loaded = (Dataset, Vec<usize>, Option<Array2<i8>>);
+    let load = |set: &str| -> Result<Loaded> {
         let ds = Dataset::from_voc(devkit, set)?;
         let mut rows = Vec::with_capacity(ds.len());
+        let labelled = ds.items.iter().all(|i| i.voc_labels.is_some());
         let mut labels = Array2::<i8>::zeros((ds.len(), ds.classes.len()));
         for (i, item) in ds.items.iter().enumerate() {
             let r = desc.ids.binary_search(&item.id).map_err(|_| Error::Data {
@@ -78,22 +135,74 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
                 ),
             })?;
             rows.push(r);
-            let l = item.voc_labels.as_ref().ok_or_else(|| Error::Data {
-                path: devkit.to_path_buf(),
-                reason: format!("set `{set}` has no per-class label files"),
-            })?;
-            for (k, v) in l.iter().enumerate() {
-                labels[[i, k]] = *v;
+            if let Some(l) = &item.voc_labels {
+                for (k, v) in l.iter().enumerate() {
+                    labels[[i, k]] = *v;
+                }
             }
         }
-        Ok((ds, rows, labels))
+        Ok((ds, rows, labelled.then_some(labels)))
     };
     let (train, tr_rows, tr_labels) = load(train_set)?;
-    let (_test, te_rows, te_labels) = load(test_set)?;
+    let tr_labels = tr_labels.ok_or_else(|| Error::Data {
+        path: devkit.to_path_buf(),
+        reason: format!("training set `{train_set}` has no per-class label files"),
+    })?;
+    let (test, te_rows, te_labels) = load(test_set)?;
     let xtr = matrix(&desc.rows, &tr_rows);
     let xte = matrix(&desc.rows, &te_rows);
     let sel = select.select_multi_label(svm, xtr.view(), tr_labels.view())?;
     let f = sel.model.decision_function(xte.view());
+
+    report::clear_results(out)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let image_ids: Vec<String> = test
+        .items
+        .iter()
+        .map(|i| voc_image_id(&i.id).to_string())
+        .collect();
+    let result_files =
+        write_result_files(out, devkit, test_set, &image_ids, &train.classes, f.view())?;
+    let test_ids: Vec<String> = test.items.iter().map(|i| i.id.clone()).collect();
+    let test_labels: Vec<Vec<String>> = test.items.iter().map(|i| i.labels.clone()).collect();
+    report::write_scores(
+        &out.join(format!("scores_{test_set}.csv")),
+        &test_ids,
+        &test_labels,
+        &train.classes,
+        f.view(),
+    )?;
+    Classifier::new(
+        sel.model.clone(),
+        train.classes.clone(),
+        vec![sel.c; train.classes.len()],
+        run.features.clone(),
+        format!(
+            "VOC `{train_set}` of {}: {} images",
+            devkit_name(devkit),
+            train.len()
+        ),
+        true,
+    )?
+    .save(&out.join(format!("model_{train_set}.safetensors")))?;
+    let mut record = run.record.clone();
+    record.result = Some(ProtocolResult::Voc {
+        c: sel.c,
+        c_scores: sel.scores.iter().map(|c| (c.c, c.score)).collect(),
+        train_set: train_set.to_string(),
+        test_set: test_set.to_string(),
+    });
+    let Some(te_labels) = te_labels else {
+        // The test labels are held by the evaluation server: the result files are the output.
+        crate::util::write_json(&out.join("metrics.json"), &record.relative_to(out))?;
+        return Ok(VocOutcome {
+            c: sel.c,
+            table: None,
+            aps: Vec::new(),
+            result_files,
+        });
+    };
+
     // A class without training positives has no classifier worth the name, one without test
     // positives no AP: both are listed as not scored and left out of the mAP.
     let mut aps = Vec::new();
@@ -133,21 +242,20 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
         .map(|(n, a)| ClassScore::new(n.clone(), a.ap))
         .collect();
     let table = ResultsTable::new(&title, "AP", rows, map)?.with_unscored(unscored);
-    report::clear_results(out)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut record = run.record.clone();
-    record.result = Some(ProtocolResult::Voc {
-        c: sel.c,
-        c_scores: sel.scores.iter().map(|c| (c.c, c.score)).collect(),
-        train_set: train_set.to_string(),
-        test_set: test_set.to_string(),
-    });
     report::write_results(out, &table, &record.relative_to(out))?;
     let curves: Vec<(&str, &ApResult)> = aps.iter().map(|(n, a)| (n.as_str(), a)).collect();
     report::write_pr_curves(&out.join("pr_curves.svg"), &title, &curves)?;
     Ok(VocOutcome {
         c: sel.c,
-        table,
+        table: Some(table),
         aps,
+        result_files,
     })
+}
+
+/// The devkit's image id of a VOC item id (`JPEGImages/000012.jpg` -> `000012`).
+fn voc_image_id(id: &str) -> &str {
+    id.strip_prefix("JPEGImages/")
+        .and_then(|r| r.strip_suffix(".jpg"))
+        .unwrap_or(id)
 }

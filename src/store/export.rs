@@ -106,6 +106,19 @@ pub fn write_csv(path: &Path, ids: &[String], labels: &[String], rows: &[Vec<f32
     csv_file(path, ids, labels, rows)?.commit()
 }
 
+/// Writes one row of values per image as CSV with the given value columns: header
+/// `id,label,<columns...>` (e.g. decision values, one column per class), floats in shortest
+/// round-trip form.
+pub fn write_named_csv(
+    path: &Path,
+    ids: &[String],
+    labels: &[String],
+    columns: &[String],
+    rows: &[Vec<f32>],
+) -> Result<()> {
+    named_csv_file(path, ids, labels, columns, rows)?.commit()
+}
+
 fn csv_file(
     path: &Path,
     ids: &[String],
@@ -113,11 +126,22 @@ fn csv_file(
     rows: &[Vec<f32>],
 ) -> Result<AtomicFile> {
     let d = rows.first().map_or(0, Vec::len);
+    let columns: Vec<String> = (0..d).map(|i| format!("d{i}")).collect();
+    named_csv_file(path, ids, labels, &columns, rows)
+}
+
+fn named_csv_file(
+    path: &Path,
+    ids: &[String],
+    labels: &[String],
+    columns: &[String],
+    rows: &[Vec<f32>],
+) -> Result<AtomicFile> {
     let mut file = AtomicFile::create(path)?;
     {
         let mut w = csv::Writer::from_writer(file.writer());
         let mut header = vec!["id".to_string(), "label".to_string()];
-        header.extend((0..d).map(|i| format!("d{i}")));
+        header.extend(columns.iter().cloned());
         w.write_record(&header).map_err(|e| csv_err(path, e))?;
         for ((id, label), row) in ids.iter().zip(labels).zip(rows) {
             let mut rec = vec![id.clone(), label.clone()];

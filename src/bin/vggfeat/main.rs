@@ -54,6 +54,8 @@ enum Command {
     Merge(commands::merge::MergeArgs),
     /// Linear SVMs on stored descriptors: Caltech-style splits or VOC-style AP, results tables.
     Svm(Box<commands::svm::SvmArgs>),
+    /// Apply the classifiers an `svm` run saved to another store (top classes or scores CSV).
+    Predict(commands::predict::PredictArgs),
     /// The paper's transfer table (Table 11) for whichever benchmarks and nets are given.
     Reproduce(commands::reproduce::ReproduceArgs),
     /// Train with the paper's recipe: from scratch, from a shallower net, fine-tuning, resuming.
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Command::Export(a) => commands::export::run(a),
         Command::Merge(a) => commands::merge::run(a),
         Command::Svm(a) => commands::svm::run(*a),
+        Command::Predict(a) => commands::predict::run(a),
         Command::Reproduce(a) => commands::reproduce::run(a),
         Command::Weights { action } => commands::weights::run(action),
         Command::Train(a) => commands::train::run(*a),

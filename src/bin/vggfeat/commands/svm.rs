@@ -103,7 +103,8 @@ pub struct SvmArgs {
     /// C grid for selection on a hold-out of each training split, comma-separated.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_values_t = DEFAULT_C_GRID.to_vec())]
     pub c_grid: Vec<f64>,
-    /// Results folder (table.md, table.csv, metrics.json, plots, splits).
+    /// Results folder (table.md, table.csv, metrics.json, plots, splits, scores_*.csv,
+    /// model_*.safetensors; VOC: results/VOC<year>/Main/comp2_cls_*.txt for the devkit).
     #[arg(long, short = 'o')]
     pub out: PathBuf,
     /// Title of the results table (default: from the store and the protocol).
@@ -191,13 +192,23 @@ pub fn run(a: SvmArgs) -> Result<u8> {
                 req.out.display()
             );
         }
-        SvmOutcome::Voc(o) => println!(
-            "mAP {:.2} % (C = {}, {:.1} s); results in {}",
-            100.0 * o.table.mean,
-            o.c,
-            t0.elapsed().as_secs_f64(),
-            req.out.display()
-        ),
+        SvmOutcome::Voc(o) => match &o.table {
+            Some(t) => println!(
+                "mAP {:.2} % (C = {}, {:.1} s); results in {}; devkit result files in {}",
+                100.0 * t.mean,
+                o.c,
+                t0.elapsed().as_secs_f64(),
+                req.out.display(),
+                o.result_files.display()
+            ),
+            None => println!(
+                "the test set has no labels (the evaluation server holds them): devkit result \
+                 files written to {} (C = {}, {:.1} s); tar the `results` folder to submit",
+                o.result_files.display(),
+                o.c,
+                t0.elapsed().as_secs_f64()
+            ),
+        },
     }
     Ok(EXIT_OK)
 }
