@@ -9,15 +9,18 @@ Writes into tests/data/reference/:
   bn_tiny_reference.safetensors  `input` (1,3,96,128); `fc7`, `logits` of the classic path in
                                  eval mode; `folded.features.N.{weight,bias}`: each conv with its
                                  BN folded by torch.nn.utils.fusion.fuse_conv_bn_eval
-  classify_tiny.json             the paper's dense classification posteriors of the vgg-d-tiny
-                                 fixture on its three PNGs at Q = 256: softmax of the mean of
-                                 the fc8 score map averaged with the flipped image's
+  classify_tiny.json             the paper's classification posteriors of the vgg-d-tiny fixture
+                                 on its three PNGs: dense at Q = 256 (the softmax of the fc8
+                                 score map's mean, averaged with the flipped image's), and
+                                 multi-crop (224 x 224 crops on a 5 x 5 grid at Q = 256 and a
+                                 3 x 3 grid at Q = 240, each with its flip, posteriors averaged)
 
 Run from the repository root, with torch, torchvision, safetensors and Pillow installed:
     python3 scripts/torch_references.py ../shared
 Deterministic (seed 0).
 """
 import json
+import math
 import os
 import sys
 
@@ -92,39 +95,72 @@ def pillow_input(path, q, flip):
     return torch.flip(x, [2]) if flip else x
 
 
-def classify_reference():
+def tiny_net():
+    """The vgg-d-tiny fixture as a function from a batch (N,3,H,W) to its fc8 score maps."""
     d = f"{SHARED}/fixtures/vgg-d-tiny"
     sd = load_file(f"{d}/weights.safetensors")
     # Rebuild the body walk from the module indices: a conv at N is followed by its ReLU at N+1,
     # anything else is a 2x2 max-pool.
     convs = sorted(int(k.split(".")[1]) for k in sd if k.startswith("features.") and k.endswith(".weight"))
     last = convs[-1] + 2  # the final pool
-    out = {}
+
+    def scores(x):
+        with torch.no_grad():
+            n = 0
+            while n <= last:
+                if n in convs:
+                    x = F.relu(F.conv2d(x, sd[f"features.{n}.weight"], sd[f"features.{n}.bias"], padding=1))
+                    n += 2
+                else:
+                    x = F.max_pool2d(x, 2)
+                    n += 1
+            w6 = sd["classifier.0.weight"]
+            c = x.shape[1]
+            x = F.relu(F.conv2d(x, w6.view(w6.shape[0], c, 7, 7), sd["classifier.0.bias"]))
+            w7 = sd["classifier.3.weight"]
+            x = F.relu(F.conv2d(x, w7.view(*w7.shape, 1, 1), sd["classifier.3.bias"]))
+            w8 = sd["classifier.6.weight"]
+            return F.conv2d(x, w8.view(*w8.shape, 1, 1), sd["classifier.6.bias"])
+
+    return d, scores
+
+
+def crop_offsets(side, crop, grid):
+    """The crop grid of vggfeat's classify: round(i * (side - crop) / (grid - 1)), halves away
+    from zero (Rust's f64::round, not Python's banker's round); a 1x1 grid is the centre."""
+    room = max(side - crop, 0)
+    if grid <= 1:
+        return [room // 2]
+    return [math.floor(i * room / (grid - 1) + 0.5) for i in range(grid)]
+
+
+def classify_reference():
+    d, scores = tiny_net()
+    dense = {}
     for i in range(3):
-        rows = []
+        posts = []
         for flip in (False, True):
             x = pillow_input(f"{d}/images/{i}.png", 256, flip).unsqueeze(0)
-            with torch.no_grad():
-                n = 0
-                while n <= last:
-                    if n in convs:
-                        x = F.relu(F.conv2d(x, sd[f"features.{n}.weight"], sd[f"features.{n}.bias"], padding=1))
-                        n += 2
-                    else:
-                        x = F.max_pool2d(x, 2)
-                        n += 1
-                w6 = sd["classifier.0.weight"]
-                c = x.shape[1]
-                x = F.relu(F.conv2d(x, w6.view(w6.shape[0], c, 7, 7), sd["classifier.0.bias"]))
-                w7 = sd["classifier.3.weight"]
-                x = F.relu(F.conv2d(x, w7.view(*w7.shape, 1, 1), sd["classifier.3.bias"]))
-                w8 = sd["classifier.6.weight"]
-                x = F.conv2d(x, w8.view(*w8.shape, 1, 1), sd["classifier.6.bias"])
-            rows.append(x.mean(dim=(2, 3))[0])
-        probs = torch.softmax((rows[0] + rows[1]) / 2, dim=0)
-        out[f"{i}.png"] = [float(v) for v in probs]
+            posts.append(torch.softmax(scores(x).mean(dim=(2, 3))[0], dim=0))
+        # The paper (Section 3.2): the soft-max posteriors of the image and its flip are averaged.
+        dense[f"{i}.png"] = [float(v) for v in (posts[0] + posts[1]) / 2]
+    crops = []
+    for q, grid in ((256, 5), (240, 3)):
+        out = {}
+        for i in range(3):
+            x = pillow_input(f"{d}/images/{i}.png", q, False)
+            _, h, w = x.shape
+            batch = []
+            for y in crop_offsets(h, 224, grid):
+                for xo in crop_offsets(w, 224, grid):
+                    c = x[:, y:y + 224, xo:xo + 224]
+                    batch += [c, torch.flip(c, [2])]
+            p = torch.softmax(scores(torch.stack(batch)).mean(dim=(2, 3)), dim=1)
+            out[f"{i}.png"] = [float(v) for v in p.mean(dim=0)]
+        crops.append({"scale": q, "grid": grid, "posteriors": out})
     with open(f"{OUT}/classify_tiny.json", "w") as f:
-        json.dump({"scale": 256, "weights": "vgg-d-tiny/weights.safetensors", "posteriors": out}, f, indent=1)
+        json.dump({"scale": 256, "weights": "vgg-d-tiny/weights.safetensors", "posteriors": dense,
+                   "crops": crops}, f, indent=1)
 
 
 bn_reference()

@@ -1,8 +1,8 @@
 //! The paper's per-scale image descriptor (Appendix B; `PROTOCOL.md`): rescale the image to
 //! smallest side Q, run the network densely to the descriptor layer, average the map over its
 //! spatial positions (global average pooling), do the same for the horizontal flip and average
-//! the two. The same mean-then-flip-average, applied to the fc8 score map, is the paper's dense
-//! test-time classification ([`crate::classify`]).
+//! the two. The paper's dense test-time classification ([`crate::classify`]) takes the same
+//! spatial mean of the fc8 score map, but averages the flip after the soft-max.
 //!
 //! [`PerScale::describe`] computes it for a group of images already resized to one scale,
 //! batching inputs of equal shape (an image and its flip, equal-size images) into one forward

@@ -62,6 +62,128 @@ fn classify_reports_bad_images_and_exits_1() {
         );
 }
 
+/// The classes `classify` ranks for an image, best first.
+fn ranked(weights: &std::path::Path, image: &std::path::Path) -> Vec<String> {
+    let out = vggfeat()
+        .args(["classify", "--top", "10", "--scale", "224", "-w"])
+        .arg(weights)
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split("class").nth(1).unwrap().trim().to_string())
+        .collect()
+}
+
+#[test]
+fn classify_eval_reports_top1_and_top5_error() {
+    let t = util::tiny();
+    let w = t.join("weights.safetensors");
+    let d = tempfile::tempdir().unwrap();
+    let images: Vec<_> = (0..3).map(|i| t.join(format!("images/{i}.png"))).collect();
+    let ranks: Vec<Vec<String>> = images.iter().map(|p| ranked(&w, p)).collect();
+    assert_eq!(ranks[0].len(), 10);
+    // Labelled with their top class: no error; one labelled with its last class: top-1 and
+    // top-5 error 1/3; a broken file is reported and left out (exit 1).
+    let list = |labels: &[&str], extra: &str| {
+        let p = d.path().join("list.txt");
+        let mut s: String = images
+            .iter()
+            .zip(labels)
+            .map(|(p, l)| format!("{}\t{l}\n", p.display()))
+            .collect();
+        s.push_str(extra);
+        std::fs::write(&p, s).unwrap();
+        p
+    };
+    let top: Vec<&str> = ranks.iter().map(|r| r[0].as_str()).collect();
+    vggfeat()
+        .args(["classify", "--scale", "224", "-w"])
+        .arg(&w)
+        .arg("--eval")
+        .arg(list(&top, ""))
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(
+            "top-1 error 0.00 %, top-5 error 0.00 % over 3 images (dense at Q 224)",
+        ));
+    let bad = d.path().join("broken.png");
+    std::fs::write(&bad, b"\x89PNG truncated").unwrap();
+    let mixed = [top[0], top[1], ranks[2][9].as_str()];
+    vggfeat()
+        .args(["classify", "--scale", "224", "-w"])
+        .arg(&w)
+        .arg("--eval")
+        .arg(list(&mixed, &format!("{}\t0\n", bad.display())))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::starts_with(
+            "top-1 error 33.33 %, top-5 error 33.33 % over 3 images",
+        ))
+        .stderr(predicate::str::contains("broken.png").and(predicate::str::contains("1 of 4")));
+    // A label that is no class of the net: a usage error before any image is read.
+    vggfeat()
+        .args(["classify", "-w"])
+        .arg(&w)
+        .arg("--eval")
+        .arg(list(&["4", "12", "4"], ""))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "label `12` is not a class of the net",
+        ));
+}
+
+#[test]
+fn classify_multi_crop_dense_and_fusion() {
+    let t = util::tiny();
+    let img = t.join("images/0.png");
+    let run = |args: &[&str], weights: &[&str]| -> String {
+        let mut c = vggfeat();
+        c.arg("classify").args(args);
+        for w in weights {
+            c.arg("-w").arg(t.join(w));
+        }
+        let out = c.arg(&img).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let w = ["weights.safetensors"];
+    let dense = run(&["--scale", "224,256"], &w);
+    let crops = run(&["--scale", "224,256", "--crops", "3"], &w);
+    let both = run(&["--scale", "224,256", "--crops", "3", "--dense"], &w);
+    assert_ne!(dense, crops);
+    assert_ne!(both, dense);
+    assert_ne!(both, crops);
+    // The same weights in two spellings fused: the posteriors of one.
+    let fused = run(
+        &["--scale", "224,256"],
+        &["weights.safetensors", "weights.pth"],
+    );
+    assert_eq!(fused, dense);
+    // Nets with other class counts cannot be fused; a scale under the crop size is refused.
+    vggfeat()
+        .args(["classify", "--crops", "0", "-w"])
+        .arg(t.join("weights.safetensors"))
+        .arg(&img)
+        .assert()
+        .code(2);
+    vggfeat()
+        .args(["classify", "--scale", "200", "--crops", "5", "-w"])
+        .arg(t.join("weights.safetensors"))
+        .arg(&img)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("scale 200 is below 224"));
+}
+
 #[test]
 fn classify_needs_fc8() {
     vggfeat()

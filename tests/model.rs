@@ -224,7 +224,7 @@ fn small_crop_head_round_trips_and_runs_densely() {
 }
 
 /// The paper's dense classification (`vggfeat classify`): per image, the softmax of the fc8
-/// score map's mean averaged with the flipped image's, pinned against PyTorch on the fixture
+/// score map's mean, averaged with the flipped image's softmax, pinned against PyTorch on the fixture
 /// (`scripts/torch_references.py`, Pillow's resize) within 1e-5 absolute, on every engine.
 #[test]
 fn dense_classification_posteriors_match_pytorch() {
@@ -258,4 +258,120 @@ fn dense_classification_posteriors_match_pytorch() {
             assert!(err <= 1e-5, "{net:?} {name}: max |p - p_torch| = {err}");
         }
     }
+}
+
+fn posteriors_of(refs: &serde_json::Value, name: &str) -> Vec<f32> {
+    refs["posteriors"][name]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
+/// Multi-crop classification: the posteriors of 224 x 224 crops on a regular grid (each with its
+/// flip) averaged, pinned against PyTorch for the same crops of Pillow-resized images
+/// (`scripts/torch_references.py`) within 1e-4, on every engine: a 5 x 5 grid at Q = 256 (the
+/// paper's 50 crops of a scale) and a 3 x 3 grid at Q = 240.
+#[test]
+fn multi_crop_posteriors_match_pytorch() {
+    let refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/reference/classify_tiny.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let cases = refs["crops"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for net in nets("weights.safetensors") {
+        for case in cases {
+            let (q, grid) = (
+                case["scale"].as_u64().unwrap() as u32,
+                case["grid"].as_u64().unwrap() as u32,
+            );
+            for i in 0..3 {
+                let name = format!("{i}.png");
+                let img =
+                    vggfeat::image_io::load_rgb(&util::tiny().join("images").join(&name)).unwrap();
+                let got =
+                    vggfeat::classify::crop_probs(&net, &img, q, Normalization::Torchvision, grid)
+                        .unwrap();
+                let err = max_abs(&got, &posteriors_of(case, &name));
+                assert!(
+                    err <= 1e-4,
+                    "{net:?} {name} Q {q} grid {grid}: max |p - p_torch| = {err}"
+                );
+            }
+        }
+    }
+}
+
+/// Dense + multi-crop is the mean of the two methods' posteriors, several scales the mean over
+/// scales, and the fusion of two nets the mean of their posteriors.
+#[test]
+fn combined_evaluations_and_fusion_average_posteriors() {
+    use vggfeat::classify::{ClassNet, Evaluation, class_probs, crop_probs, posteriors};
+    let a = nets("weights.safetensors").remove(1);
+    // A second, different net: the fixture with its class scores negated.
+    let mut w = a.weights().clone();
+    let h = w.head.as_mut().unwrap();
+    let f8 = h.fc8.as_mut().unwrap();
+    f8.weight = f8.weight.neg().unwrap();
+    let b = Vgg::new(w, &Device::Cpu, Engine::Fast).unwrap();
+    let norm = Normalization::Torchvision;
+    let img = vggfeat::image_io::load_rgb(&util::tiny().join("images/0.png")).unwrap();
+    let mean = |v: &[Vec<f32>]| -> Vec<f32> {
+        (0..v[0].len())
+            .map(|j| v.iter().map(|p| p[j]).sum::<f32>() / v.len() as f32)
+            .collect()
+    };
+    let eval = Evaluation {
+        scales: vec![224, 256],
+        dense: true,
+        crops: Some(2),
+    };
+    let one = |n: &Vgg| {
+        let dense = mean(&[
+            class_probs(n, &img, 224, norm).unwrap(),
+            class_probs(n, &img, 256, norm).unwrap(),
+        ]);
+        let crops = mean(&[
+            crop_probs(n, &img, 224, norm, 2).unwrap(),
+            crop_probs(n, &img, 256, norm, 2).unwrap(),
+        ]);
+        mean(&[dense, crops])
+    };
+    let (pa, pb) = (one(&a), one(&b));
+    let single = posteriors(&[ClassNet { net: &a, norm }], &img, &eval).unwrap();
+    assert!(max_abs(&single, &pa) <= 1e-6);
+    let fused = posteriors(
+        &[ClassNet { net: &a, norm }, ClassNet { net: &b, norm }],
+        &img,
+        &eval,
+    )
+    .unwrap();
+    assert!(max_abs(&pa, &pb) > 0.01, "the two nets should disagree");
+    assert!(max_abs(&fused, &mean(&[pa, pb])) <= 1e-6);
+    assert!((fused.iter().sum::<f32>() - 1.0).abs() <= 1e-5);
+}
+
+#[test]
+fn crop_grid_spans_the_image() {
+    use vggfeat::classify::crop_grid;
+    let g = crop_grid(341, 256, 224, 5);
+    assert_eq!(g.len(), 25);
+    assert_eq!(g[0], (0, 0));
+    assert_eq!(g[24], (117, 32));
+    // round(i * 117 / 4): 0, 29.25, 58.5, 87.75, 117 (halves away from zero).
+    let xs: Vec<u32> = g[..5].iter().map(|c| c.0).collect();
+    assert_eq!(xs, [0, 29, 59, 88, 117]);
+    assert_eq!(crop_grid(300, 224, 224, 1), [(38, 0)]);
+    assert_eq!(crop_grid(224, 224, 224, 3), vec![(0, 0); 9]);
 }

@@ -189,15 +189,16 @@ fn the_checkpoint_is_a_network_that_info_and_classify_accept() {
     let net = Vgg::new(w, &Device::Cpu, Engine::Auto).unwrap();
     assert_eq!(net.min_head_input(), Some(32));
     let img = data.join("class1/img00.png");
-    let preds = vggfeat::classify::classify_file(
-        &net,
-        &img,
-        36,
-        vggfeat::preprocess::Normalization::Torchvision,
-        3,
-        &Default::default(),
-    )
-    .unwrap();
+    let nets = [vggfeat::classify::ClassNet {
+        net: &net,
+        norm: vggfeat::preprocess::Normalization::Torchvision,
+    }];
+    let eval = vggfeat::classify::Evaluation {
+        scales: vec![36],
+        ..Default::default()
+    };
+    let preds =
+        vggfeat::classify::classify_file(&nets, &img, &eval, 3, &Default::default()).unwrap();
     assert_eq!(preds.len(), 3);
     assert!((preds.iter().map(|p| p.prob).sum::<f32>() - 1.0).abs() < 1e-5);
     // The run folder: split, parameters, log, plot.

@@ -82,9 +82,17 @@ impl Benchmark {
     }
 
     /// The image set scored only by the evaluation server, with its size, when `dir` has it:
-    /// VOC 2012's `test` (its labels are not released).
+    /// VOC 2012's `test` (its labels are not released), when `ImageSets/Main/test.txt` and its
+    /// first image are there (the test images come in a separate download).
     fn server_set(self, dir: &Path) -> Option<(&'static str, usize)> {
-        (self == Benchmark::Voc2012 && dir.join("ImageSets/Main/test.txt").is_file())
+        if self != Benchmark::Voc2012 {
+            return None;
+        }
+        let list = std::fs::read_to_string(dir.join("ImageSets/Main/test.txt")).ok()?;
+        let first = list.split_whitespace().next()?;
+        dir.join("JPEGImages")
+            .join(format!("{first}.jpg"))
+            .is_file()
             .then_some(("test", 10991))
     }
 }

@@ -1,32 +1,44 @@
 //! `vggfeat classify`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::RunOpts;
 use crate::{EXIT_OK, EXIT_SOME_FAILED};
-use vggfeat::classify::DEFAULT_SCALE;
+use vggfeat::classify::{ClassNet, DEFAULT_SCALE, Evaluation};
 use vggfeat::image_io::{DEFAULT_MAX_PIXELS, DecodeOptions};
 
-/// Classify images with the paper's dense protocol.
+/// Classify images with the paper's test protocols: dense, multi-crop, or both; one or several
+/// scales; one net or several fused.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  vggfeat classify -w vgg16.safetensors cat.jpg dog.png\n  vggfeat classify --scale 256 --top 3 -w runs/a8/best.safetensors img/*.jpg"
+    after_help = "Examples:\n  vggfeat classify -w vgg16.safetensors cat.jpg dog.png\n  vggfeat classify --scale 256,384,512 --dense --crops 5 -w vgg16.safetensors cat.jpg   # the paper's 150 crops + dense\n  vggfeat classify -w vgg16.safetensors -w vgg19.safetensors cat.jpg                  # fusion: posteriors averaged\n  vggfeat classify --eval val_list.txt -w runs/a8/best.safetensors                    # top-1 / top-5 error\n\nWithout --dense or --crops the evaluation is dense. --crops G takes the paper's grid of G x G\ncrops (224 x 224 for ImageNet nets) with their flips at each scale (G = 5: 50 per scale).\nDense and multi-crop together average the two methods' posteriors; several -w average the\nnets' posteriors. --eval labels are class indices, or ImageNet synset ids or names for\n1000-class nets."
 )]
 pub struct ClassifyArgs {
     /// Image files.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "eval", conflicts_with = "eval")]
     pub images: Vec<PathBuf>,
-    /// Checkpoint with fc layers (safetensors or .pth).
-    #[arg(long, short = 'w')]
-    pub weights: PathBuf,
+    /// Checkpoint(s) with fc layers (safetensors or .pth); several are fused.
+    #[arg(long, short = 'w', required = true)]
+    pub weights: Vec<PathBuf>,
     #[command(flatten)]
     pub run: RunOpts,
-    /// Test scale Q: the smallest image side after isotropic rescaling (>= 224 for ImageNet nets).
-    #[arg(long, short = 's', default_value_t = DEFAULT_SCALE)]
-    pub scale: u32,
+    /// Test scale(s) Q, comma-separated: the smallest image side after isotropic rescaling
+    /// (>= 224 for ImageNet nets); posteriors are averaged over scales.
+    #[arg(long, short = 's', value_delimiter = ',', default_values_t = vec![DEFAULT_SCALE])]
+    pub scale: Vec<u32>,
+    /// Dense evaluation (the default when --crops is not given).
+    #[arg(long)]
+    pub dense: bool,
+    /// Multi-crop evaluation on a G x G grid of crops with their flips, per scale (paper: 5).
+    #[arg(long, value_name = "G", value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub crops: Option<u32>,
+    /// Evaluate on a labelled folder or list file and print the top-1 / top-5 error.
+    #[arg(long, value_name = "DATASET")]
+    pub eval: Option<PathBuf>,
     /// Number of classes to print per image.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
@@ -35,22 +47,53 @@ pub struct ClassifyArgs {
     pub max_pixels: u64,
 }
 
-/// Classifies each image; a bad image is reported and the others go on.
+/// Classifies each image (a bad image is reported and the others go on), or evaluates a dataset.
 pub fn run(a: ClassifyArgs) -> Result<u8> {
-    let (net, norm) = a.run.load(&a.weights)?;
-    let classes = net
-        .weights()
-        .num_classes()
-        .context("the checkpoint has no fc8 (class scores); classify needs a full network")?;
-    vggfeat::classify::check_scale(&net, a.scale)?;
-    let names = classes == vggfeat::imagenet::NUM_CLASSES;
+    let loaded = a
+        .weights
+        .iter()
+        .map(|w| a.run.load(w))
+        .collect::<vggfeat::Result<Vec<_>>>()?;
+    let nets: Vec<ClassNet> = loaded
+        .iter()
+        .map(|(net, norm)| ClassNet { net, norm: *norm })
+        .collect();
+    let eval = Evaluation {
+        scales: a.scale.clone(),
+        dense: a.dense || a.crops.is_none(),
+        crops: a.crops,
+    };
+    let classes = vggfeat::classify::check(&nets, &eval)?;
     let decode = DecodeOptions {
         max_pixels: a.max_pixels,
         ..Default::default()
     };
+    if let Some(dir) = &a.eval {
+        let ds = vggfeat::Dataset::open(dir)?;
+        let bar = vggfeat::util::Progress::new(
+            "classify",
+            "img",
+            ds.len() as u64,
+            std::io::stderr().is_terminal(),
+        );
+        let r = vggfeat::classify::evaluate(&nets, &ds, &eval, &decode, |_, _| bar.inc(1))?;
+        bar.finish();
+        println!(
+            "top-1 error {:.2} %, top-5 error {:.2} % over {} images ({})",
+            100.0 * r.top1_error,
+            100.0 * r.top5_error,
+            r.images,
+            describe(&eval, nets.len())
+        );
+        return Ok(report_failed(
+            &r.failed.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+            ds.len(),
+        ));
+    }
+    let names = classes == vggfeat::imagenet::NUM_CLASSES;
     let mut failed = Vec::new();
     for p in &a.images {
-        match vggfeat::classify::classify_file(&net, p, a.scale, norm, a.top, &decode) {
+        match vggfeat::classify::classify_file(&nets, p, &eval, a.top, &decode) {
             Ok(preds) => {
                 println!("{}", p.display());
                 for (rank, pr) in preds.iter().enumerate() {
@@ -75,13 +118,35 @@ pub fn run(a: ClassifyArgs) -> Result<u8> {
             Err(e) => return Err(e.into()),
         }
     }
-    if failed.is_empty() {
-        Ok(EXIT_OK)
-    } else {
-        eprintln!("{} of {} images failed:", failed.len(), a.images.len());
-        for f in &failed {
-            eprintln!("  {f}");
-        }
-        Ok(EXIT_SOME_FAILED)
+    Ok(report_failed(&failed, a.images.len()))
+}
+
+/// `dense + 5x5 crops at Q 256,384, 2 nets fused`.
+fn describe(eval: &Evaluation, nets: usize) -> String {
+    let mut m = Vec::new();
+    if eval.dense {
+        m.push("dense".to_string());
     }
+    if let Some(g) = eval.crops {
+        m.push(format!("{g}x{g} crops with flips"));
+    }
+    let q: Vec<String> = eval.scales.iter().map(u32::to_string).collect();
+    let fused = if nets > 1 {
+        format!(", {nets} nets fused")
+    } else {
+        String::new()
+    };
+    format!("{} at Q {}{fused}", m.join(" + "), q.join(","))
+}
+
+/// Lists the failed inputs on stderr; the exit code.
+fn report_failed(failed: &[String], total: usize) -> u8 {
+    if failed.is_empty() {
+        return EXIT_OK;
+    }
+    eprintln!("{} of {total} images failed:", failed.len());
+    for f in failed {
+        eprintln!("  {f}");
+    }
+    EXIT_SOME_FAILED
 }
