@@ -32,7 +32,7 @@ const META_KEY: &str = "vggfeat.classifier";
 pub struct FeatureSpec {
     /// Scale aggregation.
     pub aggregate: Aggregate,
-    /// The nets, fused by stacking in this order.
+    /// The nets, fused by stacking in this order (weights named by file name only).
     pub nets: Vec<NetSpec>,
     /// Scales Q, in order.
     pub scales: Vec<u32>,
@@ -46,7 +46,20 @@ impl FeatureSpec {
     /// The descriptors [`crate::store::aggregate_store`] makes of a store with `manifest` for
     /// `nets` (indices into its nets) aggregated by `aggregate`.
     pub fn of_store(manifest: &Manifest, aggregate: Aggregate, nets: &[usize]) -> Self {
-        let specs: Vec<NetSpec> = nets.iter().map(|&i| manifest.nets[i].clone()).collect();
+        // The weights are identified by their hash; of their path only the file name is kept,
+        // so a classifier file does not carry the paths of the machine that made it.
+        let specs: Vec<NetSpec> = nets
+            .iter()
+            .map(|&i| {
+                let n = &manifest.nets[i];
+                NetSpec {
+                    weights: Path::new(&n.weights)
+                        .file_name()
+                        .map_or_else(|| n.weights.clone(), |f| f.to_string_lossy().into_owned()),
+                    ..n.clone()
+                }
+            })
+            .collect();
         let per_net = |n: &NetSpec| match aggregate {
             Aggregate::Avg => n.dim,
             Aggregate::Stack => n.dim * manifest.scales.len(),

@@ -223,19 +223,24 @@ fn small_crop_head_round_trips_and_runs_densely() {
     assert!(e.contains("at least 96 (pool5 of at least 3x3)"), "{e}");
 }
 
-/// The paper's dense classification (`vggfeat classify`): per image, the softmax of the fc8
-/// score map's mean, averaged with the flipped image's softmax, pinned against PyTorch on the fixture
-/// (`scripts/torch_references.py`, Pillow's resize) within 1e-5 absolute, on every engine.
-#[test]
-fn dense_classification_posteriors_match_pytorch() {
-    let refs: serde_json::Value = serde_json::from_str(
+/// `tests/data/reference/classify_tiny.json` (`scripts/torch_references.py`).
+fn classify_references() -> serde_json::Value {
+    serde_json::from_str(
         &std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/data/reference/classify_tiny.json"),
         )
         .unwrap(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The paper's dense classification (`vggfeat classify`): per image, the softmax of the fc8
+/// score map's mean, averaged with the flipped image's softmax, pinned against PyTorch on the fixture
+/// (`scripts/torch_references.py`, Pillow's resize) within 1e-5 absolute, on every engine.
+#[test]
+fn dense_classification_posteriors_match_pytorch() {
+    let refs = classify_references();
     let q = refs["scale"].as_u64().unwrap() as u32;
     for net in nets("weights.safetensors") {
         for i in 0..3 {
@@ -280,14 +285,7 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
 /// paper's 50 crops of a scale) and a 3 x 3 grid at Q = 240.
 #[test]
 fn multi_crop_posteriors_match_pytorch() {
-    let refs: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data/reference/classify_tiny.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let refs = classify_references();
     let cases = refs["crops"].as_array().unwrap();
     assert_eq!(cases.len(), 2);
     for net in nets("weights.safetensors") {

@@ -189,29 +189,53 @@ fn read_scores(path: &Path) -> (Vec<String>, HashMap<String, Vec<f64>>) {
     (header[2..].to_vec(), rows)
 }
 
+/// A devkit of real images with its `trainval` and `test` sets extracted into two stores.
+fn extracted_devkit(
+    tmp: &Path,
+    year: &str,
+    sets: &[(&str, usize, bool)],
+) -> (PathBuf, PathBuf, PathBuf) {
+    let devkit = caltech_devkit(tmp, year, sets);
+    let (train, test) = (tmp.join("trainval"), tmp.join("test"));
+    extract(&devkit, "trainval", &train);
+    extract(&devkit, "test", &test);
+    (devkit, train, test)
+}
+
+/// `vggfeat svm --protocol voc` on the devkit's two stores, with `args`.
+fn svm_voc(
+    devkit: &Path,
+    train: &Path,
+    test: &Path,
+    out: &Path,
+    args: &[&str],
+) -> std::process::Output {
+    vggfeat()
+        .args(["svm", "--protocol", "voc"])
+        .args(args)
+        .arg("--voc")
+        .arg(devkit)
+        .arg("-f")
+        .arg(train)
+        .arg("-f")
+        .arg(test)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn voc_result_files_scores_and_saved_classifiers() {
     let tmp = tempfile::tempdir().unwrap();
-    let devkit = caltech_devkit(
+    let (devkit, train, test) = extracted_devkit(
         tmp.path(),
         "2007",
         &[("trainval", 8, true), ("test", 6, true)],
     );
-    let (train, test) = (tmp.path().join("trainval"), tmp.path().join("test"));
-    extract(&devkit, "trainval", &train);
-    extract(&devkit, "test", &test);
     let out = tmp.path().join("voc");
-    vggfeat()
-        .args(["svm", "--protocol", "voc", "--aggregate", "avg", "--voc"])
-        .arg(&devkit)
-        .arg("-f")
-        .arg(&train)
-        .arg("-f")
-        .arg(&test)
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .success();
+    let o = svm_voc(&devkit, &train, &test, &out, &["--aggregate", "avg"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // One result file per class, one `%s %f` line per test image, the ids of test.txt.
     let test_ids: Vec<String> = std::fs::read_to_string(devkit.join("ImageSets/Main/test.txt"))
@@ -296,43 +320,22 @@ fn voc_result_files_scores_and_saved_classifiers() {
     // A reused results folder loses the old result files with the old tables.
     let stale = main.join("comp2_cls_val_dog.txt");
     std::fs::write(&stale, "x 1\n").unwrap();
-    vggfeat()
-        .args(["svm", "--protocol", "voc", "--aggregate", "avg", "--voc"])
-        .arg(&devkit)
-        .arg("-f")
-        .arg(&train)
-        .arg("-f")
-        .arg(&test)
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .success();
+    let o = svm_voc(&devkit, &train, &test, &out, &["--aggregate", "avg"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!stale.exists());
 }
 
 #[test]
 fn predict_refuses_other_descriptors() {
     let tmp = tempfile::tempdir().unwrap();
-    let devkit = caltech_devkit(
+    let (devkit, train, test) = extracted_devkit(
         tmp.path(),
         "2007",
         &[("trainval", 5, true), ("test", 3, true)],
     );
-    let (train, test) = (tmp.path().join("trainval"), tmp.path().join("test"));
-    extract(&devkit, "trainval", &train);
-    extract(&devkit, "test", &test);
     let out = tmp.path().join("voc");
-    vggfeat()
-        .args(["svm", "--protocol", "voc", "--aggregate", "stack", "--voc"])
-        .arg(&devkit)
-        .arg("-f")
-        .arg(&train)
-        .arg("-f")
-        .arg(&test)
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .success();
+    let o = svm_voc(&devkit, &train, &test, &out, &["--aggregate", "stack"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let model = out.join("model_trainval.safetensors");
 
     // Another aggregation than the classifier's: a usage error naming both.
@@ -397,35 +400,19 @@ fn predict_refuses_other_descriptors() {
 #[test]
 fn a_test_set_without_labels_gets_result_files_only() {
     let tmp = tempfile::tempdir().unwrap();
-    let devkit = caltech_devkit(
+    let (devkit, train, test) = extracted_devkit(
         tmp.path(),
         "2012",
         &[("trainval", 5, true), ("test", 3, false)],
     );
-    let (train, test) = (tmp.path().join("trainval"), tmp.path().join("test"));
-    extract(&devkit, "trainval", &train);
-    extract(&devkit, "test", &test);
     let out = tmp.path().join("server");
-    let o = vggfeat()
-        .args([
-            "svm",
-            "--protocol",
-            "voc",
-            "--ap",
-            "area",
-            "--aggregate",
-            "avg",
-            "--voc",
-        ])
-        .arg(&devkit)
-        .arg("-f")
-        .arg(&train)
-        .arg("-f")
-        .arg(&test)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = svm_voc(
+        &devkit,
+        &train,
+        &test,
+        &out,
+        &["--ap", "area", "--aggregate", "avg"],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("evaluation server"));
     for class in VOC_CLASSES {
