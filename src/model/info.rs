@@ -1,9 +1,9 @@
 //! A checkpoint described for a person (`vggfeat info`): configuration, the plan's layer table
 //! with weight shapes, channels and strides, parameter count, and the input convention.
 
-use super::checkpoint::expected_normalization;
+use super::checkpoint::{expected_normalization, meta};
 use super::config::LayerName;
-use super::params::VggWeights;
+use super::params::{Format, VggWeights};
 use super::plan::{Conv, Op, Plan};
 use crate::preprocess::Normalization;
 
@@ -49,6 +49,8 @@ pub struct ModelInfo {
     pub preprocess: Option<Normalization>,
     /// Where the convention came from.
     pub preprocess_source: String,
+    /// Layers of the file that are not VGG layers and were left out (Keras files).
+    pub ignored: Option<String>,
 }
 
 /// Describes a checkpoint: configuration, layer table with shapes, parameter count, preprocessing.
@@ -95,7 +97,10 @@ pub fn describe(w: &VggWeights) -> ModelInfo {
         path: w.path.display().to_string(),
         config: w.config.to_string(),
         weight_layers: params.len(),
-        format: format!("{:?}, {:?} names", w.format, w.naming),
+        format: match w.format {
+            Format::KerasH5 => "Keras HDF5, Keras names (read as torchvision's)".to_string(),
+            f => format!("{f:?}, {:?} names", w.naming),
+        },
         dtype: format!("{:?}", w.dtype_on_disk),
         batch_norm: w.batch_norm,
         layers,
@@ -103,6 +108,7 @@ pub fn describe(w: &VggWeights) -> ModelInfo {
         classes: w.num_classes(),
         preprocess: pre,
         preprocess_source: src,
+        ignored: w.metadata.get(meta::IGNORED).cloned(),
     }
 }
 
@@ -136,6 +142,9 @@ impl std::fmt::Display for ModelInfo {
         match self.classes {
             Some(k) => writeln!(f, "classes:       {k}")?,
             None => writeln!(f, "classes:       none (no fc8)")?,
+        }
+        if let Some(i) = &self.ignored {
+            writeln!(f, "not VGG:       {i} (left out)")?;
         }
         writeln!(f)?;
         writeln!(

@@ -17,6 +17,8 @@ pub enum Format {
     Safetensors,
     /// A PyTorch zip archive written by `torch.save`.
     Pth,
+    /// A Keras HDF5 weights file (Keras 2 `save_weights` or Keras 3 `.weights.h5`).
+    KerasH5,
     /// Weights made in memory (drawn at random, or a training snapshot), never read from a file.
     Memory,
 }

@@ -3,7 +3,9 @@
 //!
 //! Reads safetensors (float32, float16, bfloat16 or float64) and PyTorch `.pth` files written by
 //! `torch.save(state_dict)` (also `{"state_dict": ...}` / `{"model": ...}` wrappers and
-//! DataParallel's `module.` prefix), with either naming ([`HEAD_NAMES`]):
+//! DataParallel's `module.` prefix), with either naming ([`HEAD_NAMES`]), and Keras HDF5 weight
+//! files (Keras applications' `vgg16_weights_tf_dim_ordering_tf_kernels.h5`, Keras 3
+//! `.weights.h5`), whose names and layouts `keras.rs` translates into torchvision's:
 //!
 //! | layer | torchvision | timm |
 //! | --- | --- | --- |
@@ -50,7 +52,12 @@ pub mod meta {
     pub const CLASSES: &str = "vggfeat.classes";
     /// The epoch of a training checkpoint (model and optimizer files).
     pub const EPOCH: &str = "vggfeat.epoch";
+    /// Layers of a Keras file left out because they are not VGG layers (e.g. HED's side
+    /// outputs), comma-separated.
+    pub const IGNORED: &str = "vggfeat.ignored";
 }
+
+mod keras;
 
 /// The input convention a checkpoint expects: its metadata [`meta::PREPROCESS`] if present
 /// (`"caffe: ..."`), else torchvision's. Returns the convention and where it came from. A
@@ -219,6 +226,9 @@ fn read_raw_unchecked(path: &Path) -> Result<RawCheckpoint> {
         drop(bytes);
         verify_zip(path)?;
         return read_pth(path);
+    }
+    if keras::is_hdf5(&bytes) {
+        return keras::read_keras(path, bytes);
     }
     if bytes.len() >= 2 && bytes[0] == 0x80 && bytes[1] <= 5 {
         return Err(ckpt_err(
