@@ -53,6 +53,8 @@ fn main() -> vggfeat::Result<()> {
         classes: Some(classes),
         limit_per_class: Some(per_class),
         shard: None,
+        more: Vec::new(),
+        table_root: None,
     };
     let params = ExtractParams {
         scales: vec![224, 288],

@@ -23,7 +23,7 @@ use image::RgbImage;
 use crate::dataset::Dataset;
 use crate::descriptor::pooled;
 use crate::error::{Error, Result};
-use crate::image_io::{DecodeOptions, load_rgb_with};
+use crate::image_io::{DecodeOptions, load_item, load_rgb_with};
 use crate::model::Vgg;
 use crate::model::config::LayerName;
 use crate::preprocess::{Normalization, check_scaled_size, resize_smallest_side};
@@ -160,7 +160,17 @@ pub fn file_posteriors(
     eval: &Evaluation,
     decode: &DecodeOptions,
 ) -> Result<Vec<f32>> {
-    let img = load_rgb_with(path, decode)?;
+    image_posteriors(nets, path, load_rgb_with(path, decode)?, eval, decode)
+}
+
+/// [`file_posteriors`] of a decoded image (`path` names it in errors).
+fn image_posteriors(
+    nets: &[ClassNet<'_>],
+    path: &Path,
+    img: RgbImage,
+    eval: &Evaluation,
+    decode: &DecodeOptions,
+) -> Result<Vec<f32>> {
     for &q in &eval.scales {
         check_scaled_size(img.width(), img.height(), q, decode.max_pixels).map_err(|reason| {
             Error::Image {
@@ -362,7 +372,9 @@ pub fn evaluate(
     let mut ranks = Vec::with_capacity(labels.len());
     let mut failed = Vec::new();
     for (i, (item, &label)) in dataset.items.iter().zip(&labels).enumerate() {
-        match file_posteriors(nets, &item.path, eval, decode) {
+        let p = load_item(item, decode)
+            .and_then(|img| image_posteriors(nets, &item.path, img, eval, decode));
+        match p {
             Ok(p) => ranks.push(crate::metrics::label_rank(&p, label)),
             Err(e @ Error::Image { .. }) => failed.push((item.path.clone(), e.to_string())),
             Err(e) => return Err(e),

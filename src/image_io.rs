@@ -145,6 +145,51 @@ pub fn read_image_bytes(path: &Path, opts: &DecodeOptions) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| img_err(path, format!("cannot read: {e}")))
 }
 
+/// Loads a dataset item's image: its file, or its member of a tar shard ([`read_member_bytes`]),
+/// decoded as [`load_rgb_with`] does.
+pub fn load_item(item: &crate::dataset::Item, opts: &DecodeOptions) -> Result<RgbImage> {
+    match item.member {
+        Some(m) => decode_rgb(
+            &item.path,
+            &read_member_bytes(&item.path, m.offset, m.size, opts)?,
+            opts,
+        ),
+        None => load_rgb_with(&item.path, opts),
+    }
+}
+
+/// The bytes of an image stored inside an archive at `path` (a tar member): `size` bytes at
+/// `offset`, with the same size limit as [`read_image_bytes`]. Errors name the archive.
+pub fn read_member_bytes(
+    path: &Path,
+    offset: u64,
+    size: u64,
+    opts: &DecodeOptions,
+) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    if size > opts.max_file_bytes {
+        return Err(img_err(
+            path,
+            format!(
+                "member of {size} bytes exceeds the limit of {} bytes",
+                opts.max_file_bytes
+            ),
+        ));
+    }
+    let mut f =
+        std::fs::File::open(path).map_err(|e| img_err(path, format!("cannot read: {e}")))?;
+    let mut buf = vec![0u8; size as usize];
+    f.seek(SeekFrom::Start(offset))
+        .and_then(|_| f.read_exact(&mut buf))
+        .map_err(|e| {
+            img_err(
+                path,
+                format!("cannot read the member at byte {offset}: {e}"),
+            )
+        })?;
+    Ok(buf)
+}
+
 /// Decodes an in-memory file to 8-bit RGB exactly as [`load_rgb_with`] does; `path` is only used
 /// in error messages and [`DecodeOptions::max_file_bytes`] is not checked.
 pub fn decode_rgb(path: &Path, bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage> {

@@ -190,6 +190,7 @@ fn item(id: &str, label: &str) -> Item {
         path: PathBuf::from(id),
         labels: vec![label.to_string()],
         voc_labels: None,
+        member: None,
     }
 }
 

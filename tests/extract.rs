@@ -345,14 +345,7 @@ fn extractor_runs_an_in_memory_network() {
         Extractor::new(vec![NetEntry::new(vgg, None, None).unwrap()]).unwrap()
     };
     let ds = vggfeat::Dataset::open(&util::tiny().join("images")).unwrap();
-    let input = vggfeat::store::InputSpec {
-        root: "fixture images".into(),
-        kind: ds.kind,
-        split: None,
-        classes: None,
-        limit_per_class: None,
-        shard: None,
-    };
+    let input = vggfeat::store::InputSpec::new("fixture images", ds.kind);
     let params = ExtractParams {
         scales: vec![64, 96],
         progress: false,

@@ -18,14 +18,7 @@ fn manifest(root: &str) -> Manifest {
     Manifest {
         format_version: FORMAT_VERSION,
         tool_version: "synthetic".into(),
-        input: InputSpec {
-            root: root.into(),
-            kind: SourceKind::Folder,
-            split: None,
-            classes: None,
-            limit_per_class: None,
-            shard: None,
-        },
+        input: InputSpec::new(root, SourceKind::Folder),
         nets: vec![NetSpec {
             weights: "synthetic".into(),
             sha256: "00".into(),

@@ -41,7 +41,13 @@ pub(super) fn list(root: &Path) -> Result<Dataset> {
     let mut items = Vec::new();
     let mut skipped = Vec::new();
     let skip = |skipped: &mut Vec<Skipped>, path: PathBuf, reason: String, kind: SkipKind| {
-        skipped.push(Skipped { path, reason, kind });
+        let id = id_of(path.strip_prefix(root).unwrap_or(&path));
+        skipped.push(Skipped {
+            path,
+            id,
+            reason,
+            kind,
+        });
     };
     let mut walk = WalkDir::new(root)
         .follow_links(true)
@@ -119,6 +125,7 @@ pub(super) fn list(root: &Path) -> Result<Dataset> {
             path: entry.into_path(),
             labels,
             voc_labels: None,
+            member: None,
         });
     }
     let mut ds = Dataset::from_items(root.to_path_buf(), SourceKind::Folder, items)?;

@@ -85,6 +85,7 @@ pub(super) fn list(file: &Path) -> Result<Dataset> {
             path: full,
             labels: label.map(|l| vec![l.to_string()]).unwrap_or_default(),
             voc_labels: None,
+            member: None,
         });
     }
     Dataset::from_items(root, SourceKind::List, items)

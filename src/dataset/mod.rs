@@ -23,8 +23,11 @@ mod folder;
 mod list;
 pub mod shard;
 pub mod split;
+pub mod table;
 mod voc;
+mod webdataset;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -75,6 +78,10 @@ pub enum SourceKind {
     Voc,
     /// A list file.
     List,
+    /// A WebDataset tar shard.
+    Tar,
+    /// A CSV, TSV or Parquet table with a header.
+    Table,
 }
 
 impl std::str::FromStr for SourceKind {
@@ -84,8 +91,10 @@ impl std::str::FromStr for SourceKind {
             "folder" | "dir" | "directory" => Ok(SourceKind::Folder),
             "voc" | "pascal" => Ok(SourceKind::Voc),
             "list" | "file" => Ok(SourceKind::List),
+            "tar" | "webdataset" => Ok(SourceKind::Tar),
+            "table" | "csv" | "tsv" | "parquet" => Ok(SourceKind::Table),
             _ => Err(Error::InvalidParam(format!(
-                "unknown dataset kind `{s}` (expected folder, voc or list)"
+                "unknown dataset kind `{s}` (expected folder, voc, list, tar or table)"
             ))),
         }
     }
@@ -97,6 +106,8 @@ impl std::fmt::Display for SourceKind {
             SourceKind::Folder => "folder",
             SourceKind::Voc => "voc",
             SourceKind::List => "list",
+            SourceKind::Tar => "tar",
+            SourceKind::Table => "table",
         })
     }
 }
@@ -119,6 +130,28 @@ pub struct Item {
     /// 0 difficult (neither, ignored by the VOC evaluation). `None` for other sources and for a
     /// VOC split without class files (e.g. the VOC2012 test set).
     pub voc_labels: Option<Vec<i8>>,
+    /// For an image inside a tar shard: where its bytes are in the file at `path`.
+    pub member: Option<Member>,
+}
+
+/// Where an image's bytes are inside an archive: the byte range of a tar member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// Offset of the member's data in the archive.
+    pub offset: u64,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl Item {
+    /// The size of the image's bytes: its file's, or its tar member's (`None` when the file
+    /// cannot be examined).
+    pub fn size(&self) -> Option<u64> {
+        match self.member {
+            Some(m) => Some(m.size),
+            None => std::fs::metadata(&self.path).ok().map(|m| m.len()),
+        }
+    }
 }
 
 /// Whether a listing skipped an entry on purpose or because it could not be used.
@@ -139,6 +172,8 @@ pub enum SkipKind {
 pub struct Skipped {
     /// The file or folder.
     pub path: PathBuf,
+    /// The id it would have had (see [`Item::id`]); extraction records it as a failed input.
+    pub id: String,
     /// Why it was skipped: "hidden", "not an image", "cannot read: ...", "not a regular file",
     /// or the directory walker's error (permission, symlink loop, broken symlink).
     pub reason: String,
@@ -172,6 +207,9 @@ pub struct OpenOptions {
     /// The VOC image set to read (`ImageSets/Main/<split>.txt`); default `"trainval"`. Ignored
     /// by the other sources.
     pub voc_split: String,
+    /// Tables: the folder relative paths (or a split file's ids) are resolved against; default
+    /// the table's folder.
+    pub root: Option<PathBuf>,
 }
 
 impl Default for OpenOptions {
@@ -179,6 +217,7 @@ impl Default for OpenOptions {
         OpenOptions {
             kind: None,
             voc_split: "trainval".to_string(),
+            root: None,
         }
     }
 }
@@ -196,6 +235,8 @@ pub struct Selection {
     pub limit_per_class: Option<usize>,
     /// Shard `(i, N)` of the inputs ([`Dataset::shard`]). Default none.
     pub shard: Option<(usize, usize)>,
+    /// Tables: the root of their relative paths ([`OpenOptions::root`]).
+    pub root: Option<PathBuf>,
 }
 
 impl Default for Selection {
@@ -205,6 +246,7 @@ impl Default for Selection {
             classes: None,
             limit_per_class: None,
             shard: None,
+            root: None,
         }
     }
 }
@@ -213,10 +255,16 @@ impl Dataset {
     /// Lists `path` (kind detected) and applies the selection: classes, then the limit per
     /// class, then the shard.
     pub fn open_selection(path: &Path, sel: &Selection) -> Result<Dataset> {
-        let ds = Dataset::open_with(
-            path,
+        Dataset::open_inputs_selection(&[path.to_path_buf()], sel)
+    }
+
+    /// [`Dataset::open_selection`] of several inputs ([`Dataset::open_inputs`]).
+    pub fn open_inputs_selection(paths: &[PathBuf], sel: &Selection) -> Result<Dataset> {
+        let ds = Dataset::open_inputs(
+            paths,
             &OpenOptions {
                 voc_split: sel.voc_split.clone(),
+                root: sel.root.clone(),
                 ..Default::default()
             },
         )?;
@@ -249,12 +297,66 @@ impl Dataset {
             SourceKind::Folder => Dataset::from_folder(path),
             SourceKind::Voc => Dataset::from_voc(path, &opts.voc_split),
             SourceKind::List => Dataset::from_list(path),
+            SourceKind::Tar => webdataset::list(path),
+            SourceKind::Table => table::list(path, opts.root.as_deref()),
         }
     }
 
-    /// The kind of source at `path`: a file is a list; a folder with both `JPEGImages/` and
-    /// `ImageSets/Main/` is a VOC devkit root (e.g. `VOCdevkit/VOC2007`); any other folder is a
-    /// folder of images. Errors if `path` does not exist.
+    /// Lists several inputs ([`Dataset::open_with`] each) as one dataset: their items together
+    /// (ids must differ across inputs), their skipped entries, their classes. The root and kind
+    /// are the first input's. One input is the same as [`Dataset::open_with`].
+    pub fn open_inputs(paths: &[PathBuf], opts: &OpenOptions) -> Result<Dataset> {
+        let Some(first) = paths.first() else {
+            return Err(Error::InvalidParam("no input given".into()));
+        };
+        if paths.len() == 1 {
+            return Dataset::open_with(first, opts);
+        }
+        let mut items = Vec::new();
+        let mut skipped = Vec::new();
+        let mut from: HashMap<String, &Path> = HashMap::new();
+        let mut kind = None;
+        for p in paths {
+            let ds = Dataset::open_with(p, opts)?;
+            kind.get_or_insert(ds.kind);
+            for it in &ds.items {
+                if let Some(other) = from.insert(it.id.clone(), p) {
+                    return Err(Error::InvalidParam(format!(
+                        "image id `{}` is in two inputs, {} and {}: give inputs whose ids differ \
+                         (e.g. shards with different names)",
+                        it.id,
+                        other.display(),
+                        p.display()
+                    )));
+                }
+            }
+            items.extend(ds.items);
+            skipped.extend(ds.skipped);
+        }
+        let root = Dataset::detect_root(first);
+        let mut ds = Dataset::from_items(root, kind.unwrap_or(SourceKind::Folder), items)?;
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        ds.skipped = skipped;
+        Ok(ds)
+    }
+
+    /// The folder ids of the input at `path` are relative to: the folder itself, or a file's
+    /// folder.
+    fn detect_root(path: &Path) -> PathBuf {
+        if path.is_dir() {
+            return path.to_path_buf();
+        }
+        match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// The kind of source at `path`. A `.tar` file is a WebDataset shard. A `.parquet` file, or
+    /// a `.csv`/`.tsv` file whose header names a `path` or `id` column, is a table. Any other
+    /// file is a list. A folder with both `JPEGImages/` and `ImageSets/Main/` is a VOC devkit
+    /// root (e.g. `VOCdevkit/VOC2007`), and any other folder is a folder of images. Errors if
+    /// `path` does not exist.
     pub fn detect_kind(path: &Path) -> Result<SourceKind> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
@@ -263,6 +365,10 @@ impl Dataset {
             } else {
                 Ok(SourceKind::Folder)
             }
+        } else if webdataset::is_tar(path) {
+            Ok(SourceKind::Tar)
+        } else if table::is_table(path) {
+            Ok(SourceKind::Table)
         } else {
             Ok(SourceKind::List)
         }
@@ -604,6 +710,7 @@ mod tests {
             path: PathBuf::from(id),
             labels: labels.iter().map(|s| s.to_string()).collect(),
             voc_labels: None,
+            member: None,
         }
     }
 

@@ -154,6 +154,7 @@ pub(super) fn list(root: &Path, split: &str) -> Result<Dataset> {
                 path: root.join("JPEGImages").join(format!("{id}.jpg")),
                 labels: positives,
                 voc_labels,
+                member: None,
             }
         })
         .collect();

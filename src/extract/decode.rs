@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::ExtractParams;
 use crate::dataset::Item;
 use crate::error::Error;
-use crate::image_io::{decode_rgb, read_image_bytes};
+use crate::image_io::{decode_rgb, read_image_bytes, read_member_bytes};
 use crate::preprocess::{check_scaled_size, resize_smallest_side};
 use crate::store::Source;
 
@@ -39,7 +39,11 @@ fn prepare(item: &Item, params: &ExtractParams) -> Prepared0 {
         Err(e) => return (Err(format!("cannot read: {e}")), None),
     };
     let mut source = Source::of_metadata(&meta);
-    let bytes = match read_image_bytes(&item.path, &params.decode) {
+    let bytes = match item.member {
+        Some(m) => read_member_bytes(&item.path, m.offset, m.size, &params.decode),
+        None => read_image_bytes(&item.path, &params.decode),
+    };
+    let bytes = match bytes {
         Ok(b) => b,
         Err(e) => return (Err(reason(e)), Some(source)),
     };

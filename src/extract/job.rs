@@ -16,8 +16,9 @@ use crate::store::{DatasetPrint, InputSpec};
 /// Everything `vggfeat extract` is asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtractRequest {
-    /// A folder, VOC devkit or list file.
-    pub input: PathBuf,
+    /// The inputs: folders, VOC devkits, list files, tables or WebDataset tar shards (one or
+    /// more; their ids must differ).
+    pub inputs: Vec<PathBuf>,
     /// Checkpoints, one descriptor set per net.
     pub weights: Vec<PathBuf>,
     /// The store folder (created, or resumed when made with the same parameters).
@@ -39,6 +40,9 @@ pub struct ExtractRequest {
 impl ExtractRequest {
     /// Checks everything that can be checked without reading a file.
     pub fn check(&self) -> Result<()> {
+        if self.inputs.is_empty() {
+            return Err(Error::InvalidParam("at least one input is needed".into()));
+        }
         if self.weights.is_empty() {
             return Err(Error::InvalidParam(
                 "at least one --weights is needed".into(),
@@ -72,12 +76,7 @@ pub fn fingerprint(ds: &Dataset) -> DatasetPrint {
         inputs
             .items
             .iter()
-            .map(|i| {
-                (
-                    i.id.clone(),
-                    std::fs::metadata(&i.path).ok().map(|m| m.len()),
-                )
-            })
+            .map(|i| (i.id.clone(), i.size()))
             .chain(inputs.unusable.into_iter().map(|u| (u.id, None))),
     )
 }
@@ -113,7 +112,7 @@ impl ExtractJob {
         // every shard records the same dataset fingerprint wherever the data is mounted.
         let mut whole = request.dataset.clone();
         let shard = whole.shard.take();
-        let all = Dataset::open_selection(&request.input, &whole)?;
+        let all = Dataset::open_inputs_selection(&request.inputs, &whole)?;
         let print = fingerprint(&all);
         let ds = match shard {
             Some((i, n)) => all.shard(i, n)?,
@@ -121,7 +120,7 @@ impl ExtractJob {
         };
         if ds.is_empty() {
             return Err(Error::Data {
-                path: request.input.clone(),
+                path: request.inputs[0].clone(),
                 reason: "no images found".into(),
             });
         }
@@ -158,12 +157,14 @@ impl ExtractJob {
     pub fn input_spec(&self) -> InputSpec {
         let r = &self.request;
         InputSpec {
-            root: canonical_root(&r.input),
+            root: canonical_root(&r.inputs[0]),
             kind: self.dataset.kind,
             split: (self.dataset.kind == SourceKind::Voc).then(|| r.dataset.voc_split.clone()),
             classes: r.dataset.classes.clone(),
             limit_per_class: r.dataset.limit_per_class,
             shard: r.dataset.shard,
+            more: r.inputs[1..].iter().map(|p| canonical_root(p)).collect(),
+            table_root: r.dataset.root.as_deref().map(canonical_root),
         }
     }
 

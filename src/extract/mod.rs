@@ -25,6 +25,8 @@
 //!     classes: None,
 //!     limit_per_class: None,
 //!     shard: None,
+//!     more: Vec::new(),
+//!     table_root: None,
 //! };
 //! let params = ExtractParams { scales: vec![256], ..ExtractParams::default() };
 //! let summary = extractor.run(ds.items, "store".as_ref(), input, &params)?;
@@ -46,7 +48,7 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 
-use crate::dataset::{Dataset, Item, SkipKind, id_of};
+use crate::dataset::{Dataset, Item, SkipKind};
 use crate::descriptor::PerScale;
 use crate::error::{Error, Result};
 use crate::image_io::DecodeOptions;
@@ -324,8 +326,7 @@ impl From<&Dataset> for Inputs {
             .iter()
             .filter(|s| s.kind == SkipKind::Unusable)
             .map(|s| {
-                let rel = s.path.strip_prefix(&ds.root).unwrap_or(&s.path);
-                let id = id_of(rel);
+                let id = s.id.clone();
                 let labels = match id.split_once('/') {
                     Some((class, _)) => vec![class.to_string()],
                     None => Vec::new(),

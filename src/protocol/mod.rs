@@ -194,6 +194,7 @@ pub fn dataset_of(store: &Store, desc: &Descriptors) -> Result<Dataset> {
             path: root.join(id),
             labels: labels.clone(),
             voc_labels: None,
+            member: None,
         })
         .collect();
     Dataset::from_items(root, SourceKind::Folder, items)

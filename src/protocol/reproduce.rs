@@ -212,6 +212,8 @@ pub fn run_benchmark(
             classes: None,
             limit_per_class: None,
             shard: None,
+            more: Vec::new(),
+            table_root: None,
         };
         let summary = extractor.run(ds.items, &store_dir, input, &params)?;
         if !summary.failed.is_empty() {

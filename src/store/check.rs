@@ -3,11 +3,11 @@
 //! say what this finds, so stale or partial descriptors are never used without a word.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::Store;
-use super::chunk::{Outcome, Source};
-use crate::dataset::{Dataset, Selection, SkipKind, id_of};
+use super::chunk::Source;
+use crate::dataset::{Dataset, Selection, SkipKind};
 
 /// What [`check_inputs`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,14 +71,34 @@ impl Freshness {
 /// Lists the store's inputs again (with the selection its manifest records) and compares them
 /// with its records.
 pub fn check_inputs(store: &Store) -> Freshness {
+    check_records(
+        &store.manifest,
+        store.incomplete(),
+        store
+            .records
+            .iter()
+            .map(|r| (r.id.as_str(), r.source.as_ref())),
+    )
+}
+
+/// [`check_inputs`] for a store given by its manifest, its incompleteness note and its live
+/// records' ids and sources (e.g. a [`super::StoreStream`]).
+pub fn check_records<'a>(
+    manifest: &super::Manifest,
+    incomplete: Option<String>,
+    records: impl Iterator<Item = (&'a str, Option<&'a Source>)>,
+) -> Freshness {
     let mut f = Freshness {
-        incomplete: store.incomplete(),
+        incomplete,
         ..Default::default()
     };
-    let input = &store.manifest.input;
-    let root = Path::new(&input.root);
-    if !root.exists() {
-        f.not_checked = Some(format!("{} is not here", root.display()));
+    let input = &manifest.input;
+    let roots: Vec<PathBuf> = std::iter::once(&input.root)
+        .chain(&input.more)
+        .map(PathBuf::from)
+        .collect();
+    if let Some(gone) = roots.iter().find(|r| !r.exists()) {
+        f.not_checked = Some(format!("{} is not here", gone.display()));
         return f;
     }
     let sel = Selection {
@@ -89,8 +109,9 @@ pub fn check_inputs(store: &Store) -> Freshness {
         classes: input.classes.clone(),
         limit_per_class: input.limit_per_class,
         shard: input.shard,
+        root: input.table_root.as_ref().map(PathBuf::from),
     };
-    let ds = match Dataset::open_selection(root, &sel) {
+    let ds = match Dataset::open_inputs_selection(&roots, &sel) {
         Ok(ds) => ds,
         Err(e) => {
             f.not_checked = Some(e.to_string());
@@ -103,23 +124,19 @@ pub fn check_inputs(store: &Store) -> Freshness {
         .map(|i| (i.id.clone(), Some(i.path.as_path())))
         .collect();
     for s in ds.skipped.iter().filter(|s| s.kind == SkipKind::Unusable) {
-        listed.insert(
-            id_of(s.path.strip_prefix(&ds.root).unwrap_or(&s.path)),
-            None,
-        );
+        listed.insert(s.id.clone(), None);
     }
-    for r in &store.records {
-        match listed.remove(&r.id) {
-            None => f.deleted.push(r.id.clone()),
+    for (id, source) in records {
+        match listed.remove(id) {
+            None => f.deleted.push(id.to_string()),
             Some(Some(path)) => {
-                if let Some(s) = &r.source {
+                // A record without a fingerprint (the file could not be examined) may be usable
+                // now, which only a new extraction can tell.
+                if let Some(s) = source {
                     let now = std::fs::metadata(path).map(|m| Source::of_metadata(&m));
                     if !now.is_ok_and(|n| s.same_stat(&n)) {
-                        f.changed.push(r.id.clone());
+                        f.changed.push(id.to_string());
                     }
-                } else if matches!(r.outcome, Outcome::Failed(_)) {
-                    // A failure without a fingerprint (the file could not be examined): it may
-                    // be usable now, which only a new extraction can tell.
                 }
             }
             Some(None) => {}

@@ -258,16 +258,32 @@ fn walk(
 
 /// Parses one chunk; `path` is used in errors. Returns the floats per record and the records.
 pub fn decode_chunk(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<Record>)> {
+    let (floats, recs) = index_chunk(path, bytes, true)?;
+    Ok((floats, recs.into_iter().map(|(r, _)| r).collect()))
+}
+
+/// Parses one chunk, giving each record with the byte offset of its payload in the file (for a
+/// successful record, its floats: `floats` little-endian float32 values). With `keep_floats`
+/// false, successful records carry no values (`Outcome::Ok` of an empty vector), so that an
+/// index of a large store stays small.
+pub(crate) fn index_chunk(
+    path: &Path,
+    bytes: &[u8],
+    keep_floats: bool,
+) -> Result<(usize, Vec<(Record, usize)>)> {
     let mut out = Vec::new();
     let floats = walk(path, bytes, |id, labels, source, status, c, floats| {
+        let at = c.pos;
         let outcome = match status {
             0 => {
                 let raw = c.take(floats * 4)?;
-                Outcome::Ok(
+                Outcome::Ok(if keep_floats {
                     raw.chunks_exact(4)
                         .map(|x| f32::from_le_bytes(x.try_into().expect("4 bytes")))
-                        .collect(),
-                )
+                        .collect()
+                } else {
+                    Vec::new()
+                })
             }
             1 => {
                 let len = c.u32()?;
@@ -276,12 +292,15 @@ pub fn decode_chunk(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<Record>)> {
             2 => Outcome::Removed,
             s => return Err(data_err(path, format!("bad record status {s}"))),
         };
-        out.push(Record {
-            id,
-            labels,
-            outcome,
-            source,
-        });
+        out.push((
+            Record {
+                id,
+                labels,
+                outcome,
+                source,
+            },
+            at,
+        ));
         Ok(())
     })?;
     Ok((floats, out))

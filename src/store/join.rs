@@ -1,7 +1,7 @@
 //! A store's records as the paper's image descriptors: per record, each net's per-scale
 //! descriptors aggregated ([`crate::aggregate`]), nets fused; several stores joined by image id.
 
-use super::Store;
+use super::{Manifest, Store};
 use crate::aggregate::{Aggregate, aggregate_scales, fuse_nets};
 use crate::error::{Error, Result};
 
@@ -64,21 +64,32 @@ pub fn aggregate_store(store: &Store, how: Aggregate, nets: &[usize]) -> Result<
         rows: Vec::new(),
     };
     for (r, floats) in store.ok_records() {
-        let mut per_net = Vec::with_capacity(nets.len());
-        for &n in nets {
-            let slices: Vec<&[f32]> = (0..m.scales.len())
-                .map(|s| {
-                    let (o, d) = m.slot(n, s);
-                    &floats[o..o + d]
-                })
-                .collect();
-            per_net.push(aggregate_scales(&slices, how)?);
-        }
         out.ids.push(r.id.clone());
         out.labels.push(r.labels.clone());
-        out.rows.push(fuse_nets(&per_net));
+        out.rows.push(aggregate_record(m, floats, how, nets)?);
     }
     Ok(out)
+}
+
+/// One record's descriptor: the floats of a store record (laid out as [`Manifest::slot`] says)
+/// aggregated over scales per net by `how`, nets fused by stacking in the order given.
+pub fn aggregate_record(
+    m: &Manifest,
+    floats: &[f32],
+    how: Aggregate,
+    nets: &[usize],
+) -> Result<Vec<f32>> {
+    let mut per_net = Vec::with_capacity(nets.len());
+    for &n in nets {
+        let slices: Vec<&[f32]> = (0..m.scales.len())
+            .map(|s| {
+                let (o, d) = m.slot(n, s);
+                &floats[o..o + d]
+            })
+            .collect();
+        per_net.push(aggregate_scales(&slices, how)?);
+    }
+    Ok(fuse_nets(&per_net))
 }
 
 /// Aggregates several stores (e.g. a VOC train store and a test store) into one set of

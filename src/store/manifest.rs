@@ -31,6 +31,29 @@ pub struct InputSpec {
     pub limit_per_class: Option<usize>,
     /// `--shard i/N` as (i, N), if any.
     pub shard: Option<(usize, usize)>,
+    /// The other inputs, canonicalised, when `extract` was given several (tar shards, folders,
+    /// tables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<String>,
+    /// `--root` of table inputs, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_root: Option<String>,
+}
+
+impl InputSpec {
+    /// An input at `root` of `kind`, with every selection at its default (the whole input).
+    pub fn new(root: impl Into<String>, kind: SourceKind) -> Self {
+        InputSpec {
+            root: root.into(),
+            kind,
+            split: None,
+            classes: None,
+            limit_per_class: None,
+            shard: None,
+            more: Vec::new(),
+            table_root: None,
+        }
+    }
 }
 
 /// One network of the store.
@@ -121,6 +144,18 @@ impl Manifest {
         );
         if !ignore_root {
             cmp("input", a.input.root.clone(), b.input.root.clone());
+            cmp("other inputs", show(&a.input.more), show(&b.input.more));
+            cmp(
+                "table root",
+                show(&a.input.table_root),
+                show(&b.input.table_root),
+            );
+        } else {
+            cmp(
+                "number of inputs",
+                a.input.more.len().to_string(),
+                b.input.more.len().to_string(),
+            );
         }
         cmp(
             "input kind",

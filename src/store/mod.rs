@@ -54,21 +54,23 @@ pub mod join;
 pub mod manifest;
 pub mod merge;
 pub mod state;
+pub mod stream;
 pub mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use chunk::{data_err, decode_chunk};
+use chunk::{data_err, index_chunk};
 use state::read_state;
 
 pub use check::{Freshness, check_inputs};
 pub use chunk::{Outcome, Record, RecordMeta, Source};
-pub use join::{Descriptors, Nets, aggregate_store, aggregate_stores};
+pub use join::{Descriptors, Nets, aggregate_record, aggregate_store, aggregate_stores};
 pub use manifest::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, read_manifest};
 pub use merge::{merge, merge_with};
 pub use state::{DatasetPrint, StoreState};
+pub use stream::StoreStream;
 pub use writer::StoreWriter;
 
 /// The chunk files of a store with their numbers, in number order.
@@ -139,46 +141,68 @@ pub struct Store {
     pub records: Vec<Record>,
 }
 
+/// A store's chunk files and its live records (id, what was kept), sorted by id.
+pub(crate) type LiveRecords<R> = (Vec<PathBuf>, Vec<(String, R)>);
+
+/// Reads every chunk of a store in order and returns its chunk files and its live records, sorted
+/// by id, each as `keep(chunk index, byte offset of its payload in the chunk file, record)` made
+/// it (successful records without their floats unless `keep_floats`). A later record of an id
+/// supersedes earlier ones and a [`Outcome::Removed`] record deletes them. Each chunk is checked:
+/// its floats per record must match the manifest, and no id may appear twice in one chunk. No
+/// chunk may be missing. Only one chunk's records are in memory at a time, beyond what `keep`
+/// keeps.
+pub(crate) fn read_live<R>(
+    dir: &Path,
+    manifest: &Manifest,
+    state: Option<&StoreState>,
+    keep_floats: bool,
+    mut keep: impl FnMut(usize, usize, Record) -> R,
+) -> Result<LiveRecords<R>> {
+    let floats = manifest.floats_per_record();
+    let files = chunk_files(dir)?;
+    check_chunks(dir, &files, state)?;
+    let mut live: HashMap<String, R> = HashMap::new();
+    for (c, (_, p)) in files.iter().enumerate() {
+        let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+        let (f, recs) = index_chunk(p, &bytes, keep_floats)?;
+        if f != floats {
+            return Err(data_err(
+                p,
+                format!("chunk has {f} floats per record, manifest says {floats}"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (r, at) in recs {
+            if !seen.insert(r.id.clone()) {
+                return Err(data_err(p, format!("id {} appears twice", r.id)));
+            }
+            match r.outcome {
+                Outcome::Removed => {
+                    live.remove(&r.id);
+                }
+                _ => {
+                    let id = r.id.clone();
+                    live.insert(id, keep(c, at, r));
+                }
+            }
+        }
+    }
+    let mut records: Vec<(String, R)> = live.into_iter().collect();
+    records.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((files.into_iter().map(|(_, p)| p).collect(), records))
+}
+
 impl Store {
     /// Opens a store, validating every chunk and that no chunk is missing.
     pub fn open(dir: &Path) -> Result<Store> {
         let manifest = read_manifest(dir)?;
         let state = read_state(dir)?;
-        let floats = manifest.floats_per_record();
-        let files = chunk_files(dir)?;
-        check_chunks(dir, &files, state.as_ref())?;
-        let mut live: HashMap<String, Record> = HashMap::new();
-        for (_, p) in files {
-            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-            let (f, recs) = decode_chunk(&p, &bytes)?;
-            if f != floats {
-                return Err(data_err(
-                    &p,
-                    format!("chunk has {f} floats per record, manifest says {floats}"),
-                ));
-            }
-            let mut seen = std::collections::HashSet::new();
-            for r in recs {
-                if !seen.insert(r.id.clone()) {
-                    return Err(data_err(&p, format!("id {} appears twice", r.id)));
-                }
-                match r.outcome {
-                    Outcome::Removed => {
-                        live.remove(&r.id);
-                    }
-                    _ => {
-                        live.insert(r.id.clone(), r);
-                    }
-                }
-            }
-        }
-        let mut records: Vec<Record> = live.into_values().collect();
-        records.sort_by(|a, b| a.id.cmp(&b.id));
+        let (_, live) = read_live(dir, &manifest, state.as_ref(), true, |_, _, r| r)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             manifest,
             state,
-            records,
+            records: live.into_iter().map(|(_, r)| r).collect(),
         })
     }
 
@@ -204,17 +228,21 @@ impl Store {
     /// Why the store is not a complete extraction, in words, or `None` when it is (or predates
     /// `state.json`).
     pub fn incomplete(&self) -> Option<String> {
-        let s = self.state.as_ref()?;
-        if s.complete {
-            return None;
-        }
-        Some(s.note.clone().unwrap_or_else(|| {
-            format!(
-                "its extraction did not finish ({} of {} inputs recorded); re-run the same \
-                 command to complete it",
-                self.records.len(),
-                s.inputs.map_or("?".to_string(), |n| n.to_string())
-            )
-        }))
+        incomplete_note(self.state.as_ref(), self.records.len())
     }
+}
+
+/// Why a store with `state` and `records` live records is not a complete extraction.
+pub(crate) fn incomplete_note(state: Option<&StoreState>, records: usize) -> Option<String> {
+    let s = state?;
+    if s.complete {
+        return None;
+    }
+    Some(s.note.clone().unwrap_or_else(|| {
+        format!(
+            "its extraction did not finish ({records} of {} inputs recorded); re-run the same \
+             command to complete it",
+            s.inputs.map_or("?".to_string(), |n| n.to_string())
+        )
+    }))
 }

@@ -265,14 +265,7 @@ pub(super) mod tests {
         Manifest {
             format_version: FORMAT_VERSION,
             tool_version: "test".into(),
-            input: InputSpec {
-                root: "/data".into(),
-                kind: SourceKind::Folder,
-                split: None,
-                classes: None,
-                limit_per_class: None,
-                shard: None,
-            },
+            input: InputSpec::new("/data", SourceKind::Folder),
             nets: vec![NetSpec {
                 weights: "w.safetensors".into(),
                 sha256: "ab".into(),

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::rng::stream;
 use crate::dataset::{Dataset, Split};
 use crate::error::{Error, Result};
-use crate::image_io::{DecodeOptions, load_rgb_with};
+use crate::image_io::{DecodeOptions, load_item};
 use crate::preprocess::{Normalization, resize_smallest_side};
 use crate::util::rng::normal;
 
@@ -286,7 +286,7 @@ pub fn fit_colour_pca(
     pick.sort_unstable();
     let images: Vec<image::RgbImage> = pick
         .par_iter()
-        .map(|&i| load_rgb_with(&ds.items[i].path, decode))
+        .map(|&i| load_item(&ds.items[i], decode))
         .collect::<Result<_>>()?;
     ColourPca::fit(&images, 7)
 }

