@@ -258,5 +258,10 @@ fn tables_and_split_files_as_inputs() {
     let bad = tmp.path().join("bad.csv");
     std::fs::write(&bad, "file,label\nx.jpg,a\n").unwrap();
     let o = extract(&[&bad], &[], &tmp.path().join("bad-store"));
-    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.csv") && err.contains("neither a `path` nor an `id` column"),
+        "{err}"
+    );
 }

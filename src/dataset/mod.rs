@@ -352,8 +352,8 @@ impl Dataset {
         }
     }
 
-    /// The kind of source at `path`. A `.tar` file is a WebDataset shard. A `.parquet` file, or
-    /// a `.csv`/`.tsv` file whose header names a `path` or `id` column, is a table. Any other
+    /// The kind of source at `path`. A `.tar` file is a WebDataset shard. A `.csv`, `.tsv` or
+    /// `.parquet` file is a table (with a header naming a `path` or `id` column). Any other
     /// file is a list. A folder with both `JPEGImages/` and `ImageSets/Main/` is a VOC devkit
     /// root (e.g. `VOCdevkit/VOC2007`), and any other folder is a folder of images. Errors if
     /// `path` does not exist.

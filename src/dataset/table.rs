@@ -37,26 +37,10 @@ fn format_of(path: &Path) -> Option<Format> {
     }
 }
 
-/// Whether `path` is a table: a Parquet file, or a CSV/TSV file whose first line names a `path`
-/// or `id` column (a headerless list file with a `.csv` name stays a list file).
+/// Whether `path` is a table: a `.csv`, `.tsv` or `.parquet` file (by extension). A table without
+/// a `path` or `id` column is then an error naming the file, not a list of odd paths.
 pub(super) fn is_table(path: &Path) -> bool {
-    match format_of(path) {
-        Some(Format::Parquet) => true,
-        Some(Format::Csv(sep)) => {
-            let Ok(mut r) = csv::ReaderBuilder::new()
-                .delimiter(sep)
-                .has_headers(true)
-                .from_path(path)
-            else {
-                return false;
-            };
-            r.headers().is_ok_and(|h| {
-                h.iter()
-                    .any(|c| matches!(c.trim_start_matches('\u{feff}'), "path" | "id"))
-            })
-        }
-        None => false,
-    }
+    format_of(path).is_some()
 }
 
 /// Splits a `labels` cell as `export` joins it: `;` separates, `\;` and `\\` are a literal `;`
