@@ -60,13 +60,9 @@ impl FeatureSpec {
                 }
             })
             .collect();
-        let per_net = |n: &NetSpec| match aggregate {
-            Aggregate::Avg => n.dim,
-            Aggregate::Stack => n.dim * manifest.scales.len(),
-        };
         FeatureSpec {
             aggregate,
-            dim: specs.iter().map(per_net).sum(),
+            dim: crate::store::descriptor_dim(manifest, aggregate, nets),
             nets: specs,
             scales: manifest.scales.clone(),
             flip: manifest.flip,

@@ -133,7 +133,7 @@ pub fn export(p: &ExportParams) -> Result<ExportSummary> {
         }
         g
     } else {
-        let dim = crate::classifier::FeatureSpec::of_store(m, p.aggregate, &nets).dim;
+        let dim = super::join::descriptor_dim(m, p.aggregate, &nets);
         vec![Group {
             name: "features".into(),
             offset: 0,

@@ -71,6 +71,17 @@ pub fn aggregate_store(store: &Store, how: Aggregate, nets: &[usize]) -> Result<
     Ok(out)
 }
 
+/// The dimension of [`aggregate_record`]'s descriptors: per net its dimension (`avg`) or its
+/// dimension times the number of scales (`stack`), summed over `nets`.
+pub fn descriptor_dim(m: &Manifest, how: Aggregate, nets: &[usize]) -> usize {
+    nets.iter()
+        .map(|&n| match how {
+            Aggregate::Avg => m.nets[n].dim,
+            Aggregate::Stack => m.nets[n].dim * m.scales.len(),
+        })
+        .sum()
+}
+
 /// One record's descriptor: the floats of a store record (laid out as [`Manifest::slot`] says)
 /// aggregated over scales per net by `how`, nets fused by stacking in the order given.
 pub fn aggregate_record(

@@ -66,7 +66,9 @@ use state::read_state;
 
 pub use check::{Freshness, check_inputs};
 pub use chunk::{Outcome, Record, RecordMeta, Source};
-pub use join::{Descriptors, Nets, aggregate_record, aggregate_store, aggregate_stores};
+pub use join::{
+    Descriptors, Nets, aggregate_record, aggregate_store, aggregate_stores, descriptor_dim,
+};
 pub use manifest::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, read_manifest};
 pub use merge::{merge, merge_with};
 pub use state::{DatasetPrint, StoreState};
