@@ -219,6 +219,39 @@ fn tables_and_split_files_as_inputs() {
             .success()
     );
     assert_eq!(records(&ss).0, want);
+    // Several split files share ids: their union, each image once.
+    let other = tmp.path().join("split1.csv");
+    let mut body = String::from("id,label,set\n");
+    for (c, p) in &files[..4] {
+        let id = format!("{c}/{}", p.file_name().unwrap().to_string_lossy());
+        body.push_str(&format!("{id},{c},train\n"));
+    }
+    std::fs::write(&other, body).unwrap();
+    let us = tmp.path().join("union-store");
+    assert!(
+        extract(&[&split, &other], &["--root", &rootarg], &us)
+            .status
+            .success()
+    );
+    assert_eq!(records(&us).0, want);
+    // The same id for another image is refused, naming both inputs.
+    let clash = tmp.path().join("clash.csv");
+    std::fs::write(
+        &clash,
+        "id,label,set\nairplanes/image_0001.jpg,watch,train\n",
+    )
+    .unwrap();
+    let o = extract(
+        &[&split, &clash],
+        &["--root", &rootarg],
+        &tmp.path().join("clash-store"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("split0.csv") && err.contains("clash.csv"),
+        "{err}"
+    );
 
     // A Parquet table with a `labels` list column.
     use arrow_array::builder::{ListBuilder, StringBuilder};

@@ -302,8 +302,10 @@ impl Dataset {
         }
     }
 
-    /// Lists several inputs ([`Dataset::open_with`] each) as one dataset: their items together
-    /// (ids must differ across inputs), their skipped entries, their classes. The root and kind
+    /// Lists several inputs ([`Dataset::open_with`] each) as one dataset: their items together,
+    /// their skipped entries, their classes. An id in two inputs must name the same image with
+    /// the same labels (it is then one item, as in the split files of several splits); otherwise
+    /// it is an error naming both inputs. The root and kind
     /// are the first input's. One input is the same as [`Dataset::open_with`].
     pub fn open_inputs(paths: &[PathBuf], opts: &OpenOptions) -> Result<Dataset> {
         let Some(first) = paths.first() else {
@@ -312,25 +314,38 @@ impl Dataset {
         if paths.len() == 1 {
             return Dataset::open_with(first, opts);
         }
-        let mut items = Vec::new();
+        let mut items: Vec<Item> = Vec::new();
         let mut skipped = Vec::new();
-        let mut from: HashMap<String, &Path> = HashMap::new();
+        // id -> (input, index in `items`)
+        let mut from: HashMap<String, (&Path, usize)> = HashMap::new();
         let mut kind = None;
         for p in paths {
             let ds = Dataset::open_with(p, opts)?;
             kind.get_or_insert(ds.kind);
-            for it in &ds.items {
-                if let Some(other) = from.insert(it.id.clone(), p) {
-                    return Err(Error::InvalidParam(format!(
-                        "image id `{}` is in two inputs, {} and {}: give inputs whose ids differ \
-                         (e.g. shards with different names)",
-                        it.id,
-                        other.display(),
-                        p.display()
-                    )));
+            for it in ds.items {
+                match from.get(&it.id) {
+                    // The same image listed by two inputs (e.g. the split files of several
+                    // splits): one item.
+                    Some(&(_, k))
+                        if items[k].path == it.path
+                            && items[k].member == it.member
+                            && items[k].labels == it.labels => {}
+                    Some(&(other, _)) => {
+                        return Err(Error::InvalidParam(format!(
+                            "image id `{}` is in two inputs, {} and {}, for different images or \
+                             labels: give inputs whose ids differ (e.g. shards with different \
+                             names)",
+                            it.id,
+                            other.display(),
+                            p.display()
+                        )));
+                    }
+                    None => {
+                        from.insert(it.id.clone(), (p, items.len()));
+                        items.push(it);
+                    }
                 }
             }
-            items.extend(ds.items);
             skipped.extend(ds.skipped);
         }
         let root = Dataset::detect_root(first);
