@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use vggfeat::model::config::{ConfigName, LayerName};
-use vggfeat::model::{Engine, InitScheme, Vgg, VggWeights};
+use vggfeat::model::{Engine, InitScheme, Precision, RunOptions, Vgg, VggWeights};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -18,13 +18,22 @@ fn main() {
         .position(|a| a == "--engine")
         .map(|i| args[i + 1].parse().unwrap())
         .unwrap_or(Engine::Fast);
+    let precision: Precision = args
+        .iter()
+        .position(|a| a == "--precision")
+        .map(|i| args[i + 1].parse().unwrap())
+        .unwrap_or_default();
     let quick = args.iter().any(|a| a == "--quick");
     let peak_q: Option<usize> = args
         .iter()
         .position(|a| a == "--peak-q")
         .map(|i| args[i + 1].parse().unwrap());
     let w = VggWeights::random(ConfigName::D, 1, Some(4096), 1000, InitScheme::He, 0).unwrap();
-    let net = Vgg::new(w, &Device::Cpu, engine).unwrap();
+    let net = Vgg::new(w, &Device::Cpu, RunOptions { engine, precision }).unwrap();
+    let name = match precision {
+        Precision::F32 => format!("vggfeat-{engine:?}"),
+        p => format!("vggfeat-{engine:?}-{p}"),
+    };
     if let Some(q) = peak_q {
         // One image and its flip at Q x Q, as two batch-1 dense forwards; then report peak RSS.
         let x = Tensor::randn(0f32, 1.0, (1, 3, q, q), &Device::Cpu).unwrap();
@@ -32,7 +41,7 @@ fn main() {
         net.forward_to(&x.flip(&[3]).unwrap(), LayerName::Fc8)
             .unwrap();
         println!(
-            "{{\"impl\":\"vggfeat-{engine:?}\",\"workload\":\"peak{q}\",\"peak_rss_mib\":{:.1}}}",
+            "{{\"impl\":\"{name}\",\"workload\":\"peak{q}\",\"peak_rss_mib\":{:.1}}}",
             peak_rss_mib()
         );
         return;
@@ -46,6 +55,7 @@ fn main() {
             ("dense512", 1, 512),
         ]
     };
+    let label = name;
     for &(name, batch, q) in workloads {
         let x = Tensor::randn(0f32, 1.0, (batch, 3, q, q), &Device::Cpu).unwrap();
         // warm-up
@@ -60,7 +70,7 @@ fn main() {
         let plan = net.plan();
         let gflops = plan.flops(q, q, 0..plan.steps().len()) * batch as f64 / secs / 1e9;
         println!(
-            "{{\"impl\":\"vggfeat-{engine:?}\",\"workload\":\"{name}\",\"batch\":{batch},\"q\":{q},\"images_per_s\":{ips:.3},\"gflops\":{gflops:.1}}}"
+            "{{\"impl\":\"{label}\",\"workload\":\"{name}\",\"batch\":{batch},\"q\":{q},\"images_per_s\":{ips:.3},\"gflops\":{gflops:.1}}}"
         );
     }
 }

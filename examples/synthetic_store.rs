@@ -26,6 +26,7 @@ fn main() -> vggfeat::Result<()> {
             layer: LayerName::Fc7,
             dim: d,
             preprocess: Normalization::Torchvision,
+            precision: Default::default(),
         }],
         scales: vec![384],
         flip: true,

@@ -84,10 +84,14 @@ impl FeatureSpec {
     }
 }
 
-/// `D fc7 [4096] (weights 1a2b3c4d)`.
+/// `D fc7 [4096] (weights 1a2b3c4d)`, with ` bf16` after the dimension for bf16 descriptors.
 fn describe_net(n: &NetSpec) -> String {
+    let precision = match n.precision {
+        crate::model::Precision::F32 => String::new(),
+        p => format!(" {p}"),
+    };
     format!(
-        "{} {} [{}] (weights {})",
+        "{} {} [{}]{precision} (weights {})",
         n.config,
         n.layer,
         n.dim,
@@ -364,6 +368,18 @@ pub fn predict(
     for s in stores {
         if s.manifest.nets != first.manifest.nets {
             classifier.nets_in(&s.manifest, &s.dir, aggregate)?;
+        }
+        let store_nets = classifier.nets_in(&s.manifest, &s.dir, aggregate)?;
+        for (want, &i) in classifier.features.nets.iter().zip(&store_nets) {
+            let have = s.manifest.nets[i].precision;
+            if have != want.precision {
+                warnings.push(format!(
+                    "{}: net {i} was extracted in {have}, the classifier was trained on {} \
+                     descriptors (they agree to about 1e-2; scores may differ slightly)",
+                    s.dir.display(),
+                    want.precision
+                ));
+            }
         }
         let failed = s.failures().len();
         if failed > 0 {

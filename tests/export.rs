@@ -26,6 +26,7 @@ fn store(dir: &Path, n: usize, labels: impl Fn(usize) -> Vec<String>) -> Vec<(St
         layer,
         dim,
         preprocess: Normalization::Torchvision,
+        precision: Default::default(),
     };
     let m = Manifest {
         format_version: FORMAT_VERSION,

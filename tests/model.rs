@@ -376,3 +376,55 @@ fn crop_grid_spans_the_image() {
     assert_eq!(crop_grid(300, 224, 224, 1), [(38, 0)]);
     assert_eq!(crop_grid(224, 224, 224, 3), vec![(0, 0); 9]);
 }
+
+/// `--precision bf16` from the stored inputs (the network alone): the per-scale descriptor (the
+/// flip-averaged spatial mean of vgg-d-tiny's fc7 and of the real VGG-16 conv weights' pool5)
+/// within 1e-2 relative L2 of PyTorch's f32 `desc`, and the maps within 3e-2, on both fast
+/// engines. Skipped (after checking the refusal) on a CPU without AVX512-BF16.
+#[test]
+fn bf16_per_scale_descriptors_match_pytorch_within_1e_2() {
+    use vggfeat::descriptor::{flip_average, spatial_mean};
+    use vggfeat::model::{Precision, RunOptions};
+    let tiny = checkpoint::load(&util::tiny().join("weights.safetensors"), &Device::Cpu).unwrap();
+    let hed = checkpoint::load(&util::hed_weights(), &Device::Cpu).unwrap();
+    let bf16 = |engine| RunOptions {
+        engine,
+        precision: Precision::Bf16,
+    };
+    if let Err(e) = Vgg::new(tiny.clone(), &Device::Cpu, bf16(Engine::Fast)) {
+        assert!(e.to_string().contains("AVX512-BF16"), "{e}");
+        return;
+    }
+    let mut worst = (0f32, 0f32);
+    for (w, fixture, layer, map_key) in [
+        (&tiny, util::tiny(), LayerName::Fc7, "fc7map"),
+        (&hed, util::hed_fixture(), LayerName::Pool(5), "pool5map"),
+    ] {
+        let r = util::reference(&fixture);
+        for engine in [Engine::Fast, Engine::FastGemm] {
+            let net = Vgg::new(w.clone(), &Device::Cpu, bf16(engine)).unwrap();
+            for i in 0..3 {
+                let x = r[&format!("img{i}.q256.input")].unsqueeze(0).unwrap();
+                let both = Tensor::cat(&[&x, &x.flip(&[3]).unwrap()], 0).unwrap();
+                let map = net.forward_map(&both, layer).unwrap();
+                let means = spatial_mean(&map);
+                let desc = flip_average(&means[0], &means[1]);
+                let want = util::to_vec(&r[&format!("img{i}.q256.desc")]);
+                let tag = format!("bf16 {engine:?} {} img{i}", fixture.display());
+                let e = util::assert_rel_l2(&format!("{tag} desc"), &desc, &want, 1e-2);
+                let got_map = net.forward_to(&x, layer).unwrap();
+                let m = util::assert_rel_l2(
+                    &format!("{tag} {map_key}"),
+                    &util::to_vec(&got_map.squeeze(0).unwrap()),
+                    &util::to_vec(&r[&format!("img{i}.q256.{map_key}")]),
+                    3e-2,
+                );
+                worst = (worst.0.max(e), worst.1.max(m));
+            }
+        }
+    }
+    eprintln!(
+        "bf16: largest relative L2 error of a per-scale descriptor {:.2e}, of a map {:.2e}",
+        worst.0, worst.1
+    );
+}

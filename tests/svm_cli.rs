@@ -26,6 +26,7 @@ fn manifest(root: &str) -> Manifest {
             layer: LayerName::Fc7,
             dim: D,
             preprocess: Normalization::Torchvision,
+            precision: Default::default(),
         }],
         scales: vec![256, 384],
         flip: true,

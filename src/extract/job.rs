@@ -9,7 +9,7 @@ use super::{ExtractParams, Extractor, Inputs, NetEntry, Summary, canonical_root}
 use crate::dataset::{Dataset, Selection, SourceKind};
 use crate::error::{Error, Result};
 use crate::model::config::LayerName;
-use crate::model::{DeviceSpec, Engine};
+use crate::model::{DeviceSpec, Engine, Precision, RunOptions};
 use crate::preprocess::Normalization;
 use crate::store::{DatasetPrint, InputSpec};
 
@@ -31,6 +31,8 @@ pub struct ExtractRequest {
     pub device: DeviceSpec,
     /// Which engine runs them.
     pub engine: Engine,
+    /// The arithmetic of their products (bf16 needs AVX512-BF16 on the CPU).
+    pub precision: Precision,
     /// Which images.
     pub dataset: Selection,
     /// Scales, flip, batching, decoding.
@@ -90,13 +92,11 @@ impl ExtractJob {
         let mut nets = Vec::new();
         let mut notes = Vec::new();
         for p in &request.weights {
-            let net = NetEntry::load(
-                p,
-                &device,
-                request.engine,
-                request.layer,
-                request.preprocess,
-            )?;
+            let run = RunOptions {
+                engine: request.engine,
+                precision: request.precision,
+            };
+            let net = NetEntry::load(p, &device, run, request.layer, request.preprocess)?;
             if request.layer.is_none() && !net.vgg.has_head() {
                 notes.push(format!(
                     "{}: no fc layers, using {} as the descriptor layer",

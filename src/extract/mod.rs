@@ -15,7 +15,7 @@
 //! use vggfeat::extract::{ExtractParams, Extractor, NetEntry};
 //! use vggfeat::model::{Vgg, config::ConfigName, InitScheme, VggWeights};
 //! let w = VggWeights::random(ConfigName::A, 8, None, 0, InitScheme::He, 0)?;
-//! let net = Vgg::new(w, &candle_core::Device::Cpu, Default::default())?;
+//! let net = Vgg::new(w, &candle_core::Device::Cpu, vggfeat::model::Engine::default())?;
 //! let extractor = Extractor::new(vec![NetEntry::new(net, None, None)?])?;
 //! let ds = vggfeat::dataset::Dataset::open("images".as_ref())?;
 //! let input = vggfeat::store::InputSpec {
@@ -187,6 +187,7 @@ impl NetEntry {
             layer,
             dim: vgg.layer_channels(layer)?,
             preprocess: norm,
+            precision: vgg.precision(),
         };
         Ok(NetEntry {
             vgg,
@@ -196,15 +197,16 @@ impl NetEntry {
         })
     }
 
-    /// Loads a checkpoint onto `device` with `engine` and prepares it as [`NetEntry::new`] does.
+    /// Loads a checkpoint onto `device` with an engine (or [`crate::model::RunOptions`]: engine
+    /// and precision) and prepares it as [`NetEntry::new`] does.
     pub fn load(
         path: &Path,
         device: &candle_core::Device,
-        engine: crate::model::Engine,
+        run: impl Into<crate::model::RunOptions>,
         layer: Option<LayerName>,
         norm: Option<Normalization>,
     ) -> Result<Self> {
-        Self::new(Vgg::load_with(path, device, engine)?, layer, norm)
+        Self::new(Vgg::load_with(path, device, run)?, layer, norm)
     }
 
     /// The smallest input side this net's descriptor layer accepts.

@@ -73,6 +73,12 @@ pub trait Backend {
     fn lrn(&self, x: Self::Act, step: &Step) -> Result<Self::Act>;
     /// A max-pool step.
     fn pool(&self, x: Self::Act, step: &Step) -> Result<Self::Act>;
+    /// A conv step directly followed by a max-pool step (`pool`), whose pooled map is all that
+    /// leaves. The default runs the two in turn; an engine may fuse them.
+    fn conv_pool(&self, x: Self::Act, conv: &Conv, step: &Step, pool: &Step) -> Result<Self::Act> {
+        let y = self.conv(x, conv, step)?;
+        self.pool(y, pool)
+    }
 }
 
 /// The walk of one network (its configuration and actual widths).
@@ -257,19 +263,28 @@ impl Plan {
         }))
     }
 
-    /// Runs `steps` of the plan on `x` with `backend`.
+    /// Runs `steps` of the plan on `x` with `backend`; a conv followed by a pool inside the
+    /// range goes to [`Backend::conv_pool`].
     pub fn walk<B: Backend>(
         &self,
         backend: &B,
         mut x: B::Act,
         steps: Range<usize>,
     ) -> Result<B::Act> {
-        for step in &self.steps[steps] {
-            x = match step.op {
-                Op::Conv(c) => backend.conv(x, &c, step)?,
-                Op::Lrn => backend.lrn(x, step)?,
-                Op::Pool => backend.pool(x, step)?,
+        let steps = &self.steps[steps];
+        let mut i = 0;
+        while i < steps.len() {
+            let step = &steps[i];
+            x = match (step.op, steps.get(i + 1)) {
+                (Op::Conv(c), Some(next)) if next.op == Op::Pool => {
+                    i += 1;
+                    backend.conv_pool(x, &c, step, next)?
+                }
+                (Op::Conv(c), _) => backend.conv(x, &c, step)?,
+                (Op::Lrn, _) => backend.lrn(x, step)?,
+                (Op::Pool, _) => backend.pool(x, step)?,
             };
+            i += 1;
         }
         Ok(x)
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::SourceKind;
 use crate::error::{Error, Result};
+use crate::model::Precision;
 use crate::model::config::{ConfigName, LayerName};
 use crate::preprocess::Normalization;
 
@@ -71,6 +72,9 @@ pub struct NetSpec {
     pub dim: usize,
     /// Input convention.
     pub preprocess: Normalization,
+    /// Arithmetic of the net's products (stores written before it was recorded are f32).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// Everything that determines a store's contents.
@@ -192,6 +196,11 @@ impl Manifest {
                 &format!("net {i} preprocessing"),
                 x.preprocess.to_string(),
                 y.preprocess.to_string(),
+            );
+            cmp(
+                &format!("net {i} precision"),
+                x.precision.to_string(),
+                y.precision.to_string(),
             );
         }
         cmp("scales", show(&a.scales), show(&b.scales));

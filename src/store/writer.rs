@@ -273,6 +273,7 @@ pub(super) mod tests {
                 layer: LayerName::Fc7,
                 dim: 2,
                 preprocess: Normalization::Torchvision,
+                precision: Default::default(),
             }],
             scales: vec![256, 384],
             flip: true,

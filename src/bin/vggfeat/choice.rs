@@ -14,7 +14,7 @@ use clap::{Arg, Command, ValueEnum};
 use vggfeat::aggregate::Aggregate;
 use vggfeat::metrics::ApKind;
 use vggfeat::model::config::ConfigName;
-use vggfeat::model::{Engine, InitScheme};
+use vggfeat::model::{Engine, InitScheme, Precision};
 use vggfeat::preprocess::Normalization;
 use vggfeat::protocol::ProtocolName;
 use vggfeat::svm::{Loss, Solver};
@@ -151,6 +151,16 @@ choice! {
         FastGemm => Engine::FastGemm,
         /// candle's own convolutions (the reference).
         Candle => Engine::Candle,
+    }
+}
+
+choice! {
+    /// `--precision`.
+    PrecisionArg => Precision, "precision" {
+        /// f32 products (the reference).
+        F32 => Precision::F32,
+        /// bf16 products with f32 accumulation: about twice as fast on CPUs with AVX512-BF16.
+        Bf16 => Precision::Bf16,
     }
 }
 

@@ -2,10 +2,11 @@
 //! (cuDNN). Also the two ops every other user of candle tensors shares: a conv with bias and
 //! ReLU, and the LRN (differentiable, so training uses them too).
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use super::{FeatureMap, Layout, TensorIo};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::model::Precision;
 use crate::model::config::LRN_PARAMS;
 use crate::model::params::{ConvParams, VggWeights};
 use crate::model::plan::{Backend, Conv, Step};
@@ -42,18 +43,40 @@ pub fn lrn(x: &Tensor, dim: usize) -> Result<Tensor> {
     Ok((x / denom)?)
 }
 
-/// The candle engine: the layers' tensors on the network's device.
+/// The candle engine: the layers' tensors on the network's device, in the engine's dtype.
 #[derive(Debug)]
 pub struct CandleEngine {
     layers: Vec<ConvParams>,
+    dtype: DType,
 }
 
 impl CandleEngine {
-    /// Takes the layers of `w` (already on the device the engine runs on).
-    pub fn new(w: &VggWeights) -> Self {
-        CandleEngine {
-            layers: w.layers().into_iter().cloned().collect(),
+    /// Takes the layers of `w` (already on the device the engine runs on). In bf16 (CUDA only:
+    /// candle has no bf16 matrix product on the CPU) the weights and activations are bf16
+    /// tensors and cuDNN's bf16 convolutions run them; maps leave as f32.
+    pub fn new(w: &VggWeights, precision: Precision) -> Result<Self> {
+        let dtype = match precision {
+            Precision::F32 => DType::F32,
+            Precision::Bf16 => {
+                if w.convs.first().is_none_or(|c| c.weight.device().is_cpu()) {
+                    return Err(Error::Unsupported(
+                        "--precision bf16 with --engine candle runs on CUDA only (candle has no \
+                         bf16 matrix product on the CPU); on the CPU use --engine auto or fast"
+                            .into(),
+                    ));
+                }
+                DType::BF16
+            }
+        };
+        let mut layers = Vec::new();
+        for l in w.layers() {
+            layers.push(ConvParams {
+                name: l.name,
+                weight: l.weight.to_dtype(dtype)?,
+                bias: l.bias.to_dtype(dtype)?,
+            });
         }
+        Ok(CandleEngine { layers, dtype })
     }
 }
 
@@ -79,14 +102,15 @@ impl Backend for CandleEngine {
 
 impl TensorIo for CandleEngine {
     fn input(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.clone())
+        Ok(x.to_dtype(self.dtype)?)
     }
 
     fn to_tensor(&self, x: Tensor) -> Result<Tensor> {
-        Ok(x)
+        Ok(x.to_dtype(DType::F32)?)
     }
 
     fn to_map(&self, x: Tensor) -> Result<FeatureMap> {
+        let x = x.to_dtype(DType::F32)?;
         let (n, channels, h, w) = x.dims4()?;
         Ok(FeatureMap {
             n,

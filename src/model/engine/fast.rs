@@ -1,55 +1,82 @@
-//! The fast CPU engine for inference. Activations stay channels-last (NHWC) from the first layer
-//! to the last; every 3x3 layer (but conv1_1) runs as Winograd F(2x2, 3x3) ([`super::winograd`]),
-//! every other conv as an unfold ([`super::unfold`]) into a bounded scratch buffer followed by
-//! one large GEMM whose output rows are pre-filled with the bias, with ReLU applied while the
-//! chunk is still in cache. 1x1 convs (fc7, fc8, config C) multiply the activations directly.
-//! Buffers come from a pool and are reused across layers and calls instead of being allocated
-//! per op.
+//! The fast CPU engine for inference. Activations stay channels-last (NHWC) f32 from the first
+//! layer to the last; every 3x3 layer (but conv1_1) runs as Winograd ([`super::winograd`]:
+//! F(4x4, 3x3) in f32, F(2x2, 3x3) in bf16), every other conv as an unfold
+//! ([`super::unfold`]) into a bounded scratch buffer followed by one packed GEMM
+//! ([`super::gemm`]) that starts from the bias and applies the ReLU before it stores. 1x1 convs
+//! (fc7, fc8, config C) multiply the activations directly. Buffers come from a pool and are
+//! reused across layers and calls instead of being allocated per op.
 //!
-//! Work is split over output rows: each rayon worker unfolds and multiplies its own chunk, so the
-//! unfold is parallel too; small layers fall back to gemm's own threading.
+//! [`Precision::Bf16`] rounds the GEMM operands (weights once, activations as they enter each
+//! product) to bf16 and accumulates in f32; everything between the products (transforms, bias,
+//! ReLU, pooling, the maps handed out) stays f32.
+//!
+//! Work is split over output rows when there are many (each rayon worker unfolds and multiplies
+//! its own chunk, so the unfold is parallel too), and over column panels when there are few
+//! (the head on one image).
 
 use std::sync::Mutex;
 
 use candle_core::{Device, Tensor};
-use gemm::Parallelism;
+use half::bf16;
 use rayon::prelude::*;
 
-use super::unfold::{Geom, gemm_rowmajor, kernel_rows, unfold_nhwc_rows};
-use super::winograd::{WinogradKernel, conv3x3};
+use super::gemm::{Epilogue, Lhs, MR, NR, PackedB, gemm, gemm_ptr, to_bf16_rows};
+use super::isa::{Kernel, kernel_for};
+use super::simd::to_bf16;
+use super::unfold::{Geom, kernel_rows, unfold_nhwc_rows};
+use super::winograd::{Tile, WinogradKernel, conv3x3};
 use super::{FeatureMap, Layout, TensorIo};
 use crate::error::Result;
+use crate::model::Precision;
 use crate::model::params::{ConvParams, VggWeights};
 use crate::model::plan::{Backend, Conv, Op, Step};
 
 /// Target size of one unfolded chunk (bytes): big enough for GEMM efficiency, small enough to
 /// bound memory (conv1_2 of a batch of 8 at 224 would unfold to 925 MB at once).
 const CHUNK_BYTES: usize = 6 << 20;
+/// Largest left operand of the few-rows path (the head's fc6 on one image): all its rows at
+/// once, so that fc6's 100-400 MB of weights are read from memory once per forward.
+const FEW_ROWS_BYTES: usize = 64 << 20;
 
-/// A convolution prepared for the GEMM: weights as a (k*k*cin, cout) row-major matrix.
+/// The Winograd tile for a kernel: F(4x4, 3x3) in f32, whose transforms f32 absorbs;
+/// F(2x2, 3x3) for bf16 operands, whose 8-bit mantissa cannot take F(4x4)'s larger
+/// transform entries.
+fn tile_for(kernel: Kernel) -> Tile {
+    match kernel {
+        Kernel::Bf16 => Tile::F2,
+        Kernel::F32 | Kernel::Portable => Tile::F4,
+    }
+}
+
+/// A convolution prepared for the engine: the Winograd kernels of a 3x3 layer, or the weights
+/// as a packed (k*k*cin, cout) matrix for unfold + GEMM.
 #[derive(Debug)]
 struct FastConv {
     k: usize,
     cin: usize,
     cout: usize,
-    w: Vec<f32>,
+    /// The GEMM weights (absent when Winograd runs the layer).
+    w: Option<PackedB>,
     b: Vec<f32>,
     /// The same kernel in the Winograd domain, for 3x3 / pad 1 layers when enabled.
     wino: Option<WinogradKernel>,
 }
 
 impl FastConv {
-    fn new(p: &ConvParams, pad: usize, winograd: bool) -> Result<Self> {
+    fn new(p: &ConvParams, pad: usize, winograd: bool, kernel: Kernel) -> Result<Self> {
         let (cout, cin, k, _) = p.weight.dims4()?;
         let w4: Vec<f32> = p.weight.flatten_all()?.to_vec1()?;
         // The first layer (3 input channels) gains little from Winograd: keep the GEMM.
         let wino = (winograd && k == 3 && pad == 1 && cin >= 8)
-            .then(|| WinogradKernel::new(&w4, cout, cin));
+            .then(|| WinogradKernel::new(&w4, cout, cin, tile_for(kernel), kernel));
+        let w = wino
+            .is_none()
+            .then(|| PackedB::new(&kernel_rows(&w4, cout, cin, k), k * k * cin, cout, kernel));
         Ok(FastConv {
             k,
             cin,
             cout,
-            w: kernel_rows(&w4, cout, cin, k),
+            w,
             b: p.bias.to_vec1()?,
             wino,
         })
@@ -71,24 +98,34 @@ pub struct Act {
 pub struct FastEngine {
     /// Prepared layers, indexed like [`VggWeights::layers`].
     convs: Vec<FastConv>,
+    /// The GEMM kernel every layer runs on.
+    kernel: Kernel,
     /// Reusable activation buffers.
     pool: Mutex<Vec<Vec<f32>>>,
 }
 
 impl FastEngine {
-    /// Prepares the weights (reordered for the GEMM; about as much memory as the checkpoint,
-    /// plus 16/9 of the 3x3 kernels in the Winograd domain when `winograd` is on).
-    pub fn new(w: &VggWeights, plan: &crate::model::plan::Plan, winograd: bool) -> Result<Self> {
+    /// Prepares the weights for `precision` (reordered and packed for the GEMM, or transformed
+    /// into the Winograd domain: 4x the 3x3 kernels for F(4x4) in f32, 16/9 of them in bf16 at
+    /// half the bytes). Fails when this CPU cannot run `precision` (see [`super::isa`]).
+    pub fn new(
+        w: &VggWeights,
+        plan: &crate::model::plan::Plan,
+        winograd: bool,
+        precision: Precision,
+    ) -> Result<Self> {
+        let kernel = kernel_for(precision)?;
         let layers = w.layers();
         let mut convs = Vec::with_capacity(layers.len());
         for s in plan.steps() {
             if let Op::Conv(Conv { pad, param, .. }) = s.op {
                 debug_assert_eq!(param, convs.len());
-                convs.push(FastConv::new(layers[param], pad, winograd)?);
+                convs.push(FastConv::new(layers[param], pad, winograd, kernel)?);
             }
         }
         Ok(FastEngine {
             convs,
+            kernel,
             pool: Mutex::new(Vec::new()),
         })
     }
@@ -106,7 +143,8 @@ impl FastEngine {
             None => Vec::with_capacity(len),
         };
         drop(pool);
-        v.clear();
+        // Every user overwrites the whole buffer: only a grown tail is initialised.
+        v.truncate(len);
         v.resize(len, 0.0);
         v
     }
@@ -135,6 +173,9 @@ impl FastEngine {
     }
 
     fn gemm_conv(&self, x: Act, cv: &FastConv, pad: usize, relu: bool) -> Act {
+        let b =
+            cv.w.as_ref()
+                .expect("a conv without Winograd kernels has GEMM weights");
         let g = Geom {
             n: x.n,
             c: cv.cin,
@@ -148,55 +189,146 @@ impl FastEngine {
         let kk = g.patch();
         let n = cv.cout;
         let mut out = self.take(m * n);
-        let direct = cv.k == 1 && pad == 0;
-        let rows = (CHUNK_BYTES / (4 * kk)).clamp(64, 16384).min(m.max(1));
+        let bf = self.kernel == Kernel::Bf16;
+        let lda = b.lhs_width();
+        // 1x1 convs read the activations in place (f32) or convert them (bf16).
+        let in_place = cv.k == 1 && pad == 0;
+        let row_bytes = lda * if bf { 2 } else { 4 };
+        let rows = (CHUNK_BYTES / row_bytes).clamp(64, 16384).min(m.max(1));
         let threads = rayon::current_num_threads();
-        let n_chunks = m.div_ceil(rows);
-        let split_rows = n_chunks >= 2 * threads && threads > 1;
-        let par = if split_rows || threads == 1 {
-            Parallelism::None
-        } else {
-            Parallelism::Rayon(threads)
+        let epi = Epilogue {
+            bias: Some(&cv.b),
+            relu,
         };
-        let work = |ci: usize, o: &mut [f32], scratch: &mut Vec<f32>| {
-            let r0 = ci * rows;
-            let r = o.len() / n;
-            for row in o.chunks_exact_mut(n) {
-                row.copy_from_slice(&cv.b);
-            }
-            let lhs: &[f32] = if direct {
-                &x.data[r0 * kk..(r0 + r) * kk]
-            } else {
-                scratch.clear();
-                scratch.resize(r * kk, 0.0);
-                unfold_nhwc_rows(&x.data, g, r0, r, scratch);
-                scratch
-            };
-            gemm_rowmajor(r, n, kk, o, true, lhs, &cv.w, par);
-            if relu {
-                for v in o.iter_mut() {
-                    *v = v.max(0.0);
+        // The left operand for rows r0 .. r0 + r, in the kernel's precision, into `s`.
+        let prepare = |r0: usize, r: usize, s: &mut Scratch| {
+            if bf {
+                s.b.resize(r * lda, bf16::ZERO);
+                if in_place {
+                    to_bf16_rows(&x.data[r0 * kk..(r0 + r) * kk], kk, &mut s.b, lda);
+                } else {
+                    unfold_nhwc_rows(&x.data, g, r0, r, &mut s.b, lda, to_bf16);
                 }
+            } else if !in_place {
+                s.f.resize(r * kk, 0.0);
+                unfold_nhwc_rows(&x.data, g, r0, r, &mut s.f, kk, |v| v);
             }
         };
-        if split_rows {
+        if m.div_ceil(rows) >= 2 * threads && threads > 1 {
+            // Many rows: each worker unfolds and multiplies its own chunk.
             out.par_chunks_mut(rows * n)
                 .enumerate()
                 .for_each(|(ci, o)| {
-                    SCRATCH.with(|s| work(ci, o, &mut s.borrow_mut()));
+                    SCRATCH.with(|s| {
+                        let s = &mut s.borrow_mut();
+                        let (r0, r) = (ci * rows, o.len() / n);
+                        prepare(r0, r, s);
+                        let a = operand(bf, in_place, &x.data, r0, r, kk, lda, s);
+                        gemm(r, a, lda, b, 0..n, o, n, epi);
+                    })
                 });
         } else {
-            let mut scratch = Vec::new();
-            for (ci, o) in out.chunks_mut(rows * n).enumerate() {
-                work(ci, o, &mut scratch);
+            // Few rows (the head): as many at once as FEW_ROWS_BYTES allows, so that the
+            // weights stream through the cache once; the columns are split over the workers.
+            let rows = (FEW_ROWS_BYTES / row_bytes).max(rows).min(m);
+            let panels = n.div_ceil(NR);
+            let per = panels.div_ceil(threads.max(1)).max(1);
+            let mut s = Scratch::default();
+            for r0 in (0..m).step_by(rows) {
+                let r = rows.min(m - r0);
+                prepare_parallel(&prepare, r0, r, threads, &mut s);
+                let a = operand(bf, in_place, &x.data, r0, r, kk, lda, &s);
+                let c = SyncPtr(out[r0 * n..].as_mut_ptr());
+                (0..panels.div_ceil(per)).into_par_iter().for_each(|gi| {
+                    let cols = gi * per * NR..((gi + 1) * per * NR).min(n);
+                    // SAFETY: C is rows r0 .. r0 + r of `out` (n floats each); each worker
+                    // writes its own column block.
+                    unsafe { gemm_ptr(r, a, lda, b, cols.clone(), c.at(cols.start), n, epi) };
+                });
             }
         }
         self.next(x, oh, ow, n, out)
     }
 }
 
+/// Runs `prepare` for rows `r0 .. r0 + r` into `s`, split over `threads` workers when the rows
+/// are many (each fills its own rows of the scratch).
+fn prepare_parallel(
+    prepare: &(impl Fn(usize, usize, &mut Scratch) + Sync),
+    r0: usize,
+    r: usize,
+    threads: usize,
+    s: &mut Scratch,
+) {
+    if threads < 2 || r < 2 * MR {
+        prepare(r0, r, s);
+        return;
+    }
+    let part = r.div_ceil(threads);
+    let parts: Vec<Scratch> = (0..r.div_ceil(part))
+        .into_par_iter()
+        .map(|j| {
+            let mut p = Scratch::default();
+            prepare(r0 + j * part, part.min(r - j * part), &mut p);
+            p
+        })
+        .collect();
+    s.f.clear();
+    s.b.clear();
+    for p in parts {
+        s.f.extend_from_slice(&p.f);
+        s.b.extend_from_slice(&p.b);
+    }
+}
+
+/// The left operand of rows `r0 .. r0 + r`: the activations in place (f32 1x1 convs), the
+/// unfolded rows, or their bf16 copy.
+#[allow(clippy::too_many_arguments)]
+fn operand<'a>(
+    bf: bool,
+    in_place: bool,
+    x: &'a [f32],
+    r0: usize,
+    r: usize,
+    kk: usize,
+    lda: usize,
+    s: &'a Scratch,
+) -> Lhs<'a> {
+    if bf {
+        Lhs::Bf16(&s.b[..r * lda])
+    } else if in_place {
+        Lhs::F32(&x[r0 * kk..(r0 + r) * kk])
+    } else {
+        Lhs::F32(&s.f[..r * kk])
+    }
+}
+
+/// Per-thread scratch of the unfold + GEMM path: unfolded rows, and their bf16 copy.
+#[derive(Default)]
+struct Scratch {
+    f: Vec<f32>,
+    b: Vec<bf16>,
+}
+
 thread_local! {
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+// SAFETY: used only to write disjoint column blocks of the output from several threads.
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// The pointer `i` floats on (a method, so that closures capture the whole `SyncPtr`).
+    ///
+    /// # Safety
+    /// `i` is inside the buffer.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: as the caller promises.
+        unsafe { self.0.add(i) }
+    }
 }
 
 impl Backend for FastEngine {
@@ -209,11 +341,24 @@ impl Backend for FastEngine {
         let cv = &self.convs[param];
         if let Some(wk) = &cv.wino {
             let mut out = self.take(x.n * x.h * x.w * cv.cout);
-            conv3x3(&x.data, x.n, x.h, x.w, wk, &cv.b, relu, &mut out);
+            conv3x3(&x.data, x.n, x.h, x.w, wk, &cv.b, relu, false, &mut out);
             let (h, w) = (x.h, x.w);
             return Ok(self.next(x, h, w, cv.cout, out));
         }
         Ok(self.gemm_conv(x, cv, pad, relu))
+    }
+
+    fn conv_pool(&self, x: Act, c: &Conv, step: &Step, pool: &Step) -> Result<Act> {
+        let cv = &self.convs[c.param];
+        let Some(wk) = &cv.wino else {
+            let y = self.conv(x, c, step)?;
+            return self.pool(y, pool);
+        };
+        // The pool is taken in the output transform, so the full-size map is never written.
+        let (h, w) = (x.h / 2, x.w / 2);
+        let mut out = self.take(x.n * h * w * cv.cout);
+        conv3x3(&x.data, x.n, x.h, x.w, wk, &cv.b, c.relu, true, &mut out);
+        Ok(self.next(x, h, w, cv.cout, out))
     }
 
     fn lrn(&self, mut x: Act, _: &Step) -> Result<Act> {

@@ -5,12 +5,16 @@
 //!
 //! - [`candle`]: candle's ops on any device (the reference; cuDNN on CUDA);
 //! - [`fast`]: the CPU engine, channels-last, Winograd for 3x3 layers and unfold + GEMM
-//!   elsewhere ([`winograd`], [`unfold`]).
+//!   elsewhere ([`winograd`], [`unfold`]), every product in [`gemm`]'s packed micro-kernels
+//!   (f32 or bf16, chosen per CPU by [`isa`]).
 //!
 //! [`unfold`] is also training's: one place owns im2col, col2im and kernel reordering.
 
 pub(crate) mod candle;
 mod fast;
+mod gemm;
+pub(crate) mod isa;
+mod simd;
 pub(crate) mod unfold;
 mod winograd;
 
@@ -18,6 +22,7 @@ use std::ops::Range;
 
 use candle_core::{Device, Tensor};
 
+use super::Precision;
 use super::params::VggWeights;
 use super::plan::{Backend, Plan};
 use crate::error::Result;
@@ -85,14 +90,17 @@ fn map<E: TensorIo>(e: &E, plan: &Plan, x: &Tensor, steps: Range<usize>) -> Resu
 }
 
 impl Runner {
-    /// The candle engine for `w` (whose tensors are on the device it will run on).
-    pub fn candle(w: &VggWeights) -> Self {
-        Runner::Candle(candle::CandleEngine::new(w))
+    /// The candle engine for `w` (whose tensors are on the device it will run on), computing
+    /// in `precision`.
+    pub fn candle(w: &VggWeights, precision: Precision) -> Result<Self> {
+        Ok(Runner::Candle(candle::CandleEngine::new(w, precision)?))
     }
 
     /// The fast CPU engine; `winograd = false` runs every conv as unfold + GEMM.
-    pub fn fast(w: &VggWeights, plan: &Plan, winograd: bool) -> Result<Self> {
-        Ok(Runner::Fast(fast::FastEngine::new(w, plan, winograd)?))
+    pub fn fast(w: &VggWeights, plan: &Plan, winograd: bool, precision: Precision) -> Result<Self> {
+        Ok(Runner::Fast(fast::FastEngine::new(
+            w, plan, winograd, precision,
+        )?))
     }
 
     /// Runs `steps` of `plan` on `x`; the result is an NCHW tensor on `device`.
@@ -117,4 +125,47 @@ impl Runner {
             Runner::Fast(e) => map(e, plan, x, steps),
         }
     }
+}
+
+/// Throughput (GFLOP/s, 2 per multiply-add) of the fast engine's GEMM in `precision` on this
+/// machine: `threads` workers each multiply an (m x k) operand by `copies` packed (k x n)
+/// weight matrices in turn (shared by the workers; several copies make them stream from the
+/// last-level cache or memory, as a layer's Winograd kernels do), `reps` times. A probe for
+/// `examples/bench_gemm.rs`: "% of the limit" figures divide by it.
+pub fn gemm_probe(
+    precision: Precision,
+    (m, n, k): (usize, usize, usize),
+    copies: usize,
+    threads: usize,
+    reps: usize,
+) -> Result<f64> {
+    use rayon::prelude::*;
+    let kernel = isa::kernel_for(precision)?;
+    let w: Vec<f32> = (0..k * n).map(|i| ((i % 7) as f32 - 3.0) * 0.01).collect();
+    let packed: Vec<gemm::PackedB> = (0..copies.max(1))
+        .map(|_| gemm::PackedB::new(&w, k, n, kernel))
+        .collect();
+    let lda = packed[0].lhs_width();
+    let run = || {
+        (0..threads.max(1)).into_par_iter().for_each(|_| {
+            let af = vec![0.5f32; m * lda];
+            let ab = vec![half::bf16::from_f32(0.5); m * lda];
+            let mut c = vec![0f32; m * n];
+            for _ in 0..reps {
+                for b in &packed {
+                    let a = match kernel {
+                        isa::Kernel::Bf16 => gemm::Lhs::Bf16(&ab),
+                        _ => gemm::Lhs::F32(&af),
+                    };
+                    gemm::gemm(m, a, lda, b, 0..n, &mut c, n, gemm::Epilogue::NONE);
+                }
+            }
+            std::hint::black_box(&c);
+        })
+    };
+    run();
+    let t = std::time::Instant::now();
+    run();
+    let flops = 2.0 * (m * n * k) as f64 * (reps * packed.len() * threads.max(1)) as f64;
+    Ok(flops / t.elapsed().as_secs_f64() / 1e9)
 }

@@ -1,8 +1,7 @@
-//! Unfolding (im2col), its adjoint (col2im), kernel reordering and the row-major GEMM call: the
-//! convolution-as-matrix-product plumbing shared by the fast inference engine (channels-last
+//! Unfolding (im2col), its adjoint (col2im) and kernel reordering: the convolution-as-matrix-
+//! product plumbing shared by the fast inference engine (channels-last
 //! rows) and training's CPU convolution (channels-first columns).
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Geometry of one stride-1 convolution: batch, input channels, input size, kernel, padding.
@@ -119,17 +118,30 @@ pub fn fold_nchw(cols: &[f32], g: Geom) -> Vec<f32> {
 }
 
 /// Unfolds output rows `r0 .. r0 + r` of a channels-last (N, H, W, C) input into `dst`
-/// (r x C*k*k, row-major), each row laid out `(ky*k + kx)*C + c` to match [`kernel_rows`].
-pub fn unfold_nhwc_rows(x: &[f32], g: Geom, r0: usize, r: usize, dst: &mut [f32]) {
+/// (r rows of C*k*k values at stride `ld`, the rest of each row zeroed), each row laid out
+/// `(ky*k + kx)*C + c` to match [`kernel_rows`]; `cast` converts each value (identity for f32,
+/// rounding for bf16).
+#[allow(clippy::too_many_arguments)]
+pub fn unfold_nhwc_rows<T: Copy + Default>(
+    x: &[f32],
+    g: Geom,
+    r0: usize,
+    r: usize,
+    dst: &mut [T],
+    ld: usize,
+    cast: impl Fn(f32) -> T + Copy,
+) {
     let (k, pad, cin) = (g.k, g.p as isize, g.c);
     let (oh, ow) = (g.out_h(), g.out_w());
     let kk = g.patch();
+    assert!(ld >= kk && dst.len() >= r * ld);
     for i in 0..r {
         let row = r0 + i;
         let img = row / (oh * ow);
         let rem = row % (oh * ow);
         let (oy, ox) = (rem / ow, rem % ow);
-        let d = &mut dst[i * kk..(i + 1) * kk];
+        let d = &mut dst[i * ld..(i + 1) * ld];
+        d[kk..].fill(T::default());
         for ky in 0..k {
             let iy = oy as isize + ky as isize - pad;
             for kx in 0..k {
@@ -137,10 +149,12 @@ pub fn unfold_nhwc_rows(x: &[f32], g: Geom, r0: usize, r: usize, dst: &mut [f32]
                 let t = (ky * k + kx) * cin;
                 let seg = &mut d[t..t + cin];
                 if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
-                    seg.fill(0.0);
+                    seg.fill(T::default());
                 } else {
                     let s = ((img * g.h + iy as usize) * g.w + ix as usize) * cin;
-                    seg.copy_from_slice(&x[s..s + cin]);
+                    for (o, v) in seg.iter_mut().zip(&x[s..s + cin]) {
+                        *o = cast(*v);
+                    }
                 }
             }
         }
@@ -159,48 +173,6 @@ pub fn kernel_rows(w4: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
         }
     }
     w
-}
-
-/// `dst (m x n) = beta * dst + lhs (m x k) * rhs (k x n)`, all row-major and contiguous, by the
-/// `gemm` crate (its AVX-512 kernels with the `x86-v4` feature). `beta` is 0 (overwrite) or 1
-/// (accumulate onto a pre-filled `dst`, e.g. the bias).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_rowmajor(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: &[f32],
-    rhs: &[f32],
-    par: Parallelism,
-) {
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    // SAFETY: the asserts above: dst, lhs and rhs cover m x n, m x k and k x n row-major
-    // matrices, and dst does not alias the inputs (it is a unique borrow).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
 }
 
 #[cfg(test)]
@@ -248,7 +220,7 @@ mod tests {
         }
         let cols = unfold_nchw(&nchw, g);
         let mut rows = vec![0f32; g.cols() * g.patch()];
-        unfold_nhwc_rows(&nhwc, g, 0, g.cols(), &mut rows);
+        unfold_nhwc_rows(&nhwc, g, 0, g.cols(), &mut rows, g.patch(), |v| v);
         for pos in 0..g.cols() {
             for c in 0..2 {
                 for t in 0..9 {

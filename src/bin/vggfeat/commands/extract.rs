@@ -53,6 +53,10 @@ pub struct ExtractArgs {
     /// Images per atomic store chunk (a kill loses at most this many).
     #[arg(long, default_value_t = ExtractParams::default().chunk_records)]
     pub chunk: usize,
+    /// Threads that decode and resize images ahead of the network (they share the cores with
+    /// it: more help when images are large and the network fast, e.g. one small scale in bf16).
+    #[arg(long, default_value_t = ExtractParams::default().decode_threads as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub decode_threads: u32,
     /// VOC image set (ImageSets/Main/<split>.txt), for a devkit input.
     #[arg(long, default_value_t = Selection::default().voc_split)]
     pub split: String,
@@ -93,6 +97,7 @@ impl TryFrom<ExtractArgs> for ExtractRequest {
             preprocess: a.run.preprocess.into(),
             device: a.run.device,
             engine: a.run.engine.into(),
+            precision: a.run.precision.into(),
             dataset: Selection {
                 voc_split: a.split,
                 classes: a.classes,
@@ -105,6 +110,7 @@ impl TryFrom<ExtractArgs> for ExtractRequest {
                 flip: !a.no_flip,
                 batch: a.batch,
                 chunk_records: a.chunk,
+                decode_threads: a.decode_threads as usize,
                 decode: DecodeOptions {
                     max_pixels: a.max_pixels,
                     ..Default::default()
