@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::gemm::{Epilogue, Lhs, MR, NR, PackedB, gemm, gemm_ptr, to_bf16_rows};
 use super::isa::{Kernel, kernel_for};
 use super::simd::to_bf16;
-use super::unfold::{Geom, kernel_rows, unfold_nhwc_rows};
+use super::unfold::{Geom, unfold_nhwc_rows};
 use super::winograd::{Tile, WinogradKernel, conv3x3};
 use super::{FeatureMap, Layout, TensorIo};
 use crate::error::Result;
@@ -65,13 +65,16 @@ struct FastConv {
 impl FastConv {
     fn new(p: &ConvParams, pad: usize, winograd: bool, kernel: Kernel) -> Result<Self> {
         let (cout, cin, k, _) = p.weight.dims4()?;
-        let w4: Vec<f32> = p.weight.flatten_all()?.to_vec1()?;
         // The first layer (3 input channels) gains little from Winograd: keep the GEMM.
-        let wino = (winograd && k == 3 && pad == 1 && cin >= 8)
-            .then(|| WinogradKernel::new(&w4, cout, cin, tile_for(kernel), kernel));
-        let w = wino
-            .is_none()
-            .then(|| PackedB::new(&kernel_rows(&w4, cout, cin, k), k * k * cin, cout, kernel));
+        let use_wino = winograd && k == 3 && pad == 1 && cin >= 8;
+        let (w, wino) = with_values(&p.weight, |w4| {
+            if use_wino {
+                let wk = WinogradKernel::new(w4, cout, cin, tile_for(kernel), kernel);
+                (None, Some(wk))
+            } else {
+                (Some(PackedB::from_conv(w4, cout, cin, k * k, kernel)), None)
+            }
+        })?;
         Ok(FastConv {
             k,
             cin,
@@ -81,6 +84,23 @@ impl FastConv {
             wino,
         })
     }
+}
+
+/// Runs `f` on a CPU f32 tensor's values in order: borrowed from its storage when contiguous
+/// (fc6's kernel is 400 MB; a copy would double the peak while the engine is built), else
+/// copied.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+            && let Ok(all) = cpu.as_slice::<f32>()
+        {
+            return Ok(f(&all[start..end]));
+        }
+    }
+    let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+    Ok(f(&v))
 }
 
 /// A channels-last activation (N, H, W, C).
@@ -153,9 +173,9 @@ impl FastEngine {
         let mut pool = self.pool.lock().expect("buffer pool poisoned");
         pool.push(v);
         // Keep the largest few only.
-        if pool.len() > 4 {
+        if pool.len() > 2 {
             pool.sort_by_key(|v| std::cmp::Reverse(v.capacity()));
-            pool.truncate(4);
+            pool.truncate(2);
         }
     }
 

@@ -161,14 +161,14 @@ pub fn unfold_nhwc_rows<T: Copy + Default>(
     }
 }
 
-/// A (cout, cin, k, k) kernel as the (k*k*cin, cout) row-major matrix that multiplies
-/// [`unfold_nhwc_rows`]' rows: row `(ky*k + kx)*cin + ci`, column `co`.
-pub fn kernel_rows(w4: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
-    let mut w = vec![0f32; k * k * cin * cout];
+/// A (cout, cin, k, k) kernel (`kk` = k*k) as the (k*k*cin, cout) row-major matrix that
+/// multiplies [`unfold_nhwc_rows`]' rows: row `(ky*k + kx)*cin + ci`, column `co`.
+pub fn kernel_rows(w4: &[f32], cout: usize, cin: usize, kk: usize) -> Vec<f32> {
+    let mut w = vec![0f32; kk * cin * cout];
     for co in 0..cout {
         for ci in 0..cin {
-            for t in 0..k * k {
-                w[(t * cin + ci) * cout + co] = w4[(co * cin + ci) * k * k + t];
+            for t in 0..kk {
+                w[(t * cin + ci) * cout + co] = w4[(co * cin + ci) * kk + t];
             }
         }
     }
