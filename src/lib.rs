@@ -53,7 +53,7 @@ pub use classifier::Classifier;
 pub use dataset::{Dataset, SplitParams};
 pub use error::{Error, Result};
 pub use extract::{ExtractParams, Extractor, NetEntry};
-pub use model::{Engine, Vgg, VggWeights};
+pub use model::{Engine, Precision, RunOptions, Vgg, VggWeights};
 pub use protocol::{SvmRequest, run_svm};
 pub use store::{Store, StoreWriter};
 pub use svm::{LinearSvmParams, SelectCParams};

@@ -361,6 +361,30 @@ fn every_typed_choice_exits_2_listing_the_allowed_values() {
         ),
         (
             &[
+                "classify",
+                "-w",
+                "/nonexistent",
+                "/nonexistent.jpg",
+                "--precision",
+                "f16",
+            ],
+            "unknown precision `f16` (expected f32 or bf16)",
+        ),
+        (
+            &[
+                "extract",
+                "/nonexistent",
+                "-w",
+                "/nonexistent",
+                "-o",
+                "/nonexistent",
+                "--decode-threads",
+                "0",
+            ],
+            "--decode-threads",
+        ),
+        (
+            &[
                 "train",
                 "/nonexistent",
                 "-o",

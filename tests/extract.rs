@@ -81,6 +81,22 @@ fn check_fixture_within(
     worst
 }
 
+/// `vggfeat extract --quiet ARGS -w <vgg-d-tiny> -o OUT <its images>`, with `env` set.
+fn extract_tiny(out: &Path, env: &[(&str, &str)], args: &[&str]) -> assert_cmd::assert::Assert {
+    let mut cmd = vggfeat();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(["extract", "--quiet"])
+        .args(args)
+        .arg("-w")
+        .arg(util::tiny().join("weights.safetensors"))
+        .arg("-o")
+        .arg(out)
+        .arg(util::tiny().join("images"))
+        .assert()
+}
+
 /// Whether this CPU runs `--precision bf16` (AVX512-BF16).
 fn has_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -98,14 +114,13 @@ fn has_bf16() -> bool {
 #[test]
 fn bf16_descriptors_stay_within_1e_2_of_pytorch() {
     if !has_bf16() {
-        vggfeat()
-            .args(["extract", "--quiet", "--precision", "bf16", "-w"])
-            .arg(util::tiny().join("weights.safetensors"))
-            .args(["-o", "/nonexistent/never-created"])
-            .arg(util::tiny().join("images"))
-            .assert()
-            .code(3)
-            .stderr(predicate::str::contains("needs a CPU with AVX512-BF16"));
+        extract_tiny(
+            Path::new("/nonexistent/never-created"),
+            &[],
+            &["--precision", "bf16"],
+        )
+        .code(3)
+        .stderr(predicate::str::contains("needs a CPU with AVX512-BF16"));
         return;
     }
     let tiny = check_fixture_within(
@@ -138,22 +153,15 @@ fn capped_instruction_sets_run_the_portable_path_or_refuse_bf16() {
         &[("VGGFEAT_MAX_ISA", "portable")],
         1e-4,
     );
-    vggfeat()
-        .env("VGGFEAT_MAX_ISA", "avx512")
-        .args(["extract", "--quiet", "--precision", "bf16", "-w"])
-        .arg(util::tiny().join("weights.safetensors"))
-        .args(["-o", "/nonexistent/never-created"])
-        .arg(util::tiny().join("images"))
-        .assert()
-        .code(3)
-        .stderr(predicate::str::contains("needs").and(predicate::str::contains("AVX512-BF16")));
-    vggfeat()
-        .env("VGGFEAT_MAX_ISA", "sse9")
-        .args(["extract", "--quiet", "-w"])
-        .arg(util::tiny().join("weights.safetensors"))
-        .args(["-o", "/nonexistent/never-created"])
-        .arg(util::tiny().join("images"))
-        .assert()
+    let nowhere = Path::new("/nonexistent/never-created");
+    extract_tiny(
+        nowhere,
+        &[("VGGFEAT_MAX_ISA", "avx512")],
+        &["--precision", "bf16"],
+    )
+    .code(3)
+    .stderr(predicate::str::contains("needs").and(predicate::str::contains("AVX512-BF16")));
+    extract_tiny(nowhere, &[("VGGFEAT_MAX_ISA", "sse9")], &[])
         .code(2)
         .stderr(predicate::str::contains("VGGFEAT_MAX_ISA=sse9"));
 }
@@ -167,23 +175,8 @@ fn a_store_of_another_precision_is_refused() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s");
-    let run = |precision: &str| {
-        vggfeat()
-            .args([
-                "extract",
-                "--quiet",
-                "--scales",
-                "256",
-                "--precision",
-                precision,
-                "-w",
-            ])
-            .arg(util::tiny().join("weights.safetensors"))
-            .arg("-o")
-            .arg(&store)
-            .arg(util::tiny().join("images"))
-            .assert()
-    };
+    let run =
+        |precision: &str| extract_tiny(&store, &[], &["--scales", "256", "--precision", precision]);
     run("f32").success();
     run("bf16")
         .code(3)
@@ -417,15 +410,7 @@ fn shards_merge_into_the_single_run() {
 fn a_store_with_other_parameters_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s");
-    let run = |scales: &str| {
-        vggfeat()
-            .args(["extract", "--quiet", "--scales", scales, "-w"])
-            .arg(util::tiny().join("weights.safetensors"))
-            .arg("-o")
-            .arg(&store)
-            .arg(util::tiny().join("images"))
-            .assert()
-    };
+    let run = |scales: &str| extract_tiny(&store, &[], &["--scales", scales]);
     run("256").success();
     run("256,384").code(3).stderr(
         predicate::str::contains("different parameters").and(predicate::str::contains("scales")),

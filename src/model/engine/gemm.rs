@@ -337,23 +337,28 @@ mod x86 {
         Load,
     }
 
-    /// One micro-kernel call: R rows (R <= MR) by NR columns, `steps` steps of k.
+    /// The arithmetic of one micro-kernel: how a step of B is loaded (4 vectors cover NR
+    /// columns), how a step of one A row is broadcast, and the multiply-add.
     trait Micro {
+        /// Element type of A and B.
         type A;
+        /// Elements of k per step (1 for f32; 2 for bf16 pairs).
+        const UNIT: usize;
+        /// One vector of B.
+        type Bv: Copy;
+        /// One broadcast step of A.
+        type Av: Copy;
         /// # Safety
-        /// `a` has R rows of `steps` steps at stride `lda` elements, `b` a panel block of
-        /// `steps` steps, `c` R rows of NR floats at stride `ldc`.
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn run<const R: usize>(
-            steps: usize,
-            a: *const Self::A,
-            lda: usize,
-            b: *const Self::A,
-            c: *mut f32,
-            ldc: usize,
-            start: Start,
-            relu: bool,
-        );
+        /// `p` points to 16 * UNIT readable elements; the CPU has the kernel's features.
+        unsafe fn load_b(p: *const Self::A) -> Self::Bv;
+        /// # Safety
+        /// `p` points to UNIT readable elements; the CPU has the kernel's features.
+        unsafe fn bcast(p: *const Self::A) -> Self::Av;
+        /// `acc + a . b` per lane.
+        ///
+        /// # Safety
+        /// The CPU has the kernel's features.
+        unsafe fn madd(acc: __m512, a: Self::Av, b: Self::Bv) -> __m512;
     }
 
     #[inline(always)]
@@ -410,94 +415,95 @@ mod x86 {
     }
 
     struct F32;
+    // SAFETY (every method): as the trait requires.
     impl Micro for F32 {
         type A = f32;
+        const UNIT: usize = 1;
+        type Bv = __m512;
+        type Av = __m512;
         #[inline(always)]
-        unsafe fn run<const R: usize>(
-            steps: usize,
-            a: *const f32,
-            lda: usize,
-            b: *const f32,
-            c: *mut f32,
-            ldc: usize,
-            start: Start,
-            relu: bool,
-        ) {
-            // SAFETY (whole body): the trait's contract bounds every pointer.
-            unsafe {
-                let mut acc = start_acc::<R>(start, c, ldc);
-                let (mut ap, mut bp) = (a, b);
-                for _ in 0..steps {
-                    let bv = [
-                        _mm512_loadu_ps(bp),
-                        _mm512_loadu_ps(bp.add(16)),
-                        _mm512_loadu_ps(bp.add(32)),
-                        _mm512_loadu_ps(bp.add(48)),
-                    ];
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = _mm512_set1_ps(*ap.add(r * lda));
-                        for (v, bj) in row.iter_mut().zip(&bv) {
-                            *v = _mm512_fmadd_ps(av, *bj, *v);
-                        }
-                    }
-                    ap = ap.add(1);
-                    bp = bp.add(NR);
-                }
-                store_acc::<R>(acc, c, ldc, relu);
-            }
+        unsafe fn load_b(p: *const f32) -> __m512 {
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn bcast(p: *const f32) -> __m512 {
+            unsafe { _mm512_set1_ps(*p) }
+        }
+        #[inline(always)]
+        unsafe fn madd(acc: __m512, a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_fmadd_ps(a, b, acc) }
         }
     }
 
     struct Bf16;
+    // SAFETY (every method): as the trait requires; a step is a k-pair, read from A as one
+    // 32-bit word.
     impl Micro for Bf16 {
         type A = bf16;
+        const UNIT: usize = 2;
+        type Bv = __m512bh;
+        type Av = __m512bh;
         #[inline(always)]
-        unsafe fn run<const R: usize>(
-            steps: usize,
-            a: *const bf16,
-            lda: usize,
-            b: *const bf16,
-            c: *mut f32,
-            ldc: usize,
-            start: Start,
-            relu: bool,
-        ) {
-            // SAFETY (whole body): the trait's contract bounds every pointer; one step is a
-            // k-pair, read as one 32-bit word from A and 2 x NR bf16 from B.
+        unsafe fn load_b(p: *const bf16) -> __m512bh {
+            unsafe { std::mem::transmute::<__m512, __m512bh>(_mm512_loadu_ps(p.cast())) }
+        }
+        #[inline(always)]
+        unsafe fn bcast(p: *const bf16) -> __m512bh {
             unsafe {
-                let mut acc = start_acc::<R>(start, c, ldc);
-                let (mut ap, mut bp) = (a, b);
-                for _ in 0..steps {
-                    let bv: [__m512bh; 4] = [
-                        std::mem::transmute::<__m512, __m512bh>(_mm512_loadu_ps(bp as *const f32)),
-                        std::mem::transmute::<__m512, __m512bh>(_mm512_loadu_ps(
-                            bp.add(32) as *const f32
-                        )),
-                        std::mem::transmute::<__m512, __m512bh>(_mm512_loadu_ps(
-                            bp.add(64) as *const f32
-                        )),
-                        std::mem::transmute::<__m512, __m512bh>(_mm512_loadu_ps(
-                            bp.add(96) as *const f32
-                        )),
-                    ];
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let pair = (ap.add(r * lda) as *const i32).read_unaligned();
-                        let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(pair));
-                        for (v, bj) in row.iter_mut().zip(&bv) {
-                            *v = _mm512_dpbf16_ps(*v, av, *bj);
-                        }
-                    }
-                    ap = ap.add(2);
-                    bp = bp.add(2 * NR);
-                }
-                store_acc::<R>(acc, c, ldc, relu);
+                let pair = p.cast::<i32>().read_unaligned();
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(pair))
             }
+        }
+        #[inline(always)]
+        unsafe fn madd(acc: __m512, a: __m512bh, b: __m512bh) -> __m512 {
+            unsafe { _mm512_dpbf16_ps(acc, a, b) }
+        }
+    }
+
+    /// One micro-kernel call: R rows (R <= MR) by NR columns, `steps` steps of k, in 24 (at
+    /// R = MR) accumulator registers.
+    ///
+    /// # Safety
+    /// `a` has R rows of `steps` steps at stride `lda` elements, `b` a panel block of `steps`
+    /// steps, `c` R rows of NR floats at stride `ldc`; the CPU has the kernel's features.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run<K: Micro, const R: usize>(
+        steps: usize,
+        a: *const K::A,
+        lda: usize,
+        b: *const K::A,
+        c: *mut f32,
+        ldc: usize,
+        start: Start,
+        relu: bool,
+    ) {
+        // SAFETY (whole body): the contract above bounds every pointer.
+        unsafe {
+            let mut acc = start_acc::<R>(start, c, ldc);
+            let (mut ap, mut bp) = (a, b);
+            for _ in 0..steps {
+                let bv = [
+                    K::load_b(bp),
+                    K::load_b(bp.add(16 * K::UNIT)),
+                    K::load_b(bp.add(32 * K::UNIT)),
+                    K::load_b(bp.add(48 * K::UNIT)),
+                ];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = K::bcast(ap.add(r * lda));
+                    for (v, bj) in row.iter_mut().zip(&bv) {
+                        *v = K::madd(*v, av, *bj);
+                    }
+                }
+                ap = ap.add(K::UNIT);
+                bp = bp.add(NR * K::UNIT);
+            }
+            store_acc::<R>(acc, c, ldc, relu);
         }
     }
 
     /// The blocked loops around a micro-kernel: passes of KC over k, panels, blocks of MR rows;
-    /// partial blocks (fewer rows, fewer columns) through a stack tile. `unit` is the number of
-    /// A/B elements per step (1 for f32, 2 for bf16 pairs).
+    /// partial blocks (fewer rows, fewer columns) through a stack tile.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn drive<K: Micro>(
@@ -505,13 +511,13 @@ mod x86 {
         a: *const K::A,
         lda: usize,
         steps: usize,
-        unit: usize,
         w: *const K::A,
         cols: Range<usize>,
         c: *mut f32,
         ldc: usize,
         epi: Epilogue,
     ) {
+        let unit = K::UNIT;
         let kc = KC / unit;
         let passes = steps.div_ceil(kc).max(1);
         let p0 = cols.start / NR;
@@ -591,12 +597,12 @@ mod x86 {
         // SAFETY: forwarded contract of `Micro::run`.
         unsafe {
             match rows {
-                6 => K::run::<6>(s, a, lda, b, c, ldc, start, relu),
-                5 => K::run::<5>(s, a, lda, b, c, ldc, start, relu),
-                4 => K::run::<4>(s, a, lda, b, c, ldc, start, relu),
-                3 => K::run::<3>(s, a, lda, b, c, ldc, start, relu),
-                2 => K::run::<2>(s, a, lda, b, c, ldc, start, relu),
-                _ => K::run::<1>(s, a, lda, b, c, ldc, start, relu),
+                6 => run::<K, 6>(s, a, lda, b, c, ldc, start, relu),
+                5 => run::<K, 5>(s, a, lda, b, c, ldc, start, relu),
+                4 => run::<K, 4>(s, a, lda, b, c, ldc, start, relu),
+                3 => run::<K, 3>(s, a, lda, b, c, ldc, start, relu),
+                2 => run::<K, 2>(s, a, lda, b, c, ldc, start, relu),
+                _ => run::<K, 1>(s, a, lda, b, c, ldc, start, relu),
             }
         }
     }
@@ -617,7 +623,7 @@ mod x86 {
         epi: Epilogue,
     ) {
         // SAFETY: forwarded.
-        unsafe { drive::<F32>(m, a.as_ptr(), lda, k, 1, w.as_ptr(), cols, c, ldc, epi) }
+        unsafe { drive::<F32>(m, a.as_ptr(), lda, k, w.as_ptr(), cols, c, ldc, epi) }
     }
 
     /// # Safety
@@ -636,7 +642,7 @@ mod x86 {
         epi: Epilogue,
     ) {
         // SAFETY: forwarded.
-        unsafe { drive::<Bf16>(m, a.as_ptr(), lda, kp, 2, w.as_ptr(), cols, c, ldc, epi) }
+        unsafe { drive::<Bf16>(m, a.as_ptr(), lda, kp, w.as_ptr(), cols, c, ldc, epi) }
     }
 }
 

@@ -161,6 +161,14 @@ impl Tiling {
     }
 }
 
+/// The tiles `t0 .. t0 + t` of a layer's tiling: what one chunk transforms.
+#[derive(Clone, Copy)]
+struct Chunk {
+    geo: Tiling,
+    t0: usize,
+    t: usize,
+}
+
 /// 3x3 convolution with padding 1 of a channels-last input (n, h, w, cin) into `out`, plus
 /// bias and optional ReLU: (n, h, w, cout), or with `pool` the 2x2 max-pool of that,
 /// (n, h/2, w/2, cout), taken while each tile's outputs are still in registers.
@@ -209,46 +217,29 @@ pub fn conv3x3(
         let t0 = ci * chunk;
         let t = chunk.min(tiles - t0);
         s.m.resize(a * a * t * cout, 0.0);
-        if kernel == Kernel::Bf16 {
+        let bf = kernel == Kernel::Bf16;
+        let v = if bf {
             s.vb.resize(a * a * t * lda, bf16::ZERO);
-            // SAFETY: vb holds alpha^2 planes of t rows of lda values.
-            unsafe { simd.input(x, geo, cin, t0, t, lda, VOut::Bf16(s.vb.as_mut_ptr())) };
-            for xi in 0..a * a {
-                let v = &s.vb[xi * t * lda..(xi + 1) * t * lda];
-                let mm = &mut s.m[xi * t * cout..(xi + 1) * t * cout];
-                gemm(
-                    t,
-                    Lhs::Bf16(v),
-                    lda,
-                    &k.u[xi],
-                    0..cout,
-                    mm,
-                    cout,
-                    Epilogue::NONE,
-                );
-            }
+            VOut::Bf16(s.vb.as_mut_ptr())
         } else {
             s.vf.resize(a * a * t * lda, 0.0);
-            // SAFETY: vf holds alpha^2 planes of t rows of lda values.
-            unsafe { simd.input(x, geo, cin, t0, t, lda, VOut::F32(s.vf.as_mut_ptr())) };
-            for xi in 0..a * a {
-                let v = &s.vf[xi * t * lda..(xi + 1) * t * lda];
-                let mm = &mut s.m[xi * t * cout..(xi + 1) * t * cout];
-                gemm(
-                    t,
-                    Lhs::F32(v),
-                    lda,
-                    &k.u[xi],
-                    0..cout,
-                    mm,
-                    cout,
-                    Epilogue::NONE,
-                );
-            }
+            VOut::F32(s.vf.as_mut_ptr())
+        };
+        // SAFETY: the buffer behind `v` holds alpha^2 planes of t rows of lda values.
+        unsafe { simd.input(x, Chunk { geo, t0, t }, cin, lda, v) };
+        for xi in 0..a * a {
+            let plane = xi * t * lda..(xi + 1) * t * lda;
+            let v = if bf {
+                Lhs::Bf16(&s.vb[plane])
+            } else {
+                Lhs::F32(&s.vf[plane])
+            };
+            let mm = &mut s.m[xi * t * cout..(xi + 1) * t * cout];
+            gemm(t, v, lda, &k.u[xi], 0..cout, mm, cout, Epilogue::NONE);
         }
         // SAFETY: `out` is (n, h, w, cout); each tile writes only its own output pixels, and
         // chunks hold disjoint tiles.
-        unsafe { simd.output(&s.m, geo, cout, t0, t, bias, relu, pool, out_ptr) };
+        unsafe { simd.output(&s.m, Chunk { geo, t0, t }, cout, bias, relu, pool, out_ptr) };
     };
     if n_chunks > 1 && threads > 1 {
         (0..n_chunks)
@@ -308,27 +299,17 @@ impl Simd {
 
     /// # Safety
     /// `v` has room for alpha^2 planes of `t` rows of `lda` values.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn input(
-        self,
-        x: &[f32],
-        geo: Tiling,
-        cin: usize,
-        t0: usize,
-        t: usize,
-        lda: usize,
-        v: VOut,
-    ) {
+    unsafe fn input(self, x: &[f32], ch: Chunk, cin: usize, lda: usize, v: VOut) {
         // SAFETY: forwarded; each variant is chosen only when the CPU has its features.
         unsafe {
             match self {
-                Simd::Base => input_transform::<Arr>(x, geo, cin, t0, t, lda, v),
+                Simd::Base => input_transform::<Arr>(x, ch, cin, lda, v),
                 #[cfg(target_arch = "x86_64")]
-                Simd::Avx2 => input_avx2(x, geo, cin, t0, t, lda, v),
+                Simd::Avx2 => input_avx2(x, ch, cin, lda, v),
                 #[cfg(target_arch = "x86_64")]
-                Simd::Avx512 => input_avx512(x, geo, cin, t0, t, lda, v),
+                Simd::Avx512 => input_avx512(x, ch, cin, lda, v),
                 #[cfg(target_arch = "x86_64")]
-                Simd::Avx512Bf16 => input_avx512bf16(x, geo, cin, t0, t, lda, v),
+                Simd::Avx512Bf16 => input_avx512bf16(x, ch, cin, lda, v),
             }
         }
     }
@@ -339,10 +320,8 @@ impl Simd {
     unsafe fn output(
         self,
         m: &[f32],
-        geo: Tiling,
+        ch: Chunk,
         cout: usize,
-        t0: usize,
-        t: usize,
         bias: &[f32],
         relu: bool,
         pool: bool,
@@ -352,87 +331,39 @@ impl Simd {
         // SAFETY: forwarded; the features as in `input`.
         unsafe {
             match self {
-                Simd::Base => output_transform::<Arr>(m, geo, cout, t0, t, e, out),
+                Simd::Base => output_transform::<Arr>(m, ch, cout, e, out),
                 #[cfg(target_arch = "x86_64")]
-                Simd::Avx2 => output_avx2(m, geo, cout, t0, t, e, out),
+                Simd::Avx2 => output_avx2(m, ch, cout, e, out),
                 #[cfg(target_arch = "x86_64")]
-                Simd::Avx512 | Simd::Avx512Bf16 => output_avx512(m, geo, cout, t0, t, e, out),
+                Simd::Avx512 | Simd::Avx512Bf16 => output_avx512(m, ch, cout, e, out),
             }
         }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn input_avx512(
-    x: &[f32],
-    geo: Tiling,
-    cin: usize,
-    t0: usize,
-    t: usize,
-    lda: usize,
-    v: VOut,
-) {
-    // SAFETY: forwarded.
-    unsafe { input_transform::<Z>(x, geo, cin, t0, t, lda, v) }
+/// `unsafe fn $name(args)`: `$body::<$v>(args)` compiled with `$features` enabled, for callers
+/// that have checked the CPU has them.
+macro_rules! with_features {
+    ($name:ident, $features:literal, $body:ident::<$v:ty>($($arg:ident: $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name($($arg: $ty),*) {
+            // SAFETY: forwarded; the caller checked the features.
+            unsafe { $body::<$v>($($arg),*) }
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn input_avx512bf16(
-    x: &[f32],
-    geo: Tiling,
-    cin: usize,
-    t0: usize,
-    t: usize,
-    lda: usize,
-    v: VOut,
-) {
-    // SAFETY: forwarded.
-    unsafe { input_transform::<Zb>(x, geo, cin, t0, t, lda, v) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn input_avx2(x: &[f32], geo: Tiling, cin: usize, t0: usize, t: usize, lda: usize, v: VOut) {
-    // SAFETY: forwarded.
-    unsafe { input_transform::<Arr>(x, geo, cin, t0, t, lda, v) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn output_avx512(
-    m: &[f32],
-    geo: Tiling,
-    cout: usize,
-    t0: usize,
-    t: usize,
-    e: Epi,
-    out: SyncPtr,
-) {
-    // SAFETY: forwarded.
-    unsafe { output_transform::<Z>(m, geo, cout, t0, t, e, out) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn output_avx2(
-    m: &[f32],
-    geo: Tiling,
-    cout: usize,
-    t0: usize,
-    t: usize,
-    e: Epi,
-    out: SyncPtr,
-) {
-    // SAFETY: forwarded.
-    unsafe { output_transform::<Arr>(m, geo, cout, t0, t, e, out) }
-}
+with_features!(input_avx512bf16, "avx512f,avx512bw,avx512bf16,avx2,fma", input_transform::<Zb>(
+    x: &[f32], ch: Chunk, cin: usize, lda: usize, v: VOut));
+with_features!(input_avx512, "avx512f,avx512bw,avx2,fma", input_transform::<Z>(
+    x: &[f32], ch: Chunk, cin: usize, lda: usize, v: VOut));
+with_features!(input_avx2, "avx2,fma", input_transform::<Arr>(
+    x: &[f32], ch: Chunk, cin: usize, lda: usize, v: VOut));
+with_features!(output_avx512, "avx512f,avx512bw,avx2,fma", output_transform::<Z>(
+    m: &[f32], ch: Chunk, cout: usize, e: Epi, out: SyncPtr));
+with_features!(output_avx2, "avx2,fma", output_transform::<Arr>(
+    m: &[f32], ch: Chunk, cout: usize, e: Epi, out: SyncPtr));
 
 // The 1-D transforms below act on one column (or row) of a tile, each entry a vector of
 // channels. SAFETY of their bodies: the vector ops are sound whenever the caller runs with the
@@ -559,21 +490,12 @@ unsafe fn tile_in<V: Vf, const A: usize>(
 /// # Safety
 /// The CPU has `V`'s features; `v` has room for alpha^2 planes of `t` rows of `lda` values.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn input_transform<V: Vf>(
-    x: &[f32],
-    geo: Tiling,
-    cin: usize,
-    t0: usize,
-    t: usize,
-    lda: usize,
-    v: VOut,
-) {
+unsafe fn input_transform<V: Vf>(x: &[f32], ch: Chunk, cin: usize, lda: usize, v: VOut) {
     // SAFETY: forwarded.
     unsafe {
-        match geo.tile {
-            Tile::F2 => input_tiles::<V, 4>(x, geo, cin, t0, t, lda, v),
-            Tile::F4 => input_tiles::<V, 6>(x, geo, cin, t0, t, lda, v),
+        match ch.geo.tile {
+            Tile::F2 => input_tiles::<V, 4>(x, ch, cin, lda, v),
+            Tile::F4 => input_tiles::<V, 6>(x, ch, cin, lda, v),
         }
     }
 }
@@ -583,16 +505,14 @@ unsafe fn input_transform<V: Vf>(
 /// # Safety
 /// As [`input_transform`].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn input_tiles<V: Vf, const A: usize>(
     x: &[f32],
-    geo: Tiling,
+    ch: Chunk,
     cin: usize,
-    t0: usize,
-    t: usize,
     lda: usize,
     v: VOut,
 ) {
+    let Chunk { geo, t0, t } = ch;
     let plane = t * lda;
     let (h, w) = (geo.h, geo.w);
     assert!(x.len() >= h * w * cin * (geo.origin(t0 + t - 1).0 + 1));
@@ -674,20 +594,12 @@ struct Epi<'a> {
 /// The CPU has `V`'s features; `out` points to the output buffer, and no other thread writes
 /// the pixels of these tiles.
 #[inline(always)]
-unsafe fn output_transform<V: Vf>(
-    m: &[f32],
-    geo: Tiling,
-    cout: usize,
-    t0: usize,
-    t: usize,
-    e: Epi,
-    out: SyncPtr,
-) {
+unsafe fn output_transform<V: Vf>(m: &[f32], ch: Chunk, cout: usize, e: Epi, out: SyncPtr) {
     // SAFETY: forwarded.
     unsafe {
-        match geo.tile {
-            Tile::F2 => output_tiles::<V, 4, 2>(m, geo, cout, t0, t, e, out),
-            Tile::F4 => output_tiles::<V, 6, 4>(m, geo, cout, t0, t, e, out),
+        match ch.geo.tile {
+            Tile::F2 => output_tiles::<V, 4, 2>(m, ch, cout, e, out),
+            Tile::F4 => output_tiles::<V, 6, 4>(m, ch, cout, e, out),
         }
     }
 }
@@ -700,14 +612,13 @@ unsafe fn output_transform<V: Vf>(
 #[inline(always)]
 unsafe fn output_tiles<V: Vf, const A: usize, const M: usize>(
     m: &[f32],
-    geo: Tiling,
+    ch: Chunk,
     cout: usize,
-    t0: usize,
-    t: usize,
     e: Epi,
     out: SyncPtr,
 ) {
     let Epi { bias, relu, pool } = e;
+    let Chunk { geo, t0, t } = ch;
     let plane = t * cout;
     let (ph, pw) = (geo.h / 2, geo.w / 2);
     assert!(m.len() >= A * A * plane && bias.len() >= cout);
