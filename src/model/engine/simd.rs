@@ -49,6 +49,18 @@ pub fn to_bf16(v: f32) -> bf16 {
 #[derive(Clone, Copy)]
 pub struct Arr(pub [f32; 8]);
 
+impl Arr {
+    /// Lane by lane `f(self, o)`.
+    #[inline(always)]
+    fn zip(self, o: Self, f: impl Fn(f32, f32) -> f32) -> Self {
+        let mut r = self.0;
+        for (a, b) in r.iter_mut().zip(o.0) {
+            *a = f(*a, b);
+        }
+        Arr(r)
+    }
+}
+
 impl Vf for Arr {
     const LANES: usize = 8;
 
@@ -95,47 +107,27 @@ impl Vf for Arr {
 
     #[inline(always)]
     unsafe fn add(self, o: Self) -> Self {
-        let mut r = self.0;
-        for (a, b) in r.iter_mut().zip(o.0) {
-            *a += b;
-        }
-        Arr(r)
+        self.zip(o, |a, b| a + b)
     }
 
     #[inline(always)]
     unsafe fn sub(self, o: Self) -> Self {
-        let mut r = self.0;
-        for (a, b) in r.iter_mut().zip(o.0) {
-            *a -= b;
-        }
-        Arr(r)
+        self.zip(o, |a, b| a - b)
     }
 
     #[inline(always)]
     unsafe fn axpy(self, s: f32, o: Self) -> Self {
-        let mut r = self.0;
-        for (a, b) in r.iter_mut().zip(o.0) {
-            *a += s * b;
-        }
-        Arr(r)
+        self.zip(o, |a, b| a + s * b)
     }
 
     #[inline(always)]
     unsafe fn relu(self) -> Self {
-        let mut r = self.0;
-        for a in r.iter_mut() {
-            *a = a.max(0.0);
-        }
-        Arr(r)
+        self.zip(self, |a, _| a.max(0.0))
     }
 
     #[inline(always)]
     unsafe fn max(self, o: Self) -> Self {
-        let mut r = self.0;
-        for (a, b) in r.iter_mut().zip(o.0) {
-            *a = a.max(b);
-        }
-        Arr(r)
+        self.zip(o, f32::max)
     }
 }
 
