@@ -151,6 +151,22 @@ mod x86 {
         if n >= 16 { u16::MAX } else { (1u16 << n) - 1 }
     }
 
+    /// Stores the first `n` of 16 bf16 values in `h` at `p`.
+    ///
+    /// # Safety
+    /// `p` has `n` writable values; the CPU has AVX-512BW.
+    #[inline(always)]
+    unsafe fn store_halves(p: *mut bf16, n: usize, h: __m256i) {
+        // SAFETY: the contract above.
+        unsafe {
+            if n == 16 {
+                _mm256_storeu_si256(p.cast(), h)
+            } else {
+                _mm256_mask_storeu_epi16(p.cast(), mask(n), h)
+            }
+        }
+    }
+
     // SAFETY (every method): the callers run with AVX-512F/BW (checked at run time before the
     // `#[target_feature]` function holding the inlined code is called), and keep the pointers'
     // promises stated on the trait.
@@ -197,12 +213,7 @@ mod x86 {
                 let nan = _mm512_cmp_ps_mask(self.0, self.0, _CMP_UNORD_Q);
                 let q = _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40));
                 let r = _mm512_mask_blend_epi32(nan, r, q);
-                let h = _mm512_cvtepi32_epi16(r);
-                if n == 16 {
-                    _mm256_storeu_si256(p.cast(), h)
-                } else {
-                    _mm256_mask_storeu_epi16(p.cast(), mask(n), h)
-                }
+                store_halves(p, n, _mm512_cvtepi32_epi16(r))
             }
         }
 
@@ -258,12 +269,11 @@ mod x86 {
         #[inline(always)]
         unsafe fn store_bf16(self, p: *mut bf16, n: usize) {
             unsafe {
-                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh((self.0).0));
-                if n == 16 {
-                    _mm256_storeu_si256(p.cast(), h)
-                } else {
-                    _mm256_mask_storeu_epi16(p.cast(), mask(n), h)
-                }
+                store_halves(
+                    p,
+                    n,
+                    std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh((self.0).0)),
+                )
             }
         }
 
