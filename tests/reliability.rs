@@ -442,6 +442,50 @@ fn outputs_are_whole_and_in_place() {
     );
 }
 
+/// A store made from several table inputs (vggfeat's split files under `--root`): the run
+/// record of `svm` on it names the tables and the root relative to itself, as it does a folder.
+#[test]
+fn run_records_name_table_inputs_relatively() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    dataset(&input);
+    let tables: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|c| {
+            let t = tmp.path().join(format!("{c}.csv"));
+            let rows: String = (0..6)
+                .map(|i| format!("{c}/img{i}.png,{c},train\n"))
+                .collect();
+            std::fs::write(&t, format!("id,label,set\n{rows}")).unwrap();
+            t
+        })
+        .collect();
+    let store = tmp.path().join("s");
+    let mut c = extract(&store, &tables[0], &["--root", input.to_str().unwrap()]);
+    assert!(c.arg(&tables[1]).status().unwrap().success());
+    let res = tmp.path().join("res");
+    vggfeat()
+        .args([
+            "svm",
+            "--train-per-class",
+            "5",
+            "--test-per-class",
+            "1",
+            "-f",
+        ])
+        .arg(&store)
+        .arg("-o")
+        .arg(&res)
+        .assert()
+        .success();
+    let json = std::fs::read_to_string(res.join("metrics.json")).unwrap();
+    let tmp_path = std::fs::canonicalize(tmp.path()).unwrap();
+    assert!(
+        !json.contains(tmp_path.to_str().unwrap()),
+        "absolute path in the run record:\n{json}"
+    );
+}
+
 /// The results table says what was run, and degenerate classes are refused or flagged.
 #[test]
 fn svm_tables_say_what_was_run() {

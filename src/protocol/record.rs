@@ -21,8 +21,8 @@ pub fn relative_to(path: &Path, base: &Path) -> PathBuf {
 }
 
 impl RunRecord {
-    /// The record as written into `out`: stores, dataset roots and weights files named relative
-    /// to `out`.
+    /// The record as written into `out`: stores and every path of the store's manifest (inputs,
+    /// tables' root, weights files) named relative to `out`.
     pub fn relative_to(&self, out: &Path) -> RunRecord {
         let mut r = self.clone();
         r.features = r.features.iter().map(|f| relative_to(f, out)).collect();
@@ -44,14 +44,8 @@ impl RunRecord {
             })
             .collect();
         if let Some(ProtocolResult::Caltech { store_manifest, .. }) = &mut r.result {
-            let m = store_manifest.as_mut();
-            m.input.root = relative_to(Path::new(&m.input.root), out)
-                .display()
-                .to_string();
-            for n in &mut m.nets {
-                n.weights = relative_to(Path::new(&n.weights), out)
-                    .display()
-                    .to_string();
+            for p in store_manifest.paths_mut() {
+                *p = relative_to(Path::new(p), out).display().to_string();
             }
         }
         r

@@ -97,6 +97,17 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Every file-system path the manifest names (the inputs, the tables' root, each net's
+    /// weights), so that they can be rewritten together (`metrics.json` names them relative to
+    /// itself).
+    pub fn paths_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        let input = &mut self.input;
+        std::iter::once(&mut input.root)
+            .chain(input.more.iter_mut())
+            .chain(input.table_root.iter_mut())
+            .chain(self.nets.iter_mut().map(|n| &mut n.weights))
+    }
+
     /// Floats per successful record.
     pub fn floats_per_record(&self) -> usize {
         self.nets.iter().map(|n| n.dim * self.scales.len()).sum()
