@@ -73,11 +73,7 @@ fn classify_in_bf16_agrees_with_f32() {
             .collect()
     };
     let bf16 = run("bf16");
-    #[cfg(target_arch = "x86_64")]
-    let has = std::arch::is_x86_feature_detected!("avx512bf16");
-    #[cfg(not(target_arch = "x86_64"))]
-    let has = false;
-    if !has {
+    if !util::has_bf16() {
         assert_eq!(bf16.status.code(), Some(3));
         return;
     }

@@ -97,23 +97,12 @@ fn extract_tiny(out: &Path, env: &[(&str, &str)], args: &[&str]) -> assert_cmd::
         .assert()
 }
 
-/// Whether this CPU runs `--precision bf16` (AVX512-BF16).
-fn has_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
 /// `--precision bf16`: the aggregated descriptors of both fixtures (vgg-d-tiny fc7, the real
 /// VGG-16 conv weights' pool5) stay within 1e-2 relative L2 of PyTorch's f32 ones. On a CPU
 /// without AVX512-BF16 the request is refused with a message saying so.
 #[test]
 fn bf16_descriptors_stay_within_1e_2_of_pytorch() {
-    if !has_bf16() {
+    if !util::has_bf16() {
         extract_tiny(
             Path::new("/nonexistent/never-created"),
             &[],
@@ -170,7 +159,7 @@ fn capped_instruction_sets_run_the_portable_path_or_refuse_bf16() {
 /// net's precision on both sides.
 #[test]
 fn a_store_of_another_precision_is_refused() {
-    if !has_bf16() {
+    if !util::has_bf16() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

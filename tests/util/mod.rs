@@ -144,3 +144,14 @@ pub fn keras_hed() -> PathBuf {
     }
     p
 }
+
+/// Whether this CPU runs `--precision bf16` (AVX512-BF16).
+pub fn has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
