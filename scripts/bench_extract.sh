@@ -22,13 +22,8 @@ LIMIT=${LIMIT:-8}
 SCALES=${SCALES:-256,384,512}
 ROUNDS=${ROUNDS:-2}
 DECODE_THREADS=${DECODE_THREADS:-1}
-if [ -z "${BENCH_PY:-}" ]; then
-  VENV=${VENV:-target/bench-venv}
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/python" -c "import torch, onnx, openvino, safetensors, PIL" 2>/dev/null \
-    || "$VENV/bin/pip" install -q torch onnx openvino safetensors pillow
-  BENCH_PY="$VENV/bin/python"
-fi
+BENCH_PY=${BENCH_PY:-}
+[ -n "$BENCH_PY" ] || BENCH_PY=$(bash scripts/bench_venv.sh)
 cargo build --release -q
 BIN=target/release/vggfeat
 work=$(mktemp -d)

@@ -21,14 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-2}
-if [ -z "${BENCH_PY:-${TORCH_PY:-}}" ]; then
-  VENV=${VENV:-target/bench-venv}
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/python" -c "import torch, torchvision, onnx, onnxruntime, openvino" 2>/dev/null \
-    || "$VENV/bin/pip" install -q torch torchvision onnx onnxruntime openvino
-  BENCH_PY="$VENV/bin/python"
-fi
-PY=${BENCH_PY:-$TORCH_PY}
+PY=${BENCH_PY:-${TORCH_PY:-}}
+[ -n "$PY" ] || PY=$(bash scripts/bench_venv.sh)
 cargo build --release -q --example bench_net --example bench_gemm
 TUNE="glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 out=$(mktemp)
