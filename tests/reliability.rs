@@ -416,29 +416,27 @@ fn outputs_are_whole_and_in_place() {
     // A reused results folder: 3 splits, then 2.
     let res = tmp.path().join("res");
     for splits in ["3", "2"] {
-        vggfeat()
-            .args([
-                "svm",
-                "--train-per-class",
-                "5",
-                "--test-per-class",
-                "1",
-                "--splits",
-                splits,
-                "-f",
-            ])
-            .arg(&store)
-            .arg("-o")
-            .arg(&res)
-            .assert()
-            .success();
+        svm_names_no_path_of(tmp.path(), &store, &res, splits);
     }
     assert!(res.join("split1.csv").exists() && !res.join("split2.csv").exists());
+}
+
+/// Runs `svm` (5 training and 1 test image per class, `splits` splits) on `store` into `res`
+/// and checks that its run record names no path under `tmp` (the test's own folder) absolutely.
+fn svm_names_no_path_of(tmp: &Path, store: &Path, res: &Path, splits: &str) {
+    vggfeat()
+        .args(["svm", "--train-per-class", "5", "--test-per-class", "1"])
+        .args(["--splits", splits, "-f"])
+        .arg(store)
+        .arg("-o")
+        .arg(res)
+        .assert()
+        .success();
     let json = std::fs::read_to_string(res.join("metrics.json")).unwrap();
-    let tmp_path = std::fs::canonicalize(tmp.path()).unwrap();
+    let tmp_path = std::fs::canonicalize(tmp).unwrap();
     assert!(
         !json.contains(tmp_path.to_str().unwrap()),
-        "absolute path in the run record"
+        "absolute path in the run record:\n{json}"
     );
 }
 
@@ -463,27 +461,7 @@ fn run_records_name_table_inputs_relatively() {
     let store = tmp.path().join("s");
     let mut c = extract(&store, &tables[0], &["--root", input.to_str().unwrap()]);
     assert!(c.arg(&tables[1]).status().unwrap().success());
-    let res = tmp.path().join("res");
-    vggfeat()
-        .args([
-            "svm",
-            "--train-per-class",
-            "5",
-            "--test-per-class",
-            "1",
-            "-f",
-        ])
-        .arg(&store)
-        .arg("-o")
-        .arg(&res)
-        .assert()
-        .success();
-    let json = std::fs::read_to_string(res.join("metrics.json")).unwrap();
-    let tmp_path = std::fs::canonicalize(tmp.path()).unwrap();
-    assert!(
-        !json.contains(tmp_path.to_str().unwrap()),
-        "absolute path in the run record:\n{json}"
-    );
+    svm_names_no_path_of(tmp.path(), &store, &tmp.path().join("res"), "3");
 }
 
 /// The results table says what was run, and degenerate classes are refused or flagged.
