@@ -3,7 +3,7 @@
 //! either averaged (`avg`, the L2-normalised mean) or stacked (`stack`, the L2-normalised
 //! concatenation in scale order); several nets are fused late by stacking their aggregated
 //! descriptors (the paper's D & E), and the result is L2-normalised again. Pure functions on
-//! slices; [`crate::store::join`] applies them to a store's records.
+//! slices; `crate::store::join` applies them to a store's records.
 
 use crate::error::{Error, Result};
 
@@ -17,27 +17,10 @@ pub enum Aggregate {
     Stack,
 }
 
-impl std::str::FromStr for Aggregate {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "avg" | "average" | "mean" => Ok(Aggregate::Avg),
-            "stack" | "concat" => Ok(Aggregate::Stack),
-            _ => Err(Error::InvalidParam(format!(
-                "unknown aggregation `{s}` (expected avg or stack)"
-            ))),
-        }
-    }
-}
-
-impl std::fmt::Display for Aggregate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Aggregate::Avg => "avg",
-            Aggregate::Stack => "stack",
-        })
-    }
-}
+crate::util::choice::choice!(Aggregate, "aggregation", crate::error::Param::Aggregate, [
+    Aggregate::Avg => "avg" | "average" | "mean": "The L2-normalised mean of the L2-normalised per-scale descriptors.",
+    Aggregate::Stack => "stack" | "concat": "Their L2-normalised concatenation.",
+]);
 
 /// Divides `v` by its L2 norm (clamped at 1e-12, as PyTorch's `F.normalize`), in place.
 pub fn l2_normalize(v: &mut [f32]) {
@@ -53,11 +36,11 @@ pub fn l2_normalize(v: &mut [f32]) {
 /// Aggregates one net's per-scale descriptors (each of the same length) as the paper does.
 pub fn aggregate_scales(per_scale: &[&[f32]], how: Aggregate) -> Result<Vec<f32>> {
     let Some(first) = per_scale.first() else {
-        return Err(Error::InvalidParam("no scales to aggregate".into()));
+        return Err(Error::Usage("no scales to aggregate".into()));
     };
     let d = first.len();
     if per_scale.iter().any(|s| s.len() != d) {
-        return Err(Error::InvalidParam(
+        return Err(Error::Usage(
             "per-scale descriptors differ in length".into(),
         ));
     }
@@ -94,6 +77,68 @@ pub fn fuse_nets(per_net: &[Vec<f32>]) -> Vec<f32> {
     let mut v = per_net.concat();
     l2_normalize(&mut v);
     v
+}
+
+/// The layout of one image's raw descriptors, as a store record and
+/// [`crate::Extractor::describe_all`] hold them: net 0 at every scale, then net 1, ...
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordLayout {
+    /// Each net's descriptor dimension.
+    pub dims: Vec<usize>,
+    /// The number of scales.
+    pub scales: usize,
+}
+
+impl RecordLayout {
+    /// Floats per image.
+    pub fn floats(&self) -> usize {
+        self.dims.iter().sum::<usize>() * self.scales
+    }
+
+    /// Offset and length of (net, scale) within an image's floats.
+    pub fn slot(&self, net: usize, scale: usize) -> (usize, usize) {
+        let before: usize = self.dims[..net].iter().sum::<usize>() * self.scales;
+        let d = self.dims[net];
+        (before + scale * d, d)
+    }
+
+    /// The dimension of [`RecordLayout::aggregate`]'s descriptors: per net its dimension
+    /// (`avg`) or its dimension times the scales (`stack`), summed over `nets`.
+    pub fn dim(&self, how: Aggregate, nets: &[usize]) -> usize {
+        nets.iter()
+            .map(|&n| match how {
+                Aggregate::Avg => self.dims[n],
+                Aggregate::Stack => self.dims[n] * self.scales,
+            })
+            .sum()
+    }
+
+    /// One image's raw descriptors of `nets` (every scale, in order), unnormalised.
+    pub fn raw(&self, floats: &[f32], nets: &[usize]) -> Vec<f32> {
+        let mut v =
+            Vec::with_capacity(nets.iter().map(|&n| self.dims[n]).sum::<usize>() * self.scales);
+        for &n in nets {
+            let (o, _) = self.slot(n, 0);
+            v.extend_from_slice(&floats[o..o + self.dims[n] * self.scales]);
+        }
+        v
+    }
+
+    /// One image's descriptor: its floats aggregated over scales per net by `how`
+    /// ([`aggregate_scales`]), nets fused by stacking in the order given ([`fuse_nets`]).
+    pub fn aggregate(&self, floats: &[f32], how: Aggregate, nets: &[usize]) -> Result<Vec<f32>> {
+        let mut per_net = Vec::with_capacity(nets.len());
+        for &n in nets {
+            let slices: Vec<&[f32]> = (0..self.scales)
+                .map(|s| {
+                    let (o, d) = self.slot(n, s);
+                    &floats[o..o + d]
+                })
+                .collect();
+            per_net.push(aggregate_scales(&slices, how)?);
+        }
+        Ok(fuse_nets(&per_net))
+    }
 }
 
 #[cfg(test)]

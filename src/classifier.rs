@@ -16,7 +16,7 @@ use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::Aggregate;
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 use crate::store::{Manifest, NetSpec};
 use crate::svm::{LinearSvm, OneVsRest};
 
@@ -62,7 +62,7 @@ impl FeatureSpec {
             .collect();
         FeatureSpec {
             aggregate,
-            dim: crate::store::descriptor_dim(manifest, aggregate, nets),
+            dim: manifest.layout().dim(aggregate, nets),
             nets: specs,
             scales: manifest.scales.clone(),
             flip: manifest.flip,
@@ -172,7 +172,7 @@ impl Classifier {
     /// Decision values, `n x K`, of descriptors `x` (`n x D`); refuses another dimension.
     pub fn decision_values(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         if x.ncols() != self.features.dim {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "descriptors of dimension {}, the classifier takes {} ({})",
                 x.ncols(),
                 self.features.dim,
@@ -296,11 +296,14 @@ impl Classifier {
         if let Some(a) = aggregate
             && a != want.aggregate
         {
-            return Err(Error::InvalidParam(format!(
-                "--aggregate {a}: the classifier was trained on `{}` descriptors ({})",
-                want.aggregate,
-                want.describe()
-            )));
+            return Err(Error::param(
+                Param::Aggregate,
+                format!(
+                    "{a}: the classifier was trained on `{}` descriptors ({})",
+                    want.aggregate,
+                    want.describe()
+                ),
+            ));
         }
         let found: Vec<Option<usize>> = want
             .nets
@@ -347,6 +350,8 @@ pub struct Predictions {
     pub ids: Vec<String>,
     /// The stores' labels of each image (possibly none).
     pub labels: Vec<Vec<String>>,
+    /// The classifier's classes, in column order.
+    pub classes: Vec<String>,
     /// Decision values, `n x K` (column `k` for `classes[k]`).
     pub values: Array2<f32>,
     /// Warnings about the stores (failed inputs left out, incomplete or stale stores).
@@ -355,14 +360,14 @@ pub struct Predictions {
 
 /// Applies `classifier` to the stores' descriptors (joined by id), aggregated as the classifier
 /// was trained; refuses stores whose descriptors differ ([`Classifier::nets_in`]).
-pub fn predict(
+pub fn predict_with(
     classifier: &Classifier,
     stores: &[crate::store::Store],
     aggregate: Option<Aggregate>,
 ) -> Result<Predictions> {
     let first = stores
         .first()
-        .ok_or_else(|| Error::InvalidParam("at least one feature store is needed".into()))?;
+        .ok_or_else(|| Error::param(Param::Features, "at least one feature store is needed"))?;
     let nets = classifier.nets_in(&first.manifest, &first.dir, aggregate)?;
     let mut warnings = Vec::new();
     for s in stores {
@@ -408,9 +413,87 @@ pub fn predict(
         r.assign(&ndarray::ArrayView1::from(&row[..]));
     }
     Ok(Predictions {
+        classes: classifier.classes.clone(),
         values: classifier.decision_values(x.view())?,
         ids: desc.ids,
         labels: desc.labels,
         warnings,
     })
+}
+
+/// Checked parameters of a prediction; obtained only from [`PredictParams::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PredictValidParams {
+    model: PathBuf,
+    features: Vec<PathBuf>,
+    aggregate: Option<Aggregate>,
+}
+
+/// Saved classifiers applied to stores: a builder. Call [`check`](PredictParams::check) for the
+/// only way to [`PredictValidParams`], and [`predict`] to run it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PredictParams(PredictValidParams);
+
+impl Default for PredictValidParams {
+    fn default() -> Self {
+        PredictValidParams {
+            model: PathBuf::new(),
+            features: Vec::new(),
+            aggregate: None,
+        }
+    }
+}
+
+impl PredictParams {
+    /// The defaults: no classifier nor store yet, the classifier's own aggregation.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The classifier file an evaluation saved (`model_<split>.safetensors`). Required.
+    pub fn model(mut self, model: impl Into<PathBuf>) -> Self {
+        self.0.model = model.into();
+        self
+    }
+
+    /// Feature stores to score, joined by image id. At least one.
+    pub fn features<P: Into<PathBuf>>(mut self, stores: impl IntoIterator<Item = P>) -> Self {
+        self.0.features = stores.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Check that the classifier was trained on this aggregation. Default `None`: use its own.
+    pub fn aggregate(mut self, aggregate: Option<Aggregate>) -> Self {
+        self.0.aggregate = aggregate;
+        self
+    }
+
+    /// Checks the parameters without I/O.
+    pub fn check(self) -> Result<PredictValidParams> {
+        if self.0.model.as_os_str().is_empty() {
+            return Err(Error::param(
+                Param::Model,
+                "the classifier file is required",
+            ));
+        }
+        if self.0.features.is_empty() {
+            return Err(Error::param(
+                Param::Features,
+                "at least one feature store is needed",
+            ));
+        }
+        Ok(self.0)
+    }
+}
+
+/// Loads the classifier and the stores of `p` and scores every successful record
+/// ([`predict_with`]).
+pub fn predict(p: &PredictValidParams) -> Result<Predictions> {
+    let classifier = Classifier::load(&p.model)?;
+    let stores = p
+        .features
+        .iter()
+        .map(|s| crate::store::Store::open(s))
+        .collect::<Result<Vec<_>>>()?;
+    predict_with(&classifier, &stores, p.aggregate)
 }

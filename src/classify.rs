@@ -12,8 +12,10 @@
 //!   two are averaged (Table 5).
 //! * **Fusion of nets**: the nets' posteriors are averaged (Section 4.3, Table 6).
 //!
-//! [`evaluate`] applies an [`Evaluation`] to a labelled dataset and reports the top-1 and top-5
-//! error, as the paper's tables do.
+//! [`ClassifyParams`] / [`ImageClassifier`] is the front door: the nets loaded once, images
+//! classified (top classes) or a labelled dataset evaluated (top-1 and top-5 error, as the
+//! paper's tables report). The functions below it ([`posteriors`], [`class_probs`],
+//! [`crop_probs`], [`evaluate`]) are the protocols themselves, on nets already in memory.
 
 use std::path::{Path, PathBuf};
 
@@ -22,11 +24,12 @@ use image::RgbImage;
 
 use crate::dataset::Dataset;
 use crate::descriptor::pooled;
-use crate::error::{Error, Result};
-use crate::image_io::{DecodeOptions, load_item, load_rgb_with};
-use crate::model::Vgg;
+use crate::error::{Error, Param, Result};
+use crate::image_io::{DEFAULT_MAX_PIXELS, DecodeOptions, Image, load_item, load_rgb_with};
 use crate::model::config::LayerName;
-use crate::preprocess::{Normalization, check_scaled_size, resize_smallest_side};
+use crate::model::{DeviceSpec, Engine, Precision, RunOptions, Vgg, expected_normalization};
+use crate::preprocess::{Normalization, Preprocess, check_scaled_size, resize_smallest_side};
+use crate::util::Progress;
 
 /// The paper's default test scale for classification (Table 3's single scale Q = 384).
 pub const DEFAULT_SCALE: u32 = 384;
@@ -78,15 +81,16 @@ pub struct ClassNet<'a> {
 /// dense input ([`Vgg::min_head_input`]: 224 for ImageNet networks, 32k for a k x k fc6).
 pub fn check_scale(net: &Vgg, q: u32) -> Result<()> {
     let min = net.min_head_input().ok_or_else(|| {
-        Error::InvalidParam(format!(
+        Error::Usage(format!(
             "{} has no fc layers; classification needs fc6..fc8",
             net.weights().path.display()
         ))
     })?;
     if (q as usize) < min {
-        return Err(Error::InvalidParam(format!(
-            "scale {q} is below {min}, the smallest input of the dense head"
-        )));
+        return Err(Error::param(
+            Param::Scales,
+            format!("scale {q} is below {min}, the smallest input of the dense head"),
+        ));
     }
     net.check_layer(LayerName::Fc8)
 }
@@ -96,7 +100,7 @@ pub fn check_scale(net: &Vgg, q: u32) -> Result<()> {
 /// A net without fc8 is an [`Error::Data`] naming its file.
 /// Every scale must pass [`check_scale`] for every net. Returns the number of classes.
 pub fn check(nets: &[ClassNet<'_>], eval: &Evaluation) -> Result<usize> {
-    let usage = |m: String| Err(Error::InvalidParam(m));
+    let usage = |m: String| Err(Error::Usage(m));
     if nets.is_empty() {
         return usage("no networks to classify with".into());
     }
@@ -121,7 +125,7 @@ pub fn check(nets: &[ClassNet<'_>], eval: &Evaluation) -> Result<usize> {
             check_scale(n.net, q)?;
         }
         let k = n.net.weights().num_classes().ok_or_else(|| {
-            Error::InvalidParam(format!(
+            Error::Usage(format!(
                 "{} has no fc8 (class scores)",
                 n.net.weights().path.display()
             ))
@@ -263,7 +267,7 @@ pub fn crop_probs(
     grid: u32,
 ) -> Result<Vec<f32>> {
     let crop = net.min_head_input().ok_or_else(|| {
-        Error::InvalidParam(format!(
+        Error::Usage(format!(
             "{} has no fc layers; classification needs fc6..fc8",
             net.weights().path.display()
         ))
@@ -352,7 +356,7 @@ pub fn evaluate(
         .iter()
         .map(|item| match item.labels.as_slice() {
             [l] => class_of_label(l, classes).ok_or_else(|| {
-                Error::InvalidParam(format!(
+                Error::Usage(format!(
                     "{}: label `{l}` is not a class of the net (an index below {classes}{})",
                     item.path.display(),
                     if classes == crate::imagenet::NUM_CLASSES {
@@ -362,7 +366,7 @@ pub fn evaluate(
                     }
                 ))
             }),
-            other => Err(Error::InvalidParam(format!(
+            other => Err(Error::Usage(format!(
                 "{}: {} labels; top-k error needs exactly one per image",
                 item.path.display(),
                 other.len()
@@ -393,4 +397,250 @@ pub fn evaluate(
         top5_error: crate::metrics::top_k_error(&ranks, 5)?,
         failed,
     })
+}
+
+/// Checked parameters of an [`ImageClassifier`]; obtained only from [`ClassifyParams::check`].
+/// See [`ClassifyParams`] for every field's meaning, default and range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifyValidParams {
+    weights: Vec<PathBuf>,
+    preprocess: Preprocess,
+    precision: Precision,
+    engine: Engine,
+    device: DeviceSpec,
+    eval: Evaluation,
+    top: usize,
+    max_pixels: u64,
+}
+
+impl ClassifyValidParams {
+    /// The checkpoints, fused by averaging their posteriors.
+    pub fn weights(&self) -> &[PathBuf] {
+        &self.weights
+    }
+    /// The test protocol: scales, dense, multi-crop grid.
+    pub fn evaluation(&self) -> &Evaluation {
+        &self.eval
+    }
+    /// Classes reported per image.
+    pub fn top(&self) -> usize {
+        self.top
+    }
+}
+
+/// The paper's test-time classification with one or several nets: a builder. Call
+/// [`check`](ClassifyParams::check) for the only way to [`ClassifyValidParams`], and
+/// [`ImageClassifier::new`] to load the nets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifyParams(ClassifyValidParams);
+
+impl Default for ClassifyParams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClassifyParams {
+    /// The defaults: no weights yet, the checkpoint's preprocessing, f32, the automatic engine
+    /// on the CPU, dense evaluation at Q = 384 (the paper's single scale), the top 5 classes,
+    /// a 100 MP pixel limit.
+    pub fn new() -> Self {
+        ClassifyParams(ClassifyValidParams {
+            weights: Vec::new(),
+            preprocess: Preprocess::Auto,
+            precision: Precision::F32,
+            engine: Engine::Auto,
+            device: DeviceSpec::Cpu,
+            eval: Evaluation::default(),
+            top: 5,
+            max_pixels: DEFAULT_MAX_PIXELS,
+        })
+    }
+
+    /// Checkpoints with fc layers (fc8 included); several are fused by averaging their
+    /// posteriors and must score the same classes. At least one.
+    pub fn weights<P: Into<PathBuf>>(mut self, weights: impl IntoIterator<Item = P>) -> Self {
+        self.0.weights = weights.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Input convention. Default [`Preprocess::Auto`].
+    pub fn preprocess(mut self, preprocess: Preprocess) -> Self {
+        self.0.preprocess = preprocess;
+        self
+    }
+
+    /// Arithmetic of the products. Default [`Precision::F32`].
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.0.precision = precision;
+        self
+    }
+
+    /// Implementation. Default [`Engine::Auto`].
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.0.engine = engine;
+        self
+    }
+
+    /// Device. Default the CPU.
+    pub fn device(mut self, device: DeviceSpec) -> Self {
+        self.0.device = device;
+        self
+    }
+
+    /// Test scales Q; posteriors are averaged over them. Default 384; at least one, each at
+    /// least the nets' smallest dense input (224 for ImageNet nets; checked on loading).
+    pub fn scales(mut self, scales: impl IntoIterator<Item = u32>) -> Self {
+        self.0.eval.scales = scales.into_iter().collect();
+        self
+    }
+
+    /// Dense evaluation. Default true.
+    pub fn dense(mut self, dense: bool) -> Self {
+        self.0.eval.dense = dense;
+        self
+    }
+
+    /// Multi-crop evaluation on a G x G grid of crops with their flips per scale (the paper's
+    /// G = 5). Default none; 1..=32. With dense evaluation too, the two are averaged.
+    pub fn crops(mut self, grid: Option<u32>) -> Self {
+        self.0.eval.crops = grid;
+        self
+    }
+
+    /// Classes reported per image by [`ImageClassifier::classify`]. Default 5.
+    pub fn top(mut self, top: usize) -> Self {
+        self.0.top = top;
+        self
+    }
+
+    /// Largest accepted image in pixels. Default 100,000,000; >= 1.
+    pub fn max_pixels(mut self, max_pixels: u64) -> Self {
+        self.0.max_pixels = max_pixels;
+        self
+    }
+
+    /// Checks the ranges in the setters' docs, without I/O.
+    pub fn check(self) -> Result<ClassifyValidParams> {
+        let p = self.0;
+        if p.weights.is_empty() {
+            return Err(Error::param(Param::Weights, "at least one is needed"));
+        }
+        if p.eval.scales.is_empty() {
+            return Err(Error::param(Param::Scales, "at least one scale is needed"));
+        }
+        if !p.eval.dense && p.eval.crops.is_none() {
+            return Err(Error::param(
+                Param::Dense,
+                "neither dense nor multi-crop evaluation was asked for",
+            ));
+        }
+        if p.eval.crops.is_some_and(|g| !(1..=32).contains(&g)) {
+            return Err(Error::param(
+                Param::Crops,
+                "the grid side must be in 1..=32",
+            ));
+        }
+        if p.max_pixels == 0 {
+            return Err(Error::param(Param::MaxPixels, "must be at least 1"));
+        }
+        Ok(p)
+    }
+}
+
+/// Nets loaded to classify images with the paper's test protocols.
+#[derive(Debug)]
+pub struct ImageClassifier {
+    nets: Vec<(Vgg, Normalization)>,
+    params: ClassifyValidParams,
+    classes: usize,
+}
+
+impl ImageClassifier {
+    /// Loads the nets and checks the protocol against them (fc8 present, equal class counts,
+    /// scales at least the dense head's smallest input).
+    pub fn new(params: &ClassifyValidParams) -> Result<Self> {
+        let device = params.device.open()?;
+        let run = RunOptions {
+            engine: params.engine,
+            precision: params.precision,
+        };
+        let nets = params
+            .weights
+            .iter()
+            .map(|w| {
+                let net = Vgg::load_with(w, &device, run)?;
+                let norm = match params.preprocess.named() {
+                    Some(n) => n,
+                    None => expected_normalization(net.weights())?.0,
+                };
+                Ok((net, norm))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut c = ImageClassifier {
+            nets,
+            params: params.clone(),
+            classes: 0,
+        };
+        c.classes = check(&c.class_nets(), &params.eval)?;
+        Ok(c)
+    }
+
+    fn class_nets(&self) -> Vec<ClassNet<'_>> {
+        self.nets
+            .iter()
+            .map(|(net, norm)| ClassNet { net, norm: *norm })
+            .collect()
+    }
+
+    /// The number of classes the nets score.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &ClassifyValidParams {
+        &self.params
+    }
+
+    fn decode(&self) -> DecodeOptions {
+        DecodeOptions {
+            max_pixels: self.params.max_pixels,
+            ..Default::default()
+        }
+    }
+
+    /// The fused class posteriors of one image (`index` names bytes and pixels in errors). An
+    /// image that cannot be decoded, or is too large once rescaled, is an [`Error::Image`].
+    pub fn posteriors(&self, image: &Image, index: usize) -> Result<Vec<f32>> {
+        let decode = self.decode();
+        let img = image.decode(index, &decode)?;
+        image_posteriors(
+            &self.class_nets(),
+            &image.name(index),
+            img.into_owned(),
+            &self.params.eval,
+            &decode,
+        )
+    }
+
+    /// The top classes of one image, most probable first ([`ClassifyParams::top`] of them).
+    pub fn classify(&self, image: &Image, index: usize) -> Result<Vec<Prediction>> {
+        Ok(rank(&self.posteriors(image, index)?, self.params.top))
+    }
+
+    /// The top-1 and top-5 error over a labelled dataset (see [`evaluate`]); `progress` hears
+    /// of every image.
+    pub fn evaluate(&self, dataset: &Dataset, progress: &dyn Progress) -> Result<EvalReport> {
+        progress.begin("classify", "img", dataset.len() as u64);
+        let r = evaluate(
+            &self.class_nets(),
+            dataset,
+            &self.params.eval,
+            &self.decode(),
+            |_, _| progress.advance(1),
+        );
+        progress.end();
+        r
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub use crate::param::Param;
+
 /// Everything that can go wrong in the library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -61,10 +63,20 @@ pub enum Error {
         /// Why it could not be used.
         reason: String,
     },
-    /// A parameter is out of its valid range, or a request does not fit the data it is about
-    /// (a usage error: the command line or the library call must change).
-    #[error("invalid parameter: {0}")]
-    InvalidParam(String),
+    /// A parameter is malformed or out of its valid range, or does not fit the data it is
+    /// about (a scale below the network's smallest input): a usage error naming the parameter.
+    /// The CLI names the flag, the Python binding the keyword.
+    #[error("invalid {param}: {reason}")]
+    Param {
+        /// The parameter.
+        param: Param,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// A request does not fit the data it is about, in a way no single parameter explains (two
+    /// stores that share an image, splits without training images): a usage error.
+    #[error("{0}")]
+    Usage(String),
     /// A requested device or feature is not available in this build.
     #[error("{0}")]
     Unsupported(String),
@@ -102,10 +114,23 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Whether this is a usage error ([`Error::InvalidParam`]): the request, not the data or
-    /// the machine, is at fault. The CLI exits 2 for these and 3 for everything else.
+    /// Whether this is a usage error ([`Error::Param`], [`Error::Usage`]): the request, not
+    /// the data or the machine, is at fault. The CLI exits 2 for these and 3 for everything else.
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::InvalidParam(_))
+        matches!(self, Error::Param { .. } | Error::Usage(_))
+    }
+
+    /// An [`Error::Param`] about `param`.
+    pub fn param(param: Param, reason: impl Into<String>) -> Self {
+        Error::Param {
+            param,
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Usage`].
+    pub fn usage(reason: impl Into<String>) -> Self {
+        Error::Usage(reason.into())
     }
 
     /// An [`Error::Io`] for `path`.

@@ -20,6 +20,20 @@ pub struct Pretrained {
     pub torchvision_url: &'static str,
 }
 
+/// A pretrained network by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PretrainedName {
+    /// VGG-16 (configuration D).
+    Vgg16,
+    /// VGG-19 (configuration E).
+    Vgg19,
+}
+
+crate::util::choice::choice!(PretrainedName, "pretrained network", crate::error::Param::Weights, [
+    PretrainedName::Vgg16 => "vgg16" | "D" | "vgg-16": "timm's vgg16.tv_in1k (torchvision's ImageNet VGG-16).",
+    PretrainedName::Vgg19 => "vgg19" | "E" | "vgg-19": "timm's vgg19.tv_in1k.",
+]);
+
 /// The networks `vggfeat weights fetch` knows.
 pub const PRETRAINED: [Pretrained; 2] = [
     Pretrained {
@@ -39,20 +53,17 @@ pub const PRETRAINED: [Pretrained; 2] = [
 impl Pretrained {
     /// Looks a network up by name (`vgg16`, `vgg19`, or `D` / `E`).
     pub fn find(name: &str) -> Result<Self> {
-        let n = match name.to_ascii_lowercase().as_str() {
-            "d" | "vgg16" | "vgg-16" => "vgg16",
-            "e" | "vgg19" | "vgg-19" => "vgg19",
-            _ => "",
-        };
+        Ok(Self::of(name.parse()?))
+    }
+
+    /// The download of a network.
+    pub fn of(name: PretrainedName) -> Self {
+        let n = name.to_string();
         PRETRAINED
             .iter()
             .copied()
             .find(|p| p.name == n)
-            .ok_or_else(|| {
-                Error::InvalidParam(format!(
-                    "unknown pretrained network `{name}` (expected vgg16 or vgg19)"
-                ))
-            })
+            .expect("every name has a download")
     }
 
     /// The direct download address of the safetensors file.
@@ -65,7 +76,7 @@ impl Pretrained {
 
     fn manual_hint(&self) -> String {
         format!(
-            "download it by hand from {} (or torchvision's {}) and pass the file to --weights",
+            "download it by hand from {} (or torchvision's {}) and give the file as the weights",
             self.url(),
             self.torchvision_url
         )

@@ -31,9 +31,10 @@
 //! buffer"); a GIF whose first frame is complete but whose later frames are cut decodes, as in
 //! Pillow.
 
+use std::borrow::Cow;
 use std::io::{BufReader, Cursor};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
@@ -103,6 +104,90 @@ fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usi
         }
     }
     Ok(n)
+}
+
+/// An image to describe in memory.
+#[derive(Debug, Clone)]
+pub enum Image {
+    /// An image file, decoded as the store's inputs are ([`crate::image_io::load_rgb_with`]).
+    Path(PathBuf),
+    /// The bytes of an encoded image file (JPEG, PNG, ...).
+    Bytes(Vec<u8>),
+    /// Decoded 8-bit RGB pixels.
+    Rgb(RgbImage),
+}
+
+impl From<PathBuf> for Image {
+    fn from(p: PathBuf) -> Self {
+        Image::Path(p)
+    }
+}
+
+impl From<&Path> for Image {
+    fn from(p: &Path) -> Self {
+        Image::Path(p.to_path_buf())
+    }
+}
+
+impl From<&str> for Image {
+    fn from(p: &str) -> Self {
+        Image::Path(PathBuf::from(p))
+    }
+}
+
+impl From<Vec<u8>> for Image {
+    fn from(b: Vec<u8>) -> Self {
+        Image::Bytes(b)
+    }
+}
+
+impl From<RgbImage> for Image {
+    fn from(i: RgbImage) -> Self {
+        Image::Rgb(i)
+    }
+}
+
+impl Image {
+    /// How errors name the `index`-th image of a list: its path, or its position and kind
+    /// (`images[3] (bytes)`).
+    pub fn name(&self, index: usize) -> PathBuf {
+        match self {
+            Image::Path(p) => p.clone(),
+            Image::Bytes(_) => PathBuf::from(format!("images[{index}] (bytes)")),
+            Image::Rgb(_) => PathBuf::from(format!("images[{index}] (pixels)")),
+        }
+    }
+
+    /// The image as 8-bit RGB, decoded as [`load_rgb_with`] decodes files; errors are
+    /// [`Error::Image`] naming the image as [`Image::name`] does. Pixels given decoded are
+    /// checked against [`DecodeOptions::max_pixels`] too (and borrowed, not copied).
+    pub fn decode(&self, index: usize, opts: &DecodeOptions) -> Result<Cow<'_, RgbImage>> {
+        match self {
+            Image::Path(p) => load_rgb_with(p, opts).map(Cow::Owned),
+            Image::Bytes(b) => decode_rgb(&self.name(index), b, opts).map(Cow::Owned),
+            Image::Rgb(img) => {
+                let pixels = u64::from(img.width()) * u64::from(img.height());
+                if pixels == 0 {
+                    return Err(img_err(
+                        &self.name(index),
+                        format!("empty image ({}x{})", img.width(), img.height()),
+                    ));
+                }
+                if pixels > opts.max_pixels {
+                    return Err(img_err(
+                        &self.name(index),
+                        format!(
+                            "image of {}x{} pixels exceeds the limit of {} pixels",
+                            img.width(),
+                            img.height(),
+                            opts.max_pixels
+                        ),
+                    ));
+                }
+                Ok(Cow::Borrowed(img))
+            }
+        }
+    }
 }
 
 /// Decodes `path` to 8-bit RGB with default options (see [`load_rgb_with`]).
@@ -194,8 +279,9 @@ pub fn read_member_bytes(
 /// in error messages and [`DecodeOptions::max_file_bytes`] is not checked.
 pub fn decode_rgb(path: &Path, bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage> {
     if opts.max_pixels == 0 {
-        return Err(Error::InvalidParam(
-            "max_pixels must be at least 1".to_string(),
+        return Err(Error::param(
+            crate::error::Param::MaxPixels,
+            "must be at least 1",
         ));
     }
     guarded(path, || decode_unguarded(path, bytes, opts))
@@ -469,7 +555,7 @@ mod tests {
         };
         assert!(matches!(
             decode_rgb(Path::new("big.png"), &buf, &opts),
-            Err(Error::InvalidParam(_))
+            Err(Error::Param { .. })
         ));
     }
 

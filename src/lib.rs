@@ -2,29 +2,46 @@
 //!
 //! Very deep convolutional networks (Simonyan & Zisserman, ICLR 2015, configurations A to E) as a
 //! transfer-learning tool: load pretrained VGG checkpoints (torchvision or timm names,
-//! safetensors or PyTorch `.pth`), run them densely over images at several scales with a
-//! fully-convolutional head, turn a layer's maps into the paper's image descriptors, and train
-//! linear SVMs on them.
+//! safetensors, PyTorch `.pth` or Keras `.h5`), run them densely over images at several scales
+//! with a fully-convolutional head, turn a layer's maps into the paper's image descriptors, train
+//! linear SVMs on them, classify and train with the paper's protocols.
 //!
+//! ## The front door
+//!
+//! Every job is a builder of parameters whose `check()` is the only way to a valid set (errors
+//! name the [`Param`] and why, never a command-line flag), then one call:
+//!
+//! | job | parameters | call | returns |
+//! | --- | --- | --- | --- |
+//! | describe images in memory | [`ExtractorParams`] | [`Extractor::new`], [`Extractor::describe`] | `ndarray` rows |
+//! | extract a dataset into a store | [`ExtractParams`] | [`Extractor::extract`] | [`ExtractSummary`] |
+//! | export a store | [`ExportParams`] | [`export`] | [`ExportSummary`] |
+//! | evaluate SVMs on stores | [`EvaluateParams`] | [`evaluate`] | [`EvaluateReport`] |
+//! | the paper's Table 11 | [`ReproduceParams`] | [`reproduce`] | [`Table11`] |
+//! | classify images | [`ClassifyParams`] | [`ImageClassifier::new`] | [`Prediction`]s, [`EvalReport`] |
+//! | train (new or resumed) | [`TrainParams`] | [`Trainer::start`] | [`TrainSummary`] |
+//! | apply saved SVMs | [`PredictParams`] | [`predict`] | [`Predictions`] |
+//!
+//! Long jobs report to a [`Progress`] observer the caller supplies ([`Silent`] shows nothing).
 //! Data flows one way through the modules, top to bottom: [`dataset`] (images, labels, splits)
 //! -> [`image_io`] (decode) -> [`preprocess`] (rescale, normalise) -> [`model`] (the network: its
 //! [`model::plan`], weights, checkpoints and engines) -> [`descriptor`] (spatial mean, flip
-//! average) -> [`extract`] (multi-scale extraction over a dataset) -> [`store`] (descriptors on
-//! disk, joins, exports) -> [`aggregate`] (scales and nets, L2). The transfer experiments then go
-//! [`metrics`] (VOC AP, mean class recall, top-k error) -> [`svm`] (linear SVMs, `C` chosen on a
-//! hold-out) -> [`classifier`] (trained SVMs saved with what they take) -> [`report`] (tables and plots) -> [`protocol`] (Caltech and VOC benchmarks, the
-//! paper's Table 11); [`classify`] is the dense test protocol and [`train`] the paper's training
-//! recipe. [`util`] and [`error`] serve every layer.
-//!
-//! The types a user needs are re-exported here.
+//! average) -> [`extract`] (multi-scale description, in memory or into a store) -> [`store`]
+//! (descriptors on disk, joins, exports) -> [`aggregate`] (scales and nets, L2). The transfer
+//! experiments then go [`metrics`] -> [`svm`] -> [`classifier`] (saved SVMs) -> [`report`] ->
+//! [`protocol`] (Caltech and VOC benchmarks, Table 11); [`classify`] is the paper's test-time
+//! classification and [`train`] its training recipe. [`util`] and [`error`] serve every layer.
 //!
 //! ```no_run
-//! use vggfeat::{ExtractParams, Extractor, NetEntry, Vgg};
+//! use vggfeat::{ExtractorParams, Extractor, Image};
 //! # fn main() -> vggfeat::Result<()> {
-//! let net = Vgg::load("vgg16.safetensors".as_ref(), &candle_core::Device::Cpu)?;
-//! println!("configuration {}, descriptor layer {}", net.config(), net.default_layer());
-//! let extractor = Extractor::new(vec![NetEntry::new(net, None, None)?])?;
-//! # let _ = (extractor, ExtractParams::default());
+//! let params = ExtractorParams::new()
+//!     .weights(["vgg16.safetensors"])
+//!     .scales([256, 384, 512])
+//!     .check()?;
+//! let extractor = Extractor::new(&params)?;
+//! let x = extractor.describe(&[Image::from("cat.jpg"), Image::from("dog.png")])?;
+//! println!("{} x {}", x.nrows(), x.ncols());
 //! # Ok(()) }
 //! ```
 
@@ -40,6 +57,7 @@ pub mod image_io;
 pub mod imagenet;
 pub mod metrics;
 pub mod model;
+mod param;
 pub mod preprocess;
 pub mod protocol;
 pub mod report;
@@ -48,13 +66,31 @@ pub mod svm;
 pub mod train;
 pub mod util;
 
+// The jobs and what they return.
+pub use classifier::{Classifier, PredictParams, PredictValidParams, Predictions, predict};
+pub use classify::{ClassifyParams, ClassifyValidParams, EvalReport, ImageClassifier, Prediction};
+pub use extract::{
+    Described, ExtractParams, ExtractSummary, ExtractValidParams, Extraction, Extractor,
+    ExtractorParams, ExtractorValidParams, Failure,
+};
+pub use image_io::Image;
+pub use model::{ModelInfo, info};
+pub use protocol::{
+    Benchmark, EvaluateOutcome, EvaluateParams, EvaluateReport, EvaluateValidParams,
+    ReproduceParams, ReproduceValidParams, Table11, evaluate, reproduce,
+};
+pub use store::{
+    ExportFormat, ExportParams, ExportSummary, ExportValidParams, Nets, Store, StoreStream, export,
+    merge_with as merge,
+};
+pub use train::{Summary as TrainSummary, TrainParams, TrainValidParams, Trainer};
+
+// The types their parameters take.
 pub use aggregate::Aggregate;
-pub use classifier::Classifier;
-pub use dataset::{Dataset, SplitParams};
-pub use error::{Error, Result};
-pub use extract::{ExtractParams, Extractor, NetEntry};
-pub use model::{Engine, Precision, RunOptions, Vgg, VggWeights};
-pub use protocol::{SvmRequest, run_svm};
-pub use store::{Store, StoreWriter};
-pub use svm::{LinearSvmParams, SelectCParams};
-pub use train::{TrainParams, Trainer};
+pub use dataset::{Dataset, ShardSpec};
+pub use error::{Error, Param, Result};
+pub use model::config::{ConfigName, LayerName};
+pub use model::{DeviceSpec, Engine, Precision, Vgg};
+pub use preprocess::{Normalization, Preprocess};
+pub use svm::{LinearSvmParams, Loss, Solver};
+pub use util::{Choice, Progress, Silent};

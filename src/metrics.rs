@@ -36,14 +36,10 @@ pub enum ApKind {
     Area,
 }
 
-impl std::fmt::Display for ApKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ApKind::Voc07 => "voc07",
-            ApKind::Area => "area",
-        })
-    }
-}
+crate::util::choice::choice!(ApKind, "AP kind", crate::error::Param::Ap, [
+    ApKind::Voc07 => "voc07" | "11point": "VOC 2007's 11-point interpolated AP.",
+    ApKind::Area => "area": "The area under the interpolated curve (VOC 2010+).",
+]);
 
 /// The recall thresholds of the VOC2007 11-point AP, exactly as MATLAB's colon operator builds
 /// `0:0.1:1` in the devkit: the first half is `k * 0.1` and the second half `1 - (10 - k) * 0.1`.
@@ -101,7 +97,7 @@ pub struct ApResult {
 /// or 1, a score is NaN, or there is no positive item (AP is undefined).
 pub fn average_precision(scores: &[f64], labels: &[i8], kind: ApKind) -> Result<ApResult> {
     if scores.len() != labels.len() {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "average precision: {} scores but {} labels",
             scores.len(),
             labels.len()
@@ -111,7 +107,7 @@ pub fn average_precision(scores: &[f64], labels: &[i8], kind: ApKind) -> Result<
     let (mut n_pos, mut n_neg, mut n_difficult) = (0usize, 0usize, 0usize);
     for (i, (&s, &l)) in scores.iter().zip(labels).enumerate() {
         if s.is_nan() {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "average precision: score of item {i} is NaN"
             )));
         }
@@ -123,7 +119,7 @@ pub fn average_precision(scores: &[f64], labels: &[i8], kind: ApKind) -> Result<
                 continue;
             }
             _ => {
-                return Err(Error::InvalidParam(format!(
+                return Err(Error::Usage(format!(
                     "average precision: label of item {i} is {l}, expected -1, 0 or 1"
                 )));
             }
@@ -131,7 +127,7 @@ pub fn average_precision(scores: &[f64], labels: &[i8], kind: ApKind) -> Result<
         order.push(i);
     }
     if n_pos == 0 {
-        return Err(Error::InvalidParam(
+        return Err(Error::Usage(
             "average precision is undefined without positive items".into(),
         ));
     }
@@ -214,7 +210,7 @@ pub struct MapResult {
 /// [`average_precision`]. Every class must have a positive item; errors name the class index.
 pub fn mean_average_precision(classes: &[(&[f64], &[i8])], kind: ApKind) -> Result<MapResult> {
     if classes.is_empty() {
-        return Err(Error::InvalidParam(
+        return Err(Error::Usage(
             "mean average precision of zero classes".into(),
         ));
     }
@@ -223,7 +219,7 @@ pub fn mean_average_precision(classes: &[(&[f64], &[i8])], kind: ApKind) -> Resu
         .enumerate()
         .map(|(k, (s, l))| {
             average_precision(s, l, kind).map_err(|e| match e {
-                Error::InvalidParam(m) => Error::InvalidParam(format!("class {k}: {m}")),
+                Error::Usage(m) => Error::Usage(format!("class {k}: {m}")),
                 e => e,
             })
         })
@@ -241,7 +237,7 @@ pub fn mean_average_precision_columns(
     kind: ApKind,
 ) -> Result<MapResult> {
     if scores.dim() != labels.dim() {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "mean average precision: scores are {:?} but labels {:?}",
             scores.dim(),
             labels.dim()
@@ -279,22 +275,20 @@ pub fn mean_class_recall(
     n_classes: usize,
 ) -> Result<ClassRecall> {
     if truth.len() != predicted.len() {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "mean class recall: {} true labels but {} predictions",
             truth.len(),
             predicted.len()
         )));
     }
     if truth.is_empty() {
-        return Err(Error::InvalidParam(
-            "mean class recall of zero items".into(),
-        ));
+        return Err(Error::Usage("mean class recall of zero items".into()));
     }
     let mut counts = vec![0usize; n_classes];
     let mut correct = vec![0usize; n_classes];
     for (i, (&t, &p)) in truth.iter().zip(predicted).enumerate() {
         if t >= n_classes || p >= n_classes {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "mean class recall: item {i} has class {t} / prediction {p}, \
                  but there are {n_classes} classes"
             )));
@@ -346,12 +340,10 @@ impl std::fmt::Display for MeanStd {
 /// an empty slice or a non-finite value.
 pub fn mean_std(values: &[f64]) -> Result<MeanStd> {
     if values.is_empty() {
-        return Err(Error::InvalidParam("mean of zero values".into()));
+        return Err(Error::Usage("mean of zero values".into()));
     }
     if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-        return Err(Error::InvalidParam(format!(
-            "mean of a non-finite value {v}"
-        )));
+        return Err(Error::Usage(format!("mean of a non-finite value {v}")));
     }
     let n = values.len();
     let mean = values.iter().sum::<f64>() / n as f64;
@@ -382,7 +374,7 @@ pub fn label_rank(scores: &[f32], label: usize) -> usize {
 /// `ranks` holds one label rank per item. Errors on no items or k = 0.
 pub fn top_k_error(ranks: &[usize], k: usize) -> Result<f64> {
     if ranks.is_empty() || k == 0 {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "top-{k} error of {} items",
             ranks.len()
         )));

@@ -6,8 +6,6 @@
 
 use image::RgbImage;
 
-use crate::error::{Error, Result};
-
 /// How pixels are turned into network inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -20,25 +18,48 @@ pub enum Normalization {
     Caffe,
 }
 
-impl std::str::FromStr for Normalization {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "torchvision" | "pytorch" | "imagenet" => Ok(Normalization::Torchvision),
-            "caffe" | "bgr" => Ok(Normalization::Caffe),
-            _ => Err(Error::InvalidParam(format!(
-                "unknown preprocessing `{s}` (expected torchvision or caffe)"
-            ))),
+crate::util::choice::choice!(Normalization, "preprocessing", crate::error::Param::Preprocess, [
+    Normalization::Torchvision => "torchvision" | "pytorch" | "imagenet": "RGB, [0, 1], ImageNet mean and std.",
+    Normalization::Caffe => "caffe" | "bgr": "BGR, 0..255, minus the mean pixel (the original Caffe release).",
+]);
+
+/// Which input convention a run uses: the checkpoint's own, or one named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preprocess {
+    /// The checkpoint's metadata ([`crate::model::expected_normalization`]), else torchvision.
+    #[default]
+    Auto,
+    /// [`Normalization::Torchvision`].
+    Torchvision,
+    /// [`Normalization::Caffe`].
+    Caffe,
+}
+
+crate::util::choice::choice!(Preprocess, "preprocessing", crate::error::Param::Preprocess, [
+    Preprocess::Auto => "auto": "The checkpoint's metadata, else torchvision.",
+    Preprocess::Torchvision => "torchvision" | "pytorch" | "imagenet": "RGB, [0, 1], ImageNet mean and std.",
+    Preprocess::Caffe => "caffe" | "bgr": "BGR, 0..255, minus the mean pixel (the original Caffe release).",
+]);
+
+impl Preprocess {
+    /// The convention named, or `None` for [`Preprocess::Auto`].
+    pub fn named(self) -> Option<Normalization> {
+        match self {
+            Preprocess::Auto => None,
+            Preprocess::Torchvision => Some(Normalization::Torchvision),
+            Preprocess::Caffe => Some(Normalization::Caffe),
         }
     }
 }
 
-impl std::fmt::Display for Normalization {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Normalization::Torchvision => "torchvision",
-            Normalization::Caffe => "caffe",
-        })
+impl From<Option<Normalization>> for Preprocess {
+    fn from(n: Option<Normalization>) -> Self {
+        match n {
+            None => Preprocess::Auto,
+            Some(Normalization::Torchvision) => Preprocess::Torchvision,
+            Some(Normalization::Caffe) => Preprocess::Caffe,
+        }
     }
 }
 

@@ -84,13 +84,13 @@ impl ResultsTable {
         mean: f64,
     ) -> Result<Self> {
         if let Some(c) = classes.iter().find(|c| !c.score.is_finite()) {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "score of class {} is {}",
                 c.name, c.score
             )));
         }
         if !mean.is_finite() {
-            return Err(Error::InvalidParam(format!("mean score is {mean}")));
+            return Err(Error::Usage(format!("mean score is {mean}")));
         }
         Ok(Self {
             title: title.into(),
@@ -336,21 +336,31 @@ pub fn write_results(
     Ok(files)
 }
 
-/// Writes the decision values `f` (`n x K`, row `i` for image `ids[i]`) as `path`, a CSV with
-/// header `id,label,<classes...>`.
-pub fn write_scores(
-    path: &Path,
-    ids: &[String],
-    labels: &[Vec<String>],
-    classes: &[String],
-    f: ndarray::ArrayView2<'_, f32>,
-) -> Result<()> {
-    let labels: Vec<String> = labels
+/// Writes decision values as `path`, a CSV with header `id,label,<classes...>`, one row per
+/// image.
+pub fn write_scores(path: &Path, s: &Scores) -> Result<()> {
+    let labels: Vec<String> = s
+        .labels
         .iter()
         .map(|l| crate::store::export::join_labels(l))
         .collect();
-    let rows: Vec<Vec<f32>> = f.rows().into_iter().map(|r| r.to_vec()).collect();
-    crate::store::export::write_named_csv(path, ids, &labels, classes, &rows)
+    let rows: Vec<Vec<f32>> = s.values.rows().into_iter().map(|r| r.to_vec()).collect();
+    crate::store::export::write_named_csv(path, &s.ids, &labels, &s.classes, &rows)
+}
+
+/// The decision values of a set of test images: one row per image, one column per class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    /// Which test set (`split0`, `test`).
+    pub set: String,
+    /// Image ids, in row order.
+    pub ids: Vec<String>,
+    /// Their labels.
+    pub labels: Vec<Vec<String>>,
+    /// Class names, in column order.
+    pub classes: Vec<String>,
+    /// Decision values, (images, classes).
+    pub values: ndarray::Array2<f32>,
 }
 
 /// Whether `name` is `<prefix><N><suffix>` or `<prefix><word><suffix>` as a protocol names its
@@ -375,7 +385,7 @@ pub fn clear_results(dir: &Path) -> Result<()> {
         return Ok(());
     }
     if !dir.is_dir() {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "the results folder {} exists and is not a folder",
             dir.display()
         )));

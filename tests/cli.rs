@@ -464,3 +464,39 @@ fn help_shows_the_library_defaults() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("[default: 256 384 512]"), "{help}");
 }
+
+/// The library's messages name parameters, never command-line flags (the CLI maps a parameter to
+/// its flag, the Python binding to its keyword): no code line under src/ outside the binary
+/// spells a `--flag`.
+#[test]
+fn library_messages_name_no_flags() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut offending = Vec::new();
+    let mut dirs = vec![src.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if p != src.join("bin") {
+                    dirs.push(p);
+                }
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") || code.contains("cargo ") {
+                    continue;
+                }
+                let flag = code
+                    .match_indices("--")
+                    .any(|(i, _)| code[i + 2..].starts_with(|c: char| c.is_ascii_lowercase()));
+                if flag {
+                    offending.push(format!("{}:{}: {code}", p.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(offending.is_empty(), "{}", offending.join("\n"));
+    assert!(src.join("lib.rs").is_file());
+}

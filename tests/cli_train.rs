@@ -79,7 +79,10 @@ fn train_then_info_classify_and_resume() {
         .arg(format!("resume:{}", run.display()))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("only --epochs may be given"));
+        .stderr(predicate::str::contains("--lr: resume:"))
+        .stderr(predicate::str::contains(
+            "only the epoch limit may be given",
+        ));
     // A second run into the same folder is refused.
     vggfeat()
         .arg("train")

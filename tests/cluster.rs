@@ -21,17 +21,6 @@ fn caltech_copy(dst: &Path, classes: &[&str], per_class: usize) {
     }
 }
 
-fn extract(input: &Path, store: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(bin());
-    c.args(["extract", "--quiet", "--scales", "224", "-w"])
-        .arg(util::tiny().join("weights.safetensors"))
-        .arg("-o")
-        .arg(store)
-        .args(extra)
-        .arg(input);
-    c
-}
-
 /// `--shard auto` in a Slurm array that starts at 1, `auto/N` with a Kubernetes index; and a
 /// clear usage error outside any scheduler.
 #[test]
@@ -40,11 +29,16 @@ fn shards_from_the_scheduler() {
     let data = tmp.path().join("data");
     caltech_copy(&data, &["Faces", "watch"], 3);
     let whole = tmp.path().join("whole");
-    assert!(extract(&data, &whole, &[]).status().unwrap().success());
+    assert!(
+        util::extract_tiny(&[&data], &whole, &[])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut stores = Vec::new();
     for task in 1..=2 {
         let s = tmp.path().join(format!("slurm{task}"));
-        let st = extract(&data, &s, &["--shard", "auto"])
+        let st = util::extract_tiny(&[&data], &s, &["--shard", "auto"])
             .env("SLURM_ARRAY_TASK_ID", task.to_string())
             .env("SLURM_ARRAY_TASK_MIN", "1")
             .env("SLURM_ARRAY_TASK_COUNT", "2")
@@ -57,7 +51,7 @@ fn shards_from_the_scheduler() {
     }
     let k8s = tmp.path().join("k8s1");
     assert!(
-        extract(&data, &k8s, &["--shard", "auto/2"])
+        util::extract_tiny(&[&data], &k8s, &["--shard", "auto/2"])
             .env("JOB_COMPLETION_INDEX", "1")
             .status()
             .unwrap()
@@ -66,7 +60,7 @@ fn shards_from_the_scheduler() {
     let a = vggfeat::Store::open(&k8s).unwrap();
     let b = vggfeat::Store::open(&stores[1]).unwrap();
     assert_eq!(a.records, b.records, "the same shard either way");
-    let o = extract(&data, &tmp.path().join("none"), &["--shard", "auto"])
+    let o = util::extract_tiny(&[&data], &tmp.path().join("none"), &["--shard", "auto"])
         .env_remove("SLURM_ARRAY_TASK_ID")
         .output()
         .unwrap();
@@ -99,16 +93,21 @@ fn shards_from_different_mount_paths_merge() {
     caltech_copy(&a, &["Faces", "watch", "ant"], 3);
     caltech_copy(&b, &["Faces", "watch", "ant"], 3);
     let whole = tmp.path().join("whole");
-    assert!(extract(&a, &whole, &[]).status().unwrap().success());
+    assert!(
+        util::extract_tiny(&[&a], &whole, &[])
+            .status()
+            .unwrap()
+            .success()
+    );
     let (s0, s1) = (tmp.path().join("s0"), tmp.path().join("s1"));
     assert!(
-        extract(&a, &s0, &["--shard", "0/2"])
+        util::extract_tiny(&[&a], &s0, &["--shard", "0/2"])
             .status()
             .unwrap()
             .success()
     );
     assert!(
-        extract(&b, &s1, &["--shard", "1/2"])
+        util::extract_tiny(&[&b], &s1, &["--shard", "1/2"])
             .status()
             .unwrap()
             .success()
@@ -144,7 +143,7 @@ fn shards_from_different_mount_paths_merge() {
     std::fs::copy(a.join("Faces/image_0001.jpg"), c.join("Faces/extra.jpg")).unwrap();
     let s1c = tmp.path().join("s1c");
     assert!(
-        extract(&c, &s1c, &["--shard", "1/2"])
+        util::extract_tiny(&[&c], &s1c, &["--shard", "1/2"])
             .status()
             .unwrap()
             .success()

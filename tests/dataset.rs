@@ -242,7 +242,7 @@ fn small_classes_and_invalid_split_parameters() {
     ] {
         assert!(matches!(
             sample_splits(&ds, &bad),
-            Err(vggfeat::Error::InvalidParam(_))
+            Err(vggfeat::Error::Param { .. })
         ));
     }
     // Unlabelled images cannot be split.
@@ -498,7 +498,10 @@ fn voc_devkit_labels() {
     };
     assert!(matches!(
         Dataset::open_with(&root, &opts),
-        Err(vggfeat::Error::InvalidParam(_))
+        Err(vggfeat::Error::Param {
+            param: vggfeat::Param::VocSplit,
+            ..
+        })
     ));
 }
 

@@ -77,26 +77,6 @@ fn export(store: &Path, args: &[&str], out: &Path) {
 }
 
 /// CSV rows: id -> (label cell, values).
-/// A CSV export: header, and (id, label cell, values) per row.
-type CsvRows = (Vec<String>, Vec<(String, String, Vec<f32>)>);
-
-fn read_csv(p: &Path) -> CsvRows {
-    let mut r = csv::Reader::from_path(p).unwrap();
-    let header = r.headers().unwrap().iter().map(String::from).collect();
-    let rows = r
-        .records()
-        .map(|rec| {
-            let rec = rec.unwrap();
-            (
-                rec[0].to_string(),
-                rec[1].to_string(),
-                rec.iter().skip(2).map(|x| x.parse().unwrap()).collect(),
-            )
-        })
-        .collect();
-    (header, rows)
-}
-
 /// A Parquet file's columns: ids, labels (a list per row), and each float column's rows.
 type Columns = (
     Vec<String>,
@@ -161,7 +141,7 @@ fn parquet_equals_csv_and_npy_shards_cover_the_store() {
     let (csv, pq) = (tmp.path().join("d.csv"), tmp.path().join("d.parquet"));
     export(&s, &["--aggregate", "stack", "--csv"], &csv);
     export(&s, &["--aggregate", "stack", "--parquet"], &pq);
-    let (header, rows) = read_csv(&csv);
+    let (header, rows) = crate::util::read_csv(&csv);
     assert_eq!(header.len(), 2 + 16);
     let (ids, labels, floats) = read_parquet(&pq);
     assert_eq!(ids.len(), 40);
@@ -251,7 +231,7 @@ fn raw_columns_are_the_stored_floats_and_multi_label_is_a_list() {
     // CSV raw: the same values, columns named by net and scale.
     let csv = tmp.path().join("raw.csv");
     export(&s, &["--raw", "--nets", "1", "--csv"], &csv);
-    let (header, rows) = read_csv(&csv);
+    let (header, rows) = crate::util::read_csv(&csv);
     assert_eq!(header[2], "net1_D_pool5_q224_d0");
     assert_eq!(header.last().unwrap(), "net1_D_pool5_q256_d2");
     assert_eq!(rows[0].2, stored[0].1[10..16]);

@@ -10,20 +10,13 @@ use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
 
-use crate::util::{self, bin, vggfeat};
+use crate::util::{self, vggfeat};
 
 /// Reads an exported CSV into id -> (label, descriptor).
 fn read_csv(p: &Path) -> BTreeMap<String, (String, Vec<f32>)> {
-    let mut r = csv::Reader::from_path(p).unwrap();
-    let h = r.headers().unwrap().clone();
-    assert_eq!((&h[0], &h[1], &h[2]), ("id", "label", "d0"));
-    r.records()
-        .map(|rec| {
-            let rec = rec.unwrap();
-            let v = rec.iter().skip(2).map(|x| x.parse().unwrap()).collect();
-            (rec[0].to_string(), (rec[1].to_string(), v))
-        })
-        .collect()
+    let (h, rows) = util::read_csv(p);
+    assert_eq!((&h[0][..], &h[1][..], &h[2][..]), ("id", "label", "d0"));
+    rows.into_iter().map(|(id, l, v)| (id, (l, v))).collect()
 }
 
 fn export(store: &Path, how: &str) -> BTreeMap<String, (String, Vec<f32>)> {
@@ -81,20 +74,11 @@ fn check_fixture_within(
     worst
 }
 
-/// `vggfeat extract --quiet ARGS -w <vgg-d-tiny> -o OUT <its images>`, with `env` set.
-fn extract_tiny(out: &Path, env: &[(&str, &str)], args: &[&str]) -> assert_cmd::assert::Assert {
-    let mut cmd = vggfeat();
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.args(["extract", "--quiet"])
-        .args(args)
-        .arg("-w")
-        .arg(util::tiny().join("weights.safetensors"))
-        .arg("-o")
-        .arg(out)
-        .arg(util::tiny().join("images"))
-        .assert()
+/// The fixture's images extracted into `out` with `args` and `env` set ([`util::extract_tiny`]).
+fn extract_images(out: &Path, env: &[(&str, &str)], args: &[&str]) -> assert_cmd::assert::Assert {
+    let mut cmd = util::extract_tiny(&[&util::tiny().join("images")], out, args);
+    cmd.envs(env.iter().copied());
+    assert_cmd::Command::from_std(cmd).assert()
 }
 
 /// `--precision bf16`: the aggregated descriptors of both fixtures (vgg-d-tiny fc7, the real
@@ -103,7 +87,7 @@ fn extract_tiny(out: &Path, env: &[(&str, &str)], args: &[&str]) -> assert_cmd::
 #[test]
 fn bf16_descriptors_stay_within_1e_2_of_pytorch() {
     if !util::has_bf16() {
-        extract_tiny(
+        extract_images(
             Path::new("/nonexistent/never-created"),
             &[],
             &["--precision", "bf16"],
@@ -143,14 +127,14 @@ fn capped_instruction_sets_run_the_portable_path_or_refuse_bf16() {
         1e-4,
     );
     let nowhere = Path::new("/nonexistent/never-created");
-    extract_tiny(
+    extract_images(
         nowhere,
         &[("VGGFEAT_MAX_ISA", "avx512")],
         &["--precision", "bf16"],
     )
     .code(3)
     .stderr(predicate::str::contains("needs").and(predicate::str::contains("AVX512-BF16")));
-    extract_tiny(nowhere, &[("VGGFEAT_MAX_ISA", "sse9")], &[])
+    extract_images(nowhere, &[("VGGFEAT_MAX_ISA", "sse9")], &[])
         .code(2)
         .stderr(predicate::str::contains("VGGFEAT_MAX_ISA=sse9"));
 }
@@ -164,8 +148,9 @@ fn a_store_of_another_precision_is_refused() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s");
-    let run =
-        |precision: &str| extract_tiny(&store, &[], &["--scales", "256", "--precision", precision]);
+    let run = |precision: &str| {
+        extract_images(&store, &[], &["--scales", "256", "--precision", precision])
+    };
     run("f32").success();
     run("bf16")
         .code(3)
@@ -297,24 +282,8 @@ fn caltech_subset() -> PathBuf {
 }
 
 fn extract_cmd(store: &Path, extra: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(bin());
-    c.args([
-        "extract",
-        "--quiet",
-        "--scales",
-        "224",
-        "--limit-per-class",
-        "2",
-        "--chunk",
-        "4",
-        "-w",
-    ])
-    .arg(util::tiny().join("weights.safetensors"))
-    .arg("-o")
-    .arg(store)
-    .args(extra)
-    .arg(caltech_subset());
-    c
+    let args = [&["--limit-per-class", "2", "--chunk", "4"], extra].concat();
+    util::extract_tiny(&[&caltech_subset()], store, &args)
 }
 
 /// Kills an extraction with SIGKILL once some chunks are on disk, resumes it, and compares with
@@ -399,7 +368,7 @@ fn shards_merge_into_the_single_run() {
 fn a_store_with_other_parameters_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s");
-    let run = |scales: &str| extract_tiny(&store, &[], &["--scales", scales]);
+    let run = |scales: &str| extract_images(&store, &[], &["--scales", scales]);
     run("256").success();
     run("256,384").code(3).stderr(
         predicate::str::contains("different parameters").and(predicate::str::contains("scales")),
@@ -416,7 +385,7 @@ fn usage_errors() {
     for (args, msg) in [
         (vec!["--scales", "100"], "below 224"),
         (vec!["--layer", "conv9_9"], "unknown layer"),
-        (vec!["--shard", "3/3"], "bad --shard"),
+        (vec!["--shard", "3/3"], "bad shard"),
         (
             vec!["--layer", "fc7", "--preprocess", "rgb"],
             "unknown preprocessing",
@@ -439,43 +408,31 @@ fn usage_errors() {
 /// identifies it by the SHA-256 of its tensors, resumes with the same weights and refuses others.
 #[test]
 fn extractor_runs_an_in_memory_network() {
-    use vggfeat::extract::{ExtractParams, Extractor, NetEntry};
-    use vggfeat::model::config::ConfigName;
-    use vggfeat::model::{InitScheme, Vgg, VggWeights};
+    use vggfeat::model::{InitScheme, VggWeights};
+    use vggfeat::{ConfigName, ExtractParams, Extractor, ExtractorParams, Silent, Vgg};
+    let params = ExtractorParams::new().scales([64, 96]).check().unwrap();
     let net = |seed| {
         let w = VggWeights::random(ConfigName::A, 16, None, 0, InitScheme::He, seed).unwrap();
-        let vgg = Vgg::new(
-            w,
-            &candle_core::Device::Cpu,
-            vggfeat::model::Engine::default(),
-        )
-        .unwrap();
-        Extractor::new(vec![NetEntry::new(vgg, None, None).unwrap()]).unwrap()
-    };
-    let ds = vggfeat::Dataset::open(&util::tiny().join("images")).unwrap();
-    let input = vggfeat::store::InputSpec::new("fixture images", ds.kind);
-    let params = ExtractParams {
-        scales: vec![64, 96],
-        progress: false,
-        ..ExtractParams::default()
+        let vgg = Vgg::new(w, &candle_core::Device::Cpu, vggfeat::Engine::default()).unwrap();
+        Extractor::from_nets(vec![vgg], &params).unwrap()
     };
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s");
+    let job = ExtractParams::new()
+        .inputs([util::tiny().join("images")])
+        .out(&store)
+        .check()
+        .unwrap();
     let a = net(1);
     let spec = &a.nets()[0].spec;
     assert_eq!(spec.sha256.len(), 64);
     assert!(spec.weights.starts_with("<random A"), "{}", spec.weights);
-    let s = a
-        .run(ds.items.clone(), &store, input.clone(), &params)
-        .unwrap();
+    let s = a.extract(&job, &Silent).unwrap();
     assert_eq!((s.extracted, s.failed.len()), (3, 0));
     // The same weights again resume (nothing to do); other weights are refused.
-    let again = net(1).run(ds.items.clone(), &store, input.clone(), &params);
+    let again = net(1).extract(&job, &Silent);
     assert_eq!(again.unwrap().already_done, 3);
-    let e = net(2)
-        .run(ds.items.clone(), &store, input, &params)
-        .unwrap_err()
-        .to_string();
+    let e = net(2).extract(&job, &Silent).unwrap_err().to_string();
     assert!(e.contains("net 0 weights (sha256)"), "{e}");
     let st = vggfeat::Store::open(&store).unwrap();
     assert_eq!(st.ok_records().count(), 3);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::util::{self, vggfeat};
+use crate::util;
 
 const CLASSES: [&str; 3] = ["airplanes", "Leopards", "watch"];
 
@@ -23,19 +23,6 @@ fn folder(root: &Path) -> Vec<(String, PathBuf)> {
         }
     }
     out
-}
-
-fn extract(inputs: &[&Path], extra: &[&str], store: &Path) -> std::process::Output {
-    vggfeat()
-        .arg("extract")
-        .args(inputs)
-        .args(["--scales", "224", "-q", "-w"])
-        .arg(util::tiny().join("weights.safetensors"))
-        .args(extra)
-        .arg("-o")
-        .arg(store)
-        .output()
-        .unwrap()
 }
 
 /// Successful records (id -> labels, floats) and failures (id, reason).
@@ -111,12 +98,14 @@ fn tar_shards_give_the_folder_descriptors_bit_for_bit() {
         tmp.path().join("tar-store"),
     );
     assert!(
-        extract(&[&tmp.path().join("images")], &[], &fs)
+        util::extract_tiny(&[&tmp.path().join("images")], &fs, &[])
+            .output()
+            .unwrap()
             .status
             .success()
     );
     let (a, b) = (shards.join("shard-a.tar"), shards.join("shard-b.tar"));
-    let o = extract(&[&a, &b], &[], &ts);
+    let o = util::extract_tiny(&[&a, &b], &ts, &[]).output().unwrap();
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -141,7 +130,7 @@ fn tar_shards_give_the_folder_descriptors_bit_for_bit() {
     assert!(failed[1].1.contains("no image member"), "{failed:?}");
 
     // Resumed: nothing new; a shard mixed with a folder; a truncated shard keeps what it can.
-    let again = extract(&[&a, &b], &[], &ts);
+    let again = util::extract_tiny(&[&a, &b], &ts, &[]).output().unwrap();
     assert!(
         again.status.success(),
         "failures already recorded are not retried"
@@ -149,7 +138,9 @@ fn tar_shards_give_the_folder_descriptors_bit_for_bit() {
     assert_eq!(records(&ts).0, tar_recs);
     let mixed = tmp.path().join("mixed");
     assert!(
-        extract(&[&a, &tmp.path().join("images/watch")], &[], &mixed)
+        util::extract_tiny(&[&a, &tmp.path().join("images/watch")], &mixed, &[])
+            .output()
+            .unwrap()
             .status
             .success()
     );
@@ -158,7 +149,7 @@ fn tar_shards_give_the_folder_descriptors_bit_for_bit() {
     let cut = shards.join("shard-cut.tar");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
     let cs = tmp.path().join("cut-store");
-    let o = extract(&[&cut], &[], &cs);
+    let o = util::extract_tiny(&[&cut], &cs, &[]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let (ok, failed) = records(&cs);
     assert!(!ok.is_empty() && ok.len() < 6, "{} kept", ok.len());
@@ -178,7 +169,13 @@ fn tables_and_split_files_as_inputs() {
     let root = tmp.path().join("images");
     let files = folder(&root);
     let fs = tmp.path().join("folder-store");
-    assert!(extract(&[&root], &[], &fs).status.success());
+    assert!(
+        util::extract_tiny(&[&root], &fs, &[])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
     let (want, _) = records(&fs);
 
     // A CSV table with a header, paths relative to its folder, labels, and other columns.
@@ -190,7 +187,13 @@ fn tables_and_split_files_as_inputs() {
     }
     std::fs::write(&csv, body).unwrap();
     let cs = tmp.path().join("csv-store");
-    assert!(extract(&[&csv], &[], &cs).status.success());
+    assert!(
+        util::extract_tiny(&[&csv], &cs, &[])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
     let (got, _) = records(&cs);
     assert_eq!(got.len(), 9);
     for (id, (l, v)) in &got {
@@ -214,7 +217,9 @@ fn tables_and_split_files_as_inputs() {
     let ss = tmp.path().join("split-store");
     let rootarg = root.display().to_string();
     assert!(
-        extract(&[&split], &["--root", &rootarg], &ss)
+        util::extract_tiny(&[&split], &ss, &["--root", &rootarg])
+            .output()
+            .unwrap()
             .status
             .success()
     );
@@ -229,7 +234,9 @@ fn tables_and_split_files_as_inputs() {
     std::fs::write(&other, body).unwrap();
     let us = tmp.path().join("union-store");
     assert!(
-        extract(&[&split, &other], &["--root", &rootarg], &us)
+        util::extract_tiny(&[&split, &other], &us, &["--root", &rootarg])
+            .output()
+            .unwrap()
             .status
             .success()
     );
@@ -241,11 +248,13 @@ fn tables_and_split_files_as_inputs() {
         "id,label,set\nairplanes/image_0001.jpg,watch,train\n",
     )
     .unwrap();
-    let o = extract(
+    let o = util::extract_tiny(
         &[&split, &clash],
-        &["--root", &rootarg],
         &tmp.path().join("clash-store"),
-    );
+        &["--root", &rootarg],
+    )
+    .output()
+    .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -278,7 +287,13 @@ fn tables_and_split_files_as_inputs() {
     w.write(&batch).unwrap();
     w.close().unwrap();
     let ps = tmp.path().join("parquet-store");
-    assert!(extract(&[&pq], &[], &ps).status.success());
+    assert!(
+        util::extract_tiny(&[&pq], &ps, &[])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
     let (got, _) = records(&ps);
     assert_eq!(got.len(), 9);
     for (id, (l, v)) in &got {
@@ -290,7 +305,9 @@ fn tables_and_split_files_as_inputs() {
     // A table without a path or id column is refused, naming the file.
     let bad = tmp.path().join("bad.csv");
     std::fs::write(&bad, "file,label\nx.jpg,a\n").unwrap();
-    let o = extract(&[&bad], &[], &tmp.path().join("bad-store"));
+    let o = util::extract_tiny(&[&bad], &tmp.path().join("bad-store"), &[])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(3));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

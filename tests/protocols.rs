@@ -75,18 +75,6 @@ fn caltech_devkit(root: &Path, year: &str, sets: &[(&str, usize, bool)]) -> Path
     devkit
 }
 
-fn extract(devkit: &Path, set: &str, store: &Path) {
-    vggfeat()
-        .arg("extract")
-        .arg(devkit)
-        .args(["--split", set, "--scales", "224,256", "-q", "-w"])
-        .arg(util::tiny().join("weights.safetensors"))
-        .arg("-o")
-        .arg(store)
-        .assert()
-        .success();
-}
-
 /// Parses a devkit result file by the devkit's rule (`textread(..., '%s %f')`): every line an
 /// image id and one number.
 fn read_result_file(path: &Path) -> Vec<(String, f64)> {
@@ -197,8 +185,11 @@ fn extracted_devkit(
 ) -> (PathBuf, PathBuf, PathBuf) {
     let devkit = caltech_devkit(tmp, year, sets);
     let (train, test) = (tmp.join("trainval"), tmp.join("test"));
-    extract(&devkit, "trainval", &train);
-    extract(&devkit, "test", &test);
+    for (set, store) in [("trainval", &train), ("test", &test)] {
+        let args = ["--split", set, "--scales", "224,256"];
+        let st = util::extract_tiny(&[&devkit], store, &args).status();
+        assert!(st.unwrap().success());
+    }
     (devkit, train, test)
 }
 
@@ -350,7 +341,7 @@ fn predict_refuses_other_descriptors() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("--aggregate avg") && err.contains("`stack`"),
+        err.contains("--aggregate: avg") && err.contains("`stack`"),
         "{err}"
     );
 

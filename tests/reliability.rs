@@ -20,17 +20,6 @@ fn dataset(root: &Path) {
     }
 }
 
-fn extract(store: &Path, input: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(bin());
-    c.args(["extract", "--quiet", "--scales", "224", "-w"])
-        .arg(util::tiny().join("weights.safetensors"))
-        .arg("-o")
-        .arg(store)
-        .args(extra)
-        .arg(input);
-    c
-}
-
 fn ids(store: &Path) -> Vec<String> {
     vggfeat::Store::open(store)
         .unwrap()
@@ -58,14 +47,14 @@ fn two_writers_never_corrupt_a_store() {
     dataset(&input);
     for (chunks, staggered) in [("1", false), ("2", false), ("1", true), ("3", true)] {
         let store = tmp.path().join(format!("s{chunks}{staggered}"));
-        let mut first = extract(&store, &input, &["--chunk", "1"])
+        let mut first = util::extract_tiny(&[&input], &store, &["--chunk", "1"])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         if staggered {
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
-        let second = extract(&store, &input, &["--chunk", chunks])
+        let second = util::extract_tiny(&[&input], &store, &["--chunk", chunks])
             .output()
             .unwrap();
         let first_ok = first.wait().unwrap();
@@ -78,7 +67,7 @@ fn two_writers_never_corrupt_a_store() {
         assert!(first_ok.success() || second.status.success());
         // A refused writer left the store to the other: finish it, then check it. A run with
         // nothing left to do reports no rate (it once said "1000000000.00 images/s").
-        let (code, err) = stderr_of(&mut extract(&store, &input, &[]));
+        let (code, err) = stderr_of(&mut util::extract_tiny(&[&input], &store, &[]));
         assert_eq!(code, Some(0), "{err}");
         assert!(!err.contains("images/s"), "{err}");
         let got = ids(&store);
@@ -101,9 +90,14 @@ fn a_store_that_lost_its_manifest_is_refused() {
     let input = tmp.path().join("in");
     dataset(&input);
     let store = tmp.path().join("s");
-    assert!(extract(&store, &input, &[]).status().unwrap().success());
+    assert!(
+        util::extract_tiny(&[&input], &store, &[])
+            .status()
+            .unwrap()
+            .success()
+    );
     std::fs::remove_file(store.join("manifest.json")).unwrap();
-    let (code, err) = stderr_of(&mut extract(&store, &input, &[]));
+    let (code, err) = stderr_of(&mut util::extract_tiny(&[&input], &store, &[]));
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("no manifest.json"), "{err}");
     // Merging into such a folder is refused too.
@@ -129,7 +123,10 @@ fn a_store_follows_its_inputs() {
     std::fs::write(&broken, b"not a png").unwrap();
     let store = tmp.path().join("s");
     assert_eq!(
-        extract(&store, &input, &[]).status().unwrap().code(),
+        util::extract_tiny(&[&input], &store, &[])
+            .status()
+            .unwrap()
+            .code(),
         Some(1)
     );
     let csv = |name: &str| {
@@ -167,7 +164,7 @@ fn a_store_follows_its_inputs() {
     );
     assert!(warn.contains("1 new (a/new.png)"), "{warn}");
 
-    let (code, err) = stderr_of(&mut extract(&store, &input, &[]));
+    let (code, err) = stderr_of(&mut util::extract_tiny(&[&input], &store, &[]));
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("1 re-extracted because their file changed")
@@ -205,7 +202,7 @@ fn merging_one_shard_alone_is_refused() {
     dataset(&input);
     let shard = tmp.path().join("s0");
     assert!(
-        extract(&shard, &input, &["--shard", "0/2"])
+        util::extract_tiny(&[&input], &shard, &["--shard", "0/2"])
             .status()
             .unwrap()
             .success()
@@ -286,7 +283,7 @@ fn odd_names_and_listing_problems_are_not_dropped() {
     std::fs::copy(util::tiny().join("images/0.png"), &odd).unwrap();
     std::os::unix::fs::symlink("gone.png", input.join("b/link.png")).unwrap();
     let store = tmp.path().join("s");
-    let (code, err) = stderr_of(&mut extract(&store, &input, &[]));
+    let (code, err) = stderr_of(&mut util::extract_tiny(&[&input], &store, &[]));
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("b/link.png") && err.contains("No such file"),
@@ -313,7 +310,11 @@ fn list_files_keep_names_and_labels_whole() {
     )
     .unwrap();
     let store = tmp.path().join("s");
-    let (code, err) = stderr_of(&mut extract(&store, &dir.join("list.txt"), &[]));
+    let (code, err) = stderr_of(&mut util::extract_tiny(
+        &[&dir.join("list.txt")],
+        &store,
+        &[],
+    ));
     assert_eq!(code, Some(0), "{err}");
     let out = tmp.path().join("e.csv");
     vggfeat()
@@ -350,7 +351,12 @@ fn outputs_are_whole_and_in_place() {
     let input = tmp.path().join("in");
     dataset(&input);
     let store = tmp.path().join("s");
-    assert!(extract(&store, &input, &[]).status().unwrap().success());
+    assert!(
+        util::extract_tiny(&[&input], &store, &[])
+            .status()
+            .unwrap()
+            .success()
+    );
     let export = |args: &[&str]| {
         let o = vggfeat()
             .arg("export")
@@ -408,7 +414,12 @@ fn outputs_are_whole_and_in_place() {
     assert!(!a.is_empty() && !ids_before.is_empty());
     // Resume leaves a user's .tmp file in chunks/ alone.
     std::fs::write(store.join("chunks/notes.tmp"), "mine").unwrap();
-    assert!(extract(&store, &input, &[]).status().unwrap().success());
+    assert!(
+        util::extract_tiny(&[&input], &store, &[])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert_eq!(
         std::fs::read_to_string(store.join("chunks/notes.tmp")).unwrap(),
         "mine"
@@ -459,7 +470,7 @@ fn run_records_name_table_inputs_relatively() {
         })
         .collect();
     let store = tmp.path().join("s");
-    let mut c = extract(&store, &tables[0], &["--root", input.to_str().unwrap()]);
+    let mut c = util::extract_tiny(&[&tables[0]], &store, &["--root", input.to_str().unwrap()]);
     assert!(c.arg(&tables[1]).status().unwrap().success());
     svm_names_no_path_of(tmp.path(), &store, &tmp.path().join("res"), "3");
 }
@@ -471,7 +482,12 @@ fn svm_tables_say_what_was_run() {
     let input = tmp.path().join("in");
     dataset(&input);
     let store = tmp.path().join("s");
-    assert!(extract(&store, &input, &[]).status().unwrap().success());
+    assert!(
+        util::extract_tiny(&[&input], &store, &[])
+            .status()
+            .unwrap()
+            .success()
+    );
     let svm = |args: &[&str], out: &str| {
         let o = vggfeat()
             .arg("svm")
@@ -545,7 +561,12 @@ fn svm_tables_say_what_was_run() {
         )
         .unwrap();
     }
-    assert!(extract(&one, &one_in, &[]).status().unwrap().success());
+    assert!(
+        util::extract_tiny(&[&one_in], &one, &[])
+            .status()
+            .unwrap()
+            .success()
+    );
     let o = vggfeat()
         .args(["svm", "--train-per-class", "2", "-f"])
         .arg(&one)
@@ -672,7 +693,7 @@ fn unknown_preprocess_metadata_is_not_ignored() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("\"cafe: BGR\"") && err.contains("--preprocess"),
+        err.contains("\"cafe: BGR\"") && err.contains("name the preprocessing"),
         "{err}"
     );
     // An explicit convention overrides it.

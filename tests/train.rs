@@ -13,7 +13,8 @@ use vggfeat::model::{Engine, Vgg};
 use vggfeat::model::{InitScheme, VggWeights};
 use vggfeat::train::net::{self, Init, NetShape, TrainNet};
 use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
-use vggfeat::train::{TrainParams, Trainer};
+use vggfeat::train::{TrainParams, TrainValidParams, Trainer};
+use vggfeat::util::Silent;
 
 use crate::util;
 
@@ -68,31 +69,29 @@ fn tiny_net_drives_the_loss_of_a_handful_of_images_near_zero() {
     );
 }
 
-fn tiny_params(data: &Path, out: &Path, epochs: usize) -> TrainParams {
-    TrainParams {
-        data: data.to_path_buf(),
-        out: out.to_path_buf(),
-        config: Some(ConfigName::A),
-        init_scheme: InitScheme::He,
-        width_div: 16,
-        fc_width: Some(16),
-        crop: 32,
-        scale: "32:40".parse().unwrap(),
-        batch: 6,
-        micro_batch: 4,
-        epochs,
-        patience: 1,
-        pca_images: 4,
-        split: vggfeat::dataset::SplitParams {
-            train_per_class: 5,
-            test_per_class: Some(3),
-            splits: 1,
-            seed: 3,
-            drop_classes: Vec::new(),
-        },
-        seed: 5,
-        ..TrainParams::default()
-    }
+fn tiny_builder(data: &Path, out: &Path, epochs: usize) -> TrainParams {
+    TrainParams::new()
+        .data(data)
+        .out(out)
+        .config(Some(ConfigName::A))
+        .init_scheme(InitScheme::He)
+        .width_div(16)
+        .fc_width(Some(16))
+        .crop(32)
+        .scale("32:40".parse().unwrap())
+        .batch(6)
+        .micro_batch(4)
+        .epochs(epochs)
+        .patience(1)
+        .pca_images(4)
+        .train_per_class(5)
+        .val_per_class(Some(3))
+        .split_seed(3)
+        .seed(5)
+}
+
+fn tiny_params(data: &Path, out: &Path, epochs: usize) -> TrainValidParams {
+    tiny_builder(data, out, epochs).check().unwrap()
 }
 
 fn tensors(p: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
@@ -112,16 +111,16 @@ fn resuming_after_epoch_k_gives_the_weights_of_an_uninterrupted_run() {
     let (one, two) = (d.path().join("straight"), d.path().join("resumed"));
     let straight = Trainer::new(tiny_params(&data, &one, 3))
         .unwrap()
-        .run(false, |_| {})
+        .run(&Silent, |_| {})
         .unwrap();
     assert_eq!(straight.epochs, 3);
     Trainer::new(tiny_params(&data, &two, 1))
         .unwrap()
-        .run(false, |_| {})
+        .run(&Silent, |_| {})
         .unwrap();
     let mut t = Trainer::resume(&two, Some(3)).unwrap();
     assert_eq!(t.state().epoch, 1);
-    let resumed = t.run(false, |_| {}).unwrap();
+    let resumed = t.run(&Silent, |_| {}).unwrap();
     assert_eq!(resumed.epochs, 3);
     // Bit-exact: the same weights, momentum buffers and metrics (up to the timings).
     for file in [
@@ -145,11 +144,7 @@ fn resuming_after_epoch_k_gives_the_weights_of_an_uninterrupted_run() {
     assert_eq!(strip(&one), strip(&two));
     assert_eq!(strip(&one).len(), 4);
     // The weights moved: training happened.
-    let init = TrainParams {
-        epochs: 1,
-        ..tiny_params(&data, &d.path().join("init"), 1)
-    };
-    let t0 = Trainer::new(init).unwrap();
+    let t0 = Trainer::new(tiny_params(&data, &d.path().join("init"), 1)).unwrap();
     let w0 = t0.net().snapshot().unwrap();
     let a = tensors(&one.join("model.safetensors"));
     assert_ne!(a["features.0.weight"], vals(&w0.convs[0].weight));
@@ -172,7 +167,7 @@ fn the_checkpoint_is_a_network_that_info_and_classify_accept() {
     let out = d.path().join("run");
     let s = Trainer::new(tiny_params(&data, &out, 2))
         .unwrap()
-        .run(false, |_| {})
+        .run(&Silent, |_| {})
         .unwrap();
     assert!(s.best_epoch >= 1 && s.best_top1_err <= 1.0 && s.best_top5_err == 0.0);
     let w = weights::load(&out.join("model.safetensors"), &Device::Cpu).unwrap();
@@ -279,7 +274,7 @@ fn pretrained_copies_every_layer_but_fc8_which_gets_the_new_classes() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("src.safetensors") && e.contains("--width-div"),
+        e.contains("src.safetensors") && e.contains("the width divisor"),
         "{e}"
     );
 }
@@ -370,42 +365,23 @@ fn frozen_layers_stay_fixed_while_the_rest_trains() {
 
 #[test]
 fn invalid_parameters_are_refused_with_reasons() {
-    let ok = tiny_params(Path::new("d"), Path::new("o"), 1);
-    let cases: [(TrainParams, &str); 5] = [
+    let ok = tiny_builder(Path::new("d"), Path::new("o"), 1);
+    let cases: [(TrainParams, &str); 6] = [
+        (ok.clone().crop(100), "multiple of 32"),
+        (ok.clone().scale("24".parse().unwrap()), "below the crop"),
+        (ok.clone().micro_batch(7), "micro-batch"),
+        (ok.clone().config(None), "configuration is required"),
         (
-            TrainParams {
-                crop: 100,
-                ..ok.clone()
-            },
-            "multiple of 32",
-        ),
-        (
-            TrainParams {
-                scale: "24".parse().unwrap(),
-                ..ok.clone()
-            },
-            "below the crop",
-        ),
-        (
-            TrainParams {
-                micro_batch: 7,
-                ..ok.clone()
-            },
-            "micro-batch",
-        ),
-        (
-            TrainParams {
-                config: None,
-                ..ok.clone()
-            },
-            "--config is required",
-        ),
-        (
-            TrainParams {
-                freeze_through: Some("conv1_2".into()),
-                ..ok.clone()
-            },
+            ok.clone().freeze_through(Some("conv1_2".parse().unwrap())),
             "no such layer",
+        ),
+        // A resumed run continues exactly: the parameter that would change it is named.
+        (
+            TrainParams::new()
+                .init(Init::Resume("run".into()))
+                .epochs(3)
+                .lr(0.1),
+            "invalid lr: resume:run continues that run exactly",
         ),
     ];
     assert!(ok.check().is_ok());

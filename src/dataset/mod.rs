@@ -30,10 +30,11 @@ mod webdataset;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 
 pub use shard::ShardSpec;
 pub use split::{Split, SplitParams, sample_split, sample_splits};
+pub(crate) use voc::check_split as check_voc_split;
 
 /// The 20 PASCAL VOC classes, in the devkit's (alphabetical) order. A VOC dataset's
 /// [`Dataset::classes`] is exactly this list.
@@ -93,7 +94,7 @@ impl std::str::FromStr for SourceKind {
             "list" | "file" => Ok(SourceKind::List),
             "tar" | "webdataset" => Ok(SourceKind::Tar),
             "table" | "csv" | "tsv" | "parquet" => Ok(SourceKind::Table),
-            _ => Err(Error::InvalidParam(format!(
+            _ => Err(Error::Usage(format!(
                 "unknown dataset kind `{s}` (expected folder, voc, list, tar or table)"
             ))),
         }
@@ -309,7 +310,7 @@ impl Dataset {
     /// are the first input's. One input is the same as [`Dataset::open_with`].
     pub fn open_inputs(paths: &[PathBuf], opts: &OpenOptions) -> Result<Dataset> {
         let Some(first) = paths.first() else {
-            return Err(Error::InvalidParam("no input given".into()));
+            return Err(Error::Usage("no input given".into()));
         };
         if paths.len() == 1 {
             return Dataset::open_with(first, opts);
@@ -331,7 +332,7 @@ impl Dataset {
                             && items[k].member == it.member
                             && items[k].labels == it.labels => {}
                     Some(&(other, _)) => {
-                        return Err(Error::InvalidParam(format!(
+                        return Err(Error::Usage(format!(
                             "image id `{}` is in two inputs, {} and {}, for different images or \
                              labels: give inputs whose ids differ (e.g. shards with different \
                              names)",
@@ -547,17 +548,20 @@ impl Dataset {
     /// dataset does not have.
     pub fn select_classes(&self, classes: &[String]) -> Result<Dataset> {
         if let Some(c) = classes.iter().find(|c| self.class_index(c).is_none()) {
-            return Err(Error::InvalidParam(format!(
-                "{}: no class `{c}` (it has {} classes, e.g. {})",
-                self.root.display(),
-                self.classes.len(),
-                self.classes
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(Error::param(
+                Param::Classes,
+                format!(
+                    "{}: no class `{c}` (it has {} classes, e.g. {})",
+                    self.root.display(),
+                    self.classes.len(),
+                    self.classes
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
         let keep = |l: &String| classes.contains(l);
         let items = self
@@ -587,7 +591,7 @@ impl Dataset {
     /// Classes are kept unchanged. Errors unless `count >= 1` and `index < count`.
     pub fn shard(&self, index: usize, count: usize) -> Result<Dataset> {
         if count == 0 || index >= count {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "shard {index} of {count}: need count >= 1 and 0 <= index < count"
             )));
         }

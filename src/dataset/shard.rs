@@ -3,7 +3,7 @@
 //! Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`). The assignment of images to shards is
 //! [`super::shard_of`], a documented hash of the id, so any tool can recompute it.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 
 /// How the shard is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +23,10 @@ impl std::str::FromStr for ShardSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
-            Error::InvalidParam(format!(
-                "bad --shard `{s}` (expected i/N with 0 <= i < N, auto, or auto/N)"
-            ))
+            Error::param(
+                Param::Shard,
+                format!("bad shard `{s}` (expected i/N with 0 <= i < N, auto, or auto/N)"),
+            )
         };
         if s == "auto" {
             return Ok(ShardSpec::Auto);
@@ -65,14 +66,15 @@ impl ShardSpec {
     /// The shard `(i, N)`, reading variables through `var` (for tests). A usage error names the
     /// variables that are missing or inconsistent.
     pub fn resolve_with(self, var: impl Fn(&str) -> Option<String>) -> Result<(usize, usize)> {
-        let num = |k: &str| -> Result<Option<usize>> {
-            match var(k) {
-                None => Ok(None),
-                Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                    Error::InvalidParam(format!("--shard: {k}={v:?} is not a number"))
-                }),
-            }
-        };
+        let num =
+            |k: &str| -> Result<Option<usize>> {
+                match var(k) {
+                    None => Ok(None),
+                    Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                        Error::param(Param::Shard, format!("{k}={v:?} is not a number"))
+                    }),
+                }
+            };
         // Slurm: the task's position in its array.
         let slurm = || -> Result<Option<(usize, Option<usize>)>> {
             let Some(id) = num("SLURM_ARRAY_TASK_ID")? else {
@@ -81,9 +83,12 @@ impl ShardSpec {
             let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
             let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
             if id < min || (id - min) % step != 0 {
-                return Err(Error::InvalidParam(format!(
-                    "--shard: SLURM_ARRAY_TASK_ID {id} is not in the array {min}, {min}+{step}, ..."
-                )));
+                return Err(Error::param(
+                    Param::Shard,
+                    format!(
+                        "SLURM_ARRAY_TASK_ID {id} is not in the array {min}, {min}+{step}, ..."
+                    ),
+                ));
             }
             Ok(Some(((id - min) / step, num("SLURM_ARRAY_TASK_COUNT")?)))
         };
@@ -92,18 +97,18 @@ impl ShardSpec {
             ShardSpec::Auto => match slurm()? {
                 Some((i, Some(n))) => (i, n),
                 Some((_, None)) => {
-                    return Err(Error::InvalidParam(
-                        "--shard auto: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is \
-                         not; give the count: --shard auto/N"
-                            .into(),
+                    return Err(Error::param(
+                        Param::Shard,
+                        "auto: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; \
+                         give the count: auto/N",
                     ));
                 }
                 None => {
-                    return Err(Error::InvalidParam(
-                        "--shard auto: not in a Slurm job array (SLURM_ARRAY_TASK_ID and \
+                    return Err(Error::param(
+                        Param::Shard,
+                        "auto: not in a Slurm job array (SLURM_ARRAY_TASK_ID and \
                          SLURM_ARRAY_TASK_COUNT are not set); in a Kubernetes Indexed Job use \
-                         --shard auto/N, elsewhere --shard i/N"
-                            .into(),
+                         auto/N, elsewhere i/N",
                     ));
                 }
             },
@@ -112,19 +117,23 @@ impl ShardSpec {
                 None => match slurm()? {
                     Some((i, _)) => (i, n),
                     None => {
-                        return Err(Error::InvalidParam(format!(
-                            "--shard auto/{n}: neither JOB_COMPLETION_INDEX (a Kubernetes \
-                             Indexed Job) nor SLURM_ARRAY_TASK_ID (a Slurm job array) is set; \
-                             give --shard i/{n}"
-                        )));
+                        return Err(Error::param(
+                            Param::Shard,
+                            format!(
+                                "auto/{n}: neither JOB_COMPLETION_INDEX (a Kubernetes Indexed \
+                                 Job) nor SLURM_ARRAY_TASK_ID (a Slurm job array) is set; give \
+                                 i/{n}"
+                            ),
+                        ));
                     }
                 },
             },
         };
         if count == 0 || index >= count {
-            return Err(Error::InvalidParam(format!(
-                "--shard {self}: the scheduler says task {index} of {count}"
-            )));
+            return Err(Error::param(
+                Param::Shard,
+                format!("{self}: the scheduler says task {index} of {count}"),
+            ));
         }
         Ok((index, count))
     }
@@ -149,7 +158,7 @@ mod tests {
         assert_eq!("auto/4".parse::<ShardSpec>().unwrap(), ShardSpec::AutoOf(4));
         for bad in ["5/5", "1/0", "auto/0", "x/3", "auto/", "3"] {
             let e = bad.parse::<ShardSpec>().unwrap_err().to_string();
-            assert!(e.contains("bad --shard"), "{bad}: {e}");
+            assert!(e.contains("bad shard"), "{bad}: {e}");
         }
     }
 

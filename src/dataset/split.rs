@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
 use super::Dataset;
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 
 /// Parameters of [`sample_splits`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -57,27 +57,33 @@ impl Default for SplitParams {
 impl SplitParams {
     /// Checks the parameters against a dataset; [`sample_split`] calls it.
     pub fn check(&self, ds: &Dataset) -> Result<()> {
-        if self.train_per_class == 0 {
-            return Err(Error::InvalidParam(
-                "train_per_class must be at least 1".to_string(),
-            ));
-        }
-        if self.test_per_class == Some(0) {
-            return Err(Error::InvalidParam(
-                "test_per_class must be at least 1 (or unlimited)".to_string(),
-            ));
-        }
-        if self.splits == 0 {
-            return Err(Error::InvalidParam("splits must be at least 1".to_string()));
-        }
+        self.check_ranges()?;
         if let Some(c) = self
             .drop_classes
             .iter()
             .find(|c| ds.class_index(c).is_none())
         {
-            return Err(Error::InvalidParam(format!(
-                "cannot drop class `{c}`: the dataset has no such class"
-            )));
+            return Err(Error::param(
+                Param::DropClasses,
+                format!("cannot drop class `{c}`: the dataset has no such class"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the ranges of the counts, without a dataset.
+    pub fn check_ranges(&self) -> Result<()> {
+        if self.train_per_class == 0 {
+            return Err(Error::param(Param::TrainPerClass, "must be at least 1"));
+        }
+        if self.test_per_class == Some(0) {
+            return Err(Error::param(
+                Param::TestPerClass,
+                "must be at least 1 (or unlimited)",
+            ));
+        }
+        if self.splits == 0 {
+            return Err(Error::param(Param::Splits, "must be at least 1"));
         }
         Ok(())
     }

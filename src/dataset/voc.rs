@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{Dataset, Item, SourceKind, VOC_CLASSES};
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 
 fn data_err(path: &Path, reason: impl Into<String>) -> Error {
     Error::Data {
@@ -29,11 +29,7 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 pub(super) fn list(root: &Path, split: &str) -> Result<Dataset> {
-    if split.is_empty() || split.contains(['/', '\\']) || split.starts_with('.') {
-        return Err(Error::InvalidParam(format!(
-            "VOC split `{split}` must be a plain name such as trainval, train, val or test"
-        )));
-    }
+    check_split(split)?;
     let main = root.join("ImageSets").join("Main");
     let set_file = main.join(format!("{split}.txt"));
     let text = read_text(&set_file)?;
@@ -161,4 +157,15 @@ pub(super) fn list(root: &Path, split: &str) -> Result<Dataset> {
     let mut ds = Dataset::from_items(root.to_path_buf(), SourceKind::Voc, items)?;
     ds.classes = VOC_CLASSES.iter().map(|c| c.to_string()).collect();
     Ok(ds)
+}
+
+/// A VOC image set must be a plain name (it becomes a file name under `ImageSets/Main`).
+pub(crate) fn check_split(split: &str) -> Result<()> {
+    if split.is_empty() || split.contains(['/', '\\']) || split.starts_with('.') {
+        return Err(Error::param(
+            Param::VocSplit,
+            format!("`{split}` must be a plain name such as trainval, train, val or test"),
+        ));
+    }
+    Ok(())
 }

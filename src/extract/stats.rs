@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::Summary;
+use super::ExtractSummary as Summary;
 use crate::error::Result;
 use crate::store::Manifest;
 

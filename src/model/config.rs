@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 
 /// One of the paper's six configurations (Table 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -256,35 +256,14 @@ impl ConfigName {
     }
 }
 
-impl fmt::Display for ConfigName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ConfigName::A => "A",
-            ConfigName::ALrn => "A-LRN",
-            ConfigName::B => "B",
-            ConfigName::C => "C",
-            ConfigName::D => "D",
-            ConfigName::E => "E",
-        })
-    }
-}
-
-impl FromStr for ConfigName {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_uppercase().as_str() {
-            "A" | "VGG11" => Ok(ConfigName::A),
-            "A-LRN" | "ALRN" | "A_LRN" => Ok(ConfigName::ALrn),
-            "B" | "VGG13" => Ok(ConfigName::B),
-            "C" => Ok(ConfigName::C),
-            "D" | "VGG16" => Ok(ConfigName::D),
-            "E" | "VGG19" => Ok(ConfigName::E),
-            _ => Err(Error::InvalidParam(format!(
-                "unknown VGG configuration `{s}` (expected A, A-LRN, B, C, D or E)"
-            ))),
-        }
-    }
-}
+crate::util::choice::choice!(ConfigName, "VGG configuration", crate::error::Param::Config, [
+    ConfigName::A => "A" | "vgg11": "11 weight layers.",
+    ConfigName::ALrn => "A-LRN" | "alrn" | "a_lrn": "A with LRN.",
+    ConfigName::B => "B" | "vgg13": "13 weight layers.",
+    ConfigName::C => "C": "16 weight layers, 1x1 convs in blocks 3-5.",
+    ConfigName::D => "D" | "vgg16": "16 weight layers (VGG-16).",
+    ConfigName::E => "E" | "vgg19": "19 weight layers (VGG-19).",
+]);
 
 /// A layer of the conv body with its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,18 +296,7 @@ pub enum LayerName {
     Fc8,
 }
 
-impl serde::Serialize for LayerName {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for LayerName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::util::serde_as_str!(LayerName);
 
 impl LayerName {
     /// Whether this layer belongs to the fully-convolutional head (fc6..fc8).
@@ -354,9 +322,13 @@ impl FromStr for LayerName {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
-            Error::InvalidParam(format!(
-                "unknown layer `{s}` (expected conv1_1 .. conv5_4, pool1 .. pool5, fc6, fc7 or fc8)"
-            ))
+            Error::param(
+                Param::Layer,
+                format!(
+                    "unknown layer `{s}` (expected conv1_1 .. conv5_4, pool1 .. pool5, fc6, fc7 \
+                     or fc8)"
+                ),
+            )
         };
         let l = s.to_ascii_lowercase();
         match l.as_str() {

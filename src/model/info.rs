@@ -53,6 +53,14 @@ pub struct ModelInfo {
     pub ignored: Option<String>,
 }
 
+/// Reads the checkpoint at `path` and describes it ([`describe`]).
+pub fn info(path: &std::path::Path) -> crate::error::Result<ModelInfo> {
+    Ok(describe(&super::checkpoint::load(
+        path,
+        &candle_core::Device::Cpu,
+    )?))
+}
+
 /// Describes a checkpoint: configuration, layer table with shapes, parameter count, preprocessing.
 pub fn describe(w: &VggWeights) -> ModelInfo {
     let plan = Plan::new(w);

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 
-use super::config::{ConfigName, FC6_KERNEL, LayerName, Spec};
-use super::params::{ConvParams, Format, HeadParams, Naming, VggWeights};
+use super::config::{ConfigName, FC6_KERNEL, LayerName};
+use super::params::{ConvParams, Format, Naming, VggWeights};
+use super::plan::{HeadShape, Plan};
 use crate::error::{Error, Result};
 use crate::util::rng::normal;
 
@@ -31,20 +32,12 @@ pub enum InitScheme {
     Torchvision,
 }
 
-impl std::str::FromStr for InitScheme {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "paper" => Ok(InitScheme::Paper),
-            "glorot" | "xavier" => Ok(InitScheme::Glorot),
-            "he" | "kaiming" => Ok(InitScheme::He),
-            "torchvision" => Ok(InitScheme::Torchvision),
-            _ => Err(Error::InvalidParam(format!(
-                "unknown init scheme `{s}` (expected paper, glorot, he or torchvision)"
-            ))),
-        }
-    }
-}
+crate::util::choice::choice!(InitScheme, "init scheme", crate::error::Param::InitScheme, [
+    InitScheme::Paper => "paper": "N(0, 0.01^2), the paper's.",
+    InitScheme::Glorot => "glorot" | "xavier": "Glorot / Xavier uniform.",
+    InitScheme::He => "he" | "kaiming": "He / Kaiming normal, fan-in.",
+    InitScheme::Torchvision => "torchvision": "torchvision's: He fan-out convs, N(0, 0.01^2) fc layers.",
+]);
 
 impl VggWeights {
     /// Randomly initialised weights for `config` with channel widths divided by `width_div`
@@ -76,7 +69,7 @@ impl VggWeights {
         seed: u64,
     ) -> Result<Self> {
         if fc6_kernel == 0 {
-            return Err(Error::InvalidParam("fc6 kernel must be at least 1".into()));
+            return Err(Error::Usage("fc6 kernel must be at least 1".into()));
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut layer = |name: LayerName, shape: [usize; 4], fc: bool| -> Result<ConvParams> {
@@ -106,23 +99,20 @@ impl VggWeights {
             })
         };
         let div = width_div.max(1);
-        let mut convs = Vec::new();
+        let head = fc_width.map(|width| HeadShape {
+            width,
+            fc6_kernel,
+            classes,
+        });
+        let plan = Plan::for_config(config, div, head);
+        let mut layers = Vec::new();
         let mut c_in = 3;
-        for l in config.layers() {
-            if let Spec::Conv { kernel, width } = l.spec {
-                let out = (width / div).max(1);
-                convs.push(layer(l.name, [out, c_in, kernel, kernel], false)?);
-                c_in = out;
-            }
+        for (step, kernel) in plan.conv_layers() {
+            let shape = [step.channels, c_in, kernel, kernel];
+            layers.push(layer(step.name, shape, step.is_head())?);
+            c_in = step.channels;
         }
-        let head = match fc_width {
-            None => None,
-            Some(f) => Some(HeadParams {
-                fc6: layer(LayerName::Fc6, [f, c_in, fc6_kernel, fc6_kernel], true)?,
-                fc7: layer(LayerName::Fc7, [f, f, 1, 1], true)?,
-                fc8: Some(layer(LayerName::Fc8, [classes, f, 1, 1], true)?),
-            }),
-        };
+        let (convs, head) = VggWeights::split_layers(layers);
         Ok(VggWeights {
             path: PathBuf::from(format!("<random {config} /{div} seed {seed}>")),
             format: Format::Memory,

@@ -134,6 +134,23 @@ impl VggWeights {
         v
     }
 
+    /// The body's convs and the head from layers in network order (as [`VggWeights::layers`]
+    /// lists them): the head is fc6 and fc7 (and fc8 if present), by name.
+    pub fn split_layers(layers: Vec<ConvParams>) -> (Vec<ConvParams>, Option<HeadParams>) {
+        let (head, convs): (Vec<ConvParams>, Vec<ConvParams>) =
+            layers.into_iter().partition(|l| l.name.is_head());
+        let mut head = head.into_iter();
+        let h = match (head.next(), head.next()) {
+            (Some(fc6), Some(fc7)) => Some(HeadParams {
+                fc6,
+                fc7,
+                fc8: head.next(),
+            }),
+            _ => None,
+        };
+        (convs, h)
+    }
+
     /// [`VggWeights::layers`], mutable.
     pub fn layers_mut(&mut self) -> Vec<&mut ConvParams> {
         let mut v: Vec<&mut ConvParams> = self.convs.iter_mut().collect();

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use super::config::{ConfigName, LayerName, Spec};
 use super::params::VggWeights;
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 
 /// A stride-1 `kernel` x `kernel` convolution with zero padding `pad`, plus bias, then ReLU
 /// when `relu` (every layer but fc8).
@@ -26,6 +26,29 @@ pub struct Conv {
     pub relu: bool,
     /// Index of the layer's weights in [`VggWeights::layers`].
     pub param: usize,
+}
+
+/// The shape of a layer with weights: its name, kernel side and output channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerShape {
+    /// Paper name.
+    pub name: LayerName,
+    /// Kernel side.
+    pub kernel: usize,
+    /// Output channels.
+    pub out: usize,
+}
+
+/// The shape of a head: fc6 a `fc6_kernel` square conv to `width`, fc7 1x1 to `width`, fc8 1x1
+/// to `classes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadShape {
+    /// Width of fc6 and fc7.
+    pub width: usize,
+    /// fc6's kernel side (crop / 32).
+    pub fc6_kernel: usize,
+    /// fc8's outputs.
+    pub classes: usize,
 }
 
 /// What a step computes.
@@ -95,13 +118,59 @@ impl Plan {
     /// The plan of `w`: its configuration's body with the checkpoint's widths, and its head if
     /// it has fc layers.
     pub fn new(w: &VggWeights) -> Plan {
+        let shapes: Vec<LayerShape> = w
+            .layers()
+            .iter()
+            .map(|l| LayerShape {
+                name: l.name,
+                kernel: l.kernel(),
+                out: l.out_channels(),
+            })
+            .collect();
+        Plan::from_shapes(w.config, &shapes)
+    }
+
+    /// The plan of `config` with its ImageNet widths divided by `width_div`, and a head when
+    /// `head` is given: what [`VggWeights::random_with_fc6`] draws, and what the layer
+    /// questions of a configuration (which convs come before a layer) are answered from.
+    pub fn for_config(config: ConfigName, width_div: usize, head: Option<HeadShape>) -> Plan {
+        let div = width_div.max(1);
+        let mut shapes: Vec<LayerShape> = config
+            .layers()
+            .into_iter()
+            .filter_map(|l| match l.spec {
+                Spec::Conv { kernel, width } => Some(LayerShape {
+                    name: l.name,
+                    kernel,
+                    out: (width / div).max(1),
+                }),
+                _ => None,
+            })
+            .collect();
+        if let Some(h) = head {
+            shapes.extend(
+                [
+                    (LayerName::Fc6, h.fc6_kernel, h.width),
+                    (LayerName::Fc7, 1, h.width),
+                    (LayerName::Fc8, 1, h.classes),
+                ]
+                .map(|(name, kernel, out)| LayerShape { name, kernel, out }),
+            );
+        }
+        Plan::from_shapes(config, &shapes)
+    }
+
+    /// The plan of `config` whose layers with weights have `shapes` (network order: the body's
+    /// convs, then fc6, fc7 and optionally fc8).
+    fn from_shapes(config: ConfigName, shapes: &[LayerShape]) -> Plan {
         let mut steps = Vec::new();
-        let (mut channels, mut stride, mut param) = (3, 1, 0);
-        let mut convs = w.convs.iter();
-        for l in w.config.layers() {
+        let (mut channels, mut stride) = (3, 1);
+        let body_convs = shapes.iter().take_while(|s| !s.name.is_head()).count();
+        let mut param = 0;
+        for l in config.layers() {
             let op = match l.spec {
                 Spec::Conv { kernel, .. } => {
-                    channels = convs.next().map_or(channels, |c| c.out_channels());
+                    channels = shapes[..body_convs].get(param).map_or(channels, |s| s.out);
                     param += 1;
                     Op::Conv(Conv {
                         kernel,
@@ -125,37 +194,48 @@ impl Plan {
             });
         }
         let body = steps.len();
-        if let Some(h) = &w.head {
-            let layers = [
-                (LayerName::Fc6, Some(&h.fc6)),
-                (LayerName::Fc7, Some(&h.fc7)),
-            ]
-            .into_iter()
-            .chain([(LayerName::Fc8, h.fc8.as_ref())]);
-            for (name, p) in layers {
-                let Some(p) = p else { continue };
-                steps.push(Step {
-                    name,
-                    op: Op::Conv(Conv {
-                        kernel: p.kernel(),
-                        pad: 0,
-                        relu: name != LayerName::Fc8,
-                        param,
-                    }),
-                    channels: p.out_channels(),
-                    stride,
-                    dropout: name != LayerName::Fc8,
-                });
-                param += 1;
-            }
+        for (k, s) in shapes[body_convs..].iter().enumerate() {
+            let last = s.name == LayerName::Fc8;
+            steps.push(Step {
+                name: s.name,
+                op: Op::Conv(Conv {
+                    kernel: s.kernel,
+                    pad: 0,
+                    relu: !last,
+                    param: body_convs + k,
+                }),
+                channels: s.out,
+                stride,
+                dropout: !last,
+            });
         }
+        let head = &shapes[body_convs..];
         Plan {
-            config: w.config,
+            config,
             steps,
             body,
-            fc6_kernel: w.fc6_kernel(),
-            has_fc8: w.num_classes().is_some(),
+            fc6_kernel: head.first().map(|s| s.kernel),
+            has_fc8: head.iter().any(|s| s.name == LayerName::Fc8),
         }
+    }
+
+    /// The layers with weights (convs, in network order), with their kernel and output width.
+    pub fn conv_layers(&self) -> impl Iterator<Item = (&Step, usize)> {
+        self.steps.iter().filter_map(|s| match s.op {
+            Op::Conv(c) => Some((s, c.kernel)),
+            _ => None,
+        })
+    }
+
+    /// The layers with weights up to and including `layer`, in network order (a pool or the LRN
+    /// stands for the convs before it); an error when the plan has no such layer.
+    pub fn convs_through(&self, layer: LayerName) -> Result<Vec<LayerName>> {
+        let end = self.index_of(layer)?;
+        Ok(self.steps[..=end]
+            .iter()
+            .filter(|s| matches!(s.op, Op::Conv(_)))
+            .map(|s| s.name)
+            .collect())
     }
 
     /// The configuration.
@@ -199,17 +279,20 @@ impl Plan {
             .iter()
             .position(|s| s.name == layer)
             .ok_or_else(|| {
-                Error::InvalidParam(format!(
-                    "layer {layer} does not exist in configuration {}{}",
-                    self.config,
-                    if !self.has_head() {
-                        ", no fc layers"
-                    } else if !self.has_fc8 {
-                        ", no fc8"
-                    } else {
-                        ""
-                    }
-                ))
+                Error::param(
+                    Param::Layer,
+                    format!(
+                        "layer {layer} does not exist in configuration {}{}",
+                        self.config,
+                        if !self.has_head() {
+                            ", no fc layers"
+                        } else if !self.has_fc8 {
+                            ", no fc8"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
             })
     }
 
@@ -244,7 +327,7 @@ impl Plan {
     pub fn check_input(&self, channels: usize, h: usize, w: usize, layer: LayerName) -> Result<()> {
         self.index_of(layer)?;
         if channels != 3 {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "input has {channels} channels, expected 3"
             )));
         }
@@ -252,7 +335,7 @@ impl Plan {
         if h.min(w) >= min {
             return Ok(());
         }
-        Err(Error::InvalidParam(if layer.is_head() {
+        Err(Error::Usage(if layer.is_head() {
             let k = min / 32;
             format!(
                 "input {w}x{h} is too small for the dense head: fc6 needs a smallest side of at \

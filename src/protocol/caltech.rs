@@ -12,7 +12,7 @@ use crate::classifier::Classifier;
 use crate::dataset::{Split, SplitParams, sample_split};
 use crate::error::{Error, Result};
 use crate::metrics::{self, MeanStd};
-use crate::report::{self, ClassScore, ResultsTable, Unscored};
+use crate::report::{self, ClassScore, ResultsTable, Scores, Unscored};
 use crate::store::{Descriptors, Store};
 
 /// Where the splits of a Caltech-style run come from.
@@ -33,6 +33,8 @@ pub struct CaltechOutcome {
     pub recall: MeanStd,
     /// The per-class table (mean over splits).
     pub table: ResultsTable,
+    /// Per split, the test images' decision values (also in `scores_split<N>.csv`).
+    pub scores: Vec<Scores>,
 }
 
 /// Refuses splits that cannot give a meaningful table: fewer than 2 classes (one-vs-rest of one
@@ -40,7 +42,7 @@ pub struct CaltechOutcome {
 fn check_splits(splits: &[Split]) -> Result<()> {
     let classes = &splits[0].classes;
     if classes.len() < 2 {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "the Caltech protocol needs at least 2 classes; the splits have {} ({})",
             classes.len(),
             classes.join(", ")
@@ -55,7 +57,7 @@ fn check_splits(splits: &[Split]) -> Result<()> {
             .map(|(_, c)| c.as_str())
             .collect();
         if !untrained.is_empty() {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "split {s}: class(es) {} have no training images",
                 untrained.join(", ")
             )));
@@ -108,7 +110,7 @@ pub fn run_caltech(
             .collect::<Result<_>>()?,
     };
     if splits.is_empty() {
-        return Err(Error::InvalidParam("no splits".into()));
+        return Err(Error::Usage("no splits".into()));
     }
     check_splits(&splits)?;
     report::clear_results(out)?;
@@ -116,11 +118,10 @@ pub fn run_caltech(
     let classes = splits[0].classes.clone();
     let mut per_class: Vec<Vec<f64>> = vec![Vec::new(); classes.len()];
     let mut results = Vec::new();
+    let mut scores = Vec::new();
     for (s, split) in splits.iter().enumerate() {
         if split.classes != classes {
-            return Err(Error::InvalidParam(
-                "splits disagree on the class list".into(),
-            ));
+            return Err(Error::Usage("splits disagree on the class list".into()));
         }
         split.write_csv(&ds, &out.join(format!("split{s}.csv")))?;
         let t0 = Instant::now();
@@ -145,13 +146,15 @@ pub fn run_caltech(
             .iter()
             .map(|&k| vec![classes[k].clone()])
             .collect();
-        report::write_scores(
-            &out.join(format!("scores_split{s}.csv")),
-            &test_ids,
-            &test_labels,
-            &classes,
-            sel.model.decision_function(xte.view()).view(),
-        )?;
+        let split_scores = Scores {
+            set: format!("split{s}"),
+            ids: test_ids,
+            labels: test_labels,
+            classes: classes.clone(),
+            values: sel.model.decision_function(xte.view()),
+        };
+        report::write_scores(&out.join(format!("scores_split{s}.csv")), &split_scores)?;
+        scores.push(split_scores);
         Classifier::new(
             sel.model.clone(),
             classes.clone(),
@@ -219,5 +222,6 @@ pub fn run_caltech(
         splits: results,
         recall,
         table,
+        scores,
     })
 }

@@ -62,6 +62,11 @@ pub enum ProtocolName {
     Voc,
 }
 
+crate::util::choice::choice!(ProtocolName, "protocol", crate::error::Param::Protocol, [
+    ProtocolName::Caltech => "caltech": "Random per-class splits, mean class recall.",
+    ProtocolName::Voc => "voc": "A VOC devkit's image sets, AP and mAP.",
+]);
+
 /// The run's parameters and choices.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {

@@ -9,12 +9,15 @@ use super::{ProtocolName, Run, RunRecord, SplitSource, VocParams, run_caltech, r
 use crate::aggregate::Aggregate;
 use crate::classifier::FeatureSpec;
 use crate::dataset::{Dataset, OpenOptions, SourceKind, SplitParams};
-use crate::error::{Error, Result};
-use crate::extract::{ExtractParams, Extractor, NetEntry, canonical_root};
+use crate::error::{Error, Param, Result};
+use crate::extract::{ExtractParams, Extractor, ExtractorParams};
 use crate::metrics::ApKind;
-use crate::model::Engine;
-use crate::store::{InputSpec, Store, aggregate_stores};
-use crate::svm::{LinearSvmValidParams, SelectCValidParams};
+use crate::model::DeviceSpec;
+use crate::model::config::LayerName;
+use crate::store::{Store, aggregate_stores};
+use crate::svm::{LinearSvmParams, SelectCParams};
+use crate::util::Progress;
+use linfa::ParamGuard;
 
 /// One benchmark of Table 11.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,80 +154,195 @@ pub struct Cell {
     pub server_files: Option<PathBuf>,
 }
 
-/// Options of a reproduction run.
+/// Checked parameters of a reproduction; obtained only from [`ReproduceParams::check`]. See
+/// [`ReproduceParams`] for every field's meaning, default and range.
 #[derive(Debug, Clone)]
-pub struct ReproduceParams {
-    /// Working folder for stores.
-    pub work: PathBuf,
-    /// Results folder (one sub-folder per benchmark and net combination, and `table11.md`).
-    pub out: PathBuf,
-    /// Override the paper's scales (for quick runs); None = the paper's.
-    pub scales: Option<Vec<u32>>,
-    /// Extraction options (flip, batch, decode limits, progress).
-    pub extract: ExtractParams,
-    /// Skip the folder checks (for partial copies; results are then not comparable).
-    pub skip_checks: bool,
-    /// SVM parameters.
-    pub svm: LinearSvmValidParams,
-    /// C selection parameters.
-    pub select: SelectCValidParams,
-    /// Split seed.
-    pub seed: u64,
+pub struct ReproduceValidParams {
+    benchmarks: Vec<(Benchmark, PathBuf)>,
+    weights_d: Option<PathBuf>,
+    weights_e: Option<PathBuf>,
+    layer: Option<LayerName>,
+    device: DeviceSpec,
+    scales: Option<Vec<u32>>,
+    work: PathBuf,
+    out: PathBuf,
+    skip_checks: bool,
+    seed: u64,
+}
+
+impl ReproduceValidParams {
+    /// The benchmarks with their folders.
+    pub fn benchmarks(&self) -> &[(Benchmark, PathBuf)] {
+        &self.benchmarks
+    }
+    /// The results folder.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+}
+
+/// The paper's Table 11 for the benchmarks and nets given: a builder. Call
+/// [`check`](ReproduceParams::check) for the only way to [`ReproduceValidParams`], and
+/// [`reproduce`] to run it.
+#[derive(Debug, Clone)]
+pub struct ReproduceParams(ReproduceValidParams);
+
+impl Default for ReproduceParams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReproduceParams {
+    /// The defaults: no benchmark nor net yet, each net's default layer, the CPU, the paper's
+    /// scales, stores in `reproduce-work`, results in `results/table11`, folder checks on,
+    /// seed 0.
+    pub fn new() -> Self {
+        ReproduceParams(ReproduceValidParams {
+            benchmarks: Vec::new(),
+            weights_d: None,
+            weights_e: None,
+            layer: None,
+            device: DeviceSpec::Cpu,
+            scales: None,
+            work: PathBuf::from("reproduce-work"),
+            out: PathBuf::from("results/table11"),
+            skip_checks: false,
+            seed: 0,
+        })
+    }
+
+    /// Adds a benchmark with its folder (a VOC devkit year folder, or a Caltech class-folder
+    /// root). Each benchmark at most once; the table lists them in its own column order.
+    pub fn benchmark(mut self, b: Benchmark, dir: impl Into<PathBuf>) -> Self {
+        self.0.benchmarks.push((b, dir.into()));
+        self
+    }
+
+    /// Weights of net D (VGG-16). At least one of D and E is required.
+    pub fn weights_d(mut self, w: Option<PathBuf>) -> Self {
+        self.0.weights_d = w;
+        self
+    }
+
+    /// Weights of net E (VGG-19).
+    pub fn weights_e(mut self, w: Option<PathBuf>) -> Self {
+        self.0.weights_e = w;
+        self
+    }
+
+    /// Descriptor layer. Default fc7, or pool5 for checkpoints without fc layers.
+    pub fn layer(mut self, layer: Option<LayerName>) -> Self {
+        self.0.layer = layer;
+        self
+    }
+
+    /// Device. Default the CPU.
+    pub fn device(mut self, device: DeviceSpec) -> Self {
+        self.0.device = device;
+        self
+    }
+
+    /// Scales instead of the paper's (quick runs; the table then says so). Default `None`: the
+    /// paper's; otherwise valid extraction scales.
+    pub fn scales(mut self, scales: Option<Vec<u32>>) -> Self {
+        self.0.scales = scales;
+        self
+    }
+
+    /// Working folder of the feature stores (resumable). Default `reproduce-work`.
+    pub fn work(mut self, work: impl Into<PathBuf>) -> Self {
+        self.0.work = work.into();
+        self
+    }
+
+    /// Results folder. Default `results/table11`.
+    pub fn out(mut self, out: impl Into<PathBuf>) -> Self {
+        self.0.out = out.into();
+        self
+    }
+
+    /// Skip the folder checks against `datasets/` (partial copies; results are then not
+    /// comparable with the paper's). Default false.
+    pub fn skip_checks(mut self, skip: bool) -> Self {
+        self.0.skip_checks = skip;
+        self
+    }
+
+    /// Seed of the splits, hold-outs and solvers. Default 0.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.0.seed = seed;
+        self
+    }
+
+    /// Checks the parameters without I/O.
+    pub fn check(self) -> Result<ReproduceValidParams> {
+        let p = self.0;
+        if p.weights_d.is_none() && p.weights_e.is_none() {
+            return Err(Error::param(
+                Param::Weights,
+                "give the weights of net D and/or net E",
+            ));
+        }
+        for (i, (b, _)) in p.benchmarks.iter().enumerate() {
+            if p.benchmarks[..i].iter().any(|(x, _)| x == b) {
+                return Err(Error::param(
+                    Param::Benchmarks,
+                    format!("{} is given twice", b.name()),
+                ));
+            }
+        }
+        if let Some(s) = &p.scales {
+            ExtractorParams::new().scales(s.clone()).check()?;
+        }
+        Ok(p)
+    }
 }
 
 /// Runs one benchmark with the extractor's nets (named `D`, `E` by `names`, in order) and
 /// returns its table cells.
-pub fn run_benchmark(
+fn run_benchmark(
     b: Benchmark,
     dir: &Path,
-    extractor: &Extractor,
+    extractor: &mut Extractor,
     names: &[String],
-    p: &ReproduceParams,
+    p: &ReproduceValidParams,
+    progress: &dyn Progress,
 ) -> Result<Vec<Cell>> {
-    let datasets = if p.skip_checks {
-        match b.voc_sets() {
-            None => vec![Dataset::open(dir)?],
-            Some(sets) => sets
-                .iter()
-                .copied()
-                .chain(b.server_set(dir))
-                .map(|(s, _)| Dataset::from_voc(dir, s))
-                .collect::<Result<_>>()?,
-        }
-    } else {
-        check_folder(b, dir)?
+    if !p.skip_checks {
+        check_folder(b, dir)?;
+    }
+    // The image sets to extract: the folder, or the VOC sets (and the server's test set).
+    let sets: Vec<Option<&str>> = match b.voc_sets() {
+        None => vec![None],
+        Some(sets) => sets
+            .iter()
+            .chain(b.server_set(dir).as_ref())
+            .map(|(s, _)| Some(*s))
+            .collect(),
     };
     let (paper_scales, how) = b.paper_scales();
-    let params = ExtractParams {
-        scales: p.scales.clone().unwrap_or(paper_scales),
-        ..p.extract.clone()
-    };
+    let scales = p.scales.clone().unwrap_or(paper_scales);
+    extractor.set_scales(&scales)?;
     let mut stores = Vec::new();
-    for (i, ds) in datasets.into_iter().enumerate() {
-        let dir_name = format!("{}-{}", b.name().to_lowercase(), i);
-        let store_dir = p.work.join(dir_name);
-        let input = InputSpec {
-            root: canonical_root(dir),
-            kind: ds.kind,
-            split: b
-                .voc_sets()
-                .map(|s| s.get(i).map_or("test", |s| s.0).to_string()),
-            classes: None,
-            limit_per_class: None,
-            shard: None,
-            more: Vec::new(),
-            table_root: None,
-        };
-        let summary = extractor.run(ds.items, &store_dir, input, &params)?;
+    for (i, set) in sets.into_iter().enumerate() {
+        let store_dir = p.work.join(format!("{}-{}", b.name().to_lowercase(), i));
+        let mut params = ExtractParams::new().inputs([dir]).out(&store_dir);
+        if let Some(set) = set {
+            params = params.voc_split(set);
+        }
+        let summary = extractor.extract(&params.check()?, progress)?;
         if !summary.failed.is_empty() {
-            eprintln!(
+            progress.note(&format!(
                 "{}: {} inputs failed (left out)",
                 b.name(),
                 summary.failed.len()
-            );
+            ));
         }
         stores.push(Store::open(&store_dir)?);
     }
+    let svm = LinearSvmParams::new().seed(p.seed).check()?;
+    let select = SelectCParams::new().seed(p.seed).check()?;
     let mut combos: Vec<(String, Vec<usize>)> = names
         .iter()
         .enumerate()
@@ -245,7 +363,7 @@ pub fn run_benchmark(
         let title = format!(
             "{} — {name}, {}",
             b.name(),
-            super::describe_aggregation(how, &params.scales)
+            super::describe_aggregation(how, &scales)
         );
         let run = Run {
             title: Some(title),
@@ -262,8 +380,8 @@ pub fn run_benchmark(
                 },
                 benchmark: Some(format!("{} ({name})", b.name())),
                 store_warnings: Vec::new(),
-                svm: p.svm,
-                select: p.select.clone(),
+                svm,
+                select: select.clone(),
                 result: None,
             },
             out,
@@ -389,23 +507,6 @@ pub fn table11(cells: &[Cell], skipped: &[String]) -> String {
     s
 }
 
-/// Everything `vggfeat reproduce` is asked to do.
-#[derive(Debug, Clone)]
-pub struct ReproduceRequest {
-    /// The benchmarks to run, with their folders (in Table 11's column order).
-    pub benchmarks: Vec<(Benchmark, PathBuf)>,
-    /// Weights of net D (VGG-16).
-    pub weights_d: Option<PathBuf>,
-    /// Weights of net E (VGG-19).
-    pub weights_e: Option<PathBuf>,
-    /// Descriptor layer (default fc7, or pool5 for checkpoints without fc layers).
-    pub layer: Option<crate::model::config::LayerName>,
-    /// Where the nets run.
-    pub device: crate::model::DeviceSpec,
-    /// Extraction, SVM and folder options.
-    pub params: ReproduceParams,
-}
-
 /// What `reproduce` produced.
 #[derive(Debug, Clone)]
 pub struct Table11 {
@@ -427,48 +528,44 @@ pub const BENCHMARKS: [Benchmark; 4] = [
     Benchmark::Caltech256,
 ];
 
-/// Runs `vggfeat reproduce`: loads the nets given, runs every benchmark given (calling
-/// `starting` before each), and writes `table11.md`.
-pub fn run(req: &ReproduceRequest, mut starting: impl FnMut(Benchmark, &Path)) -> Result<Table11> {
+/// Runs the reproduction: loads the nets given, runs every benchmark given (telling
+/// `progress` before each, and of every extraction), and writes `table11.md`.
+pub fn reproduce(p: &ReproduceValidParams, progress: &dyn Progress) -> Result<Table11> {
     let mut skipped = Vec::new();
-    let device = req.device.open()?;
     let mut names = Vec::new();
-    let mut nets = Vec::new();
-    for (name, w) in [("D", &req.weights_d), ("E", &req.weights_e)] {
+    let mut weights = Vec::new();
+    for (name, w) in [("D", &p.weights_d), ("E", &p.weights_e)] {
         match w {
-            Some(p) => {
-                nets.push(NetEntry::load(p, &device, Engine::Auto, req.layer, None)?);
+            Some(w) => {
+                weights.push(w.clone());
                 names.push(name.to_string());
             }
-            None => skipped.push(format!(
-                "net {name}: no --weights-{} given",
-                name.to_lowercase()
-            )),
+            None => skipped.push(format!("net {name}: no weights given")),
         }
     }
-    if nets.is_empty() {
-        return Err(Error::InvalidParam(
-            "give --weights-d and/or --weights-e".into(),
-        ));
-    }
-    let extractor = Extractor::new(nets)?;
+    let ex = ExtractorParams::new()
+        .weights(weights)
+        .layer(p.layer)
+        .device(p.device)
+        .check()?;
+    let mut extractor = Extractor::new(&ex)?;
     let mut cells = Vec::new();
     for b in BENCHMARKS {
-        let Some((_, dir)) = req.benchmarks.iter().find(|(x, _)| *x == b) else {
+        let Some((_, dir)) = p.benchmarks.iter().find(|(x, _)| *x == b) else {
             skipped.push(format!("{}: no folder given", b.name()));
             continue;
         };
-        starting(b, dir);
-        cells.extend(run_benchmark(b, dir, &extractor, &names, &req.params)?);
+        progress.note(&format!("== {} ({})", b.name(), dir.display()));
+        cells.extend(run_benchmark(b, dir, &mut extractor, &names, p, progress)?);
     }
     let mut markdown = table11(&cells, &skipped);
-    if let Some(s) = &req.params.scales {
+    if let Some(s) = &p.scales {
         markdown.push_str(&format!(
             "\nScales overridden to {s:?} (the paper's: VOC 256..768 avg, Caltech 256,384,512 \
              stack).\n"
         ));
     }
-    let out = &req.params.out;
+    let out = &p.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let path = out.join("table11.md");
     crate::util::write_atomic(&path, markdown.as_bytes())?;

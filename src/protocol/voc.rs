@@ -13,7 +13,7 @@ use crate::classifier::Classifier;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::metrics::{self, ApKind, ApResult};
-use crate::report::{self, ClassScore, ResultsTable, Unscored};
+use crate::report::{self, ClassScore, ResultsTable, Scores, Unscored};
 use crate::store::Descriptors;
 
 /// Everything a VOC-style run produced.
@@ -28,6 +28,8 @@ pub struct VocOutcome {
     pub aps: Vec<(String, ApResult)>,
     /// The folder of the devkit-format result files (`.../results/VOC<year>/Main`).
     pub result_files: PathBuf,
+    /// The test images' decision values (also in `scores_<test set>.csv`).
+    pub scores: Scores,
 }
 
 /// Where a VOC-style run's images and labels come from.
@@ -165,13 +167,15 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
         write_result_files(out, devkit, test_set, &image_ids, &train.classes, f.view())?;
     let test_ids: Vec<String> = test.items.iter().map(|i| i.id.clone()).collect();
     let test_labels: Vec<Vec<String>> = test.items.iter().map(|i| i.labels.clone()).collect();
-    report::write_scores(
-        &out.join(format!("scores_{test_set}.csv")),
-        &test_ids,
-        &test_labels,
-        &train.classes,
-        f.view(),
-    )?;
+    let scores = Scores {
+        set: test_set.to_string(),
+        ids: test_ids,
+        labels: test_labels,
+        classes: train.classes.clone(),
+        values: f,
+    };
+    report::write_scores(&out.join(format!("scores_{test_set}.csv")), &scores)?;
+    let f = scores.values.view();
     Classifier::new(
         sel.model.clone(),
         train.classes.clone(),
@@ -200,6 +204,7 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
             table: None,
             aps: Vec::new(),
             result_files,
+            scores,
         });
     };
 
@@ -250,6 +255,7 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
         table: Some(table),
         aps,
         result_files,
+        scores,
     })
 }
 

@@ -9,7 +9,7 @@ use super::Store;
 use super::chunk::Source;
 use crate::dataset::{Dataset, Selection, SkipKind};
 
-/// What [`check_inputs`] found.
+/// Whether a store still matches its inputs (files changed or gone since extraction).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Freshness {
     /// Why the store is not a complete extraction, if it is not.

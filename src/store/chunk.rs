@@ -98,7 +98,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 fn put_str16(buf: &mut Vec<u8>, s: &str) -> Result<()> {
     let len = u16::try_from(s.len())
-        .map_err(|_| Error::InvalidParam(format!("string too long for the store: {s:.80}...")))?;
+        .map_err(|_| Error::Usage(format!("string too long for the store: {s:.80}...")))?;
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(s.as_bytes());
     Ok(())
@@ -257,7 +257,8 @@ fn walk(
 }
 
 /// Parses one chunk; `path` is used in errors. Returns the floats per record and the records.
-pub fn decode_chunk(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<Record>)> {
+#[cfg(test)]
+fn decode_chunk(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<Record>)> {
     let (floats, recs) = index_chunk(path, bytes, true)?;
     Ok((floats, recs.into_iter().map(|(r, _)| r).collect()))
 }

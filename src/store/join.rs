@@ -1,9 +1,9 @@
 //! A store's records as the paper's image descriptors: per record, each net's per-scale
 //! descriptors aggregated ([`crate::aggregate`]), nets fused; several stores joined by image id.
 
-use super::{Manifest, Store};
-use crate::aggregate::{Aggregate, aggregate_scales, fuse_nets};
-use crate::error::{Error, Result};
+use super::Store;
+use crate::aggregate::Aggregate;
+use crate::error::{Error, Param, Result};
 
 /// Which nets of a store to use.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -16,27 +16,42 @@ pub enum Nets {
 }
 
 impl Nets {
-    /// The indices for a store with `available` nets; errors (usage) on an index out of range or
-    /// repeated, or an empty list.
+    /// The indices for a store with `available` nets; a usage error on an index out of range
+    /// or repeated, or an empty list.
     pub fn resolve(&self, available: usize) -> Result<Vec<usize>> {
         let v = match self {
             Nets::All => return Ok((0..available).collect()),
             Nets::Some(v) => v,
         };
-        if v.is_empty() {
-            return Err(Error::InvalidParam("no nets selected".into()));
-        }
-        for (k, &i) in v.iter().enumerate() {
-            if i >= available {
-                return Err(Error::InvalidParam(format!(
-                    "--nets {i}: the store has {available} net(s), numbered from 0"
-                )));
-            }
-            if v[..k].contains(&i) {
-                return Err(Error::InvalidParam(format!("--nets repeats {i}")));
-            }
+        super::export::check_net_list(v)?;
+        if let Some(i) = v.iter().find(|&&i| i >= available) {
+            return Err(Error::param(
+                Param::Nets,
+                format!("{i}: the store has {available} net(s), numbered from 0"),
+            ));
         }
         Ok(v.clone())
+    }
+}
+
+impl std::str::FromStr for Nets {
+    type Err = Error;
+    /// `all`, or indices like `0,1`.
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "all" {
+            return Ok(Nets::All);
+        }
+        s.split(',')
+            .map(|p| {
+                p.trim().parse().map_err(|_| {
+                    Error::param(
+                        Param::Nets,
+                        format!("bad nets `{s}` (expected all or indices like 0,1)"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<usize>>>()
+            .map(Nets::Some)
     }
 }
 
@@ -54,10 +69,10 @@ pub struct Descriptors {
 /// Aggregates every successful record of `store`: per net, scales by `how`; nets fused by
 /// stacking (in the order given).
 pub fn aggregate_store(store: &Store, how: Aggregate, nets: &[usize]) -> Result<Descriptors> {
-    let m = &store.manifest;
     if nets.is_empty() {
-        return Err(Error::InvalidParam("no nets selected".into()));
+        return Err(Error::param(Param::Nets, "no nets selected"));
     }
+    let layout = store.manifest.layout();
     let mut out = Descriptors {
         ids: Vec::new(),
         labels: Vec::new(),
@@ -66,41 +81,9 @@ pub fn aggregate_store(store: &Store, how: Aggregate, nets: &[usize]) -> Result<
     for (r, floats) in store.ok_records() {
         out.ids.push(r.id.clone());
         out.labels.push(r.labels.clone());
-        out.rows.push(aggregate_record(m, floats, how, nets)?);
+        out.rows.push(layout.aggregate(floats, how, nets)?);
     }
     Ok(out)
-}
-
-/// The dimension of [`aggregate_record`]'s descriptors: per net its dimension (`avg`) or its
-/// dimension times the number of scales (`stack`), summed over `nets`.
-pub fn descriptor_dim(m: &Manifest, how: Aggregate, nets: &[usize]) -> usize {
-    nets.iter()
-        .map(|&n| match how {
-            Aggregate::Avg => m.nets[n].dim,
-            Aggregate::Stack => m.nets[n].dim * m.scales.len(),
-        })
-        .sum()
-}
-
-/// One record's descriptor: the floats of a store record (laid out as [`Manifest::slot`] says)
-/// aggregated over scales per net by `how`, nets fused by stacking in the order given.
-pub fn aggregate_record(
-    m: &Manifest,
-    floats: &[f32],
-    how: Aggregate,
-    nets: &[usize],
-) -> Result<Vec<f32>> {
-    let mut per_net = Vec::with_capacity(nets.len());
-    for &n in nets {
-        let slices: Vec<&[f32]> = (0..m.scales.len())
-            .map(|s| {
-                let (o, d) = m.slot(n, s);
-                &floats[o..o + d]
-            })
-            .collect();
-        per_net.push(aggregate_scales(&slices, how)?);
-    }
-    Ok(fuse_nets(&per_net))
 }
 
 /// Aggregates several stores (e.g. a VOC train store and a test store) into one set of
@@ -108,7 +91,7 @@ pub fn aggregate_record(
 /// in two of them.
 pub fn aggregate_stores(stores: &[Store], how: Aggregate, nets: &[usize]) -> Result<Descriptors> {
     let Some(first) = stores.first() else {
-        return Err(Error::InvalidParam("no feature stores".into()));
+        return Err(Error::param(Param::Features, "no feature stores"));
     };
     let mut rows: Vec<(String, Vec<String>, Vec<f32>)> = Vec::new();
     for s in stores {
@@ -130,7 +113,7 @@ pub fn aggregate_stores(stores: &[Store], how: Aggregate, nets: &[usize]) -> Res
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(w) = rows.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::usage(format!(
             "image {} is in more than one store",
             w[0].0
         )));

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::RecordLayout;
 use crate::dataset::SourceKind;
 use crate::error::{Error, Result};
 use crate::model::Precision;
@@ -108,19 +109,22 @@ impl Manifest {
             .chain(self.nets.iter_mut().map(|n| &mut n.weights))
     }
 
+    /// How a successful record's floats are laid out: per net, every scale.
+    pub fn layout(&self) -> RecordLayout {
+        RecordLayout {
+            dims: self.nets.iter().map(|n| n.dim).collect(),
+            scales: self.scales.len(),
+        }
+    }
+
     /// Floats per successful record.
     pub fn floats_per_record(&self) -> usize {
-        self.nets.iter().map(|n| n.dim * self.scales.len()).sum()
+        self.layout().floats()
     }
 
     /// Offset and length of (net, scale) within a record's floats.
     pub fn slot(&self, net: usize, scale: usize) -> (usize, usize) {
-        let before: usize = self.nets[..net]
-            .iter()
-            .map(|n| n.dim * self.scales.len())
-            .sum();
-        let d = self.nets[net].dim;
-        (before + scale * d, d)
+        self.layout().slot(net, scale)
     }
 
     /// The fields that differ from `other`, in words (weights paths are ignored: the hash

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// are and the result is marked incomplete, saying what it lacks.
 pub fn merge_with(inputs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Store> {
     let Some(first) = inputs.first() else {
-        return Err(Error::InvalidParam("merge needs at least one store".into()));
+        return Err(Error::Usage("merge needs at least one store".into()));
     };
     if out.join("manifest.json").exists() {
         return Err(data_err(out, "the output store already exists"));
@@ -100,7 +100,7 @@ pub fn merge_with(inputs: &[PathBuf], out: &Path, allow_partial: bool) -> Result
             out,
             format!(
                 "the merge would not be a whole extraction: {}; give every shard, or \
-                 --allow-partial to merge what is there",
+                 allow a partial merge to merge what is there",
                 gaps.join("; ")
             ),
         ));
@@ -124,7 +124,7 @@ pub fn merge_with(inputs: &[PathBuf], out: &Path, allow_partial: bool) -> Result
         if !allow_partial {
             return Err(data_err(
                 out,
-                format!("{msg}; --allow-partial merges them anyway"),
+                format!("{msg}; a partial merge merges them anyway"),
             ));
         }
         gaps.push(msg);

@@ -1,10 +1,10 @@
 //! The feature store: per-image, per-net, per-scale descriptors on disk (no candle types here).
 //!
-//! - [`manifest`]: what a store holds (typed, versioned); [`chunk`]: the record files;
-//! - [`writer`]: appending and resuming; [`merge`](mod@merge): joining shards;
-//! - [`join`]: a store's records aggregated into descriptors (one store or several joined by id);
-//! - [`export`]: descriptors out as CSV or `.npy`;
-//! - [`state`]: how far the writing got; [`check`]: whether the store still matches its inputs.
+//! - `manifest`: what a store holds (typed, versioned); `chunk`: the record files;
+//! - `writer`: appending and resuming; `merge`: joining shards;
+//! - `join`: a store's records aggregated into descriptors (one store or several joined by id);
+//! - `export`: descriptors out as CSV, `.npy`, Parquet or `.npy` shards ([`export()`]);
+//! - `state`: how far the writing got; `check`: whether the store still matches its inputs.
 //!
 //! ## Layout
 //!
@@ -47,15 +47,15 @@
 //! refused for a run with different parameters, while another process writes it, when a chunk
 //! is missing, and when it has chunks but no manifest.
 
-pub mod check;
-pub mod chunk;
-pub mod export;
-pub mod join;
-pub mod manifest;
-pub mod merge;
-pub mod state;
-pub mod stream;
-pub mod writer;
+mod check;
+mod chunk;
+pub(crate) mod export;
+mod join;
+mod manifest;
+mod merge;
+mod state;
+mod stream;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -64,15 +64,16 @@ use crate::error::{Error, Result};
 use chunk::{data_err, index_chunk};
 use state::read_state;
 
-pub use check::{Freshness, check_inputs};
-pub use chunk::{Outcome, Record, RecordMeta, Source};
-pub use join::{
-    Descriptors, Nets, aggregate_record, aggregate_store, aggregate_stores, descriptor_dim,
-};
+pub use check::Freshness;
+pub(crate) use check::check_inputs;
+pub(crate) use chunk::RecordMeta;
+pub use chunk::{Outcome, Record, Source};
+pub use export::{ExportFormat, ExportParams, ExportSummary, ExportValidParams, export};
+pub use join::{Descriptors, Nets, aggregate_store, aggregate_stores};
 pub use manifest::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, read_manifest};
 pub use merge::{merge, merge_with};
 pub use state::{DatasetPrint, StoreState};
-pub use stream::StoreStream;
+pub use stream::{Entry, StoreStream};
 pub use writer::StoreWriter;
 
 /// The chunk files of a store with their numbers, in number order.

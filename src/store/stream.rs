@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use super::chunk::{Outcome, Record, Source};
 use super::state::read_state;
 use super::{Manifest, StoreState, incomplete_note, read_live, read_manifest};
+use ndarray::Array2;
+
+use super::Nets;
+use crate::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
 /// One live record of the index.
@@ -99,7 +103,7 @@ impl StoreStream {
         incomplete_note(self.state.as_ref(), self.entries.len())
     }
 
-    /// What [`super::check_inputs`] says of the store.
+    /// Whether the store still matches its inputs.
     pub fn freshness(&self) -> super::Freshness {
         super::check::check_records(
             &self.manifest,
@@ -108,6 +112,31 @@ impl StoreStream {
                 .iter()
                 .map(|e| (e.id.as_str(), e.source.as_ref())),
         )
+    }
+
+    /// The descriptors of every successful record, in id order, as one (records, d) matrix:
+    /// aggregated over scales by `how` with `nets` fused by stacking and L2-normalised (what
+    /// `export` writes), or `raw` (each net's per-scale descriptors, unnormalised). Filled row by
+    /// row from the chunks: memory is the matrix and one record.
+    pub fn to_array(&self, how: Aggregate, nets: &Nets, raw: bool) -> Result<Array2<f32>> {
+        let nets = nets.resolve(self.manifest.nets.len())?;
+        let layout = self.manifest.layout();
+        let d = if raw {
+            nets.iter().map(|&n| layout.dims[n]).sum::<usize>() * layout.scales
+        } else {
+            layout.dim(how, &nets)
+        };
+        let mut x = Array2::<f32>::zeros((self.ok_len(), d));
+        for (mut out, row) in x.rows_mut().into_iter().zip(self.ok_rows()) {
+            let (_, floats) = row?;
+            let v = if raw {
+                layout.raw(&floats, &nets)
+            } else {
+                layout.aggregate(&floats, how, &nets)?
+            };
+            out.assign(&ndarray::ArrayView1::from(&v[..]));
+        }
+        Ok(x)
     }
 
     /// The successful records with their floats (laid out as [`Manifest::slot`] says), in id

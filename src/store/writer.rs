@@ -46,7 +46,7 @@ fn lock(dir: &Path) -> Result<File> {
                 dir,
                 format!(
                     "another vggfeat process is writing this store ({}); wait for it to finish, \
-                     then re-run to resume, or use another --out folder",
+                     then re-run to resume, or use another store folder",
                     holder.trim().trim_end_matches('.')
                 ),
             ));
@@ -131,7 +131,7 @@ impl StoreWriter {
                 return Err(data_err(
                     dir,
                     format!(
-                        "this store was made with different parameters ({}); use another --out \
+                        "this store was made with different parameters ({}); use another store \
                          folder, or the original parameters to resume",
                         diff.join("; ")
                     ),
@@ -155,7 +155,7 @@ impl StoreWriter {
                     dir,
                     format!(
                         "holds {} chunk file(s) but no manifest.json, so nothing says what they \
-                         were computed with; restore manifest.json, or use another --out folder",
+                         were computed with; restore manifest.json, or use another store folder",
                         chunks.len()
                     ),
                 ));

@@ -10,7 +10,7 @@ use ndarray::{Array1, ArrayBase, ArrayView2, Data, Ix1, Ix2};
 use super::dcd::{self, DcdOptions};
 use super::simd::SvmFloat;
 use super::{Loss, Solver};
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 
 /// Checked hyperparameters of the linear SVM; obtained only from [`LinearSvmParams::check`] (or
 /// implicitly by `fit` on the unchecked builder). See [`LinearSvmParams`] for every field's
@@ -198,37 +198,38 @@ impl ParamGuard for LinearSvmParams {
     fn check_ref(&self) -> Result<&LinearSvmValidParams> {
         let p = &self.0;
         if !(p.c.is_finite() && p.c > 0.0) {
-            return Err(Error::InvalidParam(format!(
-                "SVM C must be finite and > 0, got {}",
-                p.c
-            )));
+            return Err(Error::param(
+                Param::C,
+                format!("must be finite and > 0, got {}", p.c),
+            ));
         }
         if !(p.eps.is_finite() && p.eps > 0.0) {
-            return Err(Error::InvalidParam(format!(
-                "SVM eps must be finite and > 0, got {}",
-                p.eps
-            )));
+            return Err(Error::param(
+                Param::Eps,
+                format!("must be finite and > 0, got {}", p.eps),
+            ));
         }
         if p.max_iter == 0 {
-            return Err(Error::InvalidParam("SVM max_iter must be >= 1".into()));
+            return Err(Error::param(Param::MaxIter, "must be >= 1"));
         }
         if !(p.bias.is_finite() && p.bias >= 0.0) {
-            return Err(Error::InvalidParam(format!(
-                "SVM bias feature B must be finite and >= 0, got {}",
-                p.bias
-            )));
+            return Err(Error::param(
+                Param::Bias,
+                format!("the bias feature B must be finite and >= 0, got {}", p.bias),
+            ));
         }
         if p.solver == Solver::LinfaSvm {
             if p.loss != Loss::Hinge {
-                return Err(Error::InvalidParam(
+                return Err(Error::param(
+                    Param::Loss,
                     "the linfa-svm solver solves the hinge-loss (L1) dual only: set the loss to \
-                     hinge"
-                        .into(),
+                     hinge",
                 ));
             }
             if p.bias == 0.0 {
-                return Err(Error::InvalidParam(
-                    "the linfa-svm solver always fits a bias: set B > 0".into(),
+                return Err(Error::param(
+                    Param::Bias,
+                    "the linfa-svm solver always fits a bias: set B > 0",
                 ));
             }
         }
@@ -345,14 +346,14 @@ where
         let x = dataset.records();
         let y = dataset.as_single_targets();
         if x.nrows() != y.len() {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "SVM fit: {} items but {} targets",
                 x.nrows(),
                 y.len()
             )));
         }
         if x.nrows() == 0 {
-            return Err(Error::InvalidParam("SVM fit: no items".into()));
+            return Err(Error::Usage("SVM fit: no items".into()));
         }
         match self.solver {
             Solver::Dcd => {

@@ -50,5 +50,15 @@ pub enum Solver {
     LinfaSvm,
 }
 
+crate::util::choice::choice!(Loss, "loss", crate::error::Param::Loss, [
+    Loss::SquaredHinge => "squared-hinge" | "l2": "L2-loss (liblinear's default).",
+    Loss::Hinge => "hinge" | "l1": "L1-loss.",
+]);
+
+crate::util::choice::choice!(Solver, "solver", crate::error::Param::Solver, [
+    Solver::Dcd => "dcd": "liblinear's dual coordinate descent.",
+    Solver::LinfaSvm => "linfa" | "linfa-svm": "linfa-svm's SMO (small problems; a cross-check).",
+]);
+
 #[cfg(test)]
 mod tests;

@@ -29,7 +29,7 @@ impl<F: SvmFloat> OneVsRest<F> {
         if let Some(first) = models.first() {
             let d = first.weights().len();
             if let Some(k) = models.iter().position(|m| m.weights().len() != d) {
-                return Err(Error::InvalidParam(format!(
+                return Err(Error::Usage(format!(
                     "one-vs-rest: model {k} has {} weights, model 0 has {d}",
                     models[k].weights().len()
                 )));
@@ -199,18 +199,18 @@ pub(crate) fn multi_label_problems(rows: &[usize], labels: &ArrayView2<'_, i8>) 
 
 pub(crate) fn check_multi_class(n: usize, labels: &[usize], n_classes: usize) -> Result<()> {
     if labels.len() != n {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "one-vs-rest: {n} items but {} labels",
             labels.len()
         )));
     }
     if n == 0 || n_classes == 0 {
-        return Err(Error::InvalidParam(
+        return Err(Error::Usage(
             "one-vs-rest needs at least one item and one class".into(),
         ));
     }
     if let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| **l >= n_classes) {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "one-vs-rest: item {i} has class {l}, but there are {n_classes} classes"
         )));
     }
@@ -219,23 +219,23 @@ pub(crate) fn check_multi_class(n: usize, labels: &[usize], n_classes: usize) ->
 
 pub(crate) fn check_multi_label(n: usize, labels: &ArrayView2<'_, i8>) -> Result<()> {
     if labels.nrows() != n {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "multi-label: {n} items but {} label rows",
             labels.nrows()
         )));
     }
     if n == 0 || labels.ncols() == 0 {
-        return Err(Error::InvalidParam(
+        return Err(Error::Usage(
             "multi-label fit needs at least one item and one class".into(),
         ));
     }
     if let Some(((i, k), v)) = labels.indexed_iter().find(|(_, v)| !matches!(**v, -1..=1)) {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "multi-label: item {i}, class {k} has label {v}, expected -1, 0 or 1"
         )));
     }
     if let Some(k) = (0..labels.ncols()).find(|&k| labels.column(k).iter().all(|&v| v == 0)) {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "multi-label: class {k} has no training item that is not difficult"
         )));
     }

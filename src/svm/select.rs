@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use super::linear::LinearSvmValidParams;
 use super::ovr::{self, OneVsRest, Shared};
 use super::simd::SvmFloat;
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 use crate::metrics::{self, ApKind};
 
 /// The default grid of `C`: one value per decade from 10^-2 to 10^3. With L2-normalised
@@ -88,18 +88,19 @@ impl ParamGuard for SelectCParams {
     fn check_ref(&self) -> Result<&SelectCValidParams> {
         let p = &self.0;
         if p.grid.is_empty() {
-            return Err(Error::InvalidParam("the C grid is empty".into()));
+            return Err(Error::param(Param::CGrid, "the C grid is empty"));
         }
         if let Some(c) = p.grid.iter().find(|c| !(c.is_finite() && **c > 0.0)) {
-            return Err(Error::InvalidParam(format!(
-                "every C of the grid must be finite and > 0, got {c}"
-            )));
+            return Err(Error::param(
+                Param::CGrid,
+                format!("every C of the grid must be finite and > 0, got {c}"),
+            ));
         }
         if !(p.validation_fraction > 0.0 && p.validation_fraction < 1.0) {
-            return Err(Error::InvalidParam(format!(
-                "validation fraction must be in (0, 1), got {}",
-                p.validation_fraction
-            )));
+            return Err(Error::param(
+                Param::ValidationFraction,
+                format!("must be in (0, 1), got {}", p.validation_fraction),
+            ));
         }
         Ok(p)
     }
@@ -228,7 +229,7 @@ impl SelectCValidParams {
         let data = Shared::new(&xv)?;
         let (train, val) = stratified_holdout(labels, self.validation_fraction, self.seed);
         if val.is_empty() {
-            return Err(Error::InvalidParam(
+            return Err(Error::Usage(
                 "C selection: no class has enough training items to hold any out".into(),
             ));
         }
@@ -282,7 +283,7 @@ impl SelectCValidParams {
             .filter(|&k| val_labels.column(k).iter().any(|&v| v == 1))
             .collect();
         if scored.is_empty() {
-            return Err(Error::InvalidParam(
+            return Err(Error::Usage(
                 "C selection: no class has a positive validation item".into(),
             ));
         }

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use super::rng::stream;
 use crate::dataset::{Dataset, Split};
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 use crate::image_io::{DecodeOptions, load_item};
 use crate::preprocess::{Normalization, resize_smallest_side};
 use crate::util::rng::normal;
@@ -67,9 +67,12 @@ impl std::str::FromStr for TrainScale {
     /// `256` or `256:512`.
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
-            Error::InvalidParam(format!(
-                "bad training scale `{s}` (expected S like 256, or Smin:Smax like 256:512)"
-            ))
+            Error::param(
+                Param::TrainScale,
+                format!(
+                    "bad training scale `{s}` (expected S like 256, or Smin:Smax like 256:512)"
+                ),
+            )
         };
         let num = |t: &str| t.trim().parse::<u32>().map_err(|_| bad());
         match s.split_once(':') {
@@ -77,9 +80,10 @@ impl std::str::FromStr for TrainScale {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
                 if a >= b {
-                    return Err(Error::InvalidParam(format!(
-                        "training scale `{s}`: Smin must be below Smax"
-                    )));
+                    return Err(Error::param(
+                        Param::TrainScale,
+                        format!("training scale `{s}`: Smin must be below Smax"),
+                    ));
                 }
                 Ok(TrainScale::Jitter(a, b))
             }
@@ -113,9 +117,7 @@ impl ColourPca {
     /// Errors if no pixel was seen or `stride` is 0.
     pub fn fit<'a>(images: impl IntoIterator<Item = &'a RgbImage>, stride: usize) -> Result<Self> {
         if stride == 0 {
-            return Err(Error::InvalidParam(
-                "pixel stride must be at least 1".into(),
-            ));
+            return Err(Error::Usage("pixel stride must be at least 1".into()));
         }
         let mut n = 0u64;
         let mut sum = [0f64; 3];
@@ -137,9 +139,7 @@ impl ColourPca {
             }
         }
         if n < 2 {
-            return Err(Error::InvalidParam(
-                "colour PCA needs at least two pixels".into(),
-            ));
+            return Err(Error::Usage("colour PCA needs at least two pixels".into()));
         }
         let nf = n as f64;
         let mut cov = [[0f64; 3]; 3];

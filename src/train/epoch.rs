@@ -25,7 +25,7 @@ pub const PREFETCH: usize = 2;
 
 impl Trainer {
     /// Trains one epoch, validates, applies the schedule and checkpoints.
-    pub(super) fn epoch(&mut self, progress: bool) -> Result<EpochMetrics> {
+    pub(super) fn epoch(&mut self, progress: &dyn Progress) -> Result<EpochMetrics> {
         let t0 = Instant::now();
         let e = self.state.epoch + 1;
         let lr = self.opt.lr();
@@ -66,17 +66,12 @@ impl Trainer {
     /// One pass over the training split; returns (mean loss, top-1 error) as seen in training.
     /// A second thread decodes and augments the next micro-batches (up to [`PREFETCH`] ahead)
     /// while this one runs the network; samples depend only on their streams, not on timing.
-    fn train_epoch(&mut self, e: usize, progress: bool) -> Result<(f64, f64)> {
+    fn train_epoch(&mut self, e: usize, progress: &dyn Progress) -> Result<(f64, f64)> {
         let p = &self.record.params;
         let seed = p.seed;
         let mut order: Vec<usize> = (0..self.split.train.len()).collect();
         order.shuffle(&mut stream(seed, "order", e as u64, 0));
-        let bar = Progress::new(
-            &format!("epoch {e}"),
-            "images",
-            order.len() as u64,
-            progress,
-        );
+        progress.begin(&format!("epoch {e}"), "images", order.len() as u64);
         let crop = p.crop as usize;
         // (batch size, micro-batch positions), in training order.
         let micros: Vec<(usize, &[usize])> = order
@@ -122,8 +117,8 @@ impl Trainer {
                 let ce_val = f64::from(ce.to_scalar::<f32>()?);
                 if !ce_val.is_finite() {
                     return Err(Error::Diverged(format!(
-                        "loss {ce_val} in epoch {e}; lower the learning rate or use \
-                         --init-scheme he"
+                        "loss {ce_val} in epoch {e}; lower the learning rate or use the he \
+                         init scheme"
                     )));
                 }
                 // Mean over the batch: each micro-batch's mean loss weighted by its share.
@@ -133,8 +128,8 @@ impl Trainer {
                 wrong += pred.iter().zip(&labels).filter(|(a, b)| a != b).count();
                 loss_sum += ce_val * n as f64;
                 seen += n;
-                bar.inc(n as u64);
-                bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+                progress.advance(n as u64);
+                progress.status(&format!("loss {:.4}", loss_sum / seen as f64));
                 in_batch += n;
                 if in_batch == batch_len {
                     opt.step(&acc)?;
@@ -144,7 +139,7 @@ impl Trainer {
             }
             Ok(())
         })?;
-        bar.finish();
+        progress.end();
         Ok((loss_sum / seen as f64, wrong as f64 / seen as f64))
     }
 

@@ -3,23 +3,23 @@
 //!
 //! The recipe: mini-batch SGD with momentum 0.9 and weight decay 5e-4 ([`optim`]), dropout 0.5
 //! after fc6 and fc7, learning rate 1e-2 divided by 10 when the validation accuracy stops
-//! improving and stopping after the third decrease ([`schedule`]), batches of 256 made of
+//! improving and stopping after the third decrease (`schedule`), batches of 256 made of
 //! micro-batches by gradient accumulation, and augmentation by scale (fixed or jittered),
-//! random crop, horizontal flip and AlexNet's colour shift ([`augment`]). Each epoch ends with
+//! random crop, horizontal flip and AlexNet's colour shift (`augment`). Each epoch ends with
 //! the validation top-1 and top-5 errors under the paper's dense test protocol (the same
 //! [`crate::classify::class_probs`] that `vggfeat classify` uses) and a checkpoint
-//! ([`checkpoint`]); the run folder has the split, parameters, metrics CSV and plot ([`log`]).
+//! (`checkpoint`); the run folder has the split, parameters, metrics CSV and plot (`log`).
 //!
-//! Files: [`params`] (what a run is asked and what it resolved to), [`trainer`] (starting,
-//! resuming, saving), `epoch` (one epoch: training pass and validation), [`rng`] (the random
-//! streams), [`net`] (the trainable network over the shared [`crate::model::plan`]), [`conv`]
-//! (its CPU convolution), [`optim`], [`schedule`], [`augment`], [`checkpoint`], [`log`].
+//! Files: `params` (what a run is asked and what it resolved to), `trainer` (starting,
+//! resuming, saving), `epoch` (one epoch: training pass and validation), `rng` (the random
+//! streams), [`net`] (the trainable network over the shared [`crate::model::plan`]), `conv`
+//! (its CPU convolution), [`optim`], `schedule`, `augment`, `checkpoint`, `log`.
 //!
 //! Inputs are square crops of side `crop = 32 k`; fc6 is a k x k convolution over pool5 (7x7 at
 //! the paper's 224). Narrow, small-crop networks (`width_div`, `crop`) run the same code path.
 //!
 //! Randomness: every random draw comes from a ChaCha8 stream whose 32-byte seed is
-//! `SHA-256("vggfeat-train" || purpose || 0 || seed LE || a LE || b LE)` ([`stream`]): the
+//! `SHA-256("vggfeat-train" || purpose || 0 || seed LE || a LE || b LE)` (`stream`): the
 //! epoch's order (`order`, epoch), each sample's augmentation (`augment`, epoch, image), each
 //! micro-batch's dropout masks (`dropout`, epoch, micro-batch), the colour PCA's images
 //! (`pca`). The random initial weights come from
@@ -27,7 +27,7 @@
 //! There is therefore no generator state to save: the seed and the epoch counter determine the
 //! rest, and a resumed run computes exactly what an uninterrupted one would.
 //!
-//! On the CPU, convolutions run through [`conv`] (im2col + GEMM both ways). Two settings of the
+//! On the CPU, convolutions run through `conv` (im2col + GEMM both ways). Two settings of the
 //! environment, not of this crate, matter on small machines: `RAYON_NUM_THREADS` (candle's GEMM
 //! and element-wise ops read it; on 2 busy cores 1 thread was faster than 2), and, with glibc,
 //! `MALLOC_MMAP_THRESHOLD_=1000000000` (keeps the per-step buffers out of fresh `mmap`s: about
@@ -36,35 +36,39 @@
 //! ```no_run
 //! # fn main() -> vggfeat::Result<()> {
 //! use vggfeat::train::{TrainParams, Trainer};
-//! let params = TrainParams {
-//!     data: "101_ObjectCategories".into(),
-//!     out: "runs/a16".into(),
-//!     config: Some("A".parse()?),
-//!     width_div: 16,
-//!     crop: 96,
-//!     scale: "112:144".parse()?,
-//!     batch: 64,
-//!     epochs: 10,
-//!     ..TrainParams::default()
-//! };
-//! let mut t = Trainer::new(params)?;
-//! let summary = t.run(true, |m| println!("epoch {}: top-1 error {:.3}", m.epoch, m.val_top1_err))?;
+//! use vggfeat::util::Silent;
+//! let params = TrainParams::new()
+//!     .data("101_ObjectCategories")
+//!     .out("runs/a16")
+//!     .config(Some("A".parse()?))
+//!     .width_div(16)
+//!     .crop(96)
+//!     .scale("112:144".parse()?)
+//!     .batch(64)
+//!     .epochs(10)
+//!     .check()?;
+//! let mut t = Trainer::start(&params)?;
+//! let summary = t.run(&Silent, |m| println!("epoch {}: top-1 error {:.3}", m.epoch, m.val_top1_err))?;
 //! println!("best top-1 error {:.3}", summary.best_top1_err);
 //! # Ok(()) }
 //! ```
 
-pub mod augment;
-pub mod checkpoint;
-pub mod conv;
+mod augment;
+mod checkpoint;
+mod conv;
 mod epoch;
-pub mod log;
+mod log;
 pub mod net;
 pub mod optim;
-pub mod params;
-pub mod rng;
-pub mod schedule;
-pub mod trainer;
+mod params;
+mod rng;
+mod schedule;
+mod trainer;
 
-pub use params::{Resolved, RunRecord, Summary, TrainParams};
-pub use rng::stream;
+pub use augment::TrainScale;
+pub use checkpoint::{RunDir, RunState};
+pub use log::EpochMetrics;
+pub use net::Init;
+pub use params::{Resolved, RunRecord, Summary, TrainParams, TrainValidParams};
+pub use schedule::Plateau;
 pub use trainer::Trainer;

@@ -1,6 +1,6 @@
 //! The network being trained: [`VggWeights`] whose trainable tensors are candle [`Var`]s, walked
 //! along the same [`Plan`] as inference by candle ops that autograd differentiates
-//! (convolutions through [`super::conv`], whose backward is GEMM-based on the CPU), with dropout
+//! (convolutions through `super::conv`, whose backward is GEMM-based on the CPU), with dropout
 //! after the steps the plan marks (fc6, fc7). Without dropout it computes what
 //! [`crate::model::Vgg::forward_to`] computes at the crop size (tested), and validation runs the
 //! snapshot through `Vgg` itself. Also the four ways weights start ([`Init`]): random
@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor, Var};
 use rand::Rng;
 
-use super::optim::Param;
-use crate::error::{Error, Result};
+use super::optim::Trainable;
+use crate::error::{Error, Param, Result};
 use crate::model::checkpoint::meta;
-use crate::model::config::{ConfigName, LayerName, Spec};
+use crate::model::config::{ConfigName, LayerName};
 use crate::model::engine::candle::lrn;
-use crate::model::plan::{Backend, Conv, Plan, Step};
+use crate::model::plan::{Backend, Conv, HeadShape, Plan, Step};
 use crate::model::{ConvParams, HeadParams, InitScheme, VggWeights};
 
 /// Where the weights of a run start.
@@ -54,14 +54,14 @@ impl std::str::FromStr for Init {
         let need = |p: Option<&str>| {
             p.filter(|p| !p.is_empty())
                 .map(PathBuf::from)
-                .ok_or_else(|| Error::InvalidParam(format!("`--init {kind}:PATH` needs a path")))
+                .ok_or_else(|| Error::param(Param::Init, format!("`{kind}:PATH` needs a path")))
         };
         match kind {
             "scratch" if path.is_none() => Ok(Init::Scratch),
             "shallower" => Ok(Init::Shallower(need(path)?)),
             "pretrained" => Ok(Init::Pretrained(need(path)?)),
             "resume" => Ok(Init::Resume(need(path)?)),
-            _ => Err(Error::InvalidParam(format!(
+            _ => Err(Error::Usage(format!(
                 "unknown init `{s}` (expected scratch, shallower:CKPT, pretrained:CKPT or \
                  resume:DIR)"
             ))),
@@ -141,7 +141,7 @@ pub fn initial_weights(
             }
         }
         Init::Resume(_) => {
-            return Err(Error::InvalidParam(
+            return Err(Error::Usage(
                 "resume restores a checkpoint; it has no initial weights".into(),
             ));
         }
@@ -159,14 +159,7 @@ fn init_word(init: &Init) -> &'static str {
 }
 
 fn layer_names(w: &VggWeights) -> Vec<String> {
-    let mut v: Vec<String> = w.convs.iter().map(|c| c.name.to_string()).collect();
-    if let Some(h) = &w.head {
-        v.extend(["fc6".to_string(), "fc7".to_string()]);
-        if h.fc8.is_some() {
-            v.push("fc8".into());
-        }
-    }
-    v
+    w.layers().iter().map(|c| c.name.to_string()).collect()
 }
 
 fn same_shape(a: &ConvParams, b: &ConvParams) -> bool {
@@ -196,7 +189,7 @@ fn copy_from_shallower(w: &mut VggWeights, src: &VggWeights, path: &Path) -> Res
             .iter_mut()
             .find(|c| c.name == s.name)
             .ok_or_else(|| {
-                Error::InvalidParam(format!(
+                Error::Usage(format!(
                     "{}: layer {} of the shallower net ({}) does not exist in configuration {}",
                     path.display(),
                     s.name,
@@ -214,27 +207,27 @@ fn copy_from_shallower(w: &mut VggWeights, src: &VggWeights, path: &Path) -> Res
         copy_layer(d, s);
         copied.push(s.name.to_string());
     }
-    let (Some(sh), Some(dh)) = (&src.head, &mut w.head) else {
+    if src.num_classes().is_none() {
         return Err(Error::NotVgg {
             path: path.to_path_buf(),
-            reason: "the shallower net has no fc layers to copy".into(),
+            reason: "the shallower net has no fc layers (fc6 to fc8) to copy".into(),
         });
-    };
-    let s8 = sh.fc8.as_ref().ok_or_else(|| Error::NotVgg {
-        path: path.to_path_buf(),
-        reason: "the shallower net has no fc8 to copy".into(),
-    })?;
-    let pairs: [(&str, &ConvParams, &mut ConvParams); 3] = [
-        ("fc6", &sh.fc6, &mut dh.fc6),
-        ("fc7", &sh.fc7, &mut dh.fc7),
-        ("fc8", s8, dh.fc8.as_mut().expect("random nets have fc8")),
-    ];
-    for (name, s, d) in pairs {
+    }
+    let mut dst = w.layers_mut();
+    for s in src.layers().into_iter().filter(|l| l.name.is_head()) {
+        let d = dst
+            .iter_mut()
+            .find(|d| d.name == s.name)
+            .ok_or_else(|| Error::Internal(format!("a random net without {}", s.name)))?;
         if !same_shape(d, s) {
-            return Err(mismatch(name.into(), s.weight.dims(), d.weight.dims()));
+            return Err(mismatch(
+                s.name.to_string(),
+                s.weight.dims(),
+                d.weight.dims(),
+            ));
         }
         copy_layer(d, s);
-        copied.push(name.to_string());
+        copied.push(s.name.to_string());
     }
     let random = layer_names(w)
         .into_iter()
@@ -246,7 +239,7 @@ fn copy_from_shallower(w: &mut VggWeights, src: &VggWeights, path: &Path) -> Res
 /// Fine-tuning: copies every conv and fc6/fc7 whose name and shape fit; fc8 stays random.
 fn copy_pretrained(w: &mut VggWeights, src: &VggWeights, path: &Path) -> Result<InitReport> {
     if src.config != w.config {
-        return Err(Error::InvalidParam(format!(
+        return Err(Error::Usage(format!(
             "{} is configuration {}, the network to train is {}",
             path.display(),
             src.config,
@@ -254,42 +247,29 @@ fn copy_pretrained(w: &mut VggWeights, src: &VggWeights, path: &Path) -> Result<
         )));
     }
     let mut report = InitReport::default();
-    for d in &mut w.convs {
-        match src.convs.iter().find(|s| s.name == d.name) {
-            Some(s) if same_shape(d, s) => {
+    let from = src.layers();
+    for d in w.layers_mut() {
+        match from.iter().find(|s| s.name == d.name) {
+            // fc8 is always rebuilt for the new classes.
+            Some(s) if d.name != LayerName::Fc8 && same_shape(d, s) => {
                 copy_layer(d, s);
                 report.copied.push(d.name.to_string());
             }
             _ => report.random.push(d.name.to_string()),
         }
     }
-    if report.copied.is_empty() {
+    if !report.copied.iter().any(|n| n.starts_with("conv")) {
         let (a, b) = (&src.convs[0], &w.convs[0]);
         return Err(Error::Shape {
             path: path.to_path_buf(),
             key: format!("{} (and every other conv layer)", a.name),
             expected: format!(
-                "{:?} (the network to train; check --width-div)",
+                "{:?} (the network to train; check the width divisor)",
                 b.weight.dims()
             ),
             found: a.weight.dims().to_vec(),
         });
     }
-    let dh = w.head.as_mut().expect("random nets have a head");
-    let sh = src.head.as_ref();
-    for (name, s, d) in [
-        ("fc6", sh.map(|h| &h.fc6), &mut dh.fc6),
-        ("fc7", sh.map(|h| &h.fc7), &mut dh.fc7),
-    ] {
-        match s {
-            Some(s) if same_shape(d, s) => {
-                copy_layer(d, s);
-                report.copied.push(name.into());
-            }
-            _ => report.random.push(name.into()),
-        }
-    }
-    report.random.push("fc8".into());
     // Keep the checkpoint's input convention.
     if let Some(p) = src.metadata.get(meta::PREPROCESS) {
         w.metadata.insert(meta::PREPROCESS.into(), p.clone());
@@ -297,43 +277,36 @@ fn copy_pretrained(w: &mut VggWeights, src: &VggWeights, path: &Path) -> Result<
     Ok(report)
 }
 
-/// Which layers `freeze_through` keeps fixed: every conv up to and including it in network
-/// order (a pool or the LRN freezes the convs before it), and fc6 / fc7 when named. fc8 cannot
-/// be frozen; the layer must exist in the configuration.
+/// Which layers `freeze_through` keeps fixed: every layer with weights up to and including it
+/// in the plan's order (a pool or the LRN freezes the convs before it; fc6 or fc7 the body and
+/// the fc layers up to it). fc8 cannot be frozen; the layer must exist in the configuration.
 pub fn frozen_layers(config: ConfigName, through: LayerName) -> Result<Vec<LayerName>> {
-    let layers = config.layers();
-    let convs = || {
-        layers
-            .iter()
-            .filter(|l| matches!(l.spec, Spec::Conv { .. }))
-            .map(|l| l.name)
-    };
-    match through {
-        LayerName::Fc8 => Err(Error::InvalidParam(
-            "--freeze-through fc8 would leave nothing to train".into(),
-        )),
-        LayerName::Fc6 => Ok(convs().chain([LayerName::Fc6]).collect()),
-        LayerName::Fc7 => Ok(convs().chain([LayerName::Fc6, LayerName::Fc7]).collect()),
-        l => {
-            let pos = layers.iter().position(|b| b.name == l).ok_or_else(|| {
-                Error::InvalidParam(format!(
-                    "--freeze-through {l}: configuration {config} has no such layer"
-                ))
-            })?;
-            Ok(layers[..=pos]
-                .iter()
-                .filter(|b| matches!(b.spec, Spec::Conv { .. }))
-                .map(|b| b.name)
-                .collect())
-        }
+    if through == LayerName::Fc8 {
+        return Err(Error::param(
+            Param::FreezeThrough,
+            "fc8 would leave nothing to train",
+        ));
     }
+    let head = HeadShape {
+        width: 1,
+        fc6_kernel: 1,
+        classes: 1,
+    };
+    Plan::for_config(config, 1, Some(head))
+        .convs_through(through)
+        .map_err(|_| {
+            Error::param(
+                Param::FreezeThrough,
+                format!("{through}: configuration {config} has no such layer"),
+            )
+        })
 }
 
 /// A VGG network with trainable [`Var`]s.
 pub struct TrainNet {
     weights: VggWeights,
     plan: Plan,
-    params: Vec<Param>,
+    params: Vec<Trainable>,
     frozen: Vec<LayerName>,
     dropout: f32,
 }
@@ -361,12 +334,10 @@ impl TrainNet {
         decay_biases: bool,
     ) -> Result<Self> {
         if !(0.0..1.0).contains(&dropout) {
-            return Err(Error::InvalidParam(format!(
-                "dropout {dropout} must be in [0, 1)"
-            )));
+            return Err(Error::Usage(format!("dropout {dropout} must be in [0, 1)")));
         }
         if weights.num_classes().is_none() {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "{}: training needs fc6, fc7 and fc8",
                 weights.path.display()
             )));
@@ -384,25 +355,21 @@ impl TrainNet {
             let bv = Var::from_tensor(&c.bias.contiguous()?)?;
             c.weight = wv.as_tensor().clone();
             c.bias = bv.as_tensor().clone();
-            params.push(Param {
+            params.push(Trainable {
                 name: format!("{}.weight", c.name),
                 var: wv,
                 decay: true,
             });
-            params.push(Param {
+            params.push(Trainable {
                 name: format!("{}.bias", c.name),
                 var: bv,
                 decay: decay_biases,
             });
             Ok(())
         };
-        for c in &mut weights.convs {
+        for c in weights.layers_mut() {
             make(c)?;
         }
-        let h = weights.head.as_mut().expect("checked");
-        make(&mut h.fc6)?;
-        make(&mut h.fc7)?;
-        make(h.fc8.as_mut().expect("checked"))?;
         let plan = Plan::new(&weights);
         Ok(TrainNet {
             weights,
@@ -414,7 +381,7 @@ impl TrainNet {
     }
 
     /// The trainable parameters, in network order (weight, bias per layer).
-    pub fn params(&self) -> &[Param] {
+    pub fn params(&self) -> &[Trainable] {
         &self.params
     }
 
@@ -451,7 +418,7 @@ impl TrainNet {
         let (_, _, h, w) = p5.dims4()?;
         let k = self.fc6_kernel();
         if h != k || w != k {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "training inputs must be {s}x{s} (pool5 {k}x{k} for the {k}x{k} fc6); got pool5 \
                  {h}x{w}",
                 s = 32 * k
@@ -471,14 +438,16 @@ impl TrainNet {
                 bias: c.bias.to_device(&Device::Cpu)?.detach().copy()?,
             })
         };
-        let h = self.head();
+        let layers = self
+            .weights
+            .layers()
+            .into_iter()
+            .map(cp)
+            .collect::<Result<Vec<_>>>()?;
+        let (convs, head) = VggWeights::split_layers(layers);
         Ok(VggWeights {
-            convs: self.weights.convs.iter().map(cp).collect::<Result<_>>()?,
-            head: Some(HeadParams {
-                fc6: cp(&h.fc6)?,
-                fc7: cp(&h.fc7)?,
-                fc8: h.fc8.as_ref().map(cp).transpose()?,
-            }),
+            convs,
+            head,
             ..self.weights.clone()
         })
     }

@@ -15,11 +15,11 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 
 /// One trainable tensor.
 #[derive(Debug, Clone)]
-pub struct Param {
+pub struct Trainable {
     /// A stable name (`conv1_1.weight`, `fc8.bias`), used for checkpointing the buffers.
     pub name: String,
     /// The variable.
@@ -54,28 +54,28 @@ impl SgdParams {
     /// Checks the ranges given in the field docs.
     pub fn check(&self) -> Result<()> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::InvalidParam(format!(
-                "learning rate {} must be positive",
-                self.lr
-            )));
+            return Err(Error::param(
+                Param::Lr,
+                format!("learning rate {} must be positive", self.lr),
+            ));
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return Err(Error::InvalidParam(format!(
-                "momentum {} must be in [0, 1)",
-                self.momentum
-            )));
+            return Err(Error::param(
+                Param::Momentum,
+                format!("momentum {} must be in [0, 1)", self.momentum),
+            ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(Error::InvalidParam(format!(
-                "weight decay {} must be >= 0",
-                self.weight_decay
-            )));
+            return Err(Error::param(
+                Param::WeightDecay,
+                format!("weight decay {} must be >= 0", self.weight_decay),
+            ));
         }
         Ok(())
     }
 }
 
-/// Sums the gradients of several backward passes, one slot per [`Param`].
+/// Sums the gradients of several backward passes, one slot per [`Trainable`].
 #[derive(Debug)]
 pub struct GradAccum {
     sums: Vec<Option<Tensor>>,
@@ -90,7 +90,7 @@ impl GradAccum {
     }
 
     /// Adds the gradients of `grads` for `params` (parameters without a gradient are skipped).
-    pub fn add(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
+    pub fn add(&mut self, params: &[Trainable], grads: &GradStore) -> Result<()> {
         for (slot, p) in self.sums.iter_mut().zip(params) {
             if let Some(g) = grads.get(p.var.as_tensor()) {
                 let g = g.detach();
@@ -112,14 +112,14 @@ impl GradAccum {
 /// SGD with momentum and weight decay (see the module docs).
 #[derive(Debug)]
 pub struct Sgd {
-    params: Vec<Param>,
+    params: Vec<Trainable>,
     hp: SgdParams,
     buffers: Vec<Tensor>,
 }
 
 impl Sgd {
     /// An optimiser over `params` with zero momentum buffers.
-    pub fn new(params: Vec<Param>, hp: SgdParams) -> Result<Self> {
+    pub fn new(params: Vec<Trainable>, hp: SgdParams) -> Result<Self> {
         hp.check()?;
         let buffers = params
             .iter()
@@ -133,7 +133,7 @@ impl Sgd {
     }
 
     /// The parameters, in order.
-    pub fn params(&self) -> &[Param] {
+    pub fn params(&self) -> &[Trainable] {
         &self.params
     }
 
@@ -189,11 +189,11 @@ impl Sgd {
         saved: &std::collections::BTreeMap<String, Tensor>,
     ) -> Result<()> {
         for (p, b) in self.params.iter().zip(self.buffers.iter_mut()) {
-            let t = saved.get(&p.name).ok_or_else(|| {
-                Error::InvalidParam(format!("no momentum buffer for `{}`", p.name))
-            })?;
+            let t = saved
+                .get(&p.name)
+                .ok_or_else(|| Error::Usage(format!("no momentum buffer for `{}`", p.name)))?;
             if t.dims() != p.var.dims() {
-                return Err(Error::InvalidParam(format!(
+                return Err(Error::Usage(format!(
                     "momentum buffer `{}` has shape {:?}, the parameter {:?}",
                     p.name,
                     t.dims(),
@@ -203,7 +203,7 @@ impl Sgd {
             *b = t.to_device(p.var.device())?;
         }
         if saved.len() != self.params.len() {
-            return Err(Error::InvalidParam(format!(
+            return Err(Error::Usage(format!(
                 "{} momentum buffers for {} parameters",
                 saved.len(),
                 self.params.len()
@@ -239,12 +239,12 @@ mod tests {
     fn two_steps_match_hand_computed_values() {
         let (w, b) = (var(&[1.0, -2.0]), var(&[0.5]));
         let params = vec![
-            Param {
+            Trainable {
                 name: "w".into(),
                 var: w.clone(),
                 decay: true,
             },
-            Param {
+            Trainable {
                 name: "b".into(),
                 var: b.clone(),
                 decay: false,
@@ -286,12 +286,12 @@ mod tests {
         let (w, b) = (var(&[2.0, -4.0]), var(&[1.0]));
         let mut opt = Sgd::new(
             vec![
-                Param {
+                Trainable {
                     name: "w".into(),
                     var: w.clone(),
                     decay: true,
                 },
-                Param {
+                Trainable {
                     name: "b".into(),
                     var: b.clone(),
                     decay: false,
@@ -324,7 +324,7 @@ mod tests {
     fn missing_gradient_leaves_the_parameter_alone_and_bad_params_are_refused() {
         let w = var(&[1.0]);
         let mut opt = Sgd::new(
-            vec![Param {
+            vec![Trainable {
                 name: "w".into(),
                 var: w.clone(),
                 decay: true,

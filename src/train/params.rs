@@ -1,216 +1,416 @@
 //! The parameters of a training run (checked without I/O), what they resolved to, and how the
 //! run ended. Saved as `params.json` in the run folder.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::augment::TrainScale;
 use super::net::{self, Init, InitReport};
 use super::optim::SgdParams;
 use super::schedule::Plateau;
 use crate::dataset::SplitParams;
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 use crate::model::DeviceSpec;
 use crate::model::InitScheme;
 use crate::model::config::{ConfigName, LayerName};
-use crate::preprocess::Normalization;
+use crate::preprocess::{Normalization, Preprocess};
 
-/// Parameters of a training run. Build with [`TrainParams::default`] and struct update; the
-/// trainer calls [`TrainParams::check`]. Saved as `params.json` in the run folder.
+/// Checked parameters of a training run; obtained only from [`TrainParams::check`] (a run's
+/// `params.json` is read back through it too). See [`TrainParams`] for every field's meaning,
+/// default and range. Saved as `params.json` in the run folder.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainValidParams {
+    pub(crate) data: PathBuf,
+    pub(crate) out: PathBuf,
+    pub(crate) init: Init,
+    pub(crate) config: Option<ConfigName>,
+    pub(crate) init_scheme: InitScheme,
+    pub(crate) freeze_through: Option<LayerName>,
+    pub(crate) width_div: usize,
+    pub(crate) fc_width: Option<usize>,
+    pub(crate) crop: u32,
+    pub(crate) scale: TrainScale,
+    pub(crate) test_scale: Option<u32>,
+    pub(crate) batch: usize,
+    pub(crate) micro_batch: usize,
+    pub(crate) sgd: SgdParams,
+    pub(crate) decay_biases: bool,
+    pub(crate) dropout: f32,
+    pub(crate) lr_factor: f64,
+    pub(crate) patience: usize,
+    pub(crate) max_decreases: usize,
+    pub(crate) epochs: usize,
+    pub(crate) flip: bool,
+    pub(crate) colour_std: f32,
+    pub(crate) pca_images: usize,
+    pub(crate) split: SplitParams,
+    pub(crate) max_classes: Option<usize>,
+    pub(crate) seed: u64,
+    pub(crate) preprocess: Option<Normalization>,
+    pub(crate) device: DeviceSpec,
+    /// With [`Init::Resume`]: the new epoch limit, if one was given.
+    #[serde(skip)]
+    pub(crate) new_epochs: Option<usize>,
+}
+
+impl TrainValidParams {
+    /// The dataset.
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+    /// The run folder.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+    /// Where the weights start.
+    pub fn init(&self) -> &Init {
+        &self.init
+    }
+    /// Channel-width divisor.
+    pub fn width_div(&self) -> usize {
+        self.width_div
+    }
+    /// Training crop side.
+    pub fn crop(&self) -> u32 {
+        self.crop
+    }
+    /// Epoch limit.
+    pub fn epochs(&self) -> usize {
+        self.epochs
+    }
+    /// The validation's test scale Q ([`TrainParams::test_scale`], or the paper's default).
+    pub fn test_scale(&self) -> u32 {
+        self.test_scale
+            .unwrap_or_else(|| self.scale.default_test_scale())
+    }
+}
+
+/// Parameters of a training run with the paper's recipe (Section 3.1): a builder. Call
+/// [`check`](TrainParams::check) for the only way to [`TrainValidParams`], and
+/// [`super::Trainer::start`] to start (or resume) the run.
+///
+/// ```
+/// use vggfeat::train::TrainParams;
+/// use vggfeat::train::net::Init;
+/// let p = TrainParams::new()
+///     .data("101_ObjectCategories")
+///     .out("runs/a16")
+///     .config(Some("A".parse()?))
+///     .width_div(16)
+///     .crop(96)
+///     .check()?;
+/// assert_eq!(p.test_scale(), 256);
+/// // A resumed run continues exactly; only the epoch limit may change.
+/// let resume = TrainParams::new().init(Init::Resume("runs/a16".into()));
+/// assert!(resume.clone().epochs(60).check().is_ok());
+/// assert!(resume.lr(0.1).check().is_err());
+/// # Ok::<(), vggfeat::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrainParams {
-    /// The dataset (a folder of class folders, or a labelled list file; see [`crate::dataset::Dataset::open`]).
-    /// Required.
-    pub data: PathBuf,
-    /// The run folder (created; must not hold a run already). Required.
-    pub out: PathBuf,
-    /// Where the weights start. Default [`Init::Scratch`]. [`Init::Resume`] is handled by
-    /// [`super::Trainer::resume`], not [`super::Trainer::new`].
-    pub init: Init,
-    /// Configuration A .. E. Required, except with [`Init::Pretrained`], where it defaults to
-    /// the checkpoint's (and must equal it).
-    pub config: Option<ConfigName>,
-    /// How random layers are drawn. Default [`InitScheme::Paper`] (N(0, 0.01^2), zero biases,
-    /// as the paper; deep or narrow nets from scratch need [`InitScheme::He`]).
-    pub init_scheme: InitScheme,
-    /// Keep the layers up to this one fixed (`conv5_3`, `pool4`, `fc7`; see
-    /// [`net::frozen_layers`]). Default none.
-    pub freeze_through: Option<String>,
-    /// Channel widths divided by this (1 = the paper's). Default 1; 1..=64.
-    pub width_div: usize,
-    /// Width of fc6 and fc7. Default: the pretrained checkpoint's, else 4096 / `width_div`.
-    pub fc_width: Option<usize>,
-    /// Side of the square training crop; a multiple of 32 (so every max-pool input is even and
-    /// pool5 is `crop / 32` square, fc6's kernel side). Default 224 (the paper's).
-    pub crop: u32,
-    /// Training scale S, fixed or jittered; S >= `crop`. Default 256.
-    pub scale: TrainScale,
-    /// Test scale Q of the validation; >= `crop`. Default: the paper's, Q = S or
-    /// (Smin + Smax) / 2 ([`TrainScale::default_test_scale`]).
-    pub test_scale: Option<u32>,
-    /// Images per SGD step (the effective batch). Default 256 (the paper's); at least 1.
-    pub batch: usize,
-    /// Images per forward/backward pass; gradients of a batch's micro-batches are summed.
-    /// Default 16; 1..=`batch`.
-    pub micro_batch: usize,
-    /// Learning rate (initial), momentum and weight decay. Defaults 0.01, 0.9, 5e-4.
-    pub sgd: SgdParams,
-    /// Apply weight decay to biases too. Default false (Caffe's `decay_mult: 0` for biases).
-    pub decay_biases: bool,
-    /// Dropout probability after fc6 and fc7. Default 0.5; in [0, 1).
-    pub dropout: f32,
-    /// Learning-rate division factor on a plateau. Default 10; > 1.
-    pub lr_factor: f64,
-    /// Epochs without a better validation top-1 error before the rate is divided. Default 2;
-    /// at least 1.
-    pub patience: usize,
-    /// Rate decreases before the next plateau stops training. Default 3 (the paper's).
-    pub max_decreases: usize,
-    /// Most epochs (the run may stop earlier on the schedule). Default 74 (the paper's
-    /// 370K iterations of 256); at least 1.
-    pub epochs: usize,
-    /// Random horizontal flips. Default true.
-    pub flip: bool,
-    /// Standard deviation of the colour-shift coefficients; 0 disables the colour shift.
-    /// Default 0.1 (AlexNet's); finite, >= 0.
-    pub colour_std: f32,
-    /// Training images sampled (seeded) to fit the colour PCA. Default 256; at least 1.
-    pub pca_images: usize,
-    /// The train/validation split: `train_per_class` images per class train, up to
-    /// `test_per_class` validate; `seed` and `drop_classes` as in [`SplitParams`] (`splits` is
-    /// ignored: split 0 is used). Default 30 / 50, seed 0.
-    pub split: SplitParams,
-    /// Use only the first N classes (sorted, after `drop_classes`). Default all; at least 2.
-    pub max_classes: Option<usize>,
-    /// Seed of the initial weights and of every random stream. Default 0.
-    pub seed: u64,
-    /// Input convention. Default: the pretrained checkpoint's, else torchvision.
-    pub preprocess: Option<Normalization>,
-    /// `cpu`, `cuda` or `cuda:N`. Default `cpu`.
-    pub device: String,
+    p: TrainValidParams,
+    /// The parameters set, in order (a resumed run refuses all but its epoch limit).
+    given: Vec<Param>,
 }
 
 impl Default for TrainParams {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<TrainValidParams> for TrainParams {
+    /// Checked parameters back as a builder (nothing marked as given).
+    fn from(p: TrainValidParams) -> Self {
         TrainParams {
-            data: PathBuf::new(),
-            out: PathBuf::new(),
-            init: Init::Scratch,
-            config: None,
-            init_scheme: InitScheme::Paper,
-            freeze_through: None,
-            width_div: 1,
-            fc_width: None,
-            crop: 224,
-            scale: TrainScale::Fixed(256),
-            test_scale: None,
-            batch: 256,
-            micro_batch: 16,
-            sgd: SgdParams::default(),
-            decay_biases: false,
-            dropout: 0.5,
-            lr_factor: 10.0,
-            patience: 2,
-            max_decreases: 3,
-            epochs: 74,
-            flip: true,
-            colour_std: 0.1,
-            pca_images: 256,
-            split: SplitParams {
-                splits: 1,
-                ..SplitParams::default()
-            },
-            max_classes: None,
-            seed: 0,
-            preprocess: None,
-            device: "cpu".into(),
+            p,
+            given: Vec::new(),
         }
     }
 }
 
+/// Declares the builder's setters: each sets one field and marks its [`Param`] as given.
+macro_rules! setters {
+    ($($(#[$m:meta])* $name:ident($($field:ident).+: $ty:ty) => $param:ident;)+) => {
+        impl TrainParams {
+            $(
+                $(#[$m])*
+                pub fn $name(mut self, v: $ty) -> Self {
+                    self.p.$($field).+ = v;
+                    self.given.push(Param::$param);
+                    self
+                }
+            )+
+        }
+    };
+}
+
+setters! {
+    /// Where the weights start: [`Init::Scratch`] (default), [`Init::Shallower`] (the paper's
+    /// initialisation of deeper nets), [`Init::Pretrained`] (fine-tuning), or [`Init::Resume`]
+    /// (continue a run exactly; then only [`TrainParams::epochs`] may be given).
+    init(init: Init) => Init;
+    /// Configuration A .. E. Required, except with [`Init::Pretrained`], where it defaults to
+    /// the checkpoint's (and must equal it).
+    config(config: Option<ConfigName>) => Config;
+    /// How random layers are drawn. Default [`InitScheme::Paper`] (N(0, 0.01^2), zero biases,
+    /// as the paper; deep or narrow nets from scratch need [`InitScheme::He`]).
+    init_scheme(init_scheme: InitScheme) => InitScheme;
+    /// Keep the layers up to this one fixed (`conv5_3`, `pool4`, `fc7`; see
+    /// [`super::net::frozen_layers`]); fc8 cannot be frozen. Default none.
+    freeze_through(freeze_through: Option<LayerName>) => FreezeThrough;
+    /// Channel widths divided by this (1 = the paper's). Default 1; 1..=64.
+    width_div(width_div: usize) => WidthDiv;
+    /// Width of fc6 and fc7. Default: the pretrained checkpoint's, else 4096 / `width_div`;
+    /// >= 1.
+    fc_width(fc_width: Option<usize>) => FcWidth;
+    /// Side of the square training crop; a multiple of 32 (so every max-pool input is even and
+    /// pool5 is `crop / 32` square, fc6's kernel side). Default 224 (the paper's).
+    crop(crop: u32) => Crop;
+    /// Training scale S, fixed or jittered; S >= `crop`. Default 256.
+    scale(scale: TrainScale) => TrainScale;
+    /// Test scale Q of the validation; >= `crop`. Default: the paper's, Q = S or
+    /// (Smin + Smax) / 2 ([`TrainScale::default_test_scale`]).
+    test_scale(test_scale: Option<u32>) => TestScale;
+    /// Images per SGD step (the effective batch). Default 256 (the paper's); at least 1.
+    batch(batch: usize) => Batch;
+    /// Images per forward/backward pass; gradients of a batch's micro-batches are summed.
+    /// Default 16; 1..=`batch`.
+    micro_batch(micro_batch: usize) => MicroBatch;
+    /// Initial learning rate. Default 0.01; finite, > 0.
+    lr(sgd.lr: f64) => Lr;
+    /// Momentum. Default 0.9; in [0, 1).
+    momentum(sgd.momentum: f64) => Momentum;
+    /// L2 weight decay. Default 5e-4; finite, >= 0.
+    weight_decay(sgd.weight_decay: f64) => WeightDecay;
+    /// Apply weight decay to biases too. Default false (Caffe's `decay_mult: 0` for biases).
+    decay_biases(decay_biases: bool) => DecayBiases;
+    /// Dropout probability after fc6 and fc7. Default 0.5; in [0, 1).
+    dropout(dropout: f32) => Dropout;
+    /// Learning-rate division factor on a plateau. Default 10; > 1.
+    lr_factor(lr_factor: f64) => LrFactor;
+    /// Epochs without a better validation top-1 error before the rate is divided. Default 2;
+    /// at least 1.
+    patience(patience: usize) => Patience;
+    /// Rate decreases before the next plateau stops training. Default 3 (the paper's).
+    max_decreases(max_decreases: usize) => MaxDecreases;
+    /// Random horizontal flips. Default true.
+    flip(flip: bool) => Flip;
+    /// Standard deviation of the colour-shift coefficients; 0 disables the colour shift.
+    /// Default 0.1 (AlexNet's); finite, >= 0.
+    colour_std(colour_std: f32) => ColourStd;
+    /// Training images sampled (seeded) to fit the colour PCA. Default 256; at least 1.
+    pca_images(pca_images: usize) => PcaImages;
+    /// Training images per class. Default 30; at least 1.
+    train_per_class(split.train_per_class: usize) => TrainPerClass;
+    /// Validation images per class at most (`None`: all the rest). Default 50; at least 1.
+    val_per_class(split.test_per_class: Option<usize>) => ValPerClass;
+    /// Seed of the train/validation split. Default 0.
+    split_seed(split.seed: u64) => SplitSeed;
+    /// Classes to leave out (e.g. `BACKGROUND_Google`). Default none.
+    drop_classes(split.drop_classes: Vec<String>) => DropClasses;
+    /// Use only the first N classes (sorted, after the dropped ones). Default all; at least 2.
+    max_classes(max_classes: Option<usize>) => MaxClasses;
+    /// Seed of the initial weights and of every random stream. Default 0.
+    seed(seed: u64) => Seed;
+    /// Device. Default the CPU.
+    device(device: DeviceSpec) => Device;
+}
+
 impl TrainParams {
-    /// Checks every range given in the field docs, without I/O.
-    pub fn check(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidParam(m));
-        if self.data.as_os_str().is_empty() {
-            return bad("the dataset path is required".into());
+    /// The paper's recipe with its defaults (see each setter); the dataset and the run folder
+    /// are still to be given.
+    pub fn new() -> Self {
+        TrainParams {
+            p: TrainValidParams {
+                data: PathBuf::new(),
+                out: PathBuf::new(),
+                init: Init::Scratch,
+                config: None,
+                init_scheme: InitScheme::Paper,
+                freeze_through: None,
+                width_div: 1,
+                fc_width: None,
+                crop: 224,
+                scale: TrainScale::Fixed(256),
+                test_scale: None,
+                batch: 256,
+                micro_batch: 16,
+                sgd: SgdParams::default(),
+                decay_biases: false,
+                dropout: 0.5,
+                lr_factor: 10.0,
+                patience: 2,
+                max_decreases: 3,
+                epochs: 74,
+                flip: true,
+                colour_std: 0.1,
+                pca_images: 256,
+                split: SplitParams {
+                    splits: 1,
+                    ..SplitParams::default()
+                },
+                max_classes: None,
+                seed: 0,
+                preprocess: None,
+                device: DeviceSpec::Cpu,
+                new_epochs: None,
+            },
+            given: Vec::new(),
         }
-        if self.out.as_os_str().is_empty() {
-            return bad("the output folder is required".into());
-        }
-        if self.config.is_none() && !matches!(self.init, Init::Pretrained(_)) {
-            return bad("--config is required (A, A-LRN, B, C, D or E)".into());
-        }
-        if !(1..=64).contains(&self.width_div) {
-            return bad(format!(
-                "width divisor {} must be in 1..=64",
-                self.width_div
-            ));
-        }
-        if self.fc_width == Some(0) {
-            return bad("fc width must be at least 1".into());
-        }
-        if self.crop < 32 || !self.crop.is_multiple_of(32) {
-            return bad(format!(
-                "crop {} must be a positive multiple of 32 (e.g. 64, 96, 128, 224): pool5 is \
-                 then crop/32 square, fc6's kernel side, and every max-pool input is even, which \
-                 candle's max-pool gradient requires",
-                self.crop
-            ));
-        }
-        if self.scale.min() < self.crop {
-            return bad(format!(
-                "training scale {} is below the crop {}",
-                self.scale, self.crop
-            ));
-        }
-        let q = self.test_scale();
-        if q < self.crop {
-            return bad(format!(
-                "test scale {q} is below the crop {} (the smallest input of the dense head)",
-                self.crop
-            ));
-        }
-        if self.batch == 0 || self.micro_batch == 0 || self.micro_batch > self.batch {
-            return bad(format!(
-                "need 1 <= micro-batch ({}) <= batch ({})",
-                self.micro_batch, self.batch
-            ));
-        }
-        self.sgd.check()?;
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout {} must be in [0, 1)", self.dropout));
-        }
-        Plateau::new(
-            self.sgd.lr,
-            self.lr_factor,
-            self.patience,
-            self.max_decreases,
-        )?;
-        if self.epochs == 0 {
-            return bad("epochs must be at least 1".into());
-        }
-        if !(self.colour_std.is_finite() && self.colour_std >= 0.0) {
-            return bad(format!("colour std {} must be >= 0", self.colour_std));
-        }
-        if self.pca_images == 0 {
-            return bad("pca images must be at least 1".into());
-        }
-        if self.max_classes.is_some_and(|n| n < 2) {
-            return bad("max classes must be at least 2".into());
-        }
-        if let Some(l) = &self.freeze_through {
-            let layer: LayerName = l.parse()?;
-            if let Some(c) = self.config {
-                net::frozen_layers(c, layer)?;
-            }
-        }
-        self.device.parse::<DeviceSpec>().map(|_| ())
     }
 
-    /// The validation's test scale Q ([`TrainParams::test_scale`] field, or the paper's default).
-    pub fn test_scale(&self) -> u32 {
-        self.test_scale
-            .unwrap_or_else(|| self.scale.default_test_scale())
+    /// The dataset: a folder of class folders, or a labelled list file (see
+    /// [`crate::dataset::Dataset::open`]). Required for a new run.
+    pub fn data(mut self, data: impl Into<PathBuf>) -> Self {
+        self.p.data = data.into();
+        self.given.push(Param::Data);
+        self
+    }
+
+    /// The run folder (created; must not hold a run already). Required for a new run.
+    pub fn out(mut self, out: impl Into<PathBuf>) -> Self {
+        self.p.out = out.into();
+        self.given.push(Param::Out);
+        self
+    }
+
+    /// Most epochs (the run may stop earlier on the schedule); for a resumed run, its new
+    /// limit. Default 74 (the paper's 370K iterations of 256); at least 1.
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.p.epochs = epochs;
+        self.p.new_epochs = Some(epochs);
+        self.given.push(Param::Epochs);
+        self
+    }
+
+    /// Input convention. Default [`Preprocess::Auto`]: the pretrained checkpoint's, else
+    /// torchvision.
+    pub fn preprocess(mut self, preprocess: Preprocess) -> Self {
+        self.p.preprocess = preprocess.named();
+        self.given.push(Param::Preprocess);
+        self
+    }
+
+    /// Checks every range given in the setters' docs, without I/O. A resumed run
+    /// ([`Init::Resume`]) continues exactly: anything but its epoch limit is refused, naming the
+    /// parameter.
+    pub fn check(self) -> Result<TrainValidParams> {
+        if let Init::Resume(dir) = &self.p.init {
+            if let Some(p) = self
+                .given
+                .iter()
+                .find(|p| !matches!(p, Param::Init | Param::Epochs))
+            {
+                return Err(Error::param(
+                    *p,
+                    format!(
+                        "resume:{} continues that run exactly; only the epoch limit may be given \
+                         (its parameters are in {})",
+                        dir.display(),
+                        dir.join("params.json").display()
+                    ),
+                ));
+            }
+            if self.p.new_epochs == Some(0) {
+                return Err(Error::param(Param::Epochs, "must be at least 1"));
+            }
+            return Ok(self.p);
+        }
+        let p = &self.p;
+        let bad = |param: Param, m: String| Err(Error::param(param, m));
+        if p.data.as_os_str().is_empty() {
+            return bad(Param::Data, "the dataset is required for a new run".into());
+        }
+        if p.out.as_os_str().is_empty() {
+            return bad(
+                Param::Out,
+                "the run folder is required for a new run".into(),
+            );
+        }
+        if p.config.is_none() && !matches!(p.init, Init::Pretrained(_)) {
+            return bad(
+                Param::Config,
+                "a configuration is required (A, A-LRN, B, C, D or E)".into(),
+            );
+        }
+        if !(1..=64).contains(&p.width_div) {
+            return bad(
+                Param::WidthDiv,
+                format!("{} must be in 1..=64", p.width_div),
+            );
+        }
+        if p.fc_width == Some(0) {
+            return bad(Param::FcWidth, "must be at least 1".into());
+        }
+        if p.crop < 32 || !p.crop.is_multiple_of(32) {
+            return bad(
+                Param::Crop,
+                format!(
+                    "{} must be a positive multiple of 32 (e.g. 64, 96, 128, 224): pool5 is then \
+                     crop/32 square, fc6's kernel side, and every max-pool input is even, which \
+                     candle's max-pool gradient requires",
+                    p.crop
+                ),
+            );
+        }
+        if p.scale.min() < p.crop {
+            return bad(
+                Param::TrainScale,
+                format!("training scale {} is below the crop {}", p.scale, p.crop),
+            );
+        }
+        let q = p.test_scale();
+        if q < p.crop {
+            return bad(
+                Param::TestScale,
+                format!(
+                    "test scale {q} is below the crop {} (the smallest input of the dense head)",
+                    p.crop
+                ),
+            );
+        }
+        if p.batch == 0 {
+            return bad(Param::Batch, "must be at least 1".into());
+        }
+        if p.micro_batch == 0 || p.micro_batch > p.batch {
+            return bad(
+                Param::MicroBatch,
+                format!(
+                    "need 1 <= micro-batch ({}) <= batch ({})",
+                    p.micro_batch, p.batch
+                ),
+            );
+        }
+        p.sgd.check()?;
+        if !(0.0..1.0).contains(&p.dropout) {
+            return bad(Param::Dropout, format!("{} must be in [0, 1)", p.dropout));
+        }
+        Plateau::new(p.sgd.lr, p.lr_factor, p.patience, p.max_decreases)?;
+        if p.epochs == 0 {
+            return bad(Param::Epochs, "must be at least 1".into());
+        }
+        if !(p.colour_std.is_finite() && p.colour_std >= 0.0) {
+            return bad(Param::ColourStd, format!("{} must be >= 0", p.colour_std));
+        }
+        if p.pca_images == 0 {
+            return bad(Param::PcaImages, "must be at least 1".into());
+        }
+        if p.split.train_per_class == 0 {
+            return bad(Param::TrainPerClass, "must be at least 1".into());
+        }
+        if p.split.test_per_class == Some(0) {
+            return bad(
+                Param::ValPerClass,
+                "must be at least 1 (or unlimited)".into(),
+            );
+        }
+        if p.max_classes.is_some_and(|n| n < 2) {
+            return bad(Param::MaxClasses, "must be at least 2".into());
+        }
+        if let (Some(l), Some(c)) = (p.freeze_through, p.config) {
+            net::frozen_layers(c, l)?;
+        }
+        Ok(self.p)
     }
 }
 
@@ -249,7 +449,7 @@ pub struct Resolved {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunRecord {
     /// As given.
-    pub params: TrainParams,
+    pub params: TrainValidParams,
     /// As resolved.
     pub resolved: Resolved,
 }
@@ -259,6 +459,10 @@ pub struct RunRecord {
 pub struct Summary {
     /// The run folder.
     pub dir: PathBuf,
+    /// The latest weights (`model.safetensors` in the run folder).
+    pub latest: PathBuf,
+    /// The weights of the best epoch (`best.safetensors`).
+    pub best: PathBuf,
     /// Epochs completed in total.
     pub epochs: usize,
     /// Why it stopped before `epochs`, if it did.

@@ -4,7 +4,7 @@
 //! error the rate is divided by `factor`; when that would happen a `max_decreases + 1`-th time,
 //! training stops instead. Pure bookkeeping, serialisable for resuming.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 
 /// What the schedule decided after an epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,14 +40,13 @@ impl Plateau {
     /// A fresh schedule starting at `lr`. Errors on `lr <= 0`, `factor <= 1` or `patience == 0`.
     pub fn new(lr: f64, factor: f64, patience: usize, max_decreases: usize) -> Result<Self> {
         if !(lr.is_finite() && lr > 0.0 && factor.is_finite() && factor > 1.0) {
-            return Err(Error::InvalidParam(format!(
-                "schedule: learning rate {lr} must be > 0 and factor {factor} > 1"
-            )));
+            return Err(Error::param(
+                Param::LrFactor,
+                format!("schedule: learning rate {lr} must be > 0 and factor {factor} > 1"),
+            ));
         }
         if patience == 0 {
-            return Err(Error::InvalidParam(
-                "patience must be at least 1 epoch".into(),
-            ));
+            return Err(Error::param(Param::Patience, "must be at least 1 epoch"));
         }
         Ok(Plateau {
             lr,

@@ -12,16 +12,15 @@ use super::checkpoint::{self, RunDir, RunState};
 use super::log::{self, EpochMetrics};
 use super::net::{self, Init, NetShape, TrainNet};
 use super::optim::Sgd;
-use super::params::{Resolved, RunRecord, Summary, TrainParams};
+use super::params::{Resolved, RunRecord, Summary, TrainParams, TrainValidParams};
 use super::rng::RNG_NOTE;
 use super::schedule::Plateau;
 use crate::dataset::{Dataset, Split, SplitParams, sample_split};
-use crate::error::{Error, Result};
+use crate::error::{Error, Param, Result};
 use crate::image_io::DecodeOptions;
 use crate::model::checkpoint::{expected_normalization, meta};
 use crate::model::config::{IMAGENET_FC_WIDTH, LayerName};
-use crate::model::parse_device;
-use crate::util::{read_json, write_json};
+use crate::util::{Progress, read_json, write_json};
 
 /// A training run in progress.
 pub struct Trainer {
@@ -49,24 +48,34 @@ impl std::fmt::Debug for Trainer {
 }
 
 impl Trainer {
+    /// Starts the run `params` describe: a new one ([`Trainer::new`]), or, with
+    /// [`Init::Resume`], the run in that folder ([`Trainer::resume`], with the new epoch limit if
+    /// one was given).
+    pub fn start(params: &TrainValidParams) -> Result<Self> {
+        match &params.init {
+            Init::Resume(dir) => Self::resume(dir, params.new_epochs),
+            _ => Self::new(params.clone()),
+        }
+    }
+
     /// Starts a new run: lists the dataset, samples and writes the split, builds the initial
     /// weights, fits the colour PCA, and writes `params.json`. Errors if `params.out` already
     /// holds a run (`state.json`).
-    pub fn new(params: TrainParams) -> Result<Self> {
-        if matches!(params.init, Init::Resume(_)) {
-            return Err(Error::InvalidParam(
-                "resume a run with Trainer::resume".into(),
-            ));
+    pub fn new(params: TrainValidParams) -> Result<Self> {
+        if let Init::Resume(dir) = &params.init {
+            return Self::resume(dir, params.new_epochs);
         }
-        params.check()?;
-        let device = parse_device(&params.device)?;
+        let device = params.device.open()?;
         let dir = RunDir::new(&params.out);
         if dir.state().exists() {
-            return Err(Error::InvalidParam(format!(
-                "{} already holds a run; resume it with --init resume:{0} or choose another \
-                 --out",
-                dir.root.display()
-            )));
+            return Err(Error::param(
+                Param::Out,
+                format!(
+                    "{} already holds a run; resume it (init resume:{0}) or choose another run \
+                     folder",
+                    dir.root.display()
+                ),
+            ));
         }
         std::fs::create_dir_all(&dir.root).map_err(|e| Error::io(&dir.root, e))?;
 
@@ -132,8 +141,8 @@ impl Trainer {
         let norm = params
             .preprocess
             .map_or_else(|| expected_normalization(&w).map(|n| n.0), Ok)?;
-        let frozen = match &params.freeze_through {
-            Some(l) => net::frozen_layers(config, l.parse()?)?,
+        let frozen = match params.freeze_through {
+            Some(l) => net::frozen_layers(config, l)?,
             None => Vec::new(),
         };
         let net = TrainNet::new(
@@ -198,13 +207,14 @@ impl Trainer {
     pub fn resume(dir: &Path, epochs: Option<usize>) -> Result<Self> {
         let dir = RunDir::new(dir);
         let mut record: RunRecord = read_json(&dir.params())?;
-        if let Some(e) = epochs {
-            record.params.epochs = e;
-        }
         record.params.out = dir.root.clone();
-        record.params.check()?;
+        let mut p = TrainParams::from(record.params);
+        if let Some(e) = epochs {
+            p = p.epochs(e);
+        }
+        record.params = p.check()?;
         let state: RunState = read_json(&dir.state())?;
-        let device = parse_device(&record.params.device)?;
+        let device = record.params.device.open()?;
         let ds = Dataset::open(&record.params.data)?;
         let split = Split::read_csv(&dir.split(), &ds)?;
         if split.classes != record.resolved.classes {
@@ -304,11 +314,11 @@ impl Trainer {
     }
 
     /// Trains until the epoch limit or the schedule's stop, checkpointing after every epoch,
-    /// and calls `on_epoch` with each epoch's metrics. `progress` shows a bar per epoch on a
-    /// terminal (hidden otherwise).
+    /// and calls `on_epoch` with each epoch's metrics. `progress` hears of every epoch's images
+    /// and running loss.
     pub fn run(
         &mut self,
-        progress: bool,
+        progress: &dyn Progress,
         mut on_epoch: impl FnMut(&EpochMetrics),
     ) -> Result<Summary> {
         while self.state.stopped.is_none() && self.state.epoch < self.record.params.epochs {
@@ -326,6 +336,8 @@ impl Trainer {
             .min_by(|a, b| a.val_top1_err.total_cmp(&b.val_top1_err));
         Summary {
             dir: self.dir.root.clone(),
+            latest: self.dir.model(),
+            best: self.dir.best(),
             epochs: self.state.epoch,
             stopped: self.state.stopped.clone(),
             best_epoch: best.map_or(0, |m| m.epoch),

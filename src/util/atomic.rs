@@ -63,11 +63,6 @@ impl AtomicFile {
         &mut self.tmp
     }
 
-    /// The file this will replace.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Writes `bytes` (an I/O error names the target).
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         self.tmp

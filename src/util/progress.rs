@@ -1,183 +1,64 @@
-//! Progress of a long loop, for a person at a terminal or for a batch job's log. On a terminal
-//! (stderr is a TTY) it is an `indicatif` bar; otherwise it prints a plain line to stderr every
-//! `interval` (default [`DEFAULT_LOG_INTERVAL`]) with done/total, the rate and the time left, so
-//! that a scheduler's log shows where a job is. Hidden, it prints nothing. Messages printed
-//! through [`Progress::println`] do not tear the bar.
+//! Progress as an observer the caller supplies: a long job ([`crate::Extraction`], training,
+//! a dataset evaluation, an in-memory description) tells a [`Progress`] what it does, and the
+//! caller decides what that looks like: the command line draws a bar on a terminal or writes log
+//! lines, the Python binding forwards to a callback or tqdm, a service records it, and
+//! [`Silent`] ignores it. The library itself never draws anything.
 
-use std::io::IsTerminal;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+/// What a long job tells its caller as it goes. Every method has an empty default, so an
+/// observer implements only what it shows. Calls come from the thread that runs the job.
+pub trait Progress: Send + Sync {
+    /// A task of `total` steps of `unit` (`"images"`) begins, named `task` (`"extract"`,
+    /// `"epoch 3"`).
+    fn begin(&self, task: &str, unit: &str, total: u64) {
+        let _ = (task, unit, total);
+    }
 
-/// Seconds between two log lines when stderr is not a terminal.
-pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(30);
+    /// `n` more steps of the current task are done.
+    fn advance(&self, n: u64) {
+        let _ = n;
+    }
 
-/// Where progress goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressMode {
-    /// A bar on a terminal, log lines otherwise.
-    Auto,
-    /// Log lines every so often, whatever stderr is.
-    Log,
-    /// Nothing.
-    Hidden,
+    /// A short status of the current task (the running loss).
+    fn status(&self, message: &str) {
+        let _ = message;
+    }
+
+    /// A line for the person watching (an input was skipped, and why). The job also reports
+    /// what it says here in what it returns.
+    fn note(&self, line: &str) {
+        let _ = line;
+    }
+
+    /// The current task ended.
+    fn end(&self) {}
 }
 
-#[derive(Debug)]
-struct LogState {
-    done: u64,
-    message: String,
-    last: Instant,
-}
+/// An observer that shows nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
 
-#[derive(Debug)]
-enum Sink {
-    Bar(indicatif::ProgressBar),
-    Log {
-        state: Mutex<LogState>,
-        start: Instant,
-        interval: Duration,
-    },
-    Hidden,
-}
+impl Progress for Silent {}
 
-/// A progress reporter for `total` steps of what `label` names (`"images"`, `"epoch 3"`).
-#[derive(Debug)]
-pub struct Progress {
-    label: String,
-    unit: String,
-    total: u64,
-    sink: Sink,
-}
-
-impl Progress {
-    /// A reporter: a bar on a terminal, log lines otherwise (every [`DEFAULT_LOG_INTERVAL`]);
-    /// `show = false` hides it.
-    pub fn new(label: &str, unit: &str, total: u64, show: bool) -> Self {
-        let mode = if show {
-            ProgressMode::Auto
-        } else {
-            ProgressMode::Hidden
-        };
-        Self::with_mode(label, unit, total, mode, DEFAULT_LOG_INTERVAL)
+impl<P: Progress + ?Sized> Progress for &P {
+    fn begin(&self, task: &str, unit: &str, total: u64) {
+        (**self).begin(task, unit, total)
     }
-
-    /// A reporter with an explicit mode and log interval.
-    pub fn with_mode(
-        label: &str,
-        unit: &str,
-        total: u64,
-        mode: ProgressMode,
-        interval: Duration,
-    ) -> Self {
-        let terminal = std::io::stderr().is_terminal();
-        let sink = match mode {
-            ProgressMode::Hidden => Sink::Hidden,
-            ProgressMode::Auto if terminal => {
-                let bar = indicatif::ProgressBar::new(total);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{prefix} {elapsed_precise} [{bar:40}] {pos}/{len} {msg} {per_sec} ETA {eta}",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
-                );
-                bar.set_prefix(label.to_string());
-                Sink::Bar(bar)
-            }
-            ProgressMode::Auto | ProgressMode::Log => Sink::Log {
-                state: Mutex::new(LogState {
-                    done: 0,
-                    message: String::new(),
-                    last: Instant::now(),
-                }),
-                start: Instant::now(),
-                interval,
-            },
-        };
-        Progress {
-            label: label.to_string(),
-            unit: unit.to_string(),
-            total,
-            sink,
-        }
+    fn advance(&self, n: u64) {
+        (**self).advance(n)
     }
-
-    /// Counts `n` more steps done.
-    pub fn inc(&self, n: u64) {
-        match &self.sink {
-            Sink::Bar(b) => b.inc(n),
-            Sink::Log {
-                state,
-                start,
-                interval,
-            } => {
-                let mut s = state.lock().expect("progress lock");
-                s.done += n;
-                if s.last.elapsed() >= *interval {
-                    s.last = Instant::now();
-                    eprintln!("{}", self.line(s.done, &s.message, start.elapsed()));
-                }
-            }
-            Sink::Hidden => {}
-        }
+    fn status(&self, message: &str) {
+        (**self).status(message)
     }
-
-    /// Sets a short message shown with the progress (e.g. the running loss).
-    pub fn set_message(&self, m: String) {
-        match &self.sink {
-            Sink::Bar(b) => b.set_message(m),
-            Sink::Log { state, .. } => state.lock().expect("progress lock").message = m,
-            Sink::Hidden => {}
-        }
+    fn note(&self, line: &str) {
+        (**self).note(line)
     }
-
-    /// Prints a line to stderr without tearing the bar.
-    pub fn println(&self, line: &str) {
-        match &self.sink {
-            Sink::Bar(b) => b.suspend(|| eprintln!("{line}")),
-            _ => eprintln!("{line}"),
-        }
-    }
-
-    /// Removes the bar (a log prints nothing more).
-    pub fn finish(&self) {
-        if let Sink::Bar(b) = &self.sink {
-            b.finish_and_clear();
-        }
-    }
-
-    /// `label: done/total unit (p %), r unit/s, ETA t` for a log.
-    fn line(&self, done: u64, message: &str, elapsed: Duration) -> String {
-        let secs = elapsed.as_secs_f64();
-        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
-        let pct = if self.total > 0 {
-            100.0 * done as f64 / self.total as f64
-        } else {
-            100.0
-        };
-        let eta = if rate > 0.0 && self.total >= done {
-            format_duration(Duration::from_secs_f64((self.total - done) as f64 / rate))
-        } else {
-            "unknown".to_string()
-        };
-        let msg = if message.is_empty() {
-            String::new()
-        } else {
-            format!(", {message}")
-        };
-        format!(
-            "{}: {done}/{} {} ({pct:.1} %), {rate:.2} {}/s, elapsed {}, ETA {eta}{msg}",
-            self.label,
-            self.total,
-            self.unit,
-            self.unit,
-            format_duration(elapsed)
-        )
+    fn end(&self) {
+        (**self).end()
     }
 }
 
 /// `1h02m03s`, `2m05s`, `7s`.
-pub fn format_duration(d: Duration) -> String {
+pub fn format_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
     let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
     if h > 0 {
@@ -192,22 +73,34 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Count(Mutex<(u64, Vec<String>)>);
+
+    impl Progress for Count {
+        fn advance(&self, n: u64) {
+            self.0.lock().unwrap().0 += n;
+        }
+        fn note(&self, line: &str) {
+            self.0.lock().unwrap().1.push(line.into());
+        }
+    }
 
     #[test]
-    fn log_lines_say_done_rate_and_eta() {
-        let p = Progress::with_mode(
-            "extract",
-            "images",
-            10,
-            ProgressMode::Log,
-            Duration::from_secs(3600),
-        );
-        let l = p.line(4, "loss 0.5", Duration::from_secs(8));
+    fn observers_get_only_what_they_implement() {
+        let c = Count::default();
+        let p: &dyn Progress = &c;
+        p.begin("x", "images", 3);
+        p.advance(2);
+        (&p).advance(1);
+        p.note("skipped a");
+        p.end();
+        assert_eq!(*c.0.lock().unwrap(), (3, vec!["skipped a".to_string()]));
+        Silent.advance(1);
         assert_eq!(
-            l,
-            "extract: 4/10 images (40.0 %), 0.50 images/s, elapsed 8s, ETA 12s, loss 0.5"
+            format_duration(std::time::Duration::from_secs(3723)),
+            "1h02m03s"
         );
-        assert_eq!(format_duration(Duration::from_secs(3723)), "1h02m03s");
-        assert!(p.line(0, "", Duration::ZERO).ends_with("ETA unknown"));
     }
 }

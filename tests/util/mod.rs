@@ -145,6 +145,47 @@ pub fn keras_hed() -> PathBuf {
     p
 }
 
+/// `vggfeat extract --quiet -w <the tiny fixture's weights> -o STORE ARGS... INPUTS...`, at
+/// scale 224 unless `args` give `--scales`: the one way the tests extract a small store.
+pub fn extract_tiny(
+    inputs: &[&std::path::Path],
+    store: &std::path::Path,
+    args: &[&str],
+) -> std::process::Command {
+    let mut c = std::process::Command::new(bin());
+    c.args(["extract", "--quiet", "-w"])
+        .arg(tiny().join("weights.safetensors"))
+        .arg("-o")
+        .arg(store)
+        .args(args);
+    if !args.contains(&"--scales") {
+        c.args(["--scales", "224"]);
+    }
+    c.args(inputs);
+    c
+}
+
+/// An exported CSV (`id,label,<values>...`): the header, and (id, label cell, values) per row.
+pub type CsvRows = (Vec<String>, Vec<(String, String, Vec<f32>)>);
+
+/// Reads an exported CSV: the one CSV reader of the tests.
+pub fn read_csv(p: &std::path::Path) -> CsvRows {
+    let mut r = csv::Reader::from_path(p).unwrap();
+    let header = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r
+        .records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            (
+                rec[0].to_string(),
+                rec[1].to_string(),
+                rec.iter().skip(2).map(|x| x.parse().unwrap()).collect(),
+            )
+        })
+        .collect();
+    (header, rows)
+}
+
 /// Whether this CPU runs `--precision bf16` (AVX512-BF16).
 pub fn has_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -10,6 +10,7 @@
 
 mod choice;
 mod commands;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -67,9 +68,15 @@ enum Command {
     },
 }
 
-/// The error and its causes, each once (an I/O error's message already holds its cause).
-fn message(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
+/// The error and its causes, each once (an I/O error's message already holds its cause). A
+/// parameter error names the flag of `command` that sets the parameter.
+fn message(e: &anyhow::Error, command: &str) -> String {
+    let mut msg = match e.downcast_ref::<vggfeat::Error>() {
+        Some(vggfeat::Error::Param { param, reason }) => {
+            format!("{}: {reason}", choice::flag(command, *param))
+        }
+        _ => e.to_string(),
+    };
     for cause in e.chain().skip(1) {
         let c = cause.to_string();
         if !msg.contains(&c) {
@@ -94,6 +101,7 @@ fn main() -> ExitCode {
             .num_threads(n as usize)
             .build_global();
     }
+    let name = command_name(&cli.command);
     let result = match cli.command {
         Command::Info(a) => commands::info::run(a),
         Command::Classify(a) => commands::classify::run(a),
@@ -109,11 +117,27 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", message(&e));
+            eprintln!("error: {}", message(&e, name));
             let usage = e
                 .downcast_ref::<vggfeat::Error>()
                 .is_some_and(vggfeat::Error::is_usage);
             ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FATAL })
         }
+    }
+}
+
+/// The subcommand's name, as typed.
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Info(_) => "info",
+        Command::Classify(_) => "classify",
+        Command::Extract(_) => "extract",
+        Command::Export(_) => "export",
+        Command::Merge(_) => "merge",
+        Command::Svm(_) => "svm",
+        Command::Predict(_) => "predict",
+        Command::Reproduce(_) => "reproduce",
+        Command::Train(_) => "train",
+        Command::Weights { .. } => "weights",
     }
 }

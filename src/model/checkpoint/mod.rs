@@ -75,7 +75,7 @@ pub fn expected_normalization(w: &VggWeights) -> Result<(Normalization, &'static
                 path: w.path.clone(),
                 reason: format!(
                     "metadata `preprocess` is {v:?}, which names no input convention vggfeat \
-                     knows (torchvision, caffe); give --preprocess torchvision|caffe"
+                     knows (torchvision, caffe); name the preprocessing (torchvision or caffe)"
                 ),
             }),
     }
@@ -716,19 +716,12 @@ pub fn save_torchvision(
         out.push((format!("features.{index}.weight"), c.weight.clone()));
         out.push((format!("features.{index}.bias"), c.bias.clone()));
     }
-    if let Some(h) = &weights.head {
-        let [(m6, _), (m7, _), (m8, _)] = HEAD_NAMES[0].layers;
-        let mut linear = |module: &str, p: &ConvParams| -> Result<()> {
-            let f = p.out_channels();
-            out.push((format!("{module}.weight"), p.weight.reshape((f, ()))?));
-            out.push((format!("{module}.bias"), p.bias.clone()));
-            Ok(())
-        };
-        linear(m6, &h.fc6)?;
-        linear(m7, &h.fc7)?;
-        if let Some(f8) = &h.fc8 {
-            linear(m8, f8)?;
-        }
+    // The head's layers (fc6, fc7, fc8 in network order) as torchvision's Linear modules.
+    let head = weights.layers().into_iter().filter(|l| l.name.is_head());
+    for (p, (module, _)) in head.zip(HEAD_NAMES[0].layers) {
+        let f = p.out_channels();
+        out.push((format!("{module}.weight"), p.weight.reshape((f, ()))?));
+        out.push((format!("{module}.bias"), p.bias.clone()));
     }
     let views: Vec<(String, crate::util::F32View)> = out
         .iter()

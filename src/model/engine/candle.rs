@@ -60,8 +60,8 @@ impl CandleEngine {
             Precision::Bf16 => {
                 if w.convs.first().is_none_or(|c| c.weight.device().is_cpu()) {
                     return Err(Error::Unsupported(
-                        "--precision bf16 with --engine candle runs on CUDA only (candle has no \
-                         bf16 matrix product on the CPU); on the CPU use --engine auto or fast"
+                        "bf16 precision with the candle engine runs on CUDA only (candle has no \
+                         bf16 matrix product on the CPU); on the CPU use the auto or fast engine"
                             .into(),
                     ));
                 }

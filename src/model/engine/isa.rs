@@ -51,7 +51,7 @@ fn cap() -> Result<Option<Level>> {
             "portable" => Ok(Some(Level::Portable)),
             "avx512" => Ok(Some(Level::Avx512)),
             "avx512-bf16" | "" => Ok(Some(Level::Avx512Bf16)),
-            _ => Err(Error::InvalidParam(format!(
+            _ => Err(Error::Usage(format!(
                 "{MAX_ISA_VAR}={v}: expected portable, avx512 or avx512-bf16"
             ))),
         },
@@ -75,14 +75,13 @@ pub fn kernel_for(precision: Precision) -> Result<Kernel> {
         Precision::Bf16 if level >= Level::Avx512Bf16 => Ok(Kernel::Bf16),
         Precision::Bf16 => Err(Error::Unsupported(if found >= Level::Avx512Bf16 {
             format!(
-                "--precision bf16 needs AVX512-BF16, which {MAX_ISA_VAR} turns off; unset it \
-                 or use --precision f32"
+                "bf16 precision needs AVX512-BF16, which {MAX_ISA_VAR} turns off; unset it \
+                 or use f32 precision"
             )
         } else {
-            "--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps: Intel Cooper Lake, \
-             Sapphire Rapids or later, AMD Zen 4 or later); this CPU lacks it: use --precision \
-             f32"
-            .to_string()
+            "bf16 precision needs a CPU with AVX512-BF16 (vdpbf16ps: Intel Cooper Lake, \
+             Sapphire Rapids or later, AMD Zen 4 or later); this CPU lacks it: use f32 precision"
+                .to_string()
         })),
     }
 }

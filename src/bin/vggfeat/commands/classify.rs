@@ -7,9 +7,11 @@ use anyhow::Result;
 use clap::Args;
 
 use super::RunOpts;
+use crate::progress::Shown;
 use crate::{EXIT_OK, EXIT_SOME_FAILED};
-use vggfeat::classify::{ClassNet, DEFAULT_SCALE, Evaluation};
-use vggfeat::image_io::{DEFAULT_MAX_PIXELS, DecodeOptions};
+use vggfeat::classify::{DEFAULT_SCALE, Evaluation};
+use vggfeat::image_io::DEFAULT_MAX_PIXELS;
+use vggfeat::{ClassifyParams, ClassifyValidParams, Image, ImageClassifier};
 
 /// Classify images with the paper's test protocols: dense, multi-crop, or both; one or several
 /// scales; one net or several fused.
@@ -47,53 +49,50 @@ pub struct ClassifyArgs {
     pub max_pixels: u64,
 }
 
+impl TryFrom<&ClassifyArgs> for ClassifyValidParams {
+    type Error = vggfeat::Error;
+    fn try_from(a: &ClassifyArgs) -> vggfeat::Result<Self> {
+        ClassifyParams::new()
+            .weights(a.weights.clone())
+            .preprocess(a.run.preprocess)
+            .precision(a.run.precision)
+            .engine(a.run.engine)
+            .device(a.run.device)
+            .scales(a.scale.clone())
+            .dense(a.dense || a.crops.is_none())
+            .crops(a.crops)
+            .top(a.top)
+            .max_pixels(a.max_pixels)
+            .check()
+    }
+}
+
 /// Classifies each image (a bad image is reported and the others go on), or evaluates a dataset.
 pub fn run(a: ClassifyArgs) -> Result<u8> {
-    let loaded = a
-        .weights
-        .iter()
-        .map(|w| a.run.load(w))
-        .collect::<vggfeat::Result<Vec<_>>>()?;
-    let nets: Vec<ClassNet> = loaded
-        .iter()
-        .map(|(net, norm)| ClassNet { net, norm: *norm })
-        .collect();
-    let eval = Evaluation {
-        scales: a.scale.clone(),
-        dense: a.dense || a.crops.is_none(),
-        crops: a.crops,
-    };
-    let classes = vggfeat::classify::check(&nets, &eval)?;
-    let decode = DecodeOptions {
-        max_pixels: a.max_pixels,
-        ..Default::default()
-    };
+    let params = ClassifyValidParams::try_from(&a)?;
+    let classifier = ImageClassifier::new(&params)?;
+    let eval = params.evaluation();
+    let nets = params.weights().len();
     if let Some(dir) = &a.eval {
         let ds = vggfeat::Dataset::open(dir)?;
-        let bar = vggfeat::util::Progress::new(
-            "classify",
-            "img",
-            ds.len() as u64,
-            std::io::stderr().is_terminal(),
-        );
-        let r = vggfeat::classify::evaluate(&nets, &ds, &eval, &decode, |_, _| bar.inc(1))?;
-        bar.finish();
+        // A bar on a terminal only: an evaluation is short next to an extraction.
+        let r = classifier.evaluate(&ds, &Shown::visible(std::io::stderr().is_terminal()))?;
         println!(
             "top-1 error {:.2} %, top-5 error {:.2} % over {} images ({})",
             100.0 * r.top1_error,
             100.0 * r.top5_error,
             r.images,
-            describe(&eval, nets.len())
+            describe(eval, nets)
         );
         return Ok(report_failed(
             &r.failed.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
             ds.len(),
         ));
     }
-    let names = classes == vggfeat::imagenet::NUM_CLASSES;
+    let names = classifier.classes() == vggfeat::imagenet::NUM_CLASSES;
     let mut failed = Vec::new();
-    for p in &a.images {
-        match vggfeat::classify::classify_file(&nets, p, &eval, a.top, &decode) {
+    for (i, p) in a.images.iter().enumerate() {
+        match classifier.classify(&Image::Path(p.clone()), i) {
             Ok(preds) => {
                 println!("{}", p.display());
                 for (rank, pr) in preds.iter().enumerate() {

@@ -6,32 +6,8 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::EXIT_OK;
-use crate::choice::{AggregateArg, Choice, lib_parser};
-use vggfeat::store::Nets;
-use vggfeat::store::export::{ExportFormat, ExportParams, export};
-
-/// `--nets all|0,1`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetsArg(pub Nets);
-
-impl std::str::FromStr for NetsArg {
-    type Err = vggfeat::Error;
-    fn from_str(s: &str) -> vggfeat::Result<Self> {
-        if s == "all" {
-            return Ok(NetsArg(Nets::All));
-        }
-        s.split(',')
-            .map(|p| {
-                p.trim().parse().map_err(|_| {
-                    vggfeat::Error::InvalidParam(format!(
-                        "bad --nets `{s}` (expected all or indices like 0,1)"
-                    ))
-                })
-            })
-            .collect::<vggfeat::Result<Vec<usize>>>()
-            .map(|v| NetsArg(Nets::Some(v)))
-    }
-}
+use crate::choice::{Choice, lib_parser};
+use vggfeat::{Aggregate, ExportFormat, ExportParams, ExportValidParams, Nets, export};
 
 /// Export descriptors: aggregated and L2-normalised, or raw per net and scale.
 #[derive(Args, Debug)]
@@ -43,11 +19,11 @@ pub struct ExportArgs {
     /// The store folder written by `extract`.
     pub store: PathBuf,
     /// Scale aggregation.
-    #[arg(long, default_value_t = AggregateArg::Avg, value_parser = Choice::<AggregateArg>::new())]
-    pub aggregate: AggregateArg,
+    #[arg(long, default_value_t = Aggregate::Avg, value_parser = Choice::<Aggregate>::new())]
+    pub aggregate: Aggregate,
     /// Nets to use: all, or indices like 0,1 (fused by stacking).
-    #[arg(long, default_value = "all", value_parser = lib_parser::<NetsArg>)]
-    pub nets: NetsArg,
+    #[arg(long, default_value = "all", value_parser = lib_parser::<Nets>)]
+    pub nets: Nets,
     /// Write CSV: header id,label,d0,d1,...
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -69,36 +45,34 @@ pub struct ExportArgs {
     pub raw: bool,
 }
 
-impl TryFrom<ExportArgs> for ExportParams {
+impl TryFrom<ExportArgs> for ExportValidParams {
     type Error = vggfeat::Error;
     fn try_from(a: ExportArgs) -> vggfeat::Result<Self> {
-        let format = match (a.csv, a.npy, a.parquet, a.npy_shards) {
-            (Some(p), None, None, None) => ExportFormat::Csv(p),
-            (None, Some(p), None, None) => ExportFormat::Npy(p),
-            (None, None, Some(p), None) => ExportFormat::Parquet(p),
-            (None, None, None, Some(dir)) => ExportFormat::NpyShards {
+        let mut p = ExportParams::new()
+            .store(a.store)
+            .aggregate(a.aggregate)
+            .nets(a.nets)
+            .raw(a.raw);
+        // clap's group makes exactly one of them present.
+        if let Some(f) = a.csv {
+            p = p.format(ExportFormat::Csv(f));
+        } else if let Some(f) = a.npy {
+            p = p.format(ExportFormat::Npy(f));
+        } else if let Some(f) = a.parquet {
+            p = p.format(ExportFormat::Parquet(f));
+        } else if let Some(dir) = a.npy_shards {
+            p = p.format(ExportFormat::NpyShards {
                 dir,
                 rows: a.rows as usize,
-            },
-            _ => {
-                return Err(vggfeat::Error::InvalidParam(
-                    "give one of --csv, --npy, --parquet or --npy-shards".into(),
-                ));
-            }
-        };
-        Ok(ExportParams {
-            store: a.store,
-            aggregate: a.aggregate.into(),
-            nets: a.nets.0,
-            format,
-            raw: a.raw,
-        })
+            });
+        }
+        p.check()
     }
 }
 
 /// Exports and says how many descriptors of which dimension went where.
 pub fn run(a: ExportArgs) -> Result<u8> {
-    let s = export(&ExportParams::try_from(a)?)?;
+    let s = export(&ExportValidParams::try_from(a)?)?;
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }

@@ -7,11 +7,13 @@ use clap::Args;
 
 use super::RunOpts;
 use crate::choice::lib_parser;
+use crate::progress::{Mode, Shown};
 use crate::{EXIT_OK, EXIT_SOME_FAILED};
-use vggfeat::dataset::ShardSpec;
-use vggfeat::extract::{ExtractJob, ExtractParams, ExtractRequest, Selection};
-use vggfeat::image_io::DecodeOptions;
-use vggfeat::model::config::LayerName;
+use vggfeat::image_io::DEFAULT_MAX_PIXELS;
+use vggfeat::{
+    ExtractParams, ExtractValidParams, Extractor, ExtractorParams, ExtractorValidParams, LayerName,
+    ShardSpec,
+};
 
 /// Extract dense multi-scale descriptors into a store.
 #[derive(Args, Debug)]
@@ -36,7 +38,7 @@ pub struct ExtractArgs {
     #[arg(long, short = 'o')]
     pub out: PathBuf,
     /// Scales Q, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = ExtractParams::default().scales)]
+    #[arg(long, value_delimiter = ',', default_values_t = defaults().scales().to_vec())]
     pub scales: Vec<u32>,
     /// Do not average with the horizontal flip.
     #[arg(long)]
@@ -48,17 +50,17 @@ pub struct ExtractArgs {
     #[command(flatten)]
     pub run: RunOpts,
     /// Inputs per forward pass at most (an image and its flip count as two).
-    #[arg(long, default_value_t = ExtractParams::default().batch)]
+    #[arg(long, default_value_t = defaults().batch())]
     pub batch: usize,
     /// Images per atomic store chunk (a kill loses at most this many).
-    #[arg(long, default_value_t = ExtractParams::default().chunk_records)]
+    #[arg(long, default_value_t = vggfeat::extract::DEFAULT_CHUNK)]
     pub chunk: usize,
     /// Threads that decode and resize images ahead of the network (they share the cores with
     /// it: more help when images are large and the network fast, e.g. one small scale in bf16).
-    #[arg(long, default_value_t = ExtractParams::default().decode_threads as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, default_value_t = defaults().decode_threads() as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub decode_threads: u32,
     /// VOC image set (ImageSets/Main/<split>.txt), for a devkit input.
-    #[arg(long, default_value_t = Selection::default().voc_split)]
+    #[arg(long, default_value = "trainval")]
     pub split: String,
     /// Only these classes, comma-separated (a smaller benchmark, or a quick run).
     #[arg(long, value_delimiter = ',')]
@@ -72,10 +74,10 @@ pub struct ExtractArgs {
     #[arg(long, value_parser = lib_parser::<ShardSpec>)]
     pub shard: Option<ShardSpec>,
     /// Seconds between progress lines when stderr is not a terminal (a batch job's log).
-    #[arg(long, default_value_t = 30.0)]
-    pub progress_interval: f64,
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    pub progress_interval: std::time::Duration,
     /// Largest accepted image, in pixels (decompression-bomb guard).
-    #[arg(long, default_value_t = DecodeOptions::default().max_pixels, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
     /// Try every input that failed in an earlier run again (by default only those whose file
     /// changed since).
@@ -86,75 +88,80 @@ pub struct ExtractArgs {
     pub quiet: bool,
 }
 
-impl TryFrom<ExtractArgs> for ExtractRequest {
+/// A number of seconds >= 0.
+fn seconds(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|x| std::time::Duration::try_from_secs_f64(x).ok())
+        .ok_or_else(|| format!("`{s}` must be a number of seconds >= 0"))
+}
+
+/// The library's defaults, shown in `--help`.
+fn defaults() -> ExtractorValidParams {
+    ExtractorParams::new()
+        .check()
+        .expect("the defaults are valid")
+}
+
+impl TryFrom<&ExtractArgs> for ExtractorValidParams {
     type Error = vggfeat::Error;
-    fn try_from(a: ExtractArgs) -> vggfeat::Result<Self> {
-        let r = ExtractRequest {
-            inputs: a.input,
-            weights: a.weights,
-            out: a.out,
-            layer: a.layer,
-            preprocess: a.run.preprocess.into(),
-            device: a.run.device,
-            engine: a.run.engine.into(),
-            precision: a.run.precision.into(),
-            dataset: Selection {
-                voc_split: a.split,
-                classes: a.classes,
-                limit_per_class: a.limit_per_class,
-                shard: a.shard.map(ShardSpec::resolve).transpose()?,
-                root: a.root,
-            },
-            params: ExtractParams {
-                scales: a.scales,
-                flip: !a.no_flip,
-                batch: a.batch,
-                chunk_records: a.chunk,
-                decode_threads: a.decode_threads as usize,
-                decode: DecodeOptions {
-                    max_pixels: a.max_pixels,
-                    ..Default::default()
-                },
-                progress: !a.quiet,
-                progress_interval: std::time::Duration::try_from_secs_f64(a.progress_interval)
-                    .map_err(|_| {
-                        vggfeat::Error::InvalidParam(format!(
-                            "--progress-interval {}: must be a number of seconds >= 0",
-                            a.progress_interval
-                        ))
-                    })?,
-                retry_failed: a.retry_failed,
-                ..Default::default()
-            },
-        };
-        r.check()?;
-        Ok(r)
+    fn try_from(a: &ExtractArgs) -> vggfeat::Result<Self> {
+        ExtractorParams::new()
+            .weights(a.weights.clone())
+            .layer(a.layer)
+            .preprocess(a.run.preprocess)
+            .precision(a.run.precision)
+            .engine(a.run.engine)
+            .device(a.run.device)
+            .scales(a.scales.clone())
+            .flip(!a.no_flip)
+            .batch(a.batch)
+            .max_pixels(a.max_pixels)
+            .decode_threads(a.decode_threads as usize)
+            .check()
+    }
+}
+
+impl TryFrom<&ExtractArgs> for ExtractValidParams {
+    type Error = vggfeat::Error;
+    fn try_from(a: &ExtractArgs) -> vggfeat::Result<Self> {
+        ExtractParams::new()
+            .inputs(a.input.clone())
+            .out(&a.out)
+            .root(a.root.clone())
+            .voc_split(&a.split)
+            .classes(a.classes.clone())
+            .limit_per_class(a.limit_per_class)
+            .shard(a.shard)
+            .chunk(a.chunk)
+            .retry_failed(a.retry_failed)
+            .check()
     }
 }
 
 /// Runs the extraction and prints its summary and every failed input.
 pub fn run(a: ExtractArgs) -> Result<u8> {
-    let quiet = a.quiet;
-    let req = ExtractRequest::try_from(a)?;
-    let input = req.inputs[0].clone();
-    let job = ExtractJob::prepare(req)?;
-    if !quiet {
-        for n in job.notes() {
+    let nets = ExtractorValidParams::try_from(&a)?;
+    let job = ExtractValidParams::try_from(&a)?;
+    let extractor = Extractor::new(&nets)?;
+    let extraction = extractor.prepare(&job)?;
+    if !a.quiet {
+        for n in extractor.notes() {
             eprintln!("{n}");
         }
-        let ds = job.dataset();
-        let params = &job.request().params;
+        let ds = extraction.dataset();
         eprintln!(
             "{} images ({} classes) from {}; {} net(s), scales {:?}{}",
             ds.len(),
             ds.classes.len(),
-            input.display(),
-            job.extractor().nets().len(),
-            params.scales,
-            if params.flip { ", with flips" } else { "" }
+            a.input[0].display(),
+            extractor.nets().len(),
+            nets.scales(),
+            if nets.flip() { ", with flips" } else { "" }
         );
     }
-    let s = job.run()?;
+    let mode = if a.quiet { Mode::Hidden } else { Mode::Auto };
+    let s = extraction.run(&Shown::new(mode, a.progress_interval))?;
     let rates = if s.extracted + s.failed.len() > 0 && s.network_seconds > 0.0 {
         format!(
             " ({:.2} images/s end to end, {:.2} images/s in the network)",

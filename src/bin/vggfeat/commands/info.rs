@@ -24,10 +24,7 @@ pub struct InfoArgs {
 /// Prints each checkpoint's description.
 pub fn run(a: InfoArgs) -> Result<u8> {
     for (i, p) in a.weights.iter().enumerate() {
-        let info = vggfeat::model::describe(&vggfeat::model::checkpoint::load(
-            p,
-            &candle_core::Device::Cpu,
-        )?);
+        let info = vggfeat::info(p)?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&info)?);
         } else {

@@ -27,7 +27,7 @@ pub struct MergeArgs {
 
 /// Merges and says how many records went where.
 pub fn run(a: MergeArgs) -> Result<u8> {
-    let s = vggfeat::store::merge_with(&a.stores, &a.out, a.allow_partial)?;
+    let s = vggfeat::merge(&a.stores, &a.out, a.allow_partial)?;
     if let Some(why) = s.incomplete() {
         eprintln!("warning: {why}");
     }

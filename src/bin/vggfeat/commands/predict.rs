@@ -6,8 +6,9 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::EXIT_OK;
-use crate::choice::{AggregateArg, Choice};
-use vggfeat::Classifier;
+use crate::choice::Choice;
+use vggfeat::report::Scores;
+use vggfeat::{Aggregate, PredictParams};
 
 /// Apply saved classifiers (`svm`'s model_<split>.safetensors) to a store.
 #[derive(Args, Debug)]
@@ -22,8 +23,8 @@ pub struct PredictArgs {
     #[arg(long = "features", short = 'f', required = true)]
     pub features: Vec<PathBuf>,
     /// Check that the classifier was trained on this aggregation (default: use its own).
-    #[arg(long, value_parser = Choice::<AggregateArg>::new())]
-    pub aggregate: Option<AggregateArg>,
+    #[arg(long, value_parser = Choice::<Aggregate>::new())]
+    pub aggregate: Option<Aggregate>,
     /// Classes to print per image, highest decision value first.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
@@ -35,31 +36,28 @@ pub struct PredictArgs {
 
 /// Scores the stores and prints the top classes, or writes the CSV.
 pub fn run(a: PredictArgs) -> Result<u8> {
-    let classifier = Classifier::load(&a.model)?;
-    let stores = a
-        .features
-        .iter()
-        .map(|p| vggfeat::Store::open(p))
-        .collect::<vggfeat::Result<Vec<_>>>()?;
-    let p = vggfeat::classifier::predict(&classifier, &stores, a.aggregate.map(Into::into))?;
+    let params = PredictParams::new()
+        .model(a.model)
+        .features(a.features)
+        .aggregate(a.aggregate)
+        .check()?;
+    let p = vggfeat::predict(&params)?;
     for w in &p.warnings {
         eprintln!("warning: {w}");
     }
     match &a.csv {
         Some(path) => {
-            vggfeat::report::write_scores(
-                path,
-                &p.ids,
-                &p.labels,
-                &classifier.classes,
-                p.values.view(),
-            )?;
-            eprintln!(
-                "{} images scored by {} classes into {}",
-                p.ids.len(),
-                classifier.classes.len(),
-                path.display()
-            );
+            let n = p.ids.len();
+            let k = p.classes.len();
+            let scores = Scores {
+                set: "predict".into(),
+                ids: p.ids,
+                labels: p.labels,
+                classes: p.classes,
+                values: p.values,
+            };
+            vggfeat::report::write_scores(path, &scores)?;
+            eprintln!("{n} images scored by {k} classes into {}", path.display());
         }
         None => {
             for (id, row) in p.ids.iter().zip(p.values.rows()) {
@@ -67,7 +65,7 @@ pub fn run(a: PredictArgs) -> Result<u8> {
                 let top: Vec<String> = vggfeat::metrics::ranking(&v)
                     .into_iter()
                     .take(a.top)
-                    .map(|k| format!("{} {:.4}", classifier.classes[k], v[k]))
+                    .map(|k| format!("{} {:.4}", p.classes[k], v[k]))
                     .collect();
                 println!("{id}\t{}", top.join("\t"));
             }

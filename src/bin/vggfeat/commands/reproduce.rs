@@ -4,14 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use linfa::ParamGuard;
 
 use crate::EXIT_OK;
 use crate::choice::lib_parser;
-use vggfeat::extract::ExtractParams;
-use vggfeat::model::DeviceSpec;
-use vggfeat::model::config::LayerName;
-use vggfeat::protocol::reproduce::{Benchmark, ReproduceParams, ReproduceRequest};
+use crate::progress::Shown;
+use vggfeat::{Benchmark, DeviceSpec, LayerName, ReproduceParams, ReproduceValidParams};
 
 /// The paper's transfer table.
 #[derive(Args, Debug)]
@@ -63,60 +60,37 @@ pub struct ReproduceArgs {
     pub quiet: bool,
 }
 
-impl TryFrom<ReproduceArgs> for ReproduceRequest {
+impl TryFrom<&ReproduceArgs> for ReproduceValidParams {
     type Error = vggfeat::Error;
-    fn try_from(a: ReproduceArgs) -> vggfeat::Result<Self> {
-        if a.weights_d.is_none() && a.weights_e.is_none() {
-            return Err(vggfeat::Error::InvalidParam(
-                "give --weights-d and/or --weights-e".into(),
-            ));
-        }
-        let extract = ExtractParams {
-            progress: !a.quiet,
-            ..Default::default()
-        };
-        if let Some(s) = &a.scales {
-            ExtractParams {
-                scales: s.clone(),
-                ..extract.clone()
+    fn try_from(a: &ReproduceArgs) -> vggfeat::Result<Self> {
+        let mut p = ReproduceParams::new()
+            .weights_d(a.weights_d.clone())
+            .weights_e(a.weights_e.clone())
+            .layer(a.layer)
+            .device(a.device)
+            .scales(a.scales.clone())
+            .work(&a.work)
+            .out(&a.out)
+            .skip_checks(a.skip_checks)
+            .seed(a.seed);
+        for (b, d) in [
+            (Benchmark::Voc2007, &a.voc2007),
+            (Benchmark::Voc2012, &a.voc2012),
+            (Benchmark::Caltech101, &a.caltech101),
+            (Benchmark::Caltech256, &a.caltech256),
+        ] {
+            if let Some(d) = d {
+                p = p.benchmark(b, d);
             }
-            .check_basic()?;
         }
-        let benchmarks = [
-            (Benchmark::Voc2007, a.voc2007),
-            (Benchmark::Voc2012, a.voc2012),
-            (Benchmark::Caltech101, a.caltech101),
-            (Benchmark::Caltech256, a.caltech256),
-        ]
-        .into_iter()
-        .filter_map(|(b, d)| d.map(|d| (b, d)))
-        .collect();
-        Ok(ReproduceRequest {
-            benchmarks,
-            weights_d: a.weights_d,
-            weights_e: a.weights_e,
-            layer: a.layer,
-            device: a.device,
-            params: ReproduceParams {
-                work: a.work,
-                out: a.out,
-                scales: a.scales,
-                extract,
-                skip_checks: a.skip_checks,
-                svm: vggfeat::svm::LinearSvmParams::new().seed(a.seed).check()?,
-                select: vggfeat::svm::SelectCParams::new().seed(a.seed).check()?,
-                seed: a.seed,
-            },
-        })
+        p.check()
     }
 }
 
 /// Runs every benchmark given and prints the table.
 pub fn run(a: ReproduceArgs) -> Result<u8> {
-    let req = ReproduceRequest::try_from(a)?;
-    let t = vggfeat::protocol::reproduce::run(&req, |b, dir| {
-        eprintln!("== {} ({})", b.name(), dir.display())
-    })?;
+    let p = ReproduceValidParams::try_from(&a)?;
+    let t = vggfeat::reproduce(&p, &Shown::visible(!a.quiet))?;
     println!("{}", t.markdown);
     for s in &t.skipped {
         eprintln!("skipped {s}");

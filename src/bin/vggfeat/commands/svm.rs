@@ -6,12 +6,16 @@ use anyhow::Result;
 use clap::Args;
 use linfa::ParamGuard;
 
-use super::export::NetsArg;
 use crate::EXIT_OK;
-use crate::choice::{AggregateArg, ApArg, Choice, LossArg, ProtocolArg, SolverArg, lib_parser};
+use crate::choice::{Choice, lib_parser};
 use vggfeat::dataset::SplitParams;
-use vggfeat::protocol::{Protocol, ProtocolName, SplitSource, SvmOutcome, SvmRequest, VocParams};
-use vggfeat::svm::{DEFAULT_C_GRID, LinearSvmParams, SelectCParams};
+use vggfeat::metrics::ApKind;
+use vggfeat::protocol::{ProtocolName, VocParams};
+use vggfeat::svm::DEFAULT_C_GRID;
+use vggfeat::{
+    Aggregate, EvaluateOutcome, EvaluateParams, EvaluateValidParams, LinearSvmParams, Loss, Nets,
+    Solver,
+};
 
 /// `--test-per-class N|all`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +27,7 @@ impl std::str::FromStr for PerClass {
         match s {
             "all" => Ok(PerClass(None)),
             n => n.parse().map(|n| PerClass(Some(n))).map_err(|_| {
-                vggfeat::Error::InvalidParam(format!(
-                    "bad --test-per-class `{n}` (a number or all)"
-                ))
+                vggfeat::Error::Usage(format!("bad --test-per-class `{n}` (a number or all)"))
             }),
         }
     }
@@ -56,14 +58,14 @@ pub struct SvmArgs {
     #[arg(long = "features", short = 'f', required = true)]
     pub features: Vec<PathBuf>,
     /// Scale aggregation.
-    #[arg(long, default_value_t = AggregateArg::Stack, value_parser = Choice::<AggregateArg>::new())]
-    pub aggregate: AggregateArg,
+    #[arg(long, default_value_t = Aggregate::Stack, value_parser = Choice::<Aggregate>::new())]
+    pub aggregate: Aggregate,
     /// Nets: all, or indices like 0,1 (late fusion by stacking).
-    #[arg(long, default_value = "all", value_parser = lib_parser::<NetsArg>)]
-    pub nets: NetsArg,
+    #[arg(long, default_value = "all", value_parser = lib_parser::<Nets>)]
+    pub nets: Nets,
     /// Protocol: caltech (random per-class splits, mean class recall) or voc (devkit sets, AP).
-    #[arg(long, default_value_t = ProtocolArg::Caltech, value_parser = Choice::<ProtocolArg>::new())]
-    pub protocol: ProtocolArg,
+    #[arg(long, default_value_t = ProtocolName::Caltech, value_parser = Choice::<ProtocolName>::new())]
+    pub protocol: ProtocolName,
     /// Caltech: training images per class.
     #[arg(long, default_value_t = SplitParams::default().train_per_class)]
     pub train_per_class: usize,
@@ -92,14 +94,14 @@ pub struct SvmArgs {
     #[arg(long, default_value_t = VocParams::new("").test_set)]
     pub test_set: String,
     /// VOC: AP definition.
-    #[arg(long, default_value_t = ApArg::of(VocParams::new("").ap), value_parser = Choice::<ApArg>::new())]
-    pub ap: ApArg,
+    #[arg(long, default_value_t = VocParams::new("").ap, value_parser = Choice::<ApKind>::new())]
+    pub ap: ApKind,
     /// Solver.
-    #[arg(long, default_value_t = SolverArg::of(svm_defaults().solver()), value_parser = Choice::<SolverArg>::new())]
-    pub solver: SolverArg,
+    #[arg(long, default_value_t = svm_defaults().solver(), value_parser = Choice::<Solver>::new())]
+    pub solver: Solver,
     /// Loss.
-    #[arg(long, default_value_t = LossArg::of(svm_defaults().loss()), value_parser = Choice::<LossArg>::new())]
-    pub loss: LossArg,
+    #[arg(long, default_value_t = svm_defaults().loss(), value_parser = Choice::<Loss>::new())]
+    pub loss: Loss,
     /// C grid for selection on a hold-out of each training split, comma-separated.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_values_t = DEFAULT_C_GRID.to_vec())]
     pub c_grid: Vec<f64>,
@@ -112,66 +114,43 @@ pub struct SvmArgs {
     pub title: Option<String>,
 }
 
-impl TryFrom<SvmArgs> for SvmRequest {
+impl TryFrom<SvmArgs> for EvaluateValidParams {
     type Error = vggfeat::Error;
     fn try_from(a: SvmArgs) -> vggfeat::Result<Self> {
-        let svm = LinearSvmParams::new()
-            .loss(a.loss.into())
-            .solver(a.solver.into())
+        EvaluateParams::new()
+            .features(a.features)
+            .aggregate(a.aggregate)
+            .nets(a.nets)
+            .protocol(a.protocol)
+            .train_per_class(a.train_per_class)
+            .test_per_class(a.test_per_class.0)
+            .splits(a.splits)
             .seed(a.seed)
-            .check()?;
-        let select = SelectCParams::new()
-            .grid(a.c_grid)
-            .seed(a.seed)
-            .ap_kind(a.ap.into())
-            .check()?;
-        let protocol = match ProtocolName::from(a.protocol) {
-            ProtocolName::Caltech if a.split_files.is_empty() => {
-                Protocol::Caltech(SplitSource::Sample(SplitParams {
-                    train_per_class: a.train_per_class,
-                    test_per_class: a.test_per_class.0,
-                    seed: a.seed,
-                    splits: a.splits,
-                    drop_classes: a.drop_class,
-                }))
-            }
-            ProtocolName::Caltech => Protocol::Caltech(SplitSource::Files(a.split_files)),
-            ProtocolName::Voc => {
-                let devkit = a.voc.ok_or_else(|| {
-                    vggfeat::Error::InvalidParam("--protocol voc needs --voc DEVKIT".into())
-                })?;
-                Protocol::Voc(VocParams {
-                    devkit,
-                    train_set: a.train_set,
-                    test_set: a.test_set,
-                    ap: a.ap.into(),
-                })
-            }
-        };
-        Ok(SvmRequest {
-            features: a.features,
-            aggregate: a.aggregate.into(),
-            nets: a.nets.0,
-            protocol,
-            svm,
-            select,
-            title: a.title,
-            out: a.out,
-            command: std::env::args().collect(),
-        })
+            .drop_classes(a.drop_class)
+            .split_files(a.split_files)
+            .devkit(a.voc)
+            .train_set(a.train_set)
+            .test_set(a.test_set)
+            .ap(a.ap)
+            .svm(LinearSvmParams::new().loss(a.loss).solver(a.solver))
+            .c_grid(a.c_grid)
+            .title(a.title)
+            .out(a.out)
+            .command(std::env::args().collect())
+            .check()
     }
 }
 
 /// Runs the protocol and prints its headline numbers.
 pub fn run(a: SvmArgs) -> Result<u8> {
-    let req = SvmRequest::try_from(a)?;
+    let req = EvaluateValidParams::try_from(a)?;
     let t0 = std::time::Instant::now();
-    let report = vggfeat::protocol::run_svm(&req)?;
+    let report = vggfeat::evaluate(&req)?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
     match report.outcome {
-        SvmOutcome::Caltech(o) => {
+        EvaluateOutcome::Caltech(o) => {
             for s in &o.splits {
                 eprintln!(
                     "split {}: C = {}, mean class recall {:.2} % ({} train, {} test, {:.1} s)",
@@ -189,16 +168,16 @@ pub fn run(a: SvmArgs) -> Result<u8> {
                 100.0 * o.recall.std.unwrap_or(0.0),
                 o.splits.len(),
                 t0.elapsed().as_secs_f64(),
-                req.out.display()
+                req.out().display()
             );
         }
-        SvmOutcome::Voc(o) => match &o.table {
+        EvaluateOutcome::Voc(o) => match &o.table {
             Some(t) => println!(
                 "mAP {:.2} % (C = {}, {:.1} s); results in {}; devkit result files in {}",
                 100.0 * t.mean,
                 o.c,
                 t0.elapsed().as_secs_f64(),
-                req.out.display(),
+                req.out().display(),
                 o.result_files.display()
             ),
             None => println!(

@@ -1,21 +1,22 @@
-//! `vggfeat train`: flags mapped onto [`vggfeat::train::TrainParams`] (unset flags take the
-//! library's defaults), progress and per-epoch lines, and the resume rules. Nothing else: the
-//! recipe lives in the library.
+//! `vggfeat train`: flags mapped onto [`vggfeat::TrainParams`] (unset flags take the library's
+//! defaults; the library refuses what a resumed run cannot change), progress and per-epoch
+//! lines. Nothing else: the recipe and the resume rules live in the library.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::svm::PerClass;
 use crate::EXIT_OK;
-use crate::choice::{Choice, ConfigArg, InitSchemeArg, PreprocessArg, lib_parser};
-use vggfeat::model::DeviceSpec;
-use vggfeat::model::config::LayerName;
-use vggfeat::train::augment::TrainScale;
-use vggfeat::train::log::EpochMetrics;
-use vggfeat::train::net::Init;
-use vggfeat::train::{Summary, TrainParams, Trainer};
+use crate::choice::{Choice, lib_parser};
+use crate::progress::Shown;
+use vggfeat::model::InitScheme;
+use vggfeat::train::{EpochMetrics, Init, TrainScale};
+use vggfeat::{
+    ConfigName, DeviceSpec, LayerName, Preprocess, TrainParams, TrainSummary, TrainValidParams,
+    Trainer,
+};
 
 /// `vggfeat train`: train a VGG network with the paper's recipe (Section 3.1).
 ///
@@ -31,8 +32,8 @@ pub struct TrainArgs {
     /// with --init resume:DIR.
     pub data: Option<PathBuf>,
     /// Configuration (default with --init pretrained: the checkpoint's).
-    #[arg(long, value_parser = Choice::<ConfigArg>::new())]
-    pub config: Option<ConfigArg>,
+    #[arg(long, value_parser = Choice::<ConfigName>::new())]
+    pub config: Option<ConfigName>,
     /// Run folder for checkpoints, split, parameters, metrics and plot (not needed with resume).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
@@ -43,8 +44,8 @@ pub struct TrainArgs {
     pub init: Init,
     /// Random layers: paper (N(0, 0.01^2)), glorot, he, or torchvision (He fan-out convs,
     /// N(0, 0.01^2) fc layers). [default: paper]
-    #[arg(long, value_parser = Choice::<InitSchemeArg>::new())]
-    pub init_scheme: Option<InitSchemeArg>,
+    #[arg(long, value_parser = Choice::<InitScheme>::new())]
+    pub init_scheme: Option<InitScheme>,
     /// Keep layers fixed up to this one, e.g. conv5_3, pool4, fc7.
     #[arg(long, value_parser = lib_parser::<LayerName>)]
     pub freeze_through: Option<LayerName>,
@@ -126,8 +127,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Input convention. [default: auto = the pretrained net's, else torchvision]
-    #[arg(long, value_parser = Choice::<PreprocessArg>::new())]
-    pub preprocess: Option<PreprocessArg>,
+    #[arg(long, value_parser = Choice::<Preprocess>::new())]
+    pub preprocess: Option<Preprocess>,
     /// Device: cpu, cuda or cuda:N. [default: cpu]
     #[arg(long, value_parser = lib_parser::<DeviceSpec>)]
     pub device: Option<DeviceSpec>,
@@ -139,100 +140,80 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-impl TrainArgs {
-    /// Whether any option that shapes a run (everything but --epochs and the output switches)
-    /// was given.
-    fn shapes_the_run(&self) -> bool {
-        self.data.is_some()
-            || self.config.is_some()
-            || self.out.is_some()
-            || self.init_scheme.is_some()
-            || self.freeze_through.is_some()
-            || self.width_div.is_some()
-            || self.fc_width.is_some()
-            || self.crop.is_some()
-            || self.scale.is_some()
-            || self.test_scale.is_some()
-            || self.batch.is_some()
-            || self.micro_batch.is_some()
-            || self.lr.is_some()
-            || self.momentum.is_some()
-            || self.weight_decay.is_some()
-            || self.decay_biases
-            || self.dropout.is_some()
-            || self.lr_factor.is_some()
-            || self.patience.is_some()
-            || self.max_decreases.is_some()
-            || self.no_flip
-            || self.colour_std.is_some()
-            || self.pca_images.is_some()
-            || self.train_per_class.is_some()
-            || self.val_per_class.is_some()
-            || self.split_seed.is_some()
-            || !self.drop_class.is_empty()
-            || self.max_classes.is_some()
-            || self.seed.is_some()
-            || self.preprocess.is_some()
-            || self.device.is_some()
-    }
-
-    /// The library parameters for a new run (defaults for everything not given).
-    fn params(&self, init: Init) -> Result<TrainParams> {
-        let d = TrainParams::default();
-        let data = self
-            .data
-            .clone()
-            .ok_or_else(|| usage("the dataset (DATA) is required for a new run"))?;
-        let out = self
-            .out
-            .clone()
-            .ok_or_else(|| usage("--out DIR is required for a new run"))?;
-        let val = self.val_per_class.map_or(d.split.test_per_class, |p| p.0);
-        Ok(TrainParams {
-            data,
-            out,
-            init,
-            config: self.config.map(Into::into),
-            init_scheme: self.init_scheme.map_or(d.init_scheme, Into::into),
-            freeze_through: self.freeze_through.map(|l| l.to_string()),
-            width_div: self.width_div.unwrap_or(d.width_div),
-            fc_width: self.fc_width,
-            crop: self.crop.unwrap_or(d.crop),
-            scale: self.scale.unwrap_or(d.scale),
-            test_scale: self.test_scale,
-            batch: self.batch.unwrap_or(d.batch),
-            micro_batch: self.micro_batch.unwrap_or(d.micro_batch),
-            sgd: vggfeat::train::optim::SgdParams {
-                lr: self.lr.unwrap_or(d.sgd.lr),
-                momentum: self.momentum.unwrap_or(d.sgd.momentum),
-                weight_decay: self.weight_decay.unwrap_or(d.sgd.weight_decay),
-            },
-            decay_biases: self.decay_biases,
-            dropout: self.dropout.unwrap_or(d.dropout),
-            lr_factor: self.lr_factor.unwrap_or(d.lr_factor),
-            patience: self.patience.unwrap_or(d.patience),
-            max_decreases: self.max_decreases.unwrap_or(d.max_decreases),
-            epochs: self.epochs.unwrap_or(d.epochs),
-            flip: !self.no_flip,
-            colour_std: self.colour_std.unwrap_or(d.colour_std),
-            pca_images: self.pca_images.unwrap_or(d.pca_images),
-            split: vggfeat::dataset::SplitParams {
-                train_per_class: self.train_per_class.unwrap_or(d.split.train_per_class),
-                test_per_class: val,
-                seed: self.split_seed.unwrap_or(d.split.seed),
-                splits: 1,
-                drop_classes: self.drop_class.clone(),
-            },
-            max_classes: self.max_classes,
-            seed: self.seed.unwrap_or(d.seed),
-            preprocess: self.preprocess.and_then(Into::into),
-            device: self.device.map_or(d.device, |s| s.to_string()),
-        })
-    }
+/// Calls the builder's setter for each option that was given.
+macro_rules! given {
+    ($p:ident, $a:ident, $($name:ident),+ $(,)?) => {
+        $(if let Some(v) = $a.$name.clone() {
+            $p = $p.$name(v);
+        })+
+    };
 }
 
-fn usage(m: &str) -> vggfeat::Error {
-    vggfeat::Error::InvalidParam(m.to_string())
+impl TryFrom<&TrainArgs> for TrainValidParams {
+    type Error = vggfeat::Error;
+    fn try_from(a: &TrainArgs) -> vggfeat::Result<Self> {
+        let mut p = TrainParams::new();
+        given!(
+            p,
+            a,
+            data,
+            out,
+            init_scheme,
+            width_div,
+            crop,
+            scale,
+            batch,
+            micro_batch,
+            lr,
+            momentum,
+            weight_decay,
+            dropout,
+            lr_factor,
+            patience,
+            max_decreases,
+            epochs,
+            colour_std,
+            pca_images,
+            train_per_class,
+            seed,
+            preprocess,
+            device,
+        );
+        if let Some(c) = a.config {
+            p = p.config(Some(c));
+        }
+        if let Some(l) = a.freeze_through {
+            p = p.freeze_through(Some(l));
+        }
+        if let Some(f) = a.fc_width {
+            p = p.fc_width(Some(f));
+        }
+        if let Some(q) = a.test_scale {
+            p = p.test_scale(Some(q));
+        }
+        if let Some(v) = a.val_per_class {
+            p = p.val_per_class(v.0);
+        }
+        if let Some(s) = a.split_seed {
+            p = p.split_seed(s);
+        }
+        if !a.drop_class.is_empty() {
+            p = p.drop_classes(a.drop_class.clone());
+        }
+        if let Some(n) = a.max_classes {
+            p = p.max_classes(Some(n));
+        }
+        if a.decay_biases {
+            p = p.decay_biases(true);
+        }
+        if a.no_flip {
+            p = p.flip(false);
+        }
+        if a.init != Init::Scratch {
+            p = p.init(a.init.clone());
+        }
+        p.check()
+    }
 }
 
 fn epoch_line(m: &EpochMetrics) {
@@ -242,7 +223,7 @@ fn epoch_line(m: &EpochMetrics) {
     );
 }
 
-fn print_summary(s: &Summary) {
+fn print_summary(s: &TrainSummary) {
     println!(
         "done: {} epochs{} in {:.1} min; best validation top-1 error {:.3}, top-5 error {:.3} \
          (epoch {})",
@@ -258,63 +239,58 @@ fn print_summary(s: &Summary) {
     );
     println!(
         "weights: {} (latest), {} (best)",
-        s.dir.join("model.safetensors").display(),
-        s.dir.join("best.safetensors").display()
+        s.latest.display(),
+        s.best.display()
     );
 }
 
 /// Runs `vggfeat train`; returns the exit code (0).
 pub fn run(a: TrainArgs) -> Result<u8> {
-    let init = a.init.clone();
-    let progress = !a.no_progress;
+    let params = TrainValidParams::try_from(&a)?;
     let quiet = a.quiet;
     let on_epoch = move |m: &EpochMetrics| {
         if !quiet {
             epoch_line(m)
         }
     };
-    let summary = if let Init::Resume(dir) = &init {
-        if a.shapes_the_run() {
-            bail!(vggfeat::Error::InvalidParam(format!(
-                "--init resume:{} continues that run exactly; only --epochs may be given \
-                 (its parameters are in {})",
+    let progress = Shown::visible(!a.no_progress);
+    let mut t = match params.init() {
+        Init::Resume(dir) => {
+            let t = Trainer::start(&params)
+                .with_context(|| format!("resuming the run in {}", dir.display()))?;
+            println!(
+                "resuming {} after epoch {} (limit {} epochs)",
                 dir.display(),
-                dir.join("params.json").display()
-            )));
+                t.state().epoch,
+                t.record().params.epochs()
+            );
+            t
         }
-        let mut t = Trainer::resume(dir, a.epochs)
-            .with_context(|| format!("resuming the run in {}", dir.display()))?;
-        println!(
-            "resuming {} after epoch {} (limit {} epochs)",
-            dir.display(),
-            t.state().epoch,
-            t.record().params.epochs
-        );
-        t.run(progress, on_epoch)?
-    } else {
-        let params = a.params(init)?;
-        let mut t = Trainer::new(params)?;
-        let r = &t.record().resolved;
-        let p = &t.record().params;
-        println!(
-            "training VGG {} (width /{}, fc {}, crop {}, fc6 {}x{}) on {} images of {} classes, \
-             validating on {} at Q={}; init: {} ({} layers copied); run folder {}",
-            r.config,
-            p.width_div,
-            r.fc_width,
-            p.crop,
-            r.fc6_kernel,
-            r.fc6_kernel,
-            r.train_images,
-            r.classes.len(),
-            r.val_images,
-            r.test_scale,
-            p.init,
-            r.init.copied.len(),
-            p.out.display()
-        );
-        t.run(progress, on_epoch)?
+        _ => {
+            let t = Trainer::start(&params)?;
+            let r = &t.record().resolved;
+            let p = &t.record().params;
+            println!(
+                "training VGG {} (width /{}, fc {}, crop {}, fc6 {}x{}) on {} images of {} \
+                 classes, validating on {} at Q={}; init: {} ({} layers copied); run folder {}",
+                r.config,
+                p.width_div(),
+                r.fc_width,
+                p.crop(),
+                r.fc6_kernel,
+                r.fc6_kernel,
+                r.train_images,
+                r.classes.len(),
+                r.val_images,
+                r.test_scale,
+                p.init(),
+                r.init.copied.len(),
+                p.out().display()
+            );
+            t
+        }
     };
+    let summary = t.run(&progress, on_epoch)?;
     print_summary(&summary);
     Ok(EXIT_OK)
 }

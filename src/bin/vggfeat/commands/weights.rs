@@ -4,7 +4,8 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use crate::EXIT_OK;
-use crate::choice::{Choice, PretrainedArg};
+use crate::choice::Choice;
+use vggfeat::hub::{PRETRAINED, Pretrained, PretrainedName};
 
 /// `vggfeat weights ...`.
 #[derive(Subcommand, Debug)]
@@ -15,8 +16,8 @@ pub enum WeightsAction {
     )]
     Fetch {
         /// The network.
-        #[arg(value_parser = Choice::<PretrainedArg>::new())]
-        name: PretrainedArg,
+        #[arg(value_parser = Choice::<PretrainedName>::new())]
+        name: PretrainedName,
     },
     /// List the networks `fetch` knows, with their download addresses.
     #[command(after_help = "Example:\n  vggfeat weights list")]
@@ -26,12 +27,9 @@ pub enum WeightsAction {
 /// Fetches or lists.
 pub fn run(a: WeightsAction) -> Result<u8> {
     match a {
-        WeightsAction::Fetch { name } => {
-            let p = vggfeat::hub::Pretrained::find(<&str>::from(name))?;
-            println!("{}", p.fetch()?.display());
-        }
+        WeightsAction::Fetch { name } => println!("{}", Pretrained::of(name).fetch()?.display()),
         WeightsAction::List => {
-            for p in vggfeat::hub::PRETRAINED {
+            for p in PRETRAINED {
                 println!(
                     "{:<6} {}  (torchvision: {})",
                     p.name,

@@ -1,0 +1,96 @@
+//! Resume bookkeeping: given what a store already holds and what the inputs are now, which
+//! inputs still need the network, which records to add without it (entries the listing could not
+//! use, records of inputs that are gone), and what to count.
+//!
+//! An input already in the store is skipped when its file's size and times are unchanged, and
+//! extracted again when they changed (the content hash recorded with the descriptor tells a
+//! rewritten file from a touched one only after reading it, so a changed stat is enough to
+//! recompute). A failed input is tried again when its file changed, or always with
+//! `retry_failed`. Records of inputs that no longer exist are removed.
+
+use std::collections::{HashMap, HashSet};
+
+use super::job::{ExtractSummary, Unusable};
+use crate::dataset::Item;
+use crate::store::{Outcome, Record, RecordMeta, Source};
+
+/// What a run into an existing store has to do.
+#[derive(Debug, Default)]
+pub(super) struct ResumePlan {
+    /// Positions of the items that need the network.
+    pub todo: Vec<usize>,
+    /// Records to write without the network: unusable entries (failures) and removals.
+    pub records: Vec<Record>,
+    /// The counts so far (already done, unverified, changed, retried, removed, and the
+    /// failures of unusable entries).
+    pub summary: ExtractSummary,
+}
+
+/// Plans a run over `items` and `unusable` into a store holding `existing` records.
+pub(super) fn plan(
+    items: &[Item],
+    unusable: &[Unusable],
+    existing: Vec<RecordMeta>,
+    retry_failed: bool,
+) -> ResumePlan {
+    let mut p = ResumePlan::default();
+    p.summary.total = items.len() + unusable.len();
+    let existing: HashMap<String, RecordMeta> =
+        existing.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let s = &mut p.summary;
+    for (i, item) in items.iter().enumerate() {
+        let unchanged = |src: &Option<Source>| {
+            src.as_ref().is_some_and(|src| {
+                std::fs::metadata(&item.path).is_ok_and(|m| src.same_stat(&Source::of_metadata(&m)))
+            })
+        };
+        match existing.get(&item.id).map(|m| (m.ok, &m.source)) {
+            None | Some((None, _)) => p.todo.push(i),
+            Some((Some(true), None)) => {
+                s.already_done += 1;
+                s.unverified += 1;
+            }
+            Some((Some(true), src)) if unchanged(src) => s.already_done += 1,
+            Some((Some(true), _)) => {
+                s.changed += 1;
+                p.todo.push(i);
+            }
+            Some((Some(false), src)) if !retry_failed && unchanged(src) => s.already_done += 1,
+            Some((Some(false), _)) => {
+                s.retried += 1;
+                p.todo.push(i);
+            }
+        }
+    }
+    // Entries the listing could not use, and records of inputs that are gone.
+    let mut listed: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    for u in unusable {
+        listed.insert(u.id.as_str());
+        if existing.get(&u.id).is_some_and(|m| m.ok == Some(false)) && !retry_failed {
+            s.already_done += 1;
+            continue;
+        }
+        s.failed.push((u.id.clone(), u.reason.clone()));
+        p.records.push(Record {
+            id: u.id.clone(),
+            labels: u.labels.clone(),
+            outcome: Outcome::Failed(u.reason.clone()),
+            source: None,
+        });
+    }
+    let mut gone: Vec<&String> = existing
+        .keys()
+        .filter(|id| !listed.contains(id.as_str()))
+        .collect();
+    gone.sort();
+    for id in gone {
+        s.removed += 1;
+        p.records.push(Record {
+            id: id.clone(),
+            labels: Vec::new(),
+            outcome: Outcome::Removed,
+            source: None,
+        });
+    }
+    p
+}
