@@ -27,7 +27,7 @@ use crate::descriptor::pooled;
 use crate::error::{Error, Param, Result};
 use crate::image_io::{DEFAULT_MAX_PIXELS, DecodeOptions, Image, load_item, load_rgb_with};
 use crate::model::config::LayerName;
-use crate::model::{DeviceSpec, Engine, Precision, RunOptions, Vgg, expected_normalization};
+use crate::model::{DeviceSpec, Engine, Precision, RunOptions, Vgg};
 use crate::preprocess::{Normalization, Preprocess, check_scaled_size, resize_smallest_side};
 use crate::util::Progress;
 
@@ -570,10 +570,7 @@ impl ImageClassifier {
             .iter()
             .map(|w| {
                 let net = Vgg::load_with(w, &device, run)?;
-                let norm = match params.preprocess.named() {
-                    Some(n) => n,
-                    None => expected_normalization(net.weights())?.0,
-                };
+                let norm = net.normalization(params.preprocess)?;
                 Ok((net, norm))
             })
             .collect::<Result<Vec<_>>>()?;

@@ -476,22 +476,6 @@ fn info_json(py: Python<'_>, weights: PathBuf) -> PyResult<String> {
     serde_json::to_string(&i).map_err(|e| PyRuntimeError::new_err(e.to_string()))
 }
 
-/// The library's keyword values of a choice: `choices("precision")`.
-#[pyfunction]
-fn choices(what: &str) -> PyResult<Vec<&'static str>> {
-    fn names<T: Choice>() -> Vec<&'static str> {
-        T::all().iter().map(|v| v.name()).collect()
-    }
-    Ok(match what {
-        "preprocess" => names::<Preprocess>(),
-        "precision" => names::<Precision>(),
-        "aggregate" => names::<Aggregate>(),
-        "engine" => names::<Engine>(),
-        "loss" => names::<vggfeat::Loss>(),
-        _ => return Err(PyValueError::new_err(format!("no choice `{what}`"))),
-    })
-}
-
 /// Fits linear SVMs with liblinear's dual coordinate descent (the library's, as `vggfeat svm`
 /// trains them) on rows `x` of classes `y` (0 .. n_classes - 1): one-vs-rest for three classes
 /// or more, one model (class 1 positive) for two. Returns the weights (k, d), the biases (k) and
@@ -588,7 +572,6 @@ fn _vggfeat(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Listing>()?;
     m.add_class::<PyStore>()?;
     m.add_function(wrap_pyfunction!(info_json, m)?)?;
-    m.add_function(wrap_pyfunction!(choices, m)?)?;
     m.add_function(wrap_pyfunction!(fit_svms, m)?)?;
     m.add_function(wrap_pyfunction!(decision_function, m)?)?;
     let py = m.py();

@@ -175,10 +175,7 @@ impl Extractor {
             },
         )?;
         progress.end();
-        let layout = RecordLayout {
-            dims: self.nets.iter().map(|n| n.spec.dim).collect(),
-            scales: p.scales.len(),
-        };
+        let layout = self.layout();
         let width = layout.floats();
         let mut kept = Vec::new();
         let mut failed = Vec::new();

@@ -8,10 +8,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::Extractor;
 use super::input::prepare_item;
+use super::resume::{self, unusable};
+use super::stats::ExtractSummary;
 use super::stats::RunStats;
-use super::{Extractor, resume};
-use crate::dataset::{Dataset, Selection, ShardSpec, SkipKind, SourceKind};
+use crate::dataset::{Dataset, Selection, ShardSpec, SourceKind};
 use crate::error::{Error, Param, Result};
 use crate::store::{
     DatasetPrint, FORMAT_VERSION, InputSpec, Manifest, Outcome, Record, StoreWriter,
@@ -169,71 +171,6 @@ impl ExtractParams {
     }
 }
 
-/// What an extraction did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ExtractSummary {
-    /// Inputs given (images and entries the listing could not use).
-    pub total: usize,
-    /// Inputs already in the store (resumed), skipped.
-    pub already_done: usize,
-    /// Of those, records from an older store without a file fingerprint (kept unverified).
-    pub unverified: usize,
-    /// Inputs re-extracted because their file changed since they were stored.
-    pub changed: usize,
-    /// Failed inputs tried again (their file changed, or `retry_failed`).
-    pub retried: usize,
-    /// Records removed because their input no longer exists.
-    pub removed: usize,
-    /// Inputs extracted by this run.
-    pub extracted: usize,
-    /// Inputs that failed in this run: (id, reason). Also recorded in the store.
-    pub failed: Vec<(String, String)>,
-    /// Wall-clock seconds of the run.
-    pub seconds: f64,
-    /// Seconds spent in the network (forward passes).
-    pub network_seconds: f64,
-}
-
-impl ExtractSummary {
-    /// Images per second end to end.
-    pub fn images_per_sec(&self) -> f64 {
-        (self.extracted + self.failed.len()) as f64 / self.seconds.max(1e-9)
-    }
-
-    /// Images per second in the network alone.
-    pub fn network_images_per_sec(&self) -> f64 {
-        (self.extracted + self.failed.len()) as f64 / self.network_seconds.max(1e-9)
-    }
-}
-
-/// An entry the dataset listing could not use (an unreadable folder, a broken link, ...): it is
-/// recorded as a failed input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Unusable {
-    /// Its id (as an item's would be).
-    pub id: String,
-    /// Its labels (the class folder it is in).
-    pub labels: Vec<String>,
-    /// Why it could not be used.
-    pub reason: String,
-}
-
-/// The [`SkipKind::Unusable`] entries of a listing, as failed inputs.
-fn unusable(skipped: &[crate::dataset::Skipped]) -> Vec<Unusable> {
-    skipped
-        .iter()
-        .filter(|s| s.kind == SkipKind::Unusable)
-        .map(|s| Unusable {
-            id: s.id.clone(),
-            labels: match s.id.split_once('/') {
-                Some((class, _)) => vec![class.to_string()],
-                None => Vec::new(),
-            },
-            reason: s.reason.clone(),
-        })
-        .collect()
-}
-
 /// The fingerprint of a listing: its items' ids and file sizes, and its unusable entries.
 pub(crate) fn fingerprint(ds: &Dataset) -> DatasetPrint {
     DatasetPrint::of(
@@ -268,8 +205,20 @@ impl Extractor {
     /// any image is decoded: an input that cannot be listed, an empty selection.
     pub fn prepare(&self, params: &ExtractValidParams) -> Result<Extraction<'_>> {
         let mut whole = params.selection.clone();
-        let shard = whole.shard.take();
+        whole.shard = None;
         let all = Dataset::open_inputs_selection(&params.inputs, &whole)?;
+        self.extraction(params, all)
+    }
+
+    /// [`Extractor::prepare`] of inputs already listed: `all` is the listing of `params`'
+    /// inputs with its selection but before its shard (a caller that listed them to check
+    /// them does not list them again).
+    pub(crate) fn extraction(
+        &self,
+        params: &ExtractValidParams,
+        all: Dataset,
+    ) -> Result<Extraction<'_>> {
+        let shard = params.selection.shard;
         let print = fingerprint(&all);
         let dataset = match shard {
             Some((i, n)) => all.shard(i, n)?,

@@ -41,7 +41,7 @@ mod stats;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, RecordLayout};
 use crate::error::{Error, Param, Result};
 use crate::image_io::DEFAULT_MAX_PIXELS;
 use crate::model::config::LayerName;
@@ -51,8 +51,9 @@ use crate::store::NetSpec;
 
 pub use crate::image_io::Image;
 pub use describe::{Described, Failure};
-pub use job::{DEFAULT_CHUNK, ExtractParams, ExtractSummary, ExtractValidParams, Extraction};
+pub use job::{DEFAULT_CHUNK, ExtractParams, ExtractValidParams, Extraction};
 pub use net::{NetEntry, sha256_file, weights_sha256};
+pub use stats::ExtractSummary;
 
 /// Checked parameters of an [`Extractor`]; obtained only from [`ExtractorParams::check`]. See
 /// [`ExtractorParams`] for every field's meaning, default and range.
@@ -454,24 +455,19 @@ impl Extractor {
         self.nets.iter().map(NetEntry::min_side).max().unwrap_or(1)
     }
 
-    /// Floats of one input's raw descriptors: per net, its dimension times the scales.
-    pub fn floats_per_image(&self) -> usize {
-        self.nets
-            .iter()
-            .map(|n| n.spec.dim * self.params.scales.len())
-            .sum()
+    /// How one image's raw descriptors are laid out: per net, every scale.
+    pub fn layout(&self) -> RecordLayout {
+        RecordLayout {
+            dims: self.nets.iter().map(|n| n.spec.dim).collect(),
+            scales: self.params.scales.len(),
+        }
     }
 
     /// The dimension of [`Extractor::describe`]'s rows: per net its dimension (avg) or its
     /// dimension times the scales (stack), summed over nets.
     pub fn dim(&self) -> usize {
-        self.nets
-            .iter()
-            .map(|n| match self.params.aggregate {
-                Aggregate::Avg => n.spec.dim,
-                Aggregate::Stack => n.spec.dim * self.params.scales.len(),
-            })
-            .sum()
+        let all: Vec<usize> = (0..self.nets.len()).collect();
+        self.layout().dim(self.params.aggregate, &all)
     }
 
     /// The pipeline of this extractor's decoding threads.

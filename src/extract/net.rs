@@ -7,9 +7,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Param, Result};
+use crate::error::{Error, Result};
 use crate::model::config::LayerName;
-use crate::model::{Format, Vgg, VggWeights, expected_normalization};
+use crate::model::{Format, Vgg, VggWeights};
 use crate::preprocess::{Normalization, Preprocess};
 use crate::store::NetSpec;
 
@@ -33,12 +33,8 @@ impl NetEntry {
     /// their tensors.
     pub fn new(vgg: Vgg, layer: Option<LayerName>, preprocess: Preprocess) -> Result<Self> {
         let layer = layer.unwrap_or_else(|| vgg.default_layer());
-        vgg.check_layer(layer)
-            .map_err(|e| Error::param(Param::Layer, strip_param(e)))?;
-        let norm = match preprocess.named() {
-            Some(n) => n,
-            None => expected_normalization(vgg.weights())?.0,
-        };
+        vgg.check_layer(layer)?;
+        let norm = vgg.normalization(preprocess)?;
         let w = vgg.weights();
         let sha256 = match w.format {
             Format::Memory => weights_sha256(w)?,
@@ -64,14 +60,6 @@ impl NetEntry {
     /// The smallest input side this net's descriptor layer accepts.
     pub fn min_side(&self) -> u32 {
         self.vgg.plan().min_side(self.layer) as u32
-    }
-}
-
-/// The reason of a usage error, without its parameter.
-fn strip_param(e: Error) -> String {
-    match e {
-        Error::Param { reason, .. } => reason,
-        e => e.to_string(),
     }
 }
 

@@ -10,9 +10,37 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::job::{ExtractSummary, Unusable};
-use crate::dataset::Item;
+use super::stats::ExtractSummary;
+use crate::dataset::{Item, SkipKind, Skipped};
 use crate::store::{Outcome, Record, RecordMeta, Source};
+
+/// An entry the dataset listing could not use (an unreadable folder, a broken link, ...): it is
+/// recorded as a failed input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Unusable {
+    /// Its id (as an item's would be).
+    pub id: String,
+    /// Its labels (the class folder it is in).
+    pub labels: Vec<String>,
+    /// Why it could not be used.
+    pub reason: String,
+}
+
+/// The [`SkipKind::Unusable`] entries of a listing, as failed inputs.
+pub(super) fn unusable(skipped: &[Skipped]) -> Vec<Unusable> {
+    skipped
+        .iter()
+        .filter(|s| s.kind == SkipKind::Unusable)
+        .map(|s| Unusable {
+            id: s.id.clone(),
+            labels: match s.id.split_once('/') {
+                Some((class, _)) => vec![class.to_string()],
+                None => Vec::new(),
+            },
+            reason: s.reason.clone(),
+        })
+        .collect()
+}
 
 /// What a run into an existing store has to do.
 #[derive(Debug, Default)]

@@ -7,9 +7,45 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::ExtractSummary as Summary;
 use crate::error::Result;
 use crate::store::Manifest;
+
+/// What an extraction did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ExtractSummary {
+    /// Inputs given (images and entries the listing could not use).
+    pub total: usize,
+    /// Inputs already in the store (resumed), skipped.
+    pub already_done: usize,
+    /// Of those, records from an older store without a file fingerprint (kept unverified).
+    pub unverified: usize,
+    /// Inputs re-extracted because their file changed since they were stored.
+    pub changed: usize,
+    /// Failed inputs tried again (their file changed, or `retry_failed`).
+    pub retried: usize,
+    /// Records removed because their input no longer exists.
+    pub removed: usize,
+    /// Inputs extracted by this run.
+    pub extracted: usize,
+    /// Inputs that failed in this run: (id, reason). Also recorded in the store.
+    pub failed: Vec<(String, String)>,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+    /// Seconds spent in the network (forward passes).
+    pub network_seconds: f64,
+}
+
+impl ExtractSummary {
+    /// Images per second end to end.
+    pub fn images_per_sec(&self) -> f64 {
+        (self.extracted + self.failed.len()) as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Images per second in the network alone.
+    pub fn network_images_per_sec(&self) -> f64 {
+        (self.extracted + self.failed.len()) as f64 / self.network_seconds.max(1e-9)
+    }
+}
 
 /// The statistics of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -45,7 +81,7 @@ pub struct Rates {
     pub network: f64,
 }
 
-/// The run's counts (see [`Summary`]).
+/// The run's counts (see [`ExtractSummary`]).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Counts {
     /// Inputs given.
@@ -73,7 +109,7 @@ fn reason_class(reason: &str) -> String {
 impl RunStats {
     /// The statistics of a run described by `summary`.
     pub fn new(
-        summary: &Summary,
+        summary: &ExtractSummary,
         manifest: &Manifest,
         started: SystemTime,
         finished: bool,

@@ -26,6 +26,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Param, Result};
+use crate::preprocess::{Normalization, Preprocess};
 use config::{ConfigName, LayerName};
 use engine::Runner;
 
@@ -250,6 +251,15 @@ impl Vgg {
             precision,
             runner,
         })
+    }
+
+    /// The input convention `preprocess` asks for: the one named, or for
+    /// [`Preprocess::Auto`] the checkpoint's metadata, else torchvision.
+    pub fn normalization(&self, preprocess: Preprocess) -> Result<Normalization> {
+        match preprocess.named() {
+            Some(n) => Ok(n),
+            None => Ok(expected_normalization(&self.weights)?.0),
+        }
     }
 
     /// The validated weights.

@@ -286,7 +286,7 @@ impl EvaluateParams {
             return Err(Error::param(Param::Out, "the results folder is required"));
         }
         if let Nets::Some(v) = &self.nets {
-            crate::store::export::check_net_list(v)?;
+            crate::store::check_net_list(v)?;
         }
         let seed = self.split.seed;
         let svm = self.svm.seed(seed).check()?;

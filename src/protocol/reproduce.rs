@@ -309,10 +309,8 @@ fn run_benchmark(
     p: &ReproduceValidParams,
     progress: &dyn Progress,
 ) -> Result<Vec<Cell>> {
-    if !p.skip_checks {
-        check_folder(b, dir)?;
-    }
-    // The image sets to extract: the folder, or the VOC sets (and the server's test set).
+    // The image sets to extract: the folder, or the VOC sets (and the server's test set);
+    // checked against datasets/ unless asked not to, and then extracted as listed.
     let sets: Vec<Option<&str>> = match b.voc_sets() {
         None => vec![None],
         Some(sets) => sets
@@ -321,6 +319,12 @@ fn run_benchmark(
             .map(|(s, _)| Some(*s))
             .collect(),
     };
+    let mut checked = if p.skip_checks {
+        Vec::new()
+    } else {
+        check_folder(b, dir)?
+    }
+    .into_iter();
     let (paper_scales, how) = b.paper_scales();
     let scales = p.scales.clone().unwrap_or(paper_scales);
     extractor.set_scales(&scales)?;
@@ -331,7 +335,12 @@ fn run_benchmark(
         if let Some(set) = set {
             params = params.voc_split(set);
         }
-        let summary = extractor.extract(&params.check()?, progress)?;
+        let params = params.check()?;
+        let extraction = match checked.next() {
+            Some(ds) => extractor.extraction(&params, ds)?,
+            None => extractor.prepare(&params)?,
+        };
+        let summary = extraction.run(progress)?;
         if !summary.failed.is_empty() {
             progress.note(&format!(
                 "{}: {} inputs failed (left out)",

@@ -23,7 +23,7 @@ impl Nets {
             Nets::All => return Ok((0..available).collect()),
             Nets::Some(v) => v,
         };
-        super::export::check_net_list(v)?;
+        check_net_list(v)?;
         if let Some(i) = v.iter().find(|&&i| i >= available) {
             return Err(Error::param(
                 Param::Nets,
@@ -53,6 +53,19 @@ impl std::str::FromStr for Nets {
             .collect::<Result<Vec<usize>>>()
             .map(Nets::Some)
     }
+}
+
+/// A net list must not be empty or repeat an index.
+pub(crate) fn check_net_list(v: &[usize]) -> Result<()> {
+    if v.is_empty() {
+        return Err(Error::param(Param::Nets, "no nets selected"));
+    }
+    for (k, i) in v.iter().enumerate() {
+        if v[..k].contains(i) {
+            return Err(Error::param(Param::Nets, format!("{i} is given twice")));
+        }
+    }
+    Ok(())
 }
 
 /// Aggregated, L2-normalised descriptors of a store's successful records, in id order.

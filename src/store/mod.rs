@@ -69,6 +69,7 @@ pub(crate) use check::check_inputs;
 pub(crate) use chunk::RecordMeta;
 pub use chunk::{Outcome, Record, Source};
 pub use export::{ExportFormat, ExportParams, ExportSummary, ExportValidParams, export};
+pub(crate) use join::check_net_list;
 pub use join::{Descriptors, Nets, aggregate_store, aggregate_stores};
 pub use manifest::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, read_manifest};
 pub use merge::{merge, merge_with};

@@ -144,6 +144,7 @@ impl StoreStream {
     pub fn ok_rows(&self) -> OkRows<'_> {
         OkRows {
             stream: self,
+            bytes: self.manifest.floats_per_record() * 4,
             next: 0,
             open: None,
             buf: Vec::new(),
@@ -154,6 +155,8 @@ impl StoreStream {
 /// The iterator of [`StoreStream::ok_rows`].
 pub struct OkRows<'a> {
     stream: &'a StoreStream,
+    /// Bytes of a record's floats.
+    bytes: usize,
     next: usize,
     open: Option<(usize, std::io::BufReader<std::fs::File>)>,
     buf: Vec<u8>,
@@ -174,8 +177,7 @@ impl OkRows<'_> {
             self.open = Some((e.chunk, std::io::BufReader::with_capacity(1 << 16, f)));
         }
         let (_, f) = self.open.as_mut().expect("just opened");
-        let n = self.stream.manifest.floats_per_record() * 4;
-        self.buf.resize(n, 0);
+        self.buf.resize(self.bytes, 0);
         f.seek(SeekFrom::Start(e.offset as u64))
             .and_then(|_| f.read_exact(&mut self.buf))
             .map_err(|err| Error::io(path, err))?;

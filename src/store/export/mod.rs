@@ -178,7 +178,7 @@ impl ExportParams {
             return Err(Error::param(Param::Rows, "must be at least 1"));
         }
         if let Nets::Some(v) = &self.nets {
-            check_net_list(v)?;
+            super::join::check_net_list(v)?;
         }
         Ok(ExportValidParams {
             store: self.store,
@@ -188,19 +188,6 @@ impl ExportParams {
             raw: self.raw,
         })
     }
-}
-
-/// A net list must not be empty or repeat an index.
-pub(crate) fn check_net_list(v: &[usize]) -> Result<()> {
-    if v.is_empty() {
-        return Err(Error::param(Param::Nets, "no nets selected"));
-    }
-    for (k, i) in v.iter().enumerate() {
-        if v[..k].contains(i) {
-            return Err(Error::param(Param::Nets, format!("{i} is given twice")));
-        }
-    }
-    Ok(())
 }
 
 /// What `export` wrote.
