@@ -95,7 +95,7 @@ fn describe_net(n: &NetSpec) -> String {
         n.config,
         n.layer,
         n.dim,
-        &n.sha256[..n.sha256.len().min(12)]
+        n.sha256.chars().take(12).collect::<String>()
     )
 }
 
@@ -365,15 +365,17 @@ pub fn predict_with(
     stores: &[crate::store::Store],
     aggregate: Option<Aggregate>,
 ) -> Result<Predictions> {
-    let first = stores
-        .first()
-        .ok_or_else(|| Error::param(Param::Features, "at least one feature store is needed"))?;
-    let nets = classifier.nets_in(&first.manifest, &first.dir, aggregate)?;
+    if stores.is_empty() {
+        return Err(Error::param(
+            Param::Features,
+            "at least one feature store is needed",
+        ));
+    }
     let mut warnings = Vec::new();
+    // Each store's own positions of the classifier's nets: another store may hold them in
+    // another order.
+    let mut parts = Vec::with_capacity(stores.len());
     for s in stores {
-        if s.manifest.nets != first.manifest.nets {
-            classifier.nets_in(&s.manifest, &s.dir, aggregate)?;
-        }
         let store_nets = classifier.nets_in(&s.manifest, &s.dir, aggregate)?;
         for (want, &i) in classifier.features.nets.iter().zip(&store_nets) {
             let have = s.manifest.nets[i].precision;
@@ -399,8 +401,9 @@ pub fn predict_with(
                 .into_iter()
                 .map(|w| format!("{}: {w}", s.dir.display())),
         );
+        parts.push((s, store_nets));
     }
-    let desc = crate::store::aggregate_stores(stores, classifier.features.aggregate, &nets)?;
+    let desc = crate::store::aggregate_parts(&parts, classifier.features.aggregate)?;
     let d = classifier.features.dim;
     let mut x = Array2::<f32>::zeros((desc.rows.len(), d));
     for (mut r, row) in x.rows_mut().into_iter().zip(&desc.rows) {

@@ -311,18 +311,51 @@ pub fn rank(probs: &[f32], top_k: usize) -> Vec<Prediction> {
 
 /// The class index of a dataset label, for a net with `classes` outputs. The label is either a
 /// class index (`0`..`classes - 1`) or, for a 1000-class net, an ImageNet synset id
-/// (`n01440764`) or short name (`tench`).
-pub fn class_of_label(label: &str, classes: usize) -> Option<usize> {
+/// (`n01440764`) or short name (`tench`). A short name that two ImageNet classes share
+/// (`crane`: 134 the bird and 517 the machine; `maillot`: 638 and 639) is refused, listing the
+/// candidates, as is a label that names no class; the error is the reason, in words.
+pub fn class_of_label(label: &str, classes: usize) -> std::result::Result<usize, String> {
+    let imagenet = classes == crate::imagenet::NUM_CLASSES;
+    let none = || {
+        format!(
+            "label `{label}` is not a class of the net (an index below {classes}{})",
+            if imagenet {
+                ", an ImageNet synset id or a short name"
+            } else {
+                ""
+            }
+        )
+    };
     if let Ok(i) = label.parse::<usize>() {
-        return (i < classes).then_some(i);
+        return if i < classes { Ok(i) } else { Err(none()) };
     }
-    if classes != crate::imagenet::NUM_CLASSES {
-        return None;
+    if !imagenet {
+        return Err(none());
     }
-    (0..classes).find(|&i| {
-        crate::imagenet::class(i).is_some_and(|(wnid, _)| wnid == label)
-            || crate::imagenet::short_name(i) == Some(label)
-    })
+    if let Some(i) =
+        (0..classes).find(|&i| crate::imagenet::class(i).is_some_and(|(wnid, _)| wnid == label))
+    {
+        return Ok(i);
+    }
+    let named: Vec<usize> = (0..classes)
+        .filter(|&i| crate::imagenet::short_name(i) == Some(label))
+        .collect();
+    match named[..] {
+        [i] => Ok(i),
+        [] => Err(none()),
+        _ => Err(format!(
+            "label `{label}` names {} ImageNet classes: {}; give the synset id or the index",
+            named.len(),
+            named
+                .iter()
+                .map(|&i| {
+                    let (wnid, name) = crate::imagenet::class(i).expect("a class index");
+                    format!("{i} ({wnid}, {name})")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 /// The top-1 and top-5 error of an evaluation over a labelled dataset.
@@ -355,17 +388,8 @@ pub fn evaluate(
         .items
         .iter()
         .map(|item| match item.labels.as_slice() {
-            [l] => class_of_label(l, classes).ok_or_else(|| {
-                Error::Usage(format!(
-                    "{}: label `{l}` is not a class of the net (an index below {classes}{})",
-                    item.path.display(),
-                    if classes == crate::imagenet::NUM_CLASSES {
-                        ", an ImageNet synset id or a short name"
-                    } else {
-                        ""
-                    }
-                ))
-            }),
+            [l] => class_of_label(l, classes)
+                .map_err(|why| Error::Usage(format!("{}: {why}", item.path.display()))),
             other => Err(Error::Usage(format!(
                 "{}: {} labels; top-k error needs exactly one per image",
                 item.path.display(),

@@ -336,16 +336,11 @@ pub fn write_results(
     Ok(files)
 }
 
-/// Writes decision values as `path`, a CSV with header `id,label,<classes...>`, one row per
-/// image.
+/// Writes decision values as `path`, a CSV with header `id,label,<classes...>` (`labels` when
+/// an image has several, joined by `;`), one row per image.
 pub fn write_scores(path: &Path, s: &Scores) -> Result<()> {
-    let labels: Vec<String> = s
-        .labels
-        .iter()
-        .map(|l| crate::store::export::join_labels(l))
-        .collect();
     let rows: Vec<Vec<f32>> = s.values.rows().into_iter().map(|r| r.to_vec()).collect();
-    crate::store::export::write_named_csv(path, &s.ids, &labels, &s.classes, &rows)
+    crate::store::export::write_named_csv(path, &s.ids, &s.labels, &s.classes, &rows)
 }
 
 /// The decision values of a set of test images: one row per image, one column per class.

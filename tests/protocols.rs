@@ -165,7 +165,12 @@ fn devkit_labels(devkit: &Path, set: &str) -> HashMap<String, HashMap<String, i8
 fn read_scores(path: &Path) -> (Vec<String>, HashMap<String, Vec<f64>>) {
     let mut r = csv::Reader::from_path(path).unwrap();
     let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    assert_eq!(&header[..2], ["id", "label"], "{}", path.display());
+    // `label` when every image has at most one, `labels` (`;`-joined) when one has several.
+    assert!(
+        header[0] == "id" && (header[1] == "label" || header[1] == "labels"),
+        "{}: {header:?}",
+        path.display()
+    );
     let rows = r
         .records()
         .map(|rec| {

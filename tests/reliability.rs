@@ -335,7 +335,9 @@ fn list_files_keep_names_and_labels_whole() {
         rows,
         [
             ("first.png".to_string(), "cat".to_string()),
-            ("semi.png".into(), "x\\;y".into()),
+            // One label per image: the `label` column holds it verbatim (a table reader takes a
+            // `label` cell whole).
+            ("semi.png".into(), "x;y".into()),
             ("with,comma.png".into(), "dog".into()),
         ]
     );

@@ -42,11 +42,17 @@ pub(super) fn list(root: &Path) -> Result<Dataset> {
     let mut skipped = Vec::new();
     let skip = |skipped: &mut Vec<Skipped>, path: PathBuf, reason: String, kind: SkipKind| {
         let id = id_of(path.strip_prefix(root).unwrap_or(&path));
+        // The class folder it is in (none for an entry at the top).
+        let labels = Some(match id.split_once('/') {
+            Some((class, _)) => vec![class.to_string()],
+            None => Vec::new(),
+        });
         skipped.push(Skipped {
             path,
             id,
             reason,
             kind,
+            labels,
         });
     };
     let mut walk = WalkDir::new(root)

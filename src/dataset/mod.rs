@@ -180,6 +180,11 @@ pub struct Skipped {
     pub reason: String,
     /// Deliberate or a problem.
     pub kind: SkipKind,
+    /// Its labels when the listing knows them (a folder's class folder, none for a file at the
+    /// top; a tar sample's readable label), `None` when it cannot tell (a tar sample whose label
+    /// member is unreadable or missing). A failed input is recorded with these labels, and
+    /// `--classes` keeps an entry of unknown class in the report.
+    pub labels: Option<Vec<String>>,
 }
 
 /// A list of images with labels.
@@ -261,6 +266,18 @@ impl Dataset {
 
     /// [`Dataset::open_selection`] of several inputs ([`Dataset::open_inputs`]).
     pub fn open_inputs_selection(paths: &[PathBuf], sel: &Selection) -> Result<Dataset> {
+        if let Some(r) = &sel.root
+            && !paths.iter().any(|p| table::is_table(p))
+        {
+            return Err(Error::param(
+                Param::Root,
+                format!(
+                    "{}: only the relative paths of a table (.csv, .tsv, .parquet) use a root, \
+                     and no input is a table",
+                    r.display()
+                ),
+            ));
+        }
         let ds = Dataset::open_inputs(
             paths,
             &OpenOptions {
@@ -434,6 +451,21 @@ impl Dataset {
     /// the sorted class names from their labels.
     pub fn from_items(root: PathBuf, kind: SourceKind, mut items: Vec<Item>) -> Result<Dataset> {
         items.sort_by(|a, b| a.id.cmp(&b.id));
+        // What a store can record of an image (ids and labels are 16-bit counted there).
+        let max = usize::from(u16::MAX);
+        if let Some(i) = items.iter().find(|i| {
+            i.id.len() > max || i.labels.len() > max || i.labels.iter().any(|l| l.len() > max)
+        }) {
+            return Err(Error::Data {
+                path: root,
+                reason: format!(
+                    "image `{:.80}`: an id or a label longer than {max} bytes, or more than {max} \
+                     labels ({} here)",
+                    i.id,
+                    i.labels.len()
+                ),
+            });
+        }
         if let Some(w) = items.windows(2).find(|w| w[0].id == w[1].id) {
             return Err(Error::Data {
                 path: root,
@@ -570,11 +602,11 @@ impl Dataset {
             .filter(|i| i.labels.iter().any(keep))
             .cloned()
             .collect();
-        let in_classes = |s: &&Skipped| {
-            let rel = s.path.strip_prefix(&self.root).unwrap_or(&s.path);
-            id_of(rel)
-                .split_once('/')
-                .is_some_and(|(c, _)| classes.iter().any(|x| x == c))
+        // Entries of the classes kept, and unusable entries whose class is unknown (they may
+        // belong to a kept class: reported rather than lost).
+        let in_classes = |s: &&Skipped| match &s.labels {
+            Some(l) => l.iter().any(keep),
+            None => s.kind == SkipKind::Unusable,
         };
         let mut out = Dataset {
             items,
@@ -665,6 +697,7 @@ pub fn id_of(rel: &Path) -> String {
 }
 
 fn escape_component(mut bytes: &[u8]) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, percent_encode};
     let mut out = String::with_capacity(bytes.len());
     loop {
         match std::str::from_utf8(bytes) {
@@ -676,9 +709,8 @@ fn escape_component(mut bytes: &[u8]) -> String {
                 let (ok, rest) = bytes.split_at(e.valid_up_to());
                 out.push_str(&std::str::from_utf8(ok).expect("valid").replace('%', "%25"));
                 let bad = e.error_len().unwrap_or(rest.len());
-                for b in &rest[..bad] {
-                    out.push_str(&format!("%{b:02X}"));
-                }
+                // Bytes of an invalid sequence are never alphanumeric ASCII: all escaped.
+                out.extend(percent_encode(&rest[..bad], NON_ALPHANUMERIC));
                 bytes = &rest[bad..];
             }
         }
@@ -688,28 +720,8 @@ fn escape_component(mut bytes: &[u8]) -> String {
 /// The relative path an id was made from by [`id_of`] (`%XX` escapes decoded to their bytes).
 pub fn path_of_id(id: &str) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
-    let b = id.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let escaped = if b[i] == b'%' && i + 2 < b.len() {
-            hex(b[i + 1]).zip(hex(b[i + 2]))
-        } else {
-            None
-        };
-        match escaped {
-            Some((h, l)) => {
-                out.push(h * 16 + l);
-                i += 3;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(id).collect();
+    PathBuf::from(std::ffi::OsString::from_vec(bytes))
 }
 
 /// Whether the file name's extension is in [`IMAGE_EXTENSIONS`] (case-insensitive).

@@ -2,7 +2,7 @@
 //! file (`parquet`/`arrow` crates).
 //!
 //! * **Image.** The `path` column names the image. Without a `path` column, the `id` column
-//!   names it relative to the root. vggfeat's own split files (`id,label,set`, as `svm` writes
+//!   names it relative to the root, as vggfeat writes ids (`%XX` escapes undone). vggfeat's own split files (`id,label,set`, as `svm` writes
 //!   them) are such tables.
 //! * **Root.** Relative paths are resolved against the root: `--root`, or by default the table's
 //!   folder.
@@ -10,6 +10,11 @@
 //!   joined by `;` with `\;` and `\\` escapes as `export` writes them, or as a Parquet list of
 //!   strings.
 //! * **Id.** An `id` column gives the id. Otherwise it is made from the path as for list files.
+//!
+//! Parquet columns may be of any type pandas, polars or pyarrow write for them: strings
+//! (`Utf8`, `LargeUtf8`, `Utf8View`), integers, dictionaries of those (categoricals), and for
+//! `labels` lists of those (`List`, `LargeList`, `FixedSizeList`, `ListView`); another type is
+//! an error naming the column and its type, never a silently missing value.
 //!
 //! Other columns (`set`, captions, ...) are left alone. A row without a path, a repeated id or a
 //! missing column is an error naming the file and the row.
@@ -88,19 +93,23 @@ pub(super) fn list(file: &Path, root: Option<&Path>) -> Result<Dataset> {
         },
     };
     let mut items = Vec::with_capacity(rows.len());
+    let mut used_root = false;
     let mut first_row: HashMap<String, usize> = HashMap::new();
     for (i, r) in rows.into_iter().enumerate() {
         let n = i + 2; // the header is row 1
-        let Some(given) = r.path.clone().or_else(|| r.id.clone()) else {
-            return Err(bad(format!("row {n}: no path")));
+        // A `path` cell is a path; an `id` cell standing in for it is an id as vggfeat writes
+        // them, `%XX`-escaped ([`super::id_of`]), so its path is the escapes undone.
+        let given = match (&r.path, &r.id) {
+            (Some(p), _) if !p.trim().is_empty() => PathBuf::from(p.trim()),
+            (None, Some(id)) if !id.trim().is_empty() => super::path_of_id(id.trim()),
+            (None, None) => return Err(bad(format!("row {n}: no path"))),
+            _ => return Err(bad(format!("row {n}: an empty path"))),
         };
-        if given.trim().is_empty() {
-            return Err(bad(format!("row {n}: an empty path")));
-        }
-        let given = Path::new(given.trim());
+        let given = given.as_path();
         let full = if given.is_absolute() {
             given.to_path_buf()
         } else {
+            used_root = true;
             base.join(given)
         };
         let id = match r.id {
@@ -126,6 +135,18 @@ pub(super) fn list(file: &Path, root: Option<&Path>) -> Result<Dataset> {
     }
     if items.is_empty() {
         return Err(bad("the table has no rows".into()));
+    }
+    if let Some(r) = root
+        && !used_root
+    {
+        return Err(Error::param(
+            crate::error::Param::Root,
+            format!(
+                "{}: every path in {} is absolute, so the root is never used",
+                r.display(),
+                file.display()
+            ),
+        ));
     }
     Dataset::from_items(base, SourceKind::Table, items)
 }
@@ -173,8 +194,104 @@ fn read_csv(file: &Path, sep: u8) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// A Parquet column as the cells of one `path`, `id` or `label` value per row: strings of any
+/// Arrow string type (`Utf8`, `LargeUtf8`, `Utf8View`), integers (as their decimal text), and
+/// dictionaries of those (pandas' categoricals). Other types are refused, naming the column.
+fn scalar_cells(
+    col: &dyn arrow_array::Array,
+    name: &str,
+) -> std::result::Result<Vec<Option<String>>, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_schema::DataType as T;
+    let n = col.len();
+    let valid = |i: usize| col.is_valid(i);
+    macro_rules! cells {
+        ($arr:expr) => {{
+            let a = $arr;
+            (0..n)
+                .map(|i| valid(i).then(|| a.value(i).to_string()))
+                .collect()
+        }};
+    }
+    Ok(match col.data_type() {
+        T::Utf8 => cells!(col.as_string::<i32>()),
+        T::LargeUtf8 => cells!(col.as_string::<i64>()),
+        T::Utf8View => cells!(col.as_string_view()),
+        T::Int8 => cells!(col.as_primitive::<Int8Type>()),
+        T::Int16 => cells!(col.as_primitive::<Int16Type>()),
+        T::Int32 => cells!(col.as_primitive::<Int32Type>()),
+        T::Int64 => cells!(col.as_primitive::<Int64Type>()),
+        T::UInt8 => cells!(col.as_primitive::<UInt8Type>()),
+        T::UInt16 => cells!(col.as_primitive::<UInt16Type>()),
+        T::UInt32 => cells!(col.as_primitive::<UInt32Type>()),
+        T::UInt64 => cells!(col.as_primitive::<UInt64Type>()),
+        T::Dictionary(_, _) => {
+            let d = col
+                .as_any_dictionary_opt()
+                .ok_or_else(|| format!("column `{name}`: an unreadable dictionary"))?;
+            let values = scalar_cells(d.values().as_ref(), name)?;
+            let keys = d.normalized_keys();
+            (0..n)
+                .map(|i| {
+                    if !valid(i) {
+                        return Ok(None);
+                    }
+                    values.get(keys[i]).cloned().ok_or_else(|| {
+                        format!(
+                            "column `{name}`, row {}: a dictionary key out of range",
+                            i + 2
+                        )
+                    })
+                })
+                .collect::<std::result::Result<_, _>>()?
+        }
+        other => {
+            return Err(format!(
+                "column `{name}` has type {other}; expected strings or integers (or a \
+                 dictionary of them)"
+            ));
+        }
+    })
+}
+
+/// A Parquet `labels` column as the labels of each row: a list (`List`, `LargeList`,
+/// `FixedSizeList`, `ListView`) of strings or integers, or a string cell joined by `;` as
+/// `export` writes it.
+fn list_cells(
+    col: &dyn arrow_array::Array,
+    name: &str,
+) -> std::result::Result<Vec<Vec<String>>, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_schema::DataType as T;
+    let n = col.len();
+    let each = |value: &dyn Fn(usize) -> arrow_array::ArrayRef| {
+        (0..n)
+            .map(|i| {
+                if col.is_null(i) {
+                    return Ok(Vec::new());
+                }
+                Ok(scalar_cells(value(i).as_ref(), name)?
+                    .into_iter()
+                    .flatten()
+                    .collect())
+            })
+            .collect::<std::result::Result<Vec<Vec<String>>, String>>()
+    };
+    match col.data_type() {
+        T::List(_) => each(&|i| col.as_list::<i32>().value(i)),
+        T::LargeList(_) => each(&|i| col.as_list::<i64>().value(i)),
+        T::FixedSizeList(_, _) => each(&|i| col.as_fixed_size_list().value(i)),
+        T::ListView(_) => each(&|i| col.as_list_view::<i32>().value(i)),
+        T::LargeListView(_) => each(&|i| col.as_list_view::<i64>().value(i)),
+        _ => Ok(scalar_cells(col, name)?
+            .into_iter()
+            .map(|c| c.map(|c| split_labels(&c)).unwrap_or_default())
+            .collect()),
+    }
+}
+
 fn read_parquet(file: &Path) -> Result<Vec<Row>> {
-    use arrow_array::{Array, LargeStringArray, ListArray, StringArray};
     let bad = |reason: String| Error::Data {
         path: file.to_path_buf(),
         reason,
@@ -184,48 +301,37 @@ fn read_parquet(file: &Path) -> Result<Vec<Row>> {
         .map_err(|e| bad(format!("not a readable Parquet file: {e}")))?
         .build()
         .map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;
-    // A string column's value at a row, whichever string type it has.
-    fn string_at(col: &dyn Array, i: usize) -> Option<String> {
-        if col.is_null(i) {
-            return None;
-        }
-        let any = col.as_any();
-        if let Some(s) = any.downcast_ref::<StringArray>() {
-            return Some(s.value(i).to_string());
-        }
-        any.downcast_ref::<LargeStringArray>()
-            .map(|s| s.value(i).to_string())
-    }
     let mut rows = Vec::new();
     for batch in reader {
         let b = batch.map_err(|e| bad(format!("reading Parquet: {e}")))?;
-        let col = |name: &str| b.column_by_name(name).cloned();
-        let (path, id, label, labels) = (col("path"), col("id"), col("label"), col("labels"));
+        let scalar = |name: &str| -> Result<Option<Vec<Option<String>>>> {
+            b.column_by_name(name)
+                .map(|c| scalar_cells(c.as_ref(), name).map_err(bad))
+                .transpose()
+        };
+        let (path, id, label) = (scalar("path")?, scalar("id")?, scalar("label")?);
+        let labels = b
+            .column_by_name("labels")
+            .map(|c| list_cells(c.as_ref(), "labels").map_err(bad))
+            .transpose()?;
         if path.is_none() && id.is_none() {
             return Err(bad(
                 "the table has neither a `path` nor an `id` column".into()
             ));
         }
+        let at = |c: &Option<Vec<Option<String>>>, i: usize| c.as_ref().and_then(|c| c[i].clone());
         for i in 0..b.num_rows() {
-            let mut l: Vec<String> = label
-                .as_ref()
-                .and_then(|c| string_at(c.as_ref(), i))
+            let mut l: Vec<String> = at(&label, i)
                 .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().to_string())
                 .into_iter()
                 .collect();
             if let Some(c) = &labels {
-                if let Some(list) = c.as_any().downcast_ref::<ListArray>() {
-                    if !list.is_null(i) {
-                        let v = list.value(i);
-                        l.extend((0..v.len()).filter_map(|j| string_at(v.as_ref(), j)));
-                    }
-                } else if let Some(s) = string_at(c.as_ref(), i) {
-                    l.extend(split_labels(&s));
-                }
+                l.extend(c[i].iter().filter(|x| !x.trim().is_empty()).cloned());
             }
             rows.push(Row {
-                path: path.as_ref().and_then(|c| string_at(c.as_ref(), i)),
-                id: id.as_ref().and_then(|c| string_at(c.as_ref(), i)),
+                path: at(&path, i),
+                id: at(&id, i),
                 labels: l,
             });
         }

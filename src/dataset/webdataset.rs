@@ -1,8 +1,10 @@
 //! WebDataset tar shards (img2dataset's output, what clip-retrieval reads) as datasets. A shard is
 //! read once, as a stream, with the `tar` crate; nothing is unpacked to disk.
 //!
-//! * **Sample.** A sample is the members that share a key: the member's path up to the first dot
-//!   of its last component (`00/000123.jpg` and `00/000123.cls` are sample `00/000123`).
+//! * **Sample.** A sample is the members that share a key, by WebDataset's rule: the member's
+//!   path up to the first dot of its last component (`00/000123.jpg` and `00/000123.cls` are
+//!   sample `00/000123`; `a.b.jpg` is sample `a`'s `b.jpg`). What a member is goes by the last
+//!   part of its extension (`b.jpg` is an image), as WebDataset's decoders do.
 //! * **Image.** The sample's image is its `.jpg`, `.jpeg`, `.png` or `.webp` member. Only the
 //!   member's byte range is recorded ([`super::Member`]); the decoder reads that range from the
 //!   shard.
@@ -11,10 +13,15 @@
 //! * **Id.** The id is `SHARDSTEM/KEY`: `shard-00042.tar`'s sample `000123` is
 //!   `shard-00042/000123`. The dataset's root is the shard's folder.
 //!
-//! Other members (captions, metadata) are not images and are left alone. A sample without an
-//! image, with two images or with an unreadable label is reported as a failed input, like a
-//! decode failure. So is the rest of a shard that ends early (a truncated download): the samples
-//! before the damage are kept.
+//! Other members (captions, metadata) are not images and are left alone. A sample is reported
+//! as a failed input, like a decode failure, when it has no image, two images, two `.cls`
+//! labels, an empty or unreadable label, or a member the shard ends inside. A shard that ends
+//! early (a truncated download) keeps the samples before the damage; the sample being read when
+//! it ends is a failed input (it may have lost its label), and the shard's damage is reported
+//! too, also when the cut falls between two members (tar's end-of-archive marker is missing).
+//! A file that is not a tar at all is an error, and so is a gzip-compressed shard (`.tar.gz`,
+//! `.tgz`, or gzip bytes named `.tar`): images are read by their byte range in the shard, so it
+//! must be given uncompressed.
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
@@ -29,19 +36,42 @@ const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 /// Largest label member read (`.cls`, `.json`).
 const MAX_LABEL_BYTES: u64 = 1 << 20;
 
-/// Whether `path` names a tar file (by extension).
+/// Whether `path` names a tar file (by extension): `.tar`, or a compressed `.tar.gz` / `.tgz`
+/// (which [`list`] refuses, naming gzip).
 pub(super) fn is_tar(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("tar"))
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    name.ends_with(".tar") || name.ends_with(".tar.gz") || name.ends_with(".tgz")
 }
 
 /// What a shard's members say about one sample.
 #[derive(Default)]
 struct Sample {
     image: Option<Member>,
-    labels: Option<Vec<String>>,
+    /// The labels and the member they came from.
+    labels: Option<(Vec<String>, String)>,
+    /// Whether the labels came from a `.cls` member (which wins over `.json`).
+    from_cls: bool,
     problems: Vec<String>,
+}
+
+/// A member's sample key and its extension, by WebDataset's rule: the key is the path up to the
+/// first dot of its last component, the extension everything after it (`a/b.c.jpg` is key
+/// `a/b`, extension `c.jpg`). `None` for a name without a dot in its last component.
+fn key_and_extension(name: &str) -> Option<(String, String)> {
+    let (dir, base) = match name.rsplit_once('/') {
+        Some((d, b)) => (format!("{d}/"), b),
+        None => (String::new(), name),
+    };
+    let (key, ext) = base.split_once('.')?;
+    Some((format!("{dir}{key}"), ext.to_ascii_lowercase()))
+}
+
+/// What a member is by its extension's last part (WebDataset decodes `c.jpg` as a `jpg`).
+fn last_extension(ext: &str) -> &str {
+    ext.rsplit('.').next().unwrap_or(ext)
 }
 
 /// The labels in a `.json` member's `label` field.
@@ -49,7 +79,10 @@ fn json_labels(text: &str) -> std::result::Result<Option<Vec<String>>, String> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("its .json member is not JSON: {e}"))?;
     let one = |x: &serde_json::Value| match x {
-        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::String(s) if s.trim().is_empty() => {
+            Err("its .json `label` is an empty string".to_string())
+        }
+        serde_json::Value::String(s) => Ok(s.trim().to_string()),
         serde_json::Value::Number(n) => Ok(n.to_string()),
         other => Err(format!(
             "its .json `label` is {other}, not a string or a number"
@@ -76,9 +109,34 @@ fn read_text(entry: &mut impl Read, size: u64, what: &str) -> std::result::Resul
     Ok(s)
 }
 
+/// The gzip signature: WebDataset reads compressed shards as a stream; vggfeat reads each
+/// image by its byte range in the shard, which a compressed file does not have.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Bytes after the last member of a complete tar: the end-of-archive marker, two zero blocks.
+const END_OF_ARCHIVE: u64 = 1024;
+
 /// Lists a WebDataset shard (see the module docs).
 pub(super) fn list(shard: &Path) -> Result<Dataset> {
-    let file = std::fs::File::open(shard).map_err(|e| Error::io(shard, e))?;
+    let bad = |reason: String| Error::Data {
+        path: shard.to_path_buf(),
+        reason,
+    };
+    let mut file = std::fs::File::open(shard).map_err(|e| Error::io(shard, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(shard, e))?.len();
+    let mut magic = [0u8; 2];
+    let got = file.read(&mut magic).map_err(|e| Error::io(shard, e))?;
+    if got == 2 && magic == GZIP_MAGIC {
+        return Err(bad(
+            "a gzip-compressed shard: vggfeat reads each image by its byte range in the tar, so \
+             give it uncompressed (gunzip -k)"
+                .into(),
+        ));
+    }
+    {
+        use std::io::Seek;
+        file.rewind().map_err(|e| Error::io(shard, e))?;
+    }
     let root = match shard.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -91,13 +149,17 @@ pub(super) fn list(shard: &Path) -> Result<Dataset> {
     let mut samples: BTreeMap<String, Sample> = BTreeMap::new();
     let mut damage: Option<String> = None;
     let mut members = 0usize;
-    let entries = archive.entries().map_err(|e| Error::Data {
-        path: shard.to_path_buf(),
-        reason: format!("not a tar archive: {e}"),
-    })?;
+    // The sample of the last member read, and where that member's data ends (padded to
+    // tar's 512-byte blocks).
+    let mut last_key: Option<String> = None;
+    let mut data_end = 0u64;
+    let entries = archive
+        .entries()
+        .map_err(|e| bad(format!("not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
+            Err(e) if members == 0 => return Err(bad(format!("not a tar archive: {e}"))),
             Err(e) => {
                 damage = Some(format!(
                     "the shard is unreadable after {members} members ({e}): the rest of it is lost"
@@ -107,6 +169,12 @@ pub(super) fn list(shard: &Path) -> Result<Dataset> {
         };
         members += 1;
         let kind = entry.header().entry_type();
+        let size = entry.size();
+        let offset = entry.raw_file_position();
+        data_end = offset
+            .saturating_add(size)
+            .div_ceil(512)
+            .saturating_mul(512);
         if kind.is_dir() || kind.is_pax_global_extensions() {
             continue;
         }
@@ -117,52 +185,86 @@ pub(super) fn list(shard: &Path) -> Result<Dataset> {
                 break;
             }
         };
-        let (dir, base) = match name.rsplit_once('/') {
-            Some((d, b)) => (format!("{d}/"), b.to_string()),
-            None => (String::new(), name.clone()),
-        };
-        let Some((key_base, ext)) = base.split_once('.') else {
+        let Some((key, ext)) = key_and_extension(&name) else {
+            last_key = None;
             continue; // no extension: not a sample member
         };
-        let key = format!("{dir}{key_base}");
-        let ext = ext.to_ascii_lowercase();
+        last_key = Some(key.clone());
         let sample = samples.entry(key).or_default();
+        let what = last_extension(&ext);
+        if offset.saturating_add(size) > file_len {
+            sample.problems.push(format!(
+                "its member `{name}` is cut short (the shard ends inside it)"
+            ));
+            continue;
+        }
         if !kind.is_file() {
-            if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+            if IMAGE_EXTENSIONS.contains(&what) {
                 sample
                     .problems
                     .push(format!("its image member `{name}` is not a regular file"));
             }
             continue;
         }
-        let size = entry.size();
-        if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+        if IMAGE_EXTENSIONS.contains(&what) {
             if sample.image.is_some() {
                 sample
                     .problems
                     .push(format!("it has two images (the second is `{name}`)"));
             }
-            sample.image = Some(Member {
-                offset: entry.raw_file_position(),
-                size,
-            });
-        } else if ext == "cls" {
+            sample.image = Some(Member { offset, size });
+        } else if what == "cls" {
             match read_text(&mut entry, size, ".cls") {
-                Ok(t) if t.trim().is_empty() => {
-                    sample.problems.push("its .cls member is empty".into())
+                Ok(t) if t.trim().is_empty() => sample
+                    .problems
+                    .push(format!("its label member `{name}` is empty")),
+                Ok(t) => {
+                    if let (true, Some((_, first))) = (sample.from_cls, &sample.labels) {
+                        sample
+                            .problems
+                            .push(format!("it has two .cls labels (`{first}` and `{name}`)"));
+                    }
+                    sample.labels = Some((vec![t.trim().to_string()], name.clone()));
+                    sample.from_cls = true;
                 }
-                Ok(t) => sample.labels = Some(vec![t.trim().to_string()]),
                 Err(p) => sample.problems.push(p),
             }
-        } else if ext == "json" {
+        } else if what == "json" {
             match read_text(&mut entry, size, ".json").and_then(|t| json_labels(&t)) {
+                Ok(Some(l)) if l.is_empty() => {
+                    sample
+                        .problems
+                        .push("its .json `label` is an empty list".into());
+                }
                 Ok(Some(l)) => {
-                    sample.labels.get_or_insert(l);
+                    if !sample.from_cls {
+                        sample.labels = Some((l, name.clone()));
+                    }
                 }
                 Ok(None) => {}
                 Err(p) => sample.problems.push(p),
             }
         }
+    }
+    if members == 0 && damage.is_none() {
+        return Err(bad(
+            "not a tar archive, or an empty one: it has no members".into()
+        ));
+    }
+    // A shard cut at a member boundary ends without tar's end-of-archive marker: the sample
+    // being written when it was cut may have lost members (its label, say).
+    if damage.is_none() && members > 0 && file_len < data_end.saturating_add(END_OF_ARCHIVE) {
+        damage = Some(format!(
+            "the shard ends after {members} members without tar's end-of-archive marker: it was \
+             cut short"
+        ));
+    }
+    if damage.is_some()
+        && let Some(key) = &last_key
+        && let Some(s) = samples.get_mut(key)
+    {
+        s.problems
+            .push("the shard is cut short in this sample: some of its members may be lost".into());
     }
     let mut items = Vec::new();
     let mut skipped = Vec::new();
@@ -175,17 +277,19 @@ pub(super) fn list(shard: &Path) -> Result<Dataset> {
         } else {
             None
         };
+        let labels = s.labels.map(|(l, _)| l);
         match reason {
             Some(reason) => skipped.push(Skipped {
                 path: root.join(&id),
                 id,
                 reason,
                 kind: SkipKind::Unusable,
+                labels,
             }),
             None => items.push(Item {
                 id,
                 path: shard.to_path_buf(),
-                labels: s.labels.unwrap_or_default(),
+                labels: labels.unwrap_or_default(),
                 voc_labels: None,
                 member: s.image,
             }),
@@ -197,6 +301,7 @@ pub(super) fn list(shard: &Path) -> Result<Dataset> {
             id: format!("{stem}/"),
             reason,
             kind: SkipKind::Unusable,
+            labels: None,
         });
     }
     let mut ds = Dataset::from_items(root, SourceKind::Tar, items)?;

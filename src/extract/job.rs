@@ -220,16 +220,23 @@ impl Extractor {
     ) -> Result<Extraction<'_>> {
         let shard = params.selection.shard;
         let print = fingerprint(&all);
-        let dataset = match shard {
-            Some((i, n)) => all.shard(i, n)?,
-            None => all,
-        };
-        if dataset.is_empty() {
+        // Inputs with nothing to extract are an error; one shard of them that happens to hold
+        // no image (more array tasks than images) is an empty store, so that the array's merge
+        // still finds every shard.
+        let unusable = all
+            .skipped
+            .iter()
+            .any(|s| s.kind == crate::dataset::SkipKind::Unusable);
+        if all.is_empty() && !unusable {
             return Err(Error::Data {
                 path: params.inputs[0].clone(),
                 reason: "no images found".into(),
             });
         }
+        let dataset = match shard {
+            Some((i, n)) => all.shard(i, n)?,
+            None => all,
+        };
         Ok(Extraction {
             extractor: self,
             params: params.clone(),
@@ -311,6 +318,21 @@ impl Extraction<'_> {
         let mut summary = plan.summary;
         for r in plan.records {
             writer.push(r)?;
+        }
+        if !plan.relabel.is_empty() {
+            // Kept records whose labels changed: the same descriptors (or failure) under the
+            // input's labels now.
+            let ids: std::collections::HashSet<&str> =
+                plan.relabel.iter().map(|&i| items[i].id.as_str()).collect();
+            let by_id: std::collections::HashMap<&str, &Vec<String>> = plan
+                .relabel
+                .iter()
+                .map(|&i| (items[i].id.as_str(), &items[i].labels))
+                .collect();
+            for mut r in crate::store::read_records(&store_dir, &manifest, &ids)? {
+                r.labels = by_id[r.id.as_str()].clone();
+                writer.push(r)?;
+            }
         }
         let todo = plan.todo;
         progress.begin("extract", "images", todo.len() as u64);

@@ -6,7 +6,9 @@
 //! extracted again when they changed (the content hash recorded with the descriptor tells a
 //! rewritten file from a touched one only after reading it, so a changed stat is enough to
 //! recompute). A failed input is tried again when its file changed, or always with
-//! `retry_failed`. Records of inputs that no longer exist are removed.
+//! `retry_failed`. Records of inputs that no longer exist are removed. A record kept whose
+//! labels are no longer the input's (a relabelled list, table or `.cls`) is rewritten with the
+//! new labels and the same descriptors: labels are part of what a record was computed from.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,7 +22,7 @@ use crate::store::{Outcome, Record, RecordMeta, Source};
 pub(super) struct Unusable {
     /// Its id (as an item's would be).
     pub id: String,
-    /// Its labels (the class folder it is in).
+    /// Its labels, as far as the listing knows them (the class folder it is in).
     pub labels: Vec<String>,
     /// Why it could not be used.
     pub reason: String,
@@ -33,10 +35,7 @@ pub(super) fn unusable(skipped: &[Skipped]) -> Vec<Unusable> {
         .filter(|s| s.kind == SkipKind::Unusable)
         .map(|s| Unusable {
             id: s.id.clone(),
-            labels: match s.id.split_once('/') {
-                Some((class, _)) => vec![class.to_string()],
-                None => Vec::new(),
-            },
+            labels: s.labels.clone().unwrap_or_default(),
             reason: s.reason.clone(),
         })
         .collect()
@@ -49,6 +48,9 @@ pub(super) struct ResumePlan {
     pub todo: Vec<usize>,
     /// Records to write without the network: unusable entries (failures) and removals.
     pub records: Vec<Record>,
+    /// Items whose record is kept but whose labels changed: (position, the record's id). Their
+    /// records are written again with the item's labels.
+    pub relabel: Vec<usize>,
     /// The counts so far (already done, unverified, changed, retried, removed, and the
     /// failures of unusable entries).
     pub summary: ExtractSummary,
@@ -72,18 +74,28 @@ pub(super) fn plan(
                 std::fs::metadata(&item.path).is_ok_and(|m| src.same_stat(&Source::of_metadata(&m)))
             })
         };
+        let relabelled = existing
+            .get(&item.id)
+            .is_some_and(|m| m.labels != item.labels);
+        let mut kept = || {
+            s.already_done += 1;
+            if relabelled {
+                s.relabelled += 1;
+                p.relabel.push(i);
+            }
+        };
         match existing.get(&item.id).map(|m| (m.ok, &m.source)) {
             None | Some((None, _)) => p.todo.push(i),
             Some((Some(true), None)) => {
-                s.already_done += 1;
+                kept();
                 s.unverified += 1;
             }
-            Some((Some(true), src)) if unchanged(src) => s.already_done += 1,
+            Some((Some(true), src)) if unchanged(src) => kept(),
             Some((Some(true), _)) => {
                 s.changed += 1;
                 p.todo.push(i);
             }
-            Some((Some(false), src)) if !retry_failed && unchanged(src) => s.already_done += 1,
+            Some((Some(false), src)) if !retry_failed && unchanged(src) => kept(),
             Some((Some(false), _)) => {
                 s.retried += 1;
                 p.todo.push(i);
@@ -94,7 +106,11 @@ pub(super) fn plan(
     let mut listed: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
     for u in unusable {
         listed.insert(u.id.as_str());
-        if existing.get(&u.id).is_some_and(|m| m.ok == Some(false)) && !retry_failed {
+        if existing
+            .get(&u.id)
+            .is_some_and(|m| m.ok == Some(false) && m.labels == u.labels)
+            && !retry_failed
+        {
             s.already_done += 1;
             continue;
         }

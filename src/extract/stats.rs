@@ -25,6 +25,9 @@ pub struct ExtractSummary {
     pub retried: usize,
     /// Records removed because their input no longer exists.
     pub removed: usize,
+    /// Records kept whose labels changed (a relabelled list, table or `.cls`): rewritten with
+    /// the new labels, without the network.
+    pub relabelled: usize,
     /// Inputs extracted by this run.
     pub extracted: usize,
     /// Inputs that failed in this run: (id, reason). Also recorded in the store.
@@ -96,6 +99,8 @@ pub struct Counts {
     pub retried: usize,
     /// Removed (file gone).
     pub removed: usize,
+    /// Kept, rewritten with their new labels.
+    pub relabelled: usize,
     /// Failed in this run.
     pub failed: usize,
 }
@@ -121,10 +126,7 @@ impl RunStats {
         let computed = summary.extracted + summary.failed.len();
         RunStats {
             tool_version: env!("CARGO_PKG_VERSION").into(),
-            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .or_else(|_| std::env::var("HOSTNAME"))
-                .unwrap_or_default(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
             shard: manifest.input.shard,
             started_unix: started
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -150,6 +152,7 @@ impl RunStats {
                 changed: summary.changed,
                 retried: summary.retried,
                 removed: summary.removed,
+                relabelled: summary.relabelled,
                 failed: summary.failed.len(),
             },
             failures_by_reason,

@@ -39,7 +39,10 @@ pub struct CaltechOutcome {
 
 /// Refuses splits that cannot give a meaningful table: fewer than 2 classes (one-vs-rest of one
 /// class is trivially right), or a class without training images in some split.
-fn check_splits(splits: &[Split]) -> Result<()> {
+/// Everything the protocol needs of the splits, checked before anything is written: at least
+/// two classes, the same classes in every split, training images of every class, and test
+/// images. `names` says where each split came from (its file, or `split N`).
+fn check_splits(splits: &[Split], names: &[String]) -> Result<()> {
     let classes = &splits[0].classes;
     if classes.len() < 2 {
         return Err(Error::Usage(format!(
@@ -48,7 +51,18 @@ fn check_splits(splits: &[Split]) -> Result<()> {
             classes.join(", ")
         )));
     }
-    for (s, split) in splits.iter().enumerate() {
+    for (split, name) in splits.iter().zip(names) {
+        if split.classes != *classes {
+            return Err(Error::Usage(format!(
+                "{name}: its classes differ from those of {}",
+                names[0]
+            )));
+        }
+        if split.test.is_empty() {
+            return Err(Error::Usage(format!(
+                "{name}: no test images (rows with set `test`)"
+            )));
+        }
         let untrained: Vec<&str> = split
             .class_counts()
             .iter()
@@ -58,7 +72,7 @@ fn check_splits(splits: &[Split]) -> Result<()> {
             .collect();
         if !untrained.is_empty() {
             return Err(Error::Usage(format!(
-                "split {s}: class(es) {} have no training images",
+                "{name}: class(es) {} have no training images",
                 untrained.join(", ")
             )));
         }
@@ -97,6 +111,7 @@ pub fn run_caltech(
 ) -> Result<CaltechOutcome> {
     let (svm, select, out) = (&run.record.svm, &run.record.select, run.out.as_path());
     let ds = dataset_of(store, desc)?;
+    let splits_from = splits;
     let splits: Vec<Split> = match splits {
         SplitSource::Sample(p) => {
             p.check(&ds)?;
@@ -112,7 +127,11 @@ pub fn run_caltech(
     if splits.is_empty() {
         return Err(Error::Usage("no splits".into()));
     }
-    check_splits(&splits)?;
+    let names: Vec<String> = match splits_from {
+        SplitSource::Files(files) => files.iter().map(|f| f.display().to_string()).collect(),
+        SplitSource::Sample(_) => (0..splits.len()).map(|s| format!("split {s}")).collect(),
+    };
+    check_splits(&splits, &names)?;
     report::clear_results(out)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let classes = splits[0].classes.clone();
@@ -120,9 +139,6 @@ pub fn run_caltech(
     let mut results = Vec::new();
     let mut scores = Vec::new();
     for (s, split) in splits.iter().enumerate() {
-        if split.classes != classes {
-            return Err(Error::Usage("splits disagree on the class list".into()));
-        }
         split.write_csv(&ds, &out.join(format!("split{s}.csv")))?;
         let t0 = Instant::now();
         let row_of = |i: usize| ds.items[i].id.as_str();

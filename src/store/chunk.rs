@@ -49,8 +49,8 @@ impl Source {
         use std::os::unix::fs::MetadataExt;
         Source {
             size: meta.len(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            mtime_ns: nanoseconds(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: nanoseconds(meta.ctime(), meta.ctime_nsec()),
             sha256: None,
         }
     }
@@ -59,6 +59,13 @@ impl Source {
     pub fn same_stat(&self, other: &Source) -> bool {
         (self.size, self.mtime_ns, self.ctime_ns) == (other.size, other.mtime_ns, other.ctime_ns)
     }
+}
+
+/// A file time in nanoseconds since the Unix epoch. Times beyond what 64 bits of nanoseconds
+/// hold (before 1678 or after 2262, which a file can be given) saturate rather than overflow:
+/// such a file is still fingerprinted by its size, its other time and its content hash.
+fn nanoseconds(seconds: i64, nanos: i64) -> i64 {
+    seconds.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
 /// One input's entry in the store.
@@ -85,6 +92,8 @@ pub struct RecordMeta {
     pub ok: Option<bool>,
     /// Its source.
     pub source: Option<Source>,
+    /// Its labels.
+    pub labels: Vec<String>,
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -108,11 +117,22 @@ fn put_str16(buf: &mut Vec<u8>, s: &str) -> Result<()> {
 pub fn encode_chunk(records: &[Record], floats: usize) -> Result<Vec<u8>> {
     let mut b = Vec::with_capacity(16 + records.len() * (128 + 4 * floats));
     b.extend_from_slice(MAGIC_V2);
-    b.extend_from_slice(&(records.len() as u32).to_le_bytes());
-    b.extend_from_slice(&(floats as u32).to_le_bytes());
+    let count = |n: usize, what: &str| {
+        u32::try_from(n).map_err(|_| Error::Internal(format!("{n} {what} in one chunk")))
+    };
+    b.extend_from_slice(&count(records.len(), "records")?.to_le_bytes());
+    b.extend_from_slice(&count(floats, "floats per record")?.to_le_bytes());
     for r in records {
         put_str16(&mut b, &r.id)?;
-        b.extend_from_slice(&(r.labels.len() as u16).to_le_bytes());
+        let labels = u16::try_from(r.labels.len()).map_err(|_| {
+            Error::Usage(format!(
+                "image {} has {} labels; a store holds at most {} per image",
+                r.id,
+                r.labels.len(),
+                u16::MAX
+            ))
+        })?;
+        b.extend_from_slice(&labels.to_le_bytes());
         for l in &r.labels {
             put_str16(&mut b, l)?;
         }
@@ -143,9 +163,11 @@ pub fn encode_chunk(records: &[Record], floats: usize) -> Result<Vec<u8>> {
                 }
             }
             Outcome::Failed(reason) => {
+                // A reason is ours, in words; one beyond 4 GiB is cut, not wrapped.
+                let reason = &reason.as_bytes()[..reason.len().min(u32::MAX as usize)];
                 b.push(1);
                 b.extend_from_slice(&(reason.len() as u32).to_le_bytes());
-                b.extend_from_slice(reason.as_bytes());
+                b.extend_from_slice(reason);
             }
             Outcome::Removed => b.push(2),
         }
@@ -310,7 +332,7 @@ pub(crate) fn index_chunk(
 /// Parses one chunk without keeping the descriptor values.
 pub fn scan_chunk(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<RecordMeta>)> {
     let mut out = Vec::new();
-    let floats = walk(path, bytes, |id, _, source, status, c, floats| {
+    let floats = walk(path, bytes, |id, labels, source, status, c, floats| {
         let ok = match status {
             0 => {
                 c.take(floats * 4)?;
@@ -324,7 +346,12 @@ pub fn scan_chunk(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<RecordMeta>)>
             2 => None,
             s => return Err(data_err(path, format!("bad record status {s}"))),
         };
-        out.push(RecordMeta { id, ok, source });
+        out.push(RecordMeta {
+            id,
+            ok,
+            source,
+            labels,
+        });
         Ok(())
     })?;
     Ok((floats, out))

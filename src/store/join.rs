@@ -100,21 +100,44 @@ pub fn aggregate_store(store: &Store, how: Aggregate, nets: &[usize]) -> Result<
 }
 
 /// Aggregates several stores (e.g. a VOC train store and a test store) into one set of
-/// descriptors sorted by id. The stores must have the same nets and scales, and no id may appear
-/// in two of them.
+/// descriptors sorted by id, taking the nets `nets` of each. The stores must give the same
+/// descriptors for them (weights, configuration, layer, dimension, preprocessing, precision,
+/// scales, flip: [`Manifest::descriptor_differences`]), which is refused naming each field that
+/// differs and both values; no id may appear in two of them.
+///
+/// [`Manifest::descriptor_differences`]: super::Manifest::descriptor_differences
 pub fn aggregate_stores(stores: &[Store], how: Aggregate, nets: &[usize]) -> Result<Descriptors> {
     let Some(first) = stores.first() else {
         return Err(Error::param(Param::Features, "no feature stores"));
     };
-    let mut rows: Vec<(String, Vec<String>, Vec<f32>)> = Vec::new();
     for s in stores {
-        let (a, b) = (&s.manifest, &first.manifest);
-        if a.nets.len() != b.nets.len() || a.scales != b.scales {
+        let diff = first
+            .manifest
+            .descriptor_differences(nets, &s.manifest, nets);
+        if !diff.is_empty() {
             return Err(Error::Data {
                 path: s.dir.clone(),
-                reason: format!("nets or scales differ from {}", first.dir.display()),
+                reason: format!(
+                    "its descriptors differ from those of {}: {}",
+                    first.dir.display(),
+                    diff.join("; ")
+                ),
             });
         }
+    }
+    let parts: Vec<(&Store, Vec<usize>)> = stores.iter().map(|s| (s, nets.to_vec())).collect();
+    aggregate_parts(&parts, how)
+}
+
+/// The descriptors of several stores joined by id, with each store's own net indices (the
+/// same nets may sit at other positions in another store). The caller has checked that the
+/// parts give the same descriptors (`predict` checks each store against the classifier).
+pub(crate) fn aggregate_parts(
+    parts: &[(&Store, Vec<usize>)],
+    how: Aggregate,
+) -> Result<Descriptors> {
+    let mut rows: Vec<(String, Vec<String>, Vec<f32>)> = Vec::new();
+    for (s, nets) in parts {
         let d = aggregate_store(s, how, nets)?;
         rows.extend(
             d.ids

@@ -78,6 +78,35 @@ pub struct NetSpec {
     pub precision: Precision,
 }
 
+impl NetSpec {
+    /// The fields that determine this net's descriptors and differ from `other`, in words, each
+    /// starting with `what` (e.g. `net 0 layer: fc7 vs fc6`). The weights path is ignored: the
+    /// hash identifies the weights.
+    pub fn differences(&self, other: &NetSpec, what: &str) -> Vec<String> {
+        let (x, y) = (self, other);
+        [
+            ("weights (sha256)", x.sha256.clone(), y.sha256.clone()),
+            ("configuration", x.config.to_string(), y.config.to_string()),
+            ("layer", x.layer.to_string(), y.layer.to_string()),
+            ("dimension", x.dim.to_string(), y.dim.to_string()),
+            (
+                "preprocessing",
+                x.preprocess.to_string(),
+                y.preprocess.to_string(),
+            ),
+            (
+                "precision",
+                x.precision.to_string(),
+                y.precision.to_string(),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(field, a, b)| format!("{what} {field}: {a} vs {b}"))
+        .collect()
+    }
+}
+
 /// Everything that determines a store's contents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -115,6 +144,44 @@ impl Manifest {
             dims: self.nets.iter().map(|n| n.dim).collect(),
             scales: self.scales.len(),
         }
+    }
+
+    /// What makes descriptors of this store comparable with `other`'s, where they differ: the
+    /// nets `mine` of this store against the nets `theirs` of `other` (pairwise), the scales and
+    /// the flip. The inputs may differ (a VOC trainval store beside a test store). Empty when
+    /// the two give the same kind of descriptor.
+    pub fn descriptor_differences(
+        &self,
+        mine: &[usize],
+        other: &Manifest,
+        theirs: &[usize],
+    ) -> Vec<String> {
+        let mut d = Vec::new();
+        if mine.len() != theirs.len() {
+            d.push(format!(
+                "number of nets: {} vs {}",
+                mine.len(),
+                theirs.len()
+            ));
+        }
+        for (&i, &j) in mine.iter().zip(theirs) {
+            let what = if i == j {
+                format!("net {i}")
+            } else {
+                format!("net {i} (vs {j})")
+            };
+            match (self.nets.get(i), other.nets.get(j)) {
+                (Some(x), Some(y)) => d.extend(x.differences(y, &what)),
+                _ => d.push(format!("{what}: not in both stores")),
+            }
+        }
+        if self.scales != other.scales {
+            d.push(format!("scales: {:?} vs {:?}", self.scales, other.scales));
+        }
+        if self.flip != other.flip {
+            d.push(format!("flip: {} vs {}", self.flip, other.flip));
+        }
+        d
     }
 
     /// Floats per successful record.
@@ -196,28 +263,6 @@ impl Manifest {
             a.nets.len().to_string(),
             b.nets.len().to_string(),
         );
-        for (i, (x, y)) in a.nets.iter().zip(&b.nets).enumerate() {
-            cmp(
-                &format!("net {i} weights (sha256)"),
-                x.sha256.clone(),
-                y.sha256.clone(),
-            );
-            cmp(
-                &format!("net {i} layer"),
-                x.layer.to_string(),
-                y.layer.to_string(),
-            );
-            cmp(
-                &format!("net {i} preprocessing"),
-                x.preprocess.to_string(),
-                y.preprocess.to_string(),
-            );
-            cmp(
-                &format!("net {i} precision"),
-                x.precision.to_string(),
-                y.precision.to_string(),
-            );
-        }
         cmp("scales", show(&a.scales), show(&b.scales));
         cmp("flip", a.flip.to_string(), b.flip.to_string());
         cmp(
@@ -225,6 +270,9 @@ impl Manifest {
             a.max_pixels.to_string(),
             b.max_pixels.to_string(),
         );
+        for (i, (x, y)) in a.nets.iter().zip(&b.nets).enumerate() {
+            d.extend(x.differences(y, &format!("net {i}")));
+        }
         d
     }
 }

@@ -47,9 +47,9 @@ pub fn merge_with(inputs: &[PathBuf], out: &Path, allow_partial: bool) -> Result
                     "cannot merge with {}: listed from another dataset (fingerprint {} of {} \
                      entries vs {} of {})",
                     first.display(),
-                    &b.sha256[..12],
+                    b.sha256.chars().take(12).collect::<String>(),
                     b.entries,
-                    &a.sha256[..12],
+                    a.sha256.chars().take(12).collect::<String>(),
                     a.entries
                 ),
             ));

@@ -69,6 +69,7 @@ pub(crate) use check::check_inputs;
 pub(crate) use chunk::RecordMeta;
 pub use chunk::{Outcome, Record, Source};
 pub use export::{ExportFormat, ExportParams, ExportSummary, ExportValidParams, export};
+pub(crate) use join::aggregate_parts;
 pub(crate) use join::check_net_list;
 pub use join::{Descriptors, Nets, aggregate_store, aggregate_stores};
 pub use manifest::{FORMAT_VERSION, InputSpec, Manifest, NetSpec, read_manifest};
@@ -194,6 +195,20 @@ pub(crate) fn read_live<R>(
     let mut records: Vec<(String, R)> = live.into_iter().collect();
     records.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((files.into_iter().map(|(_, p)| p).collect(), records))
+}
+
+/// The live records of `ids` in the store at `dir` (descriptors included), in id order; ids
+/// without a live record are left out.
+pub(crate) fn read_records(
+    dir: &Path,
+    manifest: &Manifest,
+    ids: &std::collections::HashSet<&str>,
+) -> Result<Vec<Record>> {
+    let state = read_state(dir)?;
+    let (_, live) = read_live(dir, manifest, state.as_ref(), true, |_, _, r| {
+        ids.contains(r.id.as_str()).then_some(r)
+    })?;
+    Ok(live.into_iter().filter_map(|(_, r)| r).collect())
 }
 
 impl Store {

@@ -56,9 +56,7 @@ fn lock(dir: &Path) -> Result<File> {
     let me = format!(
         "pid {} on {}",
         std::process::id(),
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .unwrap_or_default()
-            .trim()
+        gethostname::gethostname().to_string_lossy()
     );
     f.set_len(0).map_err(|e| Error::io(&p, e))?;
     f.write_all(me.as_bytes()).map_err(|e| Error::io(&p, e))?;

@@ -3,7 +3,7 @@
 
 use linfa::prelude::*;
 use ndarray::{Array1, Array2, Axis};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
@@ -30,11 +30,9 @@ fn clusters_with_labels(
     seed: u64,
 ) -> (Array2<f64>, Vec<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut normal = move || {
-        // Box-Muller, enough for tests.
-        let u1: f64 = rng.r#gen::<f64>().max(1e-12);
-        let u2: f64 = rng.r#gen();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    let mut normal = move || -> f64 {
+        use rand_distr::Distribution;
+        rand_distr::StandardNormal.sample(&mut rng)
     };
     let means: Vec<Vec<f64>> = (0..k).map(|_| (0..d).map(|_| normal()).collect()).collect();
     let mut x = Array2::zeros((labels.len(), d));

@@ -5,6 +5,9 @@
 //! is written through: the link stays and the file it points to is replaced.
 //!
 //! The temporary files are named `.vggfeat-XXXXXX.tmp` (random `X`) by the `tempfile` crate.
+//! They are created with mode `0o666` less the process's umask, as any other program's files
+//! are (`tempfile`'s own default, `0o600`, would leave stores and results unreadable to the
+//! rest of a shared cluster whatever the umask says).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -47,7 +50,9 @@ impl AtomicFile {
     pub fn create(path: &Path) -> Result<Self> {
         let target = resolve(path);
         let dir = parent_of(&target);
+        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o666))
             .prefix(TMP_PREFIX)
             .suffix(TMP_SUFFIX)
             .tempfile_in(&dir)
@@ -56,6 +61,11 @@ impl AtomicFile {
             target,
             tmp: BufWriter::with_capacity(1 << 20, tmp),
         })
+    }
+
+    /// The file this write replaces.
+    pub fn target(&self) -> &Path {
+        &self.target
     }
 
     /// The buffered writer of the temporary file.
@@ -157,6 +167,21 @@ mod tests {
                 .is_symlink()
         );
         assert_eq!(std::fs::read(&real).unwrap(), b"new");
+    }
+
+    #[test]
+    fn files_follow_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("shared.txt");
+        // SAFETY: umask only changes this process's file-creation mask; tests that create
+        // files concurrently get at most a stricter mode.
+        let old = unsafe { libc::umask(0o022) };
+        let written = write_atomic(&p, b"x");
+        unsafe { libc::umask(old) };
+        written.unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{mode:o}");
     }
 
     #[test]

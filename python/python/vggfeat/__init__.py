@@ -406,16 +406,16 @@ class Store:
         return self.ids, x
 
     def to_pandas(self, aggregate: str = "stack", nets: Any = "all"):
-        """A DataFrame with ``id``, ``label`` (or ``labels``, lists, when an image has more or
-        fewer than one) and ``features`` (one float32 array per row, views of one matrix), as the
-        Parquet export reads back."""
+        """A DataFrame with ``id``, ``label`` (``None`` for an image without one; or ``labels``,
+        lists, when an image has more than one) and ``features`` (one float32 array per row, views
+        of one matrix), as the Parquet export reads back."""
         import pandas as pd
 
         ids, x = self.to_numpy(aggregate, nets)
         labels = self.labels
         frame = {"id": ids}
-        if all(len(l) == 1 for l in labels):
-            frame["label"] = [l[0] for l in labels]
+        if all(len(l) <= 1 for l in labels):
+            frame["label"] = [l[0] if l else None for l in labels]
         else:
             frame["labels"] = labels
         frame["features"] = list(x)

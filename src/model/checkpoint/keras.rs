@@ -44,6 +44,13 @@ pub(super) fn is_hdf5(bytes: &[u8]) -> bool {
     bytes.starts_with(SIGNATURE)
 }
 
+/// What reading a file carries along: whether any tensor was float16, and the file's size
+/// (which bounds what its tensors may declare).
+struct Cx {
+    f16: bool,
+    file_len: u64,
+}
+
 /// One Keras layer with weights: its path, its kernel and its bias.
 struct Layer {
     path: String,
@@ -54,22 +61,26 @@ struct Layer {
 /// Reads a Keras weights file into torchvision-named tensors (see the module docs).
 pub(super) fn read_keras(path: &Path, bytes: Vec<u8>) -> Result<RawCheckpoint> {
     let bad = |reason: String| ckpt_err(path, reason);
+    let file_len = bytes.len() as u64;
     let file =
         Hdf5File::from_vec(bytes).map_err(|e| bad(format!("not a readable HDF5 file: {e}")))?;
     let root = file
         .root_group()
         .map_err(|e| bad(format!("not a readable HDF5 file: {e}")))?;
-    let mut f16 = false;
+    let mut cx = Cx {
+        f16: false,
+        file_len,
+    };
     let layers = match root.attribute("layer_names") {
         Ok(a) => {
             let names = a
                 .read_strings()
                 .map_err(|e| bad(format!("attribute `layer_names`: {e}")))?;
-            keras2_layers(&file, &names, &mut f16).map_err(bad)?
+            keras2_layers(&file, &names, &mut cx).map_err(bad)?
         }
         Err(_) => {
             let mut v = Vec::new();
-            keras3_layers(&root, "", &mut v, &mut f16).map_err(bad)?;
+            keras3_layers(&root, "", &mut v, &mut cx).map_err(bad)?;
             v
         }
     };
@@ -80,7 +91,7 @@ pub(super) fn read_keras(path: &Path, bytes: Vec<u8>) -> Result<RawCheckpoint> {
                 .into(),
         ));
     }
-    translate(path, layers, f16)
+    translate(path, layers, cx.f16)
 }
 
 /// The number after `block` in a layer path (`block3_conv2`, `block3/layers/conv2d_1`).
@@ -98,13 +109,39 @@ fn leaf(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// How much larger than the file a dataset may be once decompressed: deflate, the one filter
+/// Keras uses, expands at most about 1032:1.
+const MAX_EXPANSION: u64 = 1032;
+
 /// Reads a float dataset (float16, float32 or float64 on disk) as f32 values and its shape.
-fn read_floats(
-    ds: &Dataset,
-    f16: &mut bool,
-) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
-    let shape: Vec<usize> = ds.shape().iter().map(|&d| d as usize).collect();
-    let n: usize = shape.iter().product();
+/// The declared shape is checked against the bytes the file has before anything is allocated:
+/// a shape whose values could not fit in `file_len` bytes (even compressed) is refused.
+fn read_floats(ds: &Dataset, cx: &mut Cx) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
+    let file_len = cx.file_len;
+    let shape: Vec<usize> = ds
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("tensor `{}`: dimension {d}", ds.name())))
+        .collect::<std::result::Result<_, _>>()?;
+    let element = match ds.dtype() {
+        hdf5_reader::Datatype::FloatingPoint { size, .. } => u64::from(*size),
+        _ => 1,
+    };
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| {
+            (n as u64)
+                .checked_mul(element)
+                .is_some_and(|b| b <= file_len.saturating_mul(MAX_EXPANSION))
+        })
+        .ok_or_else(|| {
+            format!(
+                "tensor `{}` declares shape {shape:?}, more values than the file's {file_len} \
+                 bytes can hold: the file is damaged",
+                ds.name()
+            )
+        })?;
     let err = |e: hdf5_reader::error::Error| format!("tensor `{}`: {e}", ds.name());
     let values = match ds.dtype() {
         hdf5_reader::Datatype::FloatingPoint { size: 4, .. } => {
@@ -118,7 +155,7 @@ fn read_floats(
             v.into_iter().map(|x| x as f32).collect()
         }
         hdf5_reader::Datatype::FloatingPoint { size: 2, .. } => {
-            *f16 = true;
+            cx.f16 = true;
             let raw = ds.read_native_bytes().map_err(err)?;
             raw.chunks_exact(2)
                 .map(|b| half::f16::from_ne_bytes([b[0], b[1]]).to_f32())
@@ -147,7 +184,7 @@ fn read_floats(
 fn keras2_layers(
     file: &Hdf5File,
     names: &[String],
-    f16: &mut bool,
+    cx: &mut Cx,
 ) -> std::result::Result<Vec<Layer>, String> {
     let mut out = Vec::new();
     for name in names {
@@ -163,11 +200,11 @@ fn keras2_layers(
         if weights.is_empty() {
             continue;
         }
-        let read = |w: &str, f16: &mut bool| -> std::result::Result<_, String> {
+        let read = |w: &str, cx: &mut Cx| -> std::result::Result<_, String> {
             let ds = file
                 .dataset(&format!("{name}/{w}"))
                 .map_err(|e| format!("layer `{name}`: tensor `{w}`: {e}"))?;
-            read_floats(&ds, f16)
+            read_floats(&ds, cx)
         };
         let kernel = weights
             .iter()
@@ -176,22 +213,11 @@ fn keras2_layers(
         let bias = weights.iter().find(|w| leaf(w).starts_with("bias"));
         out.push(Layer {
             path: name.clone(),
-            kernel: read(kernel, f16)?,
-            bias: bias.map(|b| read(b, f16)).transpose()?,
+            kernel: read(kernel, cx)?,
+            bias: bias.map(|b| read(b, cx)).transpose()?,
         });
     }
     Ok(out)
-}
-
-/// Sorts names naturally: a trailing `_<n>` counts as a number (`conv2d` < `conv2d_2` <
-/// `conv2d_10`).
-fn natural_key(name: &str) -> (String, u64) {
-    match name.rsplit_once('_') {
-        Some((stem, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-            (stem.to_string(), n.parse().unwrap_or(0) + 1)
-        }
-        _ => (name.to_string(), 0),
-    }
 }
 
 /// Keras 3: every group with a `vars` group holding datasets `0` (kernel) and `1` (bias), found
@@ -200,11 +226,12 @@ fn keras3_layers(
     g: &Group,
     path: &str,
     out: &mut Vec<Layer>,
-    f16: &mut bool,
+    cx: &mut Cx,
 ) -> std::result::Result<(), String> {
     let err = |e: hdf5_reader::error::Error| format!("group `{path}/`: {e}");
     let mut groups = g.groups().map_err(err)?;
-    groups.sort_by_key(|c| natural_key(c.name()));
+    // Natural order (`conv2d` < `conv2d_2` < `conv2d_10`, `block2` < `block10`): the natord crate.
+    groups.sort_by(|a, b| natord::compare(a.name(), b.name()));
     for child in groups {
         let name = child.name().to_string();
         let child_path = if path.is_empty() {
@@ -217,11 +244,11 @@ fn keras3_layers(
             if datasets.is_empty() {
                 continue;
             }
-            let get = |k: &str, f16: &mut bool| -> std::result::Result<_, String> {
+            let get = |k: &str, cx: &mut Cx| -> std::result::Result<_, String> {
                 let ds = child
                     .dataset(k)
                     .map_err(|e| format!("`{child_path}/{k}`: {e}"))?;
-                read_floats(&ds, f16)
+                read_floats(&ds, cx)
             };
             if !datasets.iter().any(|d| d == "0") {
                 return Err(format!(
@@ -230,15 +257,15 @@ fn keras3_layers(
             }
             out.push(Layer {
                 path: path.to_string(),
-                kernel: get("0", f16)?,
+                kernel: get("0", cx)?,
                 bias: if datasets.iter().any(|d| d == "1") {
-                    Some(get("1", f16)?)
+                    Some(get("1", cx)?)
                 } else {
                     None
                 },
             });
         } else {
-            keras3_layers(&child, &child_path, out, f16)?;
+            keras3_layers(&child, &child_path, out, cx)?;
         }
     }
     Ok(())

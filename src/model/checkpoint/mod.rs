@@ -286,13 +286,108 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<RawCheckpoint> {
     })
 }
 
+/// How much larger than the file a tensor's storage may be once decompressed (`torch.save`
+/// stores members uncompressed; deflate expands at most about 1032:1).
+const MAX_EXPANSION: u64 = 1032;
+
+/// The tensors of a PyTorch zip archive (the `state_dict` under `key`, if given). candle's
+/// pickle reader gives each tensor's storage, offset, shape and strides; the values are read
+/// here, so that a tensor saved as a strided view of its storage (a permuted or sliced tensor,
+/// which candle refuses) loads, and so that a declared shape is checked against the bytes the
+/// storage has before anything is allocated.
+fn read_pth_tensors(
+    path: &Path,
+    key: Option<&str>,
+) -> std::result::Result<Vec<(String, Tensor)>, String> {
+    use std::io::Read;
+    let infos =
+        candle_core::pickle::read_pth_tensor_info(path, false, key).map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(infos.len());
+    for info in infos {
+        let name = &info.name;
+        let es = info.dtype.size_in_bytes();
+        let dims = info.layout.dims();
+        let stride = info.layout.stride();
+        let offset = info.layout.start_offset() / es;
+        let too_big =
+            || format!("tensor `{name}` declares a shape {dims:?} its storage cannot hold");
+        let n = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(too_big)?;
+        // The largest storage index the view reaches.
+        let last = if n == 0 {
+            0
+        } else {
+            dims.iter()
+                .zip(stride)
+                .try_fold(offset, |a, (&d, &s)| a.checked_add((d - 1).checked_mul(s)?))
+                .ok_or_else(too_big)?
+        };
+        let storage = info.storage_size;
+        let bytes = storage
+            .checked_mul(es)
+            .filter(|&b| b as u64 <= file_len.saturating_mul(MAX_EXPANSION))
+            .ok_or_else(|| {
+                format!("tensor `{name}`: a storage of {storage} values in a {file_len}-byte file")
+            })?;
+        if n > 0 && last >= storage {
+            return Err(format!(
+                "tensor `{name}`: shape {dims:?} with strides {stride:?} from offset {offset} \
+                 reaches past its storage of {storage} values"
+            ));
+        }
+        let mut member = zip
+            .by_name(&info.path)
+            .map_err(|e| format!("tensor `{name}`: storage `{}`: {e}", info.path))?;
+        let mut buf = Vec::new();
+        (&mut member)
+            .take(bytes as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("tensor `{name}`: storage `{}`: {e}", info.path))?;
+        if buf.len() < bytes {
+            return Err(format!(
+                "tensor `{name}`: storage `{}` has {} bytes, {bytes} declared",
+                info.path,
+                buf.len()
+            ));
+        }
+        let values: Vec<u8> = if info.layout.is_contiguous() {
+            buf[offset * es..(offset + n) * es].to_vec()
+        } else {
+            // Walk the view's indices in row-major order.
+            let mut v = Vec::with_capacity(n * es);
+            let mut index = vec![0usize; dims.len()];
+            for _ in 0..n {
+                let at = offset + index.iter().zip(stride).map(|(i, s)| i * s).sum::<usize>();
+                v.extend_from_slice(&buf[at * es..(at + 1) * es]);
+                for d in (0..dims.len()).rev() {
+                    index[d] += 1;
+                    if index[d] < dims[d] {
+                        break;
+                    }
+                    index[d] = 0;
+                }
+            }
+            v
+        };
+        let t = Tensor::from_raw_buffer(&values, info.dtype, dims, &Device::Cpu)
+            .map_err(|e| format!("tensor `{name}`: {e}"))?;
+        out.push((info.name, t));
+    }
+    Ok(out)
+}
+
 fn read_pth(path: &Path) -> Result<RawCheckpoint> {
     // candle's pickle reader is not hardened against every malformed archive: contain panics.
     let read = |key: Option<&str>| {
         let key = key.map(str::to_string);
         let p = path.to_path_buf();
-        std::panic::catch_unwind(move || candle_core::pickle::read_all_with_key(&p, key.as_deref()))
-            .unwrap_or_else(|_| Err(candle_core::Error::Msg("malformed pickle".into())))
+        std::panic::catch_unwind(move || read_pth_tensors(&p, key.as_deref()))
+            .unwrap_or_else(|_| Err("malformed pickle".into()))
     };
     let mut found =
         read(None).map_err(|e| ckpt_err(path, format!("corrupt PyTorch archive: {e}")))?;

@@ -22,7 +22,6 @@ use rayon::prelude::*;
 
 use super::gemm::{Epilogue, Lhs, MR, NR, PackedB, gemm, gemm_ptr, to_bf16_rows};
 use super::isa::{Kernel, kernel_for};
-use super::simd::to_bf16;
 use super::unfold::{Geom, unfold_nhwc_rows};
 use super::winograd::{Tile, WinogradKernel, conv3x3};
 use super::{FeatureMap, Layout, TensorIo};
@@ -227,7 +226,7 @@ impl FastEngine {
                 if in_place {
                     to_bf16_rows(&x.data[r0 * kk..(r0 + r) * kk], kk, &mut s.b, lda);
                 } else {
-                    unfold_nhwc_rows(&x.data, g, r0, r, &mut s.b, lda, to_bf16);
+                    unfold_nhwc_rows(&x.data, g, r0, r, &mut s.b, lda, bf16::from_f32);
                 }
             } else if !in_place {
                 s.f.resize(r * kk, 0.0);

@@ -22,7 +22,6 @@ use half::bf16;
 use rayon::prelude::*;
 
 use super::isa::Kernel;
-use super::simd::to_bf16;
 
 /// Rows of C per micro-kernel call.
 pub const MR: usize = 6;
@@ -111,7 +110,7 @@ impl PackedB {
                     .enumerate()
                     .for_each(|(p, d)| {
                         fill(p, &mut |row, j, v| {
-                            d[((row / 2) * NR + j) * 2 + row % 2] = to_bf16(v)
+                            d[((row / 2) * NR + j) * 2 + row % 2] = bf16::from_f32(v)
                         });
                     });
                 Packed::Bf16(d)
@@ -144,7 +143,7 @@ impl PackedB {
                     for kk in 0..k {
                         for j in 0..NR.min(n - p * NR) {
                             let v = b[kk * n + p * NR + j];
-                            d[((p * kp + kk / 2) * NR + j) * 2 + kk % 2] = to_bf16(v);
+                            d[((p * kp + kk / 2) * NR + j) * 2 + kk % 2] = bf16::from_f32(v);
                         }
                     }
                 }
@@ -250,7 +249,7 @@ pub unsafe fn gemm_ptr(
 pub fn to_bf16_rows(src: &[f32], k: usize, dst: &mut [bf16], ld: usize) {
     for (s, d) in src.chunks_exact(k).zip(dst.chunks_exact_mut(ld)) {
         for (o, v) in d.iter_mut().zip(s) {
-            *o = to_bf16(*v);
+            *o = bf16::from_f32(*v);
         }
         d[k..].fill(bf16::ZERO);
     }
@@ -707,7 +706,7 @@ mod tests {
                 let pb = PackedB::new(&b, k, n, kernel);
                 let lda = pb.lhs_width() + 3;
                 let round = |v: f32| match kernel {
-                    Kernel::Bf16 => to_bf16(v).to_f32(),
+                    Kernel::Bf16 => bf16::from_f32(v).to_f32(),
                     _ => v,
                 };
                 for (cols, relu) in [(0..n, false), ((n / 64) * 64..n, true)] {

@@ -86,16 +86,22 @@ pub fn kernel_for(precision: Precision) -> Result<Kernel> {
     }
 }
 
-/// Every kernel this CPU can run (for tests that check each against a reference).
+/// Every kernel this CPU can run (for tests that check each against a reference). The kernels
+/// it cannot run are named on stderr (`cargo test` shows it), so that a test over fewer kernels
+/// says so instead of passing silently.
 #[cfg(test)]
 pub fn available() -> Vec<Kernel> {
     let mut v = vec![Kernel::Portable];
     let level = detected();
     if level >= Level::Avx512 {
         v.push(Kernel::F32);
+    } else {
+        eprintln!("skipped: Kernel::F32 (this CPU lacks AVX-512F)");
     }
     if level >= Level::Avx512Bf16 {
         v.push(Kernel::Bf16);
+    } else {
+        eprintln!("skipped: Kernel::Bf16 (this CPU lacks AVX512-BF16)");
     }
     v
 }

@@ -32,19 +32,6 @@ pub trait Vf: Copy {
     unsafe fn max(self, o: Self) -> Self;
 }
 
-/// f32 to bf16, rounding to nearest even (a NaN stays a NaN), as `vcvtneps2bf16` does for
-/// normal numbers (subnormals are kept, not flushed).
-#[inline(always)]
-pub fn to_bf16(v: f32) -> bf16 {
-    let b = v.to_bits();
-    let r = if b & 0x7fff_ffff > 0x7f80_0000 {
-        (b >> 16) | 0x40
-    } else {
-        (b + 0x7fff + ((b >> 16) & 1)) >> 16
-    };
-    bf16::from_bits(r as u16)
-}
-
 /// Eight f32 lanes in an array: the portable implementation.
 #[derive(Clone, Copy)]
 pub struct Arr(pub [f32; 8]);
@@ -101,7 +88,7 @@ impl Vf for Arr {
     unsafe fn store_bf16(self, p: *mut bf16, n: usize) {
         for (i, v) in self.0.iter().enumerate().take(n) {
             // SAFETY: the caller promises n writable values.
-            unsafe { *p.add(i) = to_bf16(*v) };
+            unsafe { *p.add(i) = bf16::from_f32(*v) };
         }
     }
 
@@ -308,34 +295,13 @@ mod x86 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn bf16_rounding_matches_half() {
-        let vals = [
-            0.0f32,
-            -0.0,
-            1.0,
-            1.0 + f32::EPSILON,
-            f32::from_bits(0x3f80_8000), // 1 + 2^-8, half-way between two bf16: to even (1)
-            f32::from_bits(0x3f81_8000), // 1 + 3 * 2^-8, half-way: up to even
-            3.4e38,
-            -2.5e-3,
-            1e-40, // subnormal
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-        ];
-        for v in vals {
-            assert_eq!(to_bf16(v).to_bits(), bf16::from_f32(v).to_bits(), "{v:e}");
-        }
-        assert!(to_bf16(f32::NAN).is_nan());
-        assert!(to_bf16(f32::from_bits(0x7fff_ffff)).is_nan());
-    }
-
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx512_lanes_agree_with_the_portable_ones() {
         if !(std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw"))
         {
+            eprintln!("skipped: the AVX-512 lanes (this CPU lacks AVX-512F/BW)");
             return;
         }
         let src: Vec<f32> = (0..16)

@@ -1,5 +1,5 @@
 //! CSV: descriptors (`id,label,d0,d1,...`) and named value columns (decision values), written
-//! row by row into an atomic file; the `label` cell convention ([`join_labels`]).
+//! row by row into an atomic file; the label cell convention ([`LabelColumn`], [`join_labels`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,8 +15,8 @@ fn csv_err(path: &Path, e: csv::Error) -> Error {
     }
 }
 
-/// An image's labels as one `label` cell: joined by `;`, with `\` and `;` inside a label
-/// escaped as `\\` and `\;`.
+/// An image's labels as one `labels` cell: joined by `;`, with `\` and `;` inside a label
+/// escaped as `\\` and `\;` (what the table reader splits, [`crate::dataset::split_labels`]).
 pub fn join_labels(labels: &[String]) -> String {
     labels
         .iter()
@@ -25,10 +25,51 @@ pub fn join_labels(labels: &[String]) -> String {
         .join(";")
 }
 
+/// How an export names and fills its label column, the same for CSV and Parquet, so that a
+/// table reader ([`crate::dataset`]'s tables) gets every image's labels back exactly: when no
+/// image has more than one label, a `label` column holding the label as it is (empty or null
+/// for none); otherwise a `labels` column holding all of them (a Parquet list, or in CSV the
+/// labels joined by [`join_labels`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelColumn {
+    /// `label`: at most one label per image, verbatim.
+    One,
+    /// `labels`: any number per image.
+    Many,
+}
+
+impl LabelColumn {
+    /// The column for these images' labels.
+    pub fn of<'a>(labels: impl IntoIterator<Item = &'a [String]>) -> LabelColumn {
+        if labels.into_iter().any(|l| l.len() > 1) {
+            LabelColumn::Many
+        } else {
+            LabelColumn::One
+        }
+    }
+
+    /// The column's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LabelColumn::One => "label",
+            LabelColumn::Many => "labels",
+        }
+    }
+
+    /// One image's CSV cell.
+    pub fn cell(self, labels: &[String]) -> String {
+        match self {
+            LabelColumn::One => labels.first().cloned().unwrap_or_default(),
+            LabelColumn::Many => join_labels(labels),
+        }
+    }
+}
+
 /// A CSV being written row by row into an atomic file.
 pub(super) struct CsvSink {
     pub(super) path: PathBuf,
     writer: csv::Writer<AtomicFileWriter>,
+    labels: LabelColumn,
 }
 
 /// An [`AtomicFile`] as an owned `Write` (the csv crate owns its writer).
@@ -44,14 +85,15 @@ impl Write for AtomicFileWriter {
 }
 
 impl CsvSink {
-    pub(super) fn new(path: &Path, columns: &[String]) -> Result<Self> {
+    pub(super) fn new(path: &Path, columns: &[String], labels: LabelColumn) -> Result<Self> {
         let mut writer = csv::Writer::from_writer(AtomicFileWriter(AtomicFile::create(path)?));
-        let mut header = vec!["id".to_string(), "label".to_string()];
+        let mut header = vec!["id".to_string(), labels.name().to_string()];
         header.extend(columns.iter().cloned());
         writer.write_record(&header).map_err(|e| csv_err(path, e))?;
         Ok(CsvSink {
             path: path.to_path_buf(),
             writer,
+            labels,
         })
     }
 
@@ -69,7 +111,7 @@ impl Sink for CsvSink {
     fn push(&mut self, id: &str, labels: &[String], row: &[f32]) -> Result<()> {
         let mut rec = Vec::with_capacity(row.len() + 2);
         rec.push(id.to_string());
-        rec.push(join_labels(labels));
+        rec.push(self.labels.cell(labels));
         rec.extend(row.iter().map(|x| x.to_string()));
         self.writer
             .write_record(&rec)
@@ -84,22 +126,19 @@ impl Sink for CsvSink {
 }
 
 /// Writes one row of values per image as CSV with the given value columns: header
-/// `id,label,<columns...>` (e.g. decision values, one column per class), floats in shortest
-/// round-trip form.
+/// `id,label,<columns...>` (or `id,labels,...`, [`LabelColumn`]; e.g. decision values, one
+/// column per class), floats in shortest round-trip form.
 pub(crate) fn write_named_csv(
     path: &Path,
     ids: &[String],
-    labels: &[String],
+    labels: &[Vec<String>],
     columns: &[String],
     rows: &[Vec<f32>],
 ) -> Result<()> {
-    let mut sink = CsvSink::new(path, columns)?;
-    for ((id, label), row) in ids.iter().zip(labels).zip(rows) {
-        let mut rec = vec![id.clone(), label.clone()];
-        rec.extend(row.iter().map(|x| x.to_string()));
-        sink.writer
-            .write_record(&rec)
-            .map_err(|e| csv_err(path, e))?;
+    let column = LabelColumn::of(labels.iter().map(Vec::as_slice));
+    let mut sink = CsvSink::new(path, columns, column)?;
+    for ((id, l), row) in ids.iter().zip(labels).zip(rows) {
+        sink.push(id, l, row)?;
     }
     sink.into_file()?.commit()
 }

@@ -5,8 +5,8 @@
 //! * CSV: header `id,label,d0,d1,...`, one row per image.
 //! * `.npy`: a float32 matrix (rows in id order, written by `npyz`) with `OUT.ids.csv`
 //!   (`id,label`) beside it.
-//! * Parquet (`parquet`/`arrow` crates): columns `id`, `label` (or `labels`, a list, when any
-//!   image has more or fewer than one label), and `features`, a fixed-size list of float32. It is
+//! * Parquet (`parquet`/`arrow` crates): columns `id`, `label` (or `labels`, a list, when an
+//!   image has more than one label), and `features`, a fixed-size list of float32. It is
 //!   written in row groups of about 4 MiB of descriptors. pandas reads it as is
 //!   (`np.stack(pd.read_parquet(f).features)`), and so does polars.
 //! * Sharded `.npy` (the layout clip-retrieval and autofaiss read): `emb_00000.npy` and
@@ -16,11 +16,16 @@
 //!   `net<i>_<config>_<layer>_q<Q>` (`..._d<j>` in CSV).
 //!
 //! One file per format (`csv`, `npy`, `parquet`, `shards`), each a `Sink` that takes rows one at
-//! a time. Every file is written atomically ([`crate::util::AtomicFile`]). The `.npy` and its ids file are
-//! both written in full before either replaces an older pair, so a failure leaves the old pair.
+//! a time. Every file is written atomically ([`crate::util::AtomicFile`]). The `.npy` and its ids
+//! file are both written in full before either replaces an older pair, and the older ids file is
+//! removed first, so no moment leaves a matrix beside the ids of another: a failure or a crash
+//! between the two leaves a pair whose ids file is missing, never a mismatched one.
 //!
-//! The `label` column joins an image's labels with `;`. A `;` or `\` inside a label is written
-//! `\;` or `\\` ([`join_labels`]), so `x;y` (two labels) and `x\;y` (one) stay apart.
+//! One label convention for every format, so that an export read back as a table
+//! ([`crate::dataset`]) gives every image its labels ([`LabelColumn`](csv::LabelColumn)): a `label` column (one
+//! label, verbatim) when no image has several, else `labels`, which in CSV joins an image's
+//! labels with `;`; a `;` or `\` inside a label is then written `\;` or `\\` ([`join_labels`](csv::join_labels)),
+//! so `x;y` (two labels) and `x\;y` (one) stay apart.
 
 mod csv;
 mod npy;
@@ -34,7 +39,6 @@ use super::join::Nets;
 use crate::aggregate::Aggregate;
 use crate::error::{Error, Param, Result};
 
-pub use csv::join_labels;
 pub(crate) use csv::write_named_csv;
 
 /// Where and how `export` writes.
@@ -213,9 +217,73 @@ pub(super) struct Group {
     pub(super) len: usize,
 }
 
-/// Exports a store's descriptors (see the module docs).
+impl ExportFormat {
+    /// The files (or, for shards, the folder) this export writes.
+    fn outputs(&self) -> Vec<PathBuf> {
+        match self {
+            ExportFormat::Csv(p) | ExportFormat::Parquet(p) => vec![p.clone()],
+            ExportFormat::Npy(p) => vec![p.clone(), p.with_extension("ids.csv")],
+            ExportFormat::NpyShards { dir, .. } => vec![dir.clone()],
+        }
+    }
+}
+
+/// Whether writing `out` would write one of the store's own files (its manifest, state,
+/// statistics, lock, chunks) or replace the store folder itself. Paths are compared once
+/// resolved (symbolic links, `..`), the output's folder as far as it exists.
+fn is_store_file(store: &std::path::Path, out: &std::path::Path) -> bool {
+    let Ok(store) = store.canonicalize() else {
+        return false;
+    };
+    let out = match out.canonicalize() {
+        Ok(p) => p,
+        Err(_) => match (out.parent(), out.file_name()) {
+            (Some(dir), Some(name)) => {
+                let dir = if dir.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    dir
+                };
+                match dir.canonicalize() {
+                    Ok(d) => d.join(name),
+                    Err(_) => return false,
+                }
+            }
+            _ => return false,
+        },
+    };
+    out == store
+        || out.starts_with(store.join("chunks"))
+        || ["manifest.json", "state.json", "stats.json", ".lock"]
+            .iter()
+            .any(|f| out == store.join(f))
+}
+
+/// Exports a store's descriptors (see the module docs). Refused before anything is written: an
+/// output that is one of the store's own files. A missing output folder is created.
 pub fn export(p: &ExportValidParams) -> Result<ExportSummary> {
+    for out in p.format.outputs() {
+        if is_store_file(&p.store, &out) {
+            return Err(Error::param(
+                Param::Format,
+                format!(
+                    "{}: this is a file of the store {} itself; write the export elsewhere",
+                    out.display(),
+                    p.store.display()
+                ),
+            ));
+        }
+    }
     let store = StoreStream::open(&p.store)?;
+    for out in p.format.outputs() {
+        let dir = match &p.format {
+            ExportFormat::NpyShards { .. } => Some(out.as_path()),
+            _ => out.parent().filter(|d| !d.as_os_str().is_empty()),
+        };
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+    }
     let m = &store.manifest;
     let nets = p.nets.resolve(m.nets.len())?;
     let warnings = store.freshness().warnings();
@@ -251,16 +319,22 @@ pub fn export(p: &ExportValidParams) -> Result<ExportSummary> {
         }
         Ok(m.layout().raw(floats, &nets))
     };
-    let multi_label = store
-        .entries
-        .iter()
-        .any(|e| e.failure.is_none() && e.labels.len() != 1);
+    let labels = csv::LabelColumn::of(
+        store
+            .entries
+            .iter()
+            .filter(|e| e.failure.is_none())
+            .map(|e| e.labels.as_slice()),
+    );
+    let multi_label = labels == csv::LabelColumn::Many;
     let n = store.ok_len();
     let mut sink: Box<dyn Sink> = match &p.format {
-        ExportFormat::Csv(path) => Box::new(csv::CsvSink::new(path, &csv_columns(&groups))?),
+        ExportFormat::Csv(path) => {
+            Box::new(csv::CsvSink::new(path, &csv_columns(&groups), labels)?)
+        }
         ExportFormat::Npy(path) => Box::new(npy::NpySink {
             npy: npy::NpyMatrix::create(path, n, dim)?,
-            ids: csv::CsvSink::new(&path.with_extension("ids.csv"), &[])?,
+            ids: csv::CsvSink::new(&path.with_extension("ids.csv"), &[], labels)?,
         }),
         ExportFormat::Parquet(path) => {
             Box::new(parquet::ParquetSink::new(path, &groups, multi_label, dim)?)

@@ -1,5 +1,5 @@
 //! `.npy`: a float32 (n, d) matrix written row by row by `npyz`, and the `OUT.ids.csv` beside
-//! it; both are written in full before either replaces an older pair.
+//! it; both are written in full before either replaces an older pair ([`commit_pair`]).
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -91,10 +91,30 @@ impl Sink for NpySink {
         let (path, ids_path) = (self.npy.path.clone(), self.ids.path.clone());
         let matrix = self.npy.finish()?;
         let ids = self.ids.into_file()?;
-        ids.commit()?;
-        matrix.commit()?;
+        commit_pair(matrix, ids)?;
         Ok(vec![path, ids_path])
     }
+}
+
+/// Commits a file and its companion (a matrix and its ids), both written in full, so that no
+/// moment shows the new one beside the old other: the old companion is removed first, then the
+/// file replaces its old version, then the companion appears. A crash in between leaves the
+/// file without a companion (visibly incomplete), never a mismatched pair; a failure to commit
+/// the companion removes the new file too and reports the error.
+pub(super) fn commit_pair(file: AtomicFile, companion: AtomicFile) -> Result<()> {
+    let (target, other) = (
+        file.target().to_path_buf(),
+        companion.target().to_path_buf(),
+    );
+    match std::fs::remove_file(&other) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&other, e)),
+    }
+    file.commit()?;
+    companion.commit().inspect_err(|_| {
+        let _ = std::fs::remove_file(&target);
+    })
 }
 
 /// Writes `rows` (all of equal length) as a (n, d) little-endian float32 `.npy` file; `numpy.load`
@@ -110,4 +130,48 @@ pub(super) fn write_npy(path: &Path, rows: &[Vec<f32>]) -> Result<()> {
         m.push(r)?;
     }
     m.finish()?.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ids file cannot be committed (its folder is gone when the commit comes): the old pair
+    /// must not survive as a new matrix beside old ids.
+    #[test]
+    fn a_failed_ids_commit_leaves_no_mismatched_pair() {
+        let d = tempfile::tempdir().unwrap();
+        let (m, ids_dir) = (d.path().join("x.npy"), d.path().join("ids"));
+        std::fs::create_dir(&ids_dir).unwrap();
+        let ids = ids_dir.join("x.ids.csv");
+        std::fs::write(&m, b"old matrix").unwrap();
+        std::fs::write(&ids, b"old ids").unwrap();
+        let mut a = AtomicFile::create(&m).unwrap();
+        a.write_all(b"new matrix").unwrap();
+        let mut b = AtomicFile::create(&ids).unwrap();
+        b.write_all(b"new ids").unwrap();
+        // The ids' temporary file and the old ids vanish with their folder.
+        std::fs::remove_dir_all(&ids_dir).unwrap();
+        assert!(commit_pair(a, b).is_err());
+        assert!(!m.exists() || std::fs::read(&m).unwrap() == b"old matrix");
+    }
+
+    /// A matrix that cannot be committed leaves the old matrix, and no ids that would claim
+    /// the new rows.
+    #[test]
+    fn a_failed_matrix_commit_leaves_no_new_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let (m_dir, ids) = (d.path().join("m"), d.path().join("x.ids.csv"));
+        std::fs::create_dir(&m_dir).unwrap();
+        let m = m_dir.join("x.npy");
+        std::fs::write(&m, b"old matrix").unwrap();
+        std::fs::write(&ids, b"old ids").unwrap();
+        let mut a = AtomicFile::create(&m).unwrap();
+        a.write_all(b"new matrix").unwrap();
+        let mut b = AtomicFile::create(&ids).unwrap();
+        b.write_all(b"new ids").unwrap();
+        std::fs::remove_dir_all(&m_dir).unwrap();
+        assert!(commit_pair(a, b).is_err());
+        assert_ne!(std::fs::read(&ids).ok().as_deref(), Some(&b"new ids"[..]));
+    }
 }

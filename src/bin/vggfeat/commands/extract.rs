@@ -177,6 +177,10 @@ pub fn run(a: ExtractArgs) -> Result<u8> {
         (s.retried, "failed before and tried again"),
         (s.removed, "removed from the store: their file is gone"),
         (
+            s.relabelled,
+            "kept with new labels: their labels changed, their files did not",
+        ),
+        (
             s.unverified,
             "kept from an older store without file fingerprints",
         ),
