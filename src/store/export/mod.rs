@@ -1,6 +1,9 @@
 //! Descriptors out of a store, streamed: records are read in id order a chunk at a time
 //! ([`super::StoreStream`]), aggregated and L2-normalised one by one ([`super::join`]), and
-//! written as they come, so memory stays flat however large the store. Formats:
+//! written as they come: the descriptors are never all in memory, only an index of every
+//! record (id, labels, where it is) and the re-listing of the inputs that checks freshness, about
+//! 0.5 KB per record (scripts/export_memory.sh: 64-69 MiB peak on a 100,000 x 4,096 store).
+//! Formats:
 //!
 //! * CSV: header `id,label,d0,d1,...`, one row per image.
 //! * `.npy`: a float32 matrix (rows in id order, written by `npyz`) with `OUT.ids.csv`

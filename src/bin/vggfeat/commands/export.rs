@@ -13,7 +13,7 @@ use vggfeat::{Aggregate, ExportFormat, ExportParams, ExportValidParams, Nets, ex
 #[derive(Args, Debug)]
 #[command(
     group(clap::ArgGroup::new("output").required(true).args(["csv", "npy", "parquet", "npy_shards"])),
-    after_help = "Examples:\n  vggfeat export stores/c101 --aggregate stack --csv c101.csv\n  vggfeat export stores/voc07 --nets 0,1 --npy voc07.npy            # also writes voc07.ids.csv\n  vggfeat export stores/big --parquet big.parquet                    # pandas: np.stack(pd.read_parquet('big.parquet').features)\n  vggfeat export stores/big --npy-shards emb/ --rows 100000          # emb_00000.npy + meta_00000.parquet, ...\n  vggfeat export stores/c101 --raw --parquet raw.parquet             # per net and scale, not normalised\n\nEvery format is streamed: memory stays flat however large the store."
+    after_help = "Examples:\n  vggfeat export stores/c101 --aggregate stack --csv c101.csv\n  vggfeat export stores/voc07 --nets 0,1 --npy voc07.npy            # also writes voc07.ids.csv\n  vggfeat export stores/big --parquet big.parquet                    # pandas: np.stack(pd.read_parquet('big.parquet').features)\n  vggfeat export stores/big --npy-shards emb/ --rows 100000          # emb_00000.npy + meta_00000.parquet, ...\n  vggfeat export stores/c101 --raw --parquet raw.parquet             # per net and scale, not normalised\n\nEvery format is streamed: the descriptors are never all in memory (about 0.5 KB per record for the index)."
 )]
 pub struct ExportArgs {
     /// The store folder written by `extract`.
