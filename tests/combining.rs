@@ -409,15 +409,6 @@ fn exports_round_trip_through_tables() {
     }
 }
 
-/// Appends a member to a tar being built.
-fn add(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, name, data).unwrap();
-}
-
 /// Cases 6, 7 and 13: WebDataset shards. A shard cut between a sample's image and its label
 /// fails that sample (it lost its label) instead of keeping it unlabelled; `--classes` keeps the
 /// failures of its classes and of unknown class, recorded with their labels, not the shard's
@@ -430,7 +421,7 @@ fn tar_shards_lose_no_label_silently() {
     let shard = |name: &str, members: &[(&str, &[u8])]| -> PathBuf {
         let mut b = tar::Builder::new(Vec::new());
         for (n, d) in members {
-            add(&mut b, n, d);
+            util::tar_add(&mut b, n, d);
         }
         let p = tmp.path().join(name);
         std::fs::write(&p, b.into_inner().unwrap()).unwrap();

@@ -119,11 +119,7 @@ fn damaged_files_of_every_format_never_panic() {
                 (format!("{k}{i}.png"), png.as_slice()),
                 (format!("{k}{i}.cls"), class.as_bytes()),
             ] {
-                let mut h = tar::Header::new_gnu();
-                h.set_size(data.len() as u64);
-                h.set_mode(0o644);
-                h.set_cksum();
-                tb.append_data(&mut h, name, data).unwrap();
+                util::tar_add(&mut tb, &name, data);
             }
         }
     }

@@ -46,13 +46,7 @@ fn records(store: &Path) -> Records {
     (ok, failed)
 }
 
-fn add(b: &mut tar::Builder<std::fs::File>, name: &str, data: &[u8]) {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, name, data).unwrap();
-}
+use util::tar_add as add;
 
 #[test]
 fn tar_shards_give_the_folder_descriptors_bit_for_bit() {
@@ -153,10 +147,21 @@ fn tar_shards_give_the_folder_descriptors_bit_for_bit() {
     assert_eq!(o.status.code(), Some(1));
     let (ok, failed) = records(&cs);
     assert!(!ok.is_empty() && ok.len() < 6, "{} kept", ok.len());
-    for (tid, (_, v)) in &ok {
+    for (tid, (l, v)) in &ok {
         let orig = tid.replace("shard-cut", "shard-a");
         assert_eq!(v, &folder_recs[&keys[&orig]].1);
+        // Every sample kept has its label: the one the cut fell in is a failed input instead.
+        assert_eq!(
+            l, &folder_recs[&keys[&orig]].0,
+            "{tid}: label lost or truncated"
+        );
     }
+    assert!(
+        failed
+            .iter()
+            .any(|(_, w)| w.contains("cut short in this sample")),
+        "{failed:?}"
+    );
     assert!(
         failed.iter().any(|(_, w)| w.contains("unreadable after")),
         "{failed:?}"

@@ -196,3 +196,13 @@ pub fn has_bf16() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
+
+/// Appends a regular file member to a tar being built (mode 0644): the one tar writer of the
+/// tests.
+pub fn tar_add<W: std::io::Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, name, data).unwrap();
+}

@@ -136,42 +136,36 @@ pub(super) fn write_npy(path: &Path, rows: &[Vec<f32>]) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// The ids file cannot be committed (its folder is gone when the commit comes): the old pair
-    /// must not survive as a new matrix beside old ids.
+    /// An old pair `m` + `ids` on disk, new contents being written for both, and then `gone`
+    /// (the folder of one of them) removed before the commit: the commit fails.
+    fn commit_after_losing(m: &Path, ids: &Path, gone: &Path) {
+        std::fs::create_dir_all(gone).unwrap();
+        std::fs::write(m, b"old matrix").unwrap();
+        std::fs::write(ids, b"old ids").unwrap();
+        let mut a = AtomicFile::create(m).unwrap();
+        a.write_all(b"new matrix").unwrap();
+        let mut b = AtomicFile::create(ids).unwrap();
+        b.write_all(b"new ids").unwrap();
+        std::fs::remove_dir_all(gone).unwrap();
+        assert!(commit_pair(a, b).is_err());
+    }
+
+    /// The ids file cannot be committed (its folder is gone when the commit comes): no new
+    /// matrix is left beside it.
     #[test]
     fn a_failed_ids_commit_leaves_no_mismatched_pair() {
         let d = tempfile::tempdir().unwrap();
         let (m, ids_dir) = (d.path().join("x.npy"), d.path().join("ids"));
-        std::fs::create_dir(&ids_dir).unwrap();
-        let ids = ids_dir.join("x.ids.csv");
-        std::fs::write(&m, b"old matrix").unwrap();
-        std::fs::write(&ids, b"old ids").unwrap();
-        let mut a = AtomicFile::create(&m).unwrap();
-        a.write_all(b"new matrix").unwrap();
-        let mut b = AtomicFile::create(&ids).unwrap();
-        b.write_all(b"new ids").unwrap();
-        // The ids' temporary file and the old ids vanish with their folder.
-        std::fs::remove_dir_all(&ids_dir).unwrap();
-        assert!(commit_pair(a, b).is_err());
+        commit_after_losing(&m, &ids_dir.join("x.ids.csv"), &ids_dir);
         assert!(!m.exists() || std::fs::read(&m).unwrap() == b"old matrix");
     }
 
-    /// A matrix that cannot be committed leaves the old matrix, and no ids that would claim
-    /// the new rows.
+    /// A matrix that cannot be committed leaves no ids that would claim the new rows.
     #[test]
     fn a_failed_matrix_commit_leaves_no_new_ids() {
         let d = tempfile::tempdir().unwrap();
         let (m_dir, ids) = (d.path().join("m"), d.path().join("x.ids.csv"));
-        std::fs::create_dir(&m_dir).unwrap();
-        let m = m_dir.join("x.npy");
-        std::fs::write(&m, b"old matrix").unwrap();
-        std::fs::write(&ids, b"old ids").unwrap();
-        let mut a = AtomicFile::create(&m).unwrap();
-        a.write_all(b"new matrix").unwrap();
-        let mut b = AtomicFile::create(&ids).unwrap();
-        b.write_all(b"new ids").unwrap();
-        std::fs::remove_dir_all(&m_dir).unwrap();
-        assert!(commit_pair(a, b).is_err());
+        commit_after_losing(&m_dir.join("x.npy"), &ids, &m_dir);
         assert_ne!(std::fs::read(&ids).ok().as_deref(), Some(&b"new ids"[..]));
     }
 }
