@@ -103,13 +103,7 @@ fn damaged_files_of_every_format_never_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let images = t.join("img");
-    for (c, class) in ["a", "b"].iter().enumerate() {
-        std::fs::create_dir_all(images.join(class)).unwrap();
-        for i in 0..6 {
-            let src = util::tiny().join(format!("images/{}.png", (i + c) % 3));
-            std::fs::copy(src, images.join(class).join(format!("img{i}.png"))).unwrap();
-        }
-    }
+    util::tiny_folder(&images, &["a", "b"], 6);
     // A tar shard of the images with .cls labels.
     let mut tb = tar::Builder::new(Vec::new());
     for (k, class) in ["a", "b"].iter().enumerate() {
@@ -142,22 +136,7 @@ fn damaged_files_of_every_format_never_panic() {
         .assert()
         .success();
     let res = t.join("res");
-    util::vggfeat()
-        .args([
-            "svm",
-            "--c-grid",
-            "1",
-            "--train-per-class",
-            "5",
-            "--test-per-class",
-            "1",
-            "-f",
-        ])
-        .arg(&store)
-        .arg("-o")
-        .arg(&res)
-        .assert()
-        .success();
+    util::svm_small(&store, &res, &[]);
     let chunk = std::fs::read(store.join("chunks/000000.chunk")).unwrap();
     let model = std::fs::read(res.join("model_split0.safetensors")).unwrap();
     let tiny = util::tiny();

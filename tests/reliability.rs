@@ -11,13 +11,7 @@ use crate::util::{self, bin, vggfeat};
 
 /// `root/<class>/<name>` copies of the fixture PNGs: classes `a` and `b`, six images each.
 fn dataset(root: &Path) {
-    for (c, class) in ["a", "b"].iter().enumerate() {
-        std::fs::create_dir_all(root.join(class)).unwrap();
-        for i in 0..6 {
-            let src = util::tiny().join(format!("images/{}.png", (i + c) % 3));
-            std::fs::copy(src, root.join(class).join(format!("img{i}.png"))).unwrap();
-        }
-    }
+    util::tiny_folder(root, &["a", "b"], 6);
 }
 
 fn ids(store: &Path) -> Vec<String> {

@@ -52,9 +52,17 @@ struct Sample {
     image: Option<Member>,
     /// The labels and the member they came from.
     labels: Option<(Vec<String>, String)>,
-    /// Whether the labels came from a `.cls` member (which wins over `.json`).
-    from_cls: bool,
     problems: Vec<String>,
+}
+
+impl Sample {
+    /// The member the labels came from, when it is a `.cls` (which wins over `.json`).
+    fn cls_member(&self) -> Option<&str> {
+        self.labels
+            .as_ref()
+            .map(|(_, m)| m.as_str())
+            .filter(|m| m.to_ascii_lowercase().ends_with(".cls"))
+    }
 }
 
 /// A member's sample key and its extension, by WebDataset's rule: the key is the path up to the
@@ -219,13 +227,11 @@ pub(super) fn list(shard: &Path) -> Result<Dataset> {
                     .problems
                     .push(format!("its label member `{name}` is empty")),
                 Ok(t) => {
-                    if let (true, Some((_, first))) = (sample.from_cls, &sample.labels) {
-                        sample
-                            .problems
-                            .push(format!("it has two .cls labels (`{first}` and `{name}`)"));
+                    if let Some(first) = sample.cls_member() {
+                        let two = format!("it has two .cls labels (`{first}` and `{name}`)");
+                        sample.problems.push(two);
                     }
                     sample.labels = Some((vec![t.trim().to_string()], name.clone()));
-                    sample.from_cls = true;
                 }
                 Err(p) => sample.problems.push(p),
             }
@@ -237,7 +243,7 @@ pub(super) fn list(shard: &Path) -> Result<Dataset> {
                         .push("its .json `label` is an empty list".into());
                 }
                 Ok(Some(l)) => {
-                    if !sample.from_cls {
+                    if sample.cls_member().is_none() {
                         sample.labels = Some((l, name.clone()));
                     }
                 }

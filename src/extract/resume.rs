@@ -48,8 +48,8 @@ pub(super) struct ResumePlan {
     pub todo: Vec<usize>,
     /// Records to write without the network: unusable entries (failures) and removals.
     pub records: Vec<Record>,
-    /// Items whose record is kept but whose labels changed: (position, the record's id). Their
-    /// records are written again with the item's labels.
+    /// Positions of the items whose record is kept but whose labels changed: their records are
+    /// written again with the item's labels.
     pub relabel: Vec<usize>,
     /// The counts so far (already done, unverified, changed, retried, removed, and the
     /// failures of unusable entries).

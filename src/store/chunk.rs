@@ -163,11 +163,11 @@ pub fn encode_chunk(records: &[Record], floats: usize) -> Result<Vec<u8>> {
                 }
             }
             Outcome::Failed(reason) => {
-                // A reason is ours, in words; one beyond 4 GiB is cut, not wrapped.
-                let reason = &reason.as_bytes()[..reason.len().min(u32::MAX as usize)];
                 b.push(1);
-                b.extend_from_slice(&(reason.len() as u32).to_le_bytes());
-                b.extend_from_slice(reason);
+                b.extend_from_slice(
+                    &count(reason.len(), "bytes in a failure reason")?.to_le_bytes(),
+                );
+                b.extend_from_slice(reason.as_bytes());
             }
             Outcome::Removed => b.push(2),
         }

@@ -15,6 +15,7 @@
 //!                        limit, format and tool versions
 //!   state.json           how far the writing got: chunks written, whether the last run went
 //!                        through all its inputs (rewritten atomically after every chunk)
+//!   stats.json           what the last extraction run did (counts, rates, failures by reason)
 //!   .lock                held (flock) by the one process writing the store; names it
 //!   chunks/000000.chunk  records, written atomically (temp file + fsync + rename)
 //!   chunks/000001.chunk  ...
@@ -197,16 +198,48 @@ pub(crate) fn read_live<R>(
     Ok((files.into_iter().map(|(_, p)| p).collect(), records))
 }
 
-/// The live records of `ids` in the store at `dir` (descriptors included), in id order; ids
-/// without a live record are left out.
+/// The files of a store folder beside its chunks (see the layout above).
+const OWN_FILES: [&str; 4] = ["manifest.json", "state.json", "stats.json", ".lock"];
+
+/// Whether writing `out` would write one of the store's own files (its manifest, state,
+/// statistics, lock, chunks) or replace the store folder itself. Paths are compared once
+/// resolved (symbolic links, `..`), the output's folder as far as it exists.
+pub(crate) fn is_own_file(store: &Path, out: &Path) -> bool {
+    let Ok(store) = store.canonicalize() else {
+        return false;
+    };
+    let out = match out.canonicalize() {
+        Ok(p) => p,
+        Err(_) => match (out.parent(), out.file_name()) {
+            (Some(dir), Some(name)) => {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                match dir.canonicalize() {
+                    Ok(d) => d.join(name),
+                    Err(_) => return false,
+                }
+            }
+            _ => return false,
+        },
+    };
+    out == store
+        || out.starts_with(store.join("chunks"))
+        || OWN_FILES.iter().any(|f| out == store.join(f))
+}
+
+/// The live records of the store at `dir` whose id is `wanted` (descriptors included), in id
+/// order.
 pub(crate) fn read_records(
     dir: &Path,
     manifest: &Manifest,
-    ids: &std::collections::HashSet<&str>,
+    wanted: impl Fn(&str) -> bool,
 ) -> Result<Vec<Record>> {
     let state = read_state(dir)?;
     let (_, live) = read_live(dir, manifest, state.as_ref(), true, |_, _, r| {
-        ids.contains(r.id.as_str()).then_some(r)
+        wanted(&r.id).then_some(r)
     })?;
     Ok(live.into_iter().filter_map(|(_, r)| r).collect())
 }

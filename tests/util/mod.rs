@@ -206,3 +206,30 @@ pub fn tar_add<W: std::io::Write>(b: &mut tar::Builder<W>, name: &str, data: &[u
     h.set_cksum();
     b.append_data(&mut h, name, data).unwrap();
 }
+
+/// `root/<class>/img<i>.png` for each class, `per_class` each: copies of the tiny fixture's
+/// three images (class `c`'s image `i` is fixture image `(i + c) % 3`).
+pub fn tiny_folder(root: &std::path::Path, classes: &[&str], per_class: usize) {
+    for (c, class) in classes.iter().enumerate() {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..per_class {
+            let src = tiny().join(format!("images/{}.png", (i + c) % 3));
+            std::fs::copy(src, root.join(class).join(format!("img{i}.png"))).unwrap();
+        }
+    }
+}
+
+/// `vggfeat svm` on `store` into `res` with one C (no selection), 5 training and 1 test image
+/// per class, and `extra` flags.
+pub fn svm_small(store: &std::path::Path, res: &std::path::Path, extra: &[&str]) {
+    vggfeat()
+        .args(["svm", "--c-grid", "1", "--train-per-class", "5"])
+        .args(["--test-per-class", "1"])
+        .args(extra)
+        .arg("-f")
+        .arg(store)
+        .arg("-o")
+        .arg(res)
+        .assert()
+        .success();
+}

@@ -109,10 +109,6 @@ fn leaf(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// How much larger than the file a dataset may be once decompressed: deflate, the one filter
-/// Keras uses, expands at most about 1032:1.
-const MAX_EXPANSION: u64 = 1032;
-
 /// Reads a float dataset (float16, float32 or float64 on disk) as f32 values and its shape.
 /// The declared shape is checked against the bytes the file has before anything is allocated:
 /// a shape whose values could not fit in `file_len` bytes (even compressed) is refused.
@@ -133,7 +129,7 @@ fn read_floats(ds: &Dataset, cx: &mut Cx) -> std::result::Result<(Vec<usize>, Ve
         .filter(|&n| {
             (n as u64)
                 .checked_mul(element)
-                .is_some_and(|b| b <= file_len.saturating_mul(MAX_EXPANSION))
+                .is_some_and(|b| b <= file_len.saturating_mul(super::MAX_EXPANSION))
         })
         .ok_or_else(|| {
             format!(

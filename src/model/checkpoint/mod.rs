@@ -286,8 +286,9 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<RawCheckpoint> {
     })
 }
 
-/// How much larger than the file a tensor's storage may be once decompressed (`torch.save`
-/// stores members uncompressed; deflate expands at most about 1032:1).
+/// How much larger than its file a tensor may be once decompressed: deflate (Keras' one HDF5
+/// filter; `torch.save` stores members uncompressed) expands at most about 1032:1. A tensor
+/// declaring more values than that is refused before anything is allocated.
 const MAX_EXPANSION: u64 = 1032;
 
 /// The tensors of a PyTorch zip archive (the `state_dict` under `key`, if given). candle's
