@@ -1,7 +1,7 @@
 //! The main job through the library's front door, no command-line code: dense multi-scale
 //! descriptors of a class-folder dataset (the first `PER_CLASS` images of the first `CLASSES`
 //! classes) into a resumable store, then one-vs-rest linear SVMs on a seeded split (half of each
-//! class to train, C chosen on a hold-out) and the mean class recall on the rest.
+//! class to train, C chosen by cross-validation) and the mean class recall on the rest.
 //!
 //! ```text
 //! cargo run --release --example extract_and_svm -- DIR WEIGHTS [CLASSES [PER_CLASS]]

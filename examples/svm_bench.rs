@@ -28,7 +28,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use vggfeat::metrics::mean_class_recall;
-use vggfeat::svm::{LinearSvmParams, Loss, SelectCParams};
+use vggfeat::svm::{LinearSvmParams, Loss, SelectCParams, Validation};
 
 #[derive(Parser)]
 struct Args {
@@ -207,7 +207,9 @@ fn main() -> anyhow::Result<()> {
     }
 
     let t = Instant::now();
+    // The hold-out (not the default k-fold): its split is written for the reference to reuse.
     let sel = SelectCParams::new()
+        .validation(Validation::Holdout)
         .grid(grid)
         .seed(args.seed)
         .check()?
@@ -222,8 +224,13 @@ fn main() -> anyhow::Result<()> {
     if let Some(p) = &args.write_split {
         let mut w = csv::Writer::from_path(p)?;
         w.write_record(["id", "set"])?;
-        let val: std::collections::HashSet<usize> =
-            sel.validation_items.iter().map(|&j| train[j]).collect();
+        // The items the first validation round held out.
+        let val: std::collections::HashSet<usize> = sel
+            .folds
+            .validated_in(0)
+            .iter()
+            .map(|&j| train[j])
+            .collect();
         for &i in &train {
             w.write_record([
                 f.ids[i].as_str(),

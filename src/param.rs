@@ -128,6 +128,10 @@ params! {
     Bias => "bias",
     /// Hold-out fraction of the C selection.
     ValidationFraction => "validation_fraction",
+    /// How the C selection validates (k-fold or hold-out).
+    CValidation => "c_validation",
+    /// Folds of the C selection's cross-validation.
+    Folds => "folds",
     /// Title of a results table.
     Title => "title",
     /// Benchmark folders of a reproduction.

@@ -10,17 +10,6 @@ use arrow_array::{ArrayRef, RecordBatch};
 
 use crate::util::{self, vggfeat};
 
-/// `root/<class>/img<i>.png`: copies of the tiny fixture's three images.
-fn folder(root: &Path, classes: &[&str], per_class: usize) {
-    for (c, class) in classes.iter().enumerate() {
-        std::fs::create_dir_all(root.join(class)).unwrap();
-        for i in 0..per_class {
-            let src = util::tiny().join(format!("images/{}.png", (i + c) % 3));
-            std::fs::copy(src, root.join(class).join(format!("img{i}.png"))).unwrap();
-        }
-    }
-}
-
 /// Extracts with the tiny fixture; asserts the exit code.
 fn extract(inputs: &[&Path], store: &Path, args: &[&str], code: i32) -> String {
     let o = util::extract_tiny(inputs, store, args).output().unwrap();
@@ -70,8 +59,8 @@ fn other_weights(dir: &Path) -> PathBuf {
 #[test]
 fn stores_of_other_descriptors_are_not_joined() {
     let tmp = tempfile::tempdir().unwrap();
-    folder(&tmp.path().join("train"), &["a", "b"], 2);
-    folder(&tmp.path().join("test"), &["a", "b"], 1);
+    util::tiny_folder(&tmp.path().join("train"), &["a", "b"], 2);
+    util::tiny_folder(&tmp.path().join("test"), &["a", "b"], 1);
     let (train, test, fc6) = (
         tmp.path().join("s-train"),
         tmp.path().join("s-test"),
@@ -125,8 +114,8 @@ fn predict_finds_the_classifiers_net_in_every_store() {
     let tmp = tempfile::tempdir().unwrap();
     let other = other_weights(tmp.path());
     let mine = util::tiny().join("weights.safetensors");
-    folder(&tmp.path().join("x"), &["a", "b"], 6);
-    folder(&tmp.path().join("y"), &["c", "d"], 1);
+    util::tiny_folder(&tmp.path().join("x"), &["a", "b"], 6);
+    util::tiny_folder(&tmp.path().join("y"), &["c", "d"], 1);
     let (sx, sy) = (tmp.path().join("sx"), tmp.path().join("sy"));
     // util::extract_tiny gives the tiny weights first; add the other net after it for x, and
     // before it for y.
@@ -145,24 +134,7 @@ fn predict_finds_the_classifiers_net_in_every_store() {
     run(&tmp.path().join("x"), &sx, &mine, &other);
     run(&tmp.path().join("y"), &sy, &other, &mine);
     let res = tmp.path().join("res");
-    vggfeat()
-        .args([
-            "svm",
-            "--c-grid",
-            "1",
-            "--train-per-class",
-            "5",
-            "--test-per-class",
-            "1",
-            "--nets",
-            "0",
-        ])
-        .arg("-f")
-        .arg(&sx)
-        .arg("-o")
-        .arg(&res)
-        .assert()
-        .success();
+    util::svm_small(&sx, &res, &["--nets", "0"]);
     let clf = vggfeat::Classifier::load(&res.join("model_split0.safetensors")).unwrap();
     let open = |p: &Path| vggfeat::Store::open(p).unwrap();
     let both = vggfeat::classifier::predict_with(&clf, &[open(&sx), open(&sy)], None).unwrap();
@@ -183,7 +155,7 @@ fn predict_finds_the_classifiers_net_in_every_store() {
 #[test]
 fn relabelled_inputs_update_their_records() {
     let tmp = tempfile::tempdir().unwrap();
-    folder(&tmp.path().join("img"), &["a"], 3);
+    util::tiny_folder(&tmp.path().join("img"), &["a"], 3);
     let list = tmp.path().join("list.txt");
     let write = |l: &str| {
         std::fs::write(
@@ -227,7 +199,7 @@ fn typed_table_columns_are_read_or_refused() {
     use arrow_array::types::Int32Type;
     use arrow_array::{DictionaryArray, Float64Array, Int64Array, StringArray, StringViewArray};
     let tmp = tempfile::tempdir().unwrap();
-    folder(&tmp.path().join("img"), &["a"], 3);
+    util::tiny_folder(&tmp.path().join("img"), &["a"], 3);
     // A file whose name needs escaping in an id.
     std::fs::copy(
         tmp.path().join("img/a/img0.png"),
@@ -349,7 +321,7 @@ fn typed_table_columns_are_read_or_refused() {
 #[test]
 fn exports_round_trip_through_tables() {
     let tmp = tempfile::tempdir().unwrap();
-    folder(&tmp.path().join("img"), &["a"], 3);
+    util::tiny_folder(&tmp.path().join("img"), &["a"], 3);
     // Multi-label: a table with `labels` cells.
     let table = tmp.path().join("t.csv");
     std::fs::write(
@@ -536,7 +508,7 @@ fn ambiguous_imagenet_names_are_refused() {
 #[test]
 fn an_empty_shard_is_an_empty_store() {
     let tmp = tempfile::tempdir().unwrap();
-    folder(&tmp.path().join("img"), &["a"], 2);
+    util::tiny_folder(&tmp.path().join("img"), &["a"], 2);
     let n = 4;
     let empty = (0..n)
         .find(|&i| {
@@ -630,7 +602,7 @@ fn strided_pytorch_tensors_load() {
 #[test]
 fn nothing_is_written_before_a_refusal() {
     let tmp = tempfile::tempdir().unwrap();
-    folder(&tmp.path().join("img"), &["a", "b"], 2);
+    util::tiny_folder(&tmp.path().join("img"), &["a", "b"], 2);
     let store = tmp.path().join("store");
     extract(&[&tmp.path().join("img")], &store, &[], 0);
     let split = tmp.path().join("split.csv");
@@ -692,7 +664,7 @@ fn nothing_is_written_before_a_refusal() {
 fn written_files_follow_the_umask() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    folder(&tmp.path().join("img"), &["a", "b"], 2);
+    util::tiny_folder(&tmp.path().join("img"), &["a", "b"], 2);
     let store = tmp.path().join("store");
     let c = util::extract_tiny(&[&tmp.path().join("img")], &store, &[]);
     // The child's umask, set through a shell.
@@ -713,11 +685,45 @@ fn written_files_follow_the_umask() {
         .arg("--csv")
         .arg(&csv);
     assert!(sh.status().unwrap().success());
+    // A Parquet export into a folder that does not exist yet, and an svm results folder.
+    let pq = tmp.path().join("new/dir/x.parquet");
+    let res = tmp.path().join("res");
+    for args in [
+        vec![
+            "export".into(),
+            store.clone().into_os_string(),
+            "--parquet".into(),
+            pq.clone().into(),
+        ],
+        vec![
+            "svm".into(),
+            "-f".into(),
+            store.clone().into(),
+            "--c-grid".into(),
+            "1".into(),
+            "--train-per-class".into(),
+            "1".into(),
+            "-o".into(),
+            res.clone().into(),
+        ],
+    ] {
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg(cmd).arg(util::bin()).args(args);
+        assert!(sh.status().unwrap().success());
+    }
     for f in [
         store.join("manifest.json"),
         store.join("state.json"),
+        store.join("stats.json"),
         store.join("chunks/000000.chunk"),
         csv,
+        pq,
+        res.join("metrics.json"),
+        res.join("table.md"),
+        res.join("split0.csv"),
+        res.join("scores_split0.csv"),
+        res.join("model_split0.safetensors"),
+        res.join("per_class.svg"),
     ] {
         let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644, "{}: {mode:o}", f.display());
@@ -729,7 +735,7 @@ fn written_files_follow_the_umask() {
 #[test]
 fn hostile_values_are_errors_not_panics() {
     let tmp = tempfile::tempdir().unwrap();
-    folder(&tmp.path().join("img"), &["a"], 2);
+    util::tiny_folder(&tmp.path().join("img"), &["a"], 2);
     // A file time beyond 64-bit nanoseconds: extracted, and resumed as unchanged.
     let far = tmp.path().join("img/a/img0.png");
     let f = std::fs::File::options().write(true).open(&far).unwrap();

@@ -22,4 +22,5 @@ mod report;
 mod reproduce;
 mod svm_cli;
 mod train;
+mod trust;
 mod util;

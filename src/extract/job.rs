@@ -310,7 +310,6 @@ impl Extraction<'_> {
         let store_dir = self.params.out.clone();
         let (mut writer, existing) = StoreWriter::open(&store_dir, &manifest, self.params.chunk)?;
         writer.set_dataset(Some(self.print));
-        let start = Instant::now();
         let started = std::time::SystemTime::now();
         let items = self.dataset.items;
         let failed_entries = unusable(&self.dataset.skipped);
@@ -322,19 +321,20 @@ impl Extraction<'_> {
         if !plan.relabel.is_empty() {
             // Kept records whose labels changed: the same descriptors (or failure) under the
             // input's labels now.
-            let ids: std::collections::HashSet<&str> =
-                plan.relabel.iter().map(|&i| items[i].id.as_str()).collect();
             let by_id: std::collections::HashMap<&str, &Vec<String>> = plan
                 .relabel
                 .iter()
                 .map(|&i| (items[i].id.as_str(), &items[i].labels))
                 .collect();
-            for mut r in crate::store::read_records(&store_dir, &manifest, &ids)? {
+            let wanted = |id: &str| by_id.contains_key(id);
+            for mut r in crate::store::read_records(&store_dir, &manifest, wanted)? {
                 r.labels = by_id[r.id.as_str()].clone();
                 writer.push(r)?;
             }
         }
         let todo = plan.todo;
+        // The rates' clock: the processing the progress bar shows, from its start.
+        let start = Instant::now();
         progress.begin("extract", "images", todo.len() as u64);
         for (id, reason) in &summary.failed {
             progress.note(&format!("skipped {id}: {reason}"));
@@ -374,6 +374,7 @@ impl Extraction<'_> {
                         outcome,
                         source: g.source,
                     })?;
+                    summary.processed += 1;
                     progress.advance(1);
                 }
                 if last_flush.elapsed() > Duration::from_secs(30) {
@@ -385,7 +386,7 @@ impl Extraction<'_> {
         );
         progress.end();
         summary.seconds = start.elapsed().as_secs_f64();
-        let stats = RunStats::new(&summary, &manifest, started, result.is_ok());
+        let stats = RunStats::new(&summary, &manifest, ex.runtime(), started, result.is_ok());
         if let Err(e) = result {
             // Keep the statistics of what was done before the error, then report it.
             let _ = stats.write(&store_dir);

@@ -53,7 +53,7 @@ pub use crate::image_io::Image;
 pub use describe::{Described, Failure};
 pub use job::{DEFAULT_CHUNK, ExtractParams, ExtractValidParams, Extraction};
 pub use net::{NetEntry, sha256_file, weights_sha256};
-pub use stats::ExtractSummary;
+pub use stats::{ExtractSummary, Runtime, RuntimeNet};
 
 /// Checked parameters of an [`Extractor`]; obtained only from [`ExtractorParams::check`]. See
 /// [`ExtractorParams`] for every field's meaning, default and range.
@@ -189,7 +189,7 @@ impl ExtractorParams {
             max_pixels: DEFAULT_MAX_PIXELS,
             decode_threads: 1,
             queue: 4,
-            aggregate: Aggregate::Stack,
+            aggregate: Aggregate::DEFAULT,
             threads: None,
         })
     }
@@ -277,7 +277,7 @@ impl ExtractorParams {
     }
 
     /// How [`Extractor::describe`] combines scales (and [`Described::features`]). Default
-    /// [`Aggregate::Stack`]. Stores keep the per-scale descriptors; this does not apply to them.
+    /// [`Aggregate::DEFAULT`] (stack). Stores keep the per-scale descriptors; this does not apply to them.
     pub fn aggregate(mut self, aggregate: Aggregate) -> Self {
         self.0.aggregate = aggregate;
         self
@@ -448,6 +448,37 @@ impl Extractor {
     /// What a store's manifest records about each net.
     pub fn net_specs(&self) -> Vec<NetSpec> {
         self.nets.iter().map(|n| n.spec.clone()).collect()
+    }
+
+    /// What computes the descriptors (engine, kernels, precision, threads, nets and
+    /// dimensions): the run header of `extract` and `stats.json`'s `runtime`.
+    pub fn runtime(&self) -> Runtime {
+        let first = &self.nets[0].vgg;
+        let all: Vec<usize> = (0..self.nets.len()).collect();
+        let layout = self.layout();
+        Runtime {
+            engine: first.engine().to_string(),
+            kernel: first.kernel(),
+            precision: first.precision().to_string(),
+            device: self.params.device.to_string(),
+            threads: self
+                .pool
+                .as_ref()
+                .map_or_else(rayon::current_num_threads, |p| p.current_num_threads()),
+            nets: self
+                .nets
+                .iter()
+                .map(|n| RuntimeNet {
+                    config: n.spec.config.to_string(),
+                    layer: n.spec.layer.to_string(),
+                    dim: n.spec.dim,
+                })
+                .collect(),
+            scales: self.params.scales.clone(),
+            flip: self.params.flip,
+            record_dim: layout.dims.iter().sum::<usize>() * layout.scales,
+            descriptor_dim: layout.dim(Aggregate::Stack, &all),
+        }
     }
 
     /// The smallest scale every net accepts.

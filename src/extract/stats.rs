@@ -30,23 +30,28 @@ pub struct ExtractSummary {
     pub relabelled: usize,
     /// Inputs extracted by this run.
     pub extracted: usize,
+    /// Inputs this run decoded and ran through the network (extracted, or failed on the way):
+    /// what the rates count.
+    pub processed: usize,
     /// Inputs that failed in this run: (id, reason). Also recorded in the store.
     pub failed: Vec<(String, String)>,
-    /// Wall-clock seconds of the run.
+    /// Wall-clock seconds of the run's processing (decoding and the network; the interval the
+    /// progress bar shows).
     pub seconds: f64,
     /// Seconds spent in the network (forward passes).
     pub network_seconds: f64,
 }
 
 impl ExtractSummary {
-    /// Images per second end to end.
+    /// Images per second end to end: [`processed`](Self::processed) over
+    /// [`seconds`](Self::seconds).
     pub fn images_per_sec(&self) -> f64 {
-        (self.extracted + self.failed.len()) as f64 / self.seconds.max(1e-9)
+        self.processed as f64 / self.seconds.max(1e-9)
     }
 
     /// Images per second in the network alone.
     pub fn network_images_per_sec(&self) -> f64 {
-        (self.extracted + self.failed.len()) as f64 / self.network_seconds.max(1e-9)
+        self.processed as f64 / self.network_seconds.max(1e-9)
     }
 }
 
@@ -73,6 +78,74 @@ pub struct RunStats {
     pub counts: Counts,
     /// Failures of this run grouped by reason (the text before the first `:` or `(`).
     pub failures_by_reason: BTreeMap<String, usize>,
+    /// What computed the descriptors: engine, kernels, precision, threads, nets and dimensions.
+    pub runtime: Runtime,
+}
+
+/// What computes an extractor's descriptors: printed as the run header, recorded in
+/// `stats.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Runtime {
+    /// The engine (`fast`, `fast-gemm`, `candle`).
+    pub engine: String,
+    /// The kernels and their instruction set (`AVX-512F f32 micro-kernels`, ...).
+    pub kernel: String,
+    /// Precision of the products.
+    pub precision: String,
+    /// The device (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Threads of the network's computation.
+    pub threads: usize,
+    /// Per net: configuration, descriptor layer and its dimension per scale.
+    pub nets: Vec<RuntimeNet>,
+    /// Scales Q.
+    pub scales: Vec<u32>,
+    /// Whether the flip is averaged in.
+    pub flip: bool,
+    /// The stored record's length (every net, every scale).
+    pub record_dim: usize,
+    /// The dimension of the aggregated descriptor (stack of every net and scale), what `svm`
+    /// and `export` use by default.
+    pub descriptor_dim: usize,
+}
+
+/// One net of a [`Runtime`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuntimeNet {
+    /// Configuration (A .. E).
+    pub config: String,
+    /// Descriptor layer.
+    pub layer: String,
+    /// Its dimension per scale.
+    pub dim: usize,
+}
+
+impl std::fmt::Display for Runtime {
+    /// `engine fast (AVX-512F f32 micro-kernels), precision f32, cpu, 2 threads; D pool4 512-d;
+    /// scales [224, 384] with flips; records 1024 floats, descriptor 1024-d (stack)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nets: Vec<String> = self
+            .nets
+            .iter()
+            .map(|n| format!("{} {} {}-d", n.config, n.layer, n.dim))
+            .collect();
+        write!(
+            f,
+            "engine {} ({}), precision {}, {}, {} thread{}; {}; scales {:?}{}; records {} floats, \
+             descriptor {}-d (stack)",
+            self.engine,
+            self.kernel,
+            self.precision,
+            self.device,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            nets.join(" & "),
+            self.scales,
+            if self.flip { " with flips" } else { "" },
+            self.record_dim,
+            self.descriptor_dim
+        )
+    }
 }
 
 /// Throughput.
@@ -116,6 +189,7 @@ impl RunStats {
     pub fn new(
         summary: &ExtractSummary,
         manifest: &Manifest,
+        runtime: Runtime,
         started: SystemTime,
         finished: bool,
     ) -> Self {
@@ -123,7 +197,7 @@ impl RunStats {
         for (_, why) in &summary.failed {
             *failures_by_reason.entry(reason_class(why)).or_insert(0) += 1;
         }
-        let computed = summary.extracted + summary.failed.len();
+        let computed = summary.processed;
         RunStats {
             tool_version: env!("CARGO_PKG_VERSION").into(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
@@ -156,6 +230,7 @@ impl RunStats {
                 failed: summary.failed.len(),
             },
             failures_by_reason,
+            runtime,
         }
     }
 

@@ -287,6 +287,17 @@ impl Vgg {
         self.engine
     }
 
+    /// The kernels the network runs on, in words: the fast engine's GEMM micro-kernels for this
+    /// CPU and precision (`AVX-512F f32 micro-kernels`, ...), or candle's convolution.
+    pub fn kernel(&self) -> String {
+        match self.engine {
+            Engine::Candle if self.device.is_cpu() => "candle conv2d (CPU)".into(),
+            Engine::Candle => "candle conv2d (CUDA, cuDNN)".into(),
+            _ => engine::isa::kernel_for(self.precision)
+                .map_or_else(|e| e.to_string(), |k| k.describe().into()),
+        }
+    }
+
     /// The precision of the network's products.
     pub fn precision(&self) -> Precision {
         self.precision

@@ -1,6 +1,6 @@
 //! The Caltech-101/256 protocol (the paper's Section 4.3 / Table 11): random per-class splits
 //! (e.g. 30 training and up to 50 test images per class, 3 splits), one-vs-rest SVMs with C
-//! chosen on a hold-out of each training split, mean class recall per split, mean ± std over
+//! chosen by cross-validation of each training split, mean class recall per split, mean ± std over
 //! splits.
 
 use std::path::PathBuf;
@@ -35,13 +35,96 @@ pub struct CaltechOutcome {
     pub table: ResultsTable,
     /// Per split, the test images' decision values (also in `scores_split<N>.csv`).
     pub scores: Vec<Scores>,
+    /// What the run could not do as asked (classes with fewer images than the split asked for;
+    /// also in `metrics.json`).
+    pub warnings: Vec<String>,
 }
 
-/// Refuses splits that cannot give a meaningful table: fewer than 2 classes (one-vs-rest of one
-/// class is trivially right), or a class without training images in some split.
-/// Everything the protocol needs of the splits, checked before anything is written: at least
-/// two classes, the same classes in every split, training images of every class, and test
-/// images. `names` says where each split came from (its file, or `split N`).
+/// Classes that have fewer images than a sampled split asks for: the split takes what there is
+/// (all but one for training, the rest for testing), and says so.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Shrunk {
+    /// Training images per class asked for.
+    pub asked_train: usize,
+    /// Test images per class asked for at most (`None`: all the rest).
+    pub asked_test: Option<usize>,
+    /// The classes that got fewer, with the counts they got (the same in every sampled split).
+    pub classes: Vec<ShrunkClass>,
+}
+
+/// A class that got fewer images than asked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShrunkClass {
+    /// Class name.
+    pub class: String,
+    /// Training images used.
+    pub train: usize,
+    /// Test images used.
+    pub test: usize,
+}
+
+impl Shrunk {
+    /// The classes of `split` (sampled with `p`) that have fewer images than `p` asks for;
+    /// `None` if every class got what was asked.
+    pub fn of(split: &Split, p: &SplitParams) -> Option<Shrunk> {
+        let classes: Vec<ShrunkClass> = split
+            .class_counts()
+            .iter()
+            .zip(&split.classes)
+            .filter(|((train, test), _)| {
+                *train < p.train_per_class || p.test_per_class.is_some_and(|t| *test < t)
+            })
+            .map(|(&(train, test), class)| ShrunkClass {
+                class: class.clone(),
+                train,
+                test,
+            })
+            .collect();
+        (!classes.is_empty()).then(|| Shrunk {
+            asked_train: p.train_per_class,
+            asked_test: p.test_per_class,
+            classes,
+        })
+    }
+
+    /// The warning: what was asked, how many classes got less, and each one's counts (the first
+    /// [`Shrunk::LISTED`]; `metrics.json` has them all).
+    pub fn message(&self, n_classes: usize) -> String {
+        let test = self
+            .asked_test
+            .map_or("all remaining".to_string(), |t| t.to_string());
+        let mut list: Vec<String> = self
+            .classes
+            .iter()
+            .take(Self::LISTED)
+            .map(|c| format!("{} {}/{}", c.class, c.train, c.test))
+            .collect();
+        if self.classes.len() > Self::LISTED {
+            list.push(format!("and {} more", self.classes.len() - Self::LISTED));
+        }
+        let short_train = self
+            .classes
+            .iter()
+            .filter(|c| c.train < self.asked_train)
+            .count();
+        format!(
+            "asked for {} training / {test} test images per class, but {} of {n_classes} classes \
+             have fewer ({short_train} of them fewer training images) and were split as they \
+             could be, train/test used: {}",
+            self.asked_train,
+            self.classes.len(),
+            list.join(", ")
+        )
+    }
+
+    /// Classes named in [`Shrunk::message`] at most.
+    pub const LISTED: usize = 20;
+}
+
+/// Refuses splits that cannot give a meaningful table, before anything is written: fewer than 2
+/// classes (one-vs-rest of one class is trivially right), classes that differ between splits, a
+/// class without training images, or no test images in some split. `names` says where each
+/// split came from (its file, or `split N`).
 fn check_splits(splits: &[Split], names: &[String]) -> Result<()> {
     let classes = &splits[0].classes;
     if classes.len() < 2 {
@@ -106,32 +189,42 @@ fn per_class_counts(splits: &[Split]) -> String {
 pub fn run_caltech(
     store: &Store,
     desc: &Descriptors,
-    splits: &SplitSource,
+    source: &SplitSource,
     run: &Run,
 ) -> Result<CaltechOutcome> {
     let (svm, select, out) = (&run.record.svm, &run.record.select, run.out.as_path());
     let ds = dataset_of(store, desc)?;
-    let splits_from = splits;
-    let splits: Vec<Split> = match splits {
+    // The splits, and where each came from (for messages).
+    let (splits, names): (Vec<Split>, Vec<String>) = match source {
         SplitSource::Sample(p) => {
             p.check(&ds)?;
-            (0..p.splits)
-                .map(|s| sample_split(&ds, p, s))
-                .collect::<Result<_>>()?
+            (
+                (0..p.splits)
+                    .map(|s| sample_split(&ds, p, s))
+                    .collect::<Result<_>>()?,
+                (0..p.splits).map(|s| format!("split {s}")).collect(),
+            )
         }
-        SplitSource::Files(files) => files
-            .iter()
-            .map(|f| Split::read_csv(f, &ds))
-            .collect::<Result<_>>()?,
+        SplitSource::Files(files) => (
+            files
+                .iter()
+                .map(|f| Split::read_csv(f, &ds))
+                .collect::<Result<_>>()?,
+            files.iter().map(|f| f.display().to_string()).collect(),
+        ),
     };
     if splits.is_empty() {
         return Err(Error::Usage("no splits".into()));
     }
-    let names: Vec<String> = match splits_from {
-        SplitSource::Files(files) => files.iter().map(|f| f.display().to_string()).collect(),
-        SplitSource::Sample(_) => (0..splits.len()).map(|s| format!("split {s}")).collect(),
-    };
     check_splits(&splits, &names)?;
+    let shrunk = match source {
+        SplitSource::Sample(p) => Shrunk::of(&splits[0], p),
+        SplitSource::Files(_) => None,
+    };
+    let warnings: Vec<String> = shrunk
+        .iter()
+        .map(|s| s.message(splits[0].classes.len()))
+        .collect();
     report::clear_results(out)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let classes = splits[0].classes.clone();
@@ -189,7 +282,8 @@ pub fn run_caltech(
         results.push(SplitResult {
             split: s,
             c: sel.c,
-            c_scores: sel.scores.iter().map(|c| (c.c, c.score)).collect(),
+            c_scores: sel.scores.clone(),
+            folds: sel.folds.k,
             mean_class_recall: rec.mean,
             accuracy: rec.accuracy,
             n_train: split.train.len(),
@@ -232,12 +326,15 @@ pub fn run_caltech(
         splits: results.clone(),
         store_manifest: Box::new(store.manifest.clone()),
         failed_inputs_left_out: store.failures().len(),
+        shrunk,
     });
+    record.warnings.extend(warnings.iter().cloned());
     report::write_results(out, &table, &record.relative_to(out))?;
     Ok(CaltechOutcome {
         splits: results,
         recall,
         table,
         scores,
+        warnings,
     })
 }

@@ -1,7 +1,7 @@
 //! The benchmark protocols of the paper's transfer experiments, from feature stores to a results
 //! folder: Caltech-style (`caltech`: random per-class splits, mean class recall, mean ± std
 //! over splits) and VOC-style (`voc`: one-vs-rest on a devkit's train set, per-class AP and
-//! mAP on its test set). Both select C on a stratified hold-out of the training split, retrain
+//! mAP on its test set). Both select C by stratified cross-validation of the training split, retrain
 //! on the whole split, write the splits they used next to the results, and record every
 //! parameter in a typed [`record::RunRecord`]. [`reproduce`] runs them all as the paper's
 //! Table 11.
@@ -27,10 +27,11 @@ use crate::error::{Error, Param, Result};
 use crate::store::{Descriptors, Nets, Store, aggregate_stores, read_manifest};
 use crate::svm::{
     DEFAULT_C_GRID, LinearSvmParams, LinearSvmValidParams, SelectCParams, SelectCValidParams,
+    Validation,
 };
 
 pub(crate) use caltech::run_caltech;
-pub use caltech::{CaltechOutcome, SplitSource};
+pub use caltech::{CaltechOutcome, Shrunk, ShrunkClass, SplitSource};
 pub use record::{ProtocolName, ProtocolResult, RunRecord, SplitResult};
 pub use reproduce::{Benchmark, ReproduceParams, ReproduceValidParams, Table11, reproduce};
 pub(crate) use voc::run_voc;
@@ -120,6 +121,7 @@ pub struct EvaluateParams {
     devkit: Option<PathBuf>,
     svm: LinearSvmParams,
     c_grid: Vec<f64>,
+    select: SelectCParams,
     title: Option<String>,
     out: PathBuf,
     command: Vec<String>,
@@ -139,7 +141,7 @@ impl EvaluateParams {
     pub fn new() -> Self {
         EvaluateParams {
             features: Vec::new(),
-            aggregate: Aggregate::Stack,
+            aggregate: Aggregate::DEFAULT,
             nets: Nets::All,
             protocol: ProtocolName::Caltech,
             split: SplitParams::default(),
@@ -148,6 +150,7 @@ impl EvaluateParams {
             devkit: None,
             svm: LinearSvmParams::new(),
             c_grid: DEFAULT_C_GRID.to_vec(),
+            select: SelectCParams::new(),
             title: None,
             out: PathBuf::new(),
             command: Vec::new(),
@@ -161,7 +164,7 @@ impl EvaluateParams {
         self
     }
 
-    /// Scale aggregation. Default [`Aggregate::Stack`].
+    /// Scale aggregation. Default [`Aggregate::DEFAULT`] (stack, as `export`).
     pub fn aggregate(mut self, aggregate: Aggregate) -> Self {
         self.aggregate = aggregate;
         self
@@ -198,7 +201,7 @@ impl EvaluateParams {
         self
     }
 
-    /// Seed of the split sampler, of the C-selection hold-out and of the solver. Default 0.
+    /// Seed of the split sampler, of the C selection's folds and of the solver. Default 0.
     pub fn seed(mut self, seed: u64) -> Self {
         self.split.seed = seed;
         self
@@ -255,6 +258,26 @@ impl EvaluateParams {
         self
     }
 
+    /// How the C grid is validated. Default [`Validation::KFold`] (stratified cross-validation;
+    /// see [`crate::svm::SelectCParams`] for the rule).
+    pub fn validation(mut self, validation: Validation) -> Self {
+        self.select = self.select.validation(validation);
+        self
+    }
+
+    /// Folds of the cross-validation at most (fewer when a class has fewer training images).
+    /// Default [`crate::svm::DEFAULT_FOLDS`] (5); >= 2.
+    pub fn folds(mut self, folds: usize) -> Self {
+        self.select = self.select.folds(folds);
+        self
+    }
+
+    /// Fraction of each class held out by [`Validation::Holdout`]. Default 0.2; in (0, 1).
+    pub fn validation_fraction(mut self, fraction: f64) -> Self {
+        self.select = self.select.validation_fraction(fraction);
+        self
+    }
+
     /// Title of the results table. Default: from the stores and the protocol.
     pub fn title(mut self, title: Option<String>) -> Self {
         self.title = title;
@@ -290,7 +313,8 @@ impl EvaluateParams {
         }
         let seed = self.split.seed;
         let svm = self.svm.seed(seed).check()?;
-        let select = SelectCParams::new()
+        let select = self
+            .select
             .grid(self.c_grid)
             .seed(seed)
             .ap_kind(self.voc.ap)
@@ -328,7 +352,7 @@ impl EvaluateParams {
 pub struct EvaluateReport {
     /// The protocol's outcome.
     pub outcome: EvaluateOutcome,
-    /// Warnings about the stores.
+    /// Warnings about the stores and the protocol (classes with fewer images than asked).
     pub warnings: Vec<String>,
 }
 
@@ -389,6 +413,7 @@ pub fn evaluate(req: &EvaluateValidParams) -> Result<EvaluateReport> {
         },
         benchmark: None,
         store_warnings: store_warnings.clone(),
+        warnings: Vec::new(),
         svm: req.svm,
         select: req.select.clone(),
         result: None,
@@ -400,16 +425,16 @@ pub fn evaluate(req: &EvaluateValidParams) -> Result<EvaluateReport> {
         record,
         out: req.out.clone(),
     };
+    let mut warnings = store_warnings;
     let outcome = match &req.protocol {
         Protocol::Caltech(splits) => {
-            EvaluateOutcome::Caltech(run_caltech(&stores[0], &desc, splits, &run)?)
+            let o = run_caltech(&stores[0], &desc, splits, &run)?;
+            warnings.extend(o.warnings.iter().cloned());
+            EvaluateOutcome::Caltech(o)
         }
         Protocol::Voc(v) => EvaluateOutcome::Voc(run_voc(v, &desc, &run)?),
     };
-    Ok(EvaluateReport {
-        outcome,
-        warnings: store_warnings,
-    })
+    Ok(EvaluateReport { outcome, warnings })
 }
 
 /// The rows of `pick` as an (n, d) matrix.

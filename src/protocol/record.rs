@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::aggregate::Aggregate;
 use crate::store::Manifest;
-use crate::svm::{LinearSvmValidParams, SelectCValidParams};
+use crate::svm::{CScore, LinearSvmValidParams, SelectCValidParams};
 
 /// `path` relative to `base` (both made absolute first), so that a record written into `base`
 /// names the machine's paths only relative to itself; `path` unchanged when that is not possible.
@@ -86,11 +86,15 @@ pub struct RunRecord {
     pub benchmark: Option<String>,
     /// The binary SVMs' parameters (C is chosen per run).
     pub svm: LinearSvmValidParams,
-    /// The C selection's parameters (grid, hold-out fraction, seed, AP kind).
+    /// The C selection's parameters (grid, validation, folds, hold-out fraction, seed, AP kind).
     pub select: SelectCValidParams,
     /// What is wrong with the stores, if anything (incomplete, stale against their inputs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub store_warnings: Vec<String>,
+    /// What the protocol could not do as asked (e.g. classes with fewer images than the split
+    /// asked for); also printed as warnings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// What the protocol chose and counted; filled by the protocol runner.
     #[serde(flatten)]
     pub result: Option<ProtocolResult>,
@@ -108,13 +112,19 @@ pub enum ProtocolResult {
         store_manifest: Box<Manifest>,
         /// Failed inputs of the store, which have no descriptor.
         failed_inputs_left_out: usize,
+        /// Classes with fewer images than the sampled splits asked for, and what they got.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        shrunk: Option<super::caltech::Shrunk>,
     },
     /// VOC.
     Voc {
         /// The chosen C.
         c: f64,
-        /// Validation mAP per C of the grid.
-        c_scores: Vec<(f64, f64)>,
+        /// The validation of each C of the grid (mAP per fold, mean, std, hinge loss); empty
+        /// for a grid of one C.
+        c_scores: Vec<CScore>,
+        /// Validation rounds: folds of the cross-validation (1: hold-out, 0: not validated).
+        folds: usize,
         /// The training image set.
         train_set: String,
         /// The test image set.
@@ -129,8 +139,11 @@ pub struct SplitResult {
     pub split: usize,
     /// Chosen C.
     pub c: f64,
-    /// Validation score per C of the grid.
-    pub c_scores: Vec<(f64, f64)>,
+    /// The validation of each C of the grid (mean class recall per fold, mean, std, hinge
+    /// loss); empty for a grid of one C.
+    pub c_scores: Vec<CScore>,
+    /// Validation rounds: folds of the cross-validation (1: hold-out, 0: not validated).
+    pub folds: usize,
     /// Mean class recall on the test items.
     pub mean_class_recall: f64,
     /// Plain accuracy, for reference.

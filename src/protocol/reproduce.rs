@@ -269,7 +269,7 @@ impl ReproduceParams {
         self
     }
 
-    /// Seed of the splits, hold-outs and solvers. Default 0.
+    /// Seed of the splits, the C selection's folds and the solvers. Default 0.
     pub fn seed(mut self, seed: u64) -> Self {
         self.0.seed = seed;
         self
@@ -389,6 +389,7 @@ fn run_benchmark(
                 },
                 benchmark: Some(format!("{} ({name})", b.name())),
                 store_warnings: Vec::new(),
+                warnings: Vec::new(),
                 svm,
                 select: select.clone(),
                 result: None,
@@ -411,6 +412,9 @@ fn run_benchmark(
                     drop_classes: Vec::new(),
                 };
                 let o = run_caltech(&stores[0], &desc, &SplitSource::Sample(split), &run)?;
+                for w in &o.warnings {
+                    progress.note(&format!("{}: {w}", b.name()));
+                }
                 format!(
                     "{:.1} ± {:.1}",
                     100.0 * o.recall.mean,

@@ -192,7 +192,8 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
     let mut record = run.record.clone();
     record.result = Some(ProtocolResult::Voc {
         c: sel.c,
-        c_scores: sel.scores.iter().map(|c| (c.c, c.score)).collect(),
+        c_scores: sel.scores.clone(),
+        folds: sel.folds.k,
         train_set: train_set.to_string(),
         test_set: test_set.to_string(),
     });

@@ -1,6 +1,6 @@
 //! Linear SVMs on image descriptors, as in the paper's transfer experiments: binary L2-regularised
 //! linear SVMs, one-vs-rest over classes (multi-class Caltech, multi-label VOC with difficult items
-//! ignored), and the choice of `C` on a stratified hold-out of the training split.
+//! ignored), and the choice of `C` by cross-validation on the training split.
 //!
 //! * [`LinearSvm`] / [`LinearSvmParams`]: a linfa estimator (`ParamGuard` builder, `Fit` on a
 //!   `linfa::Dataset<f32 | f64, bool>`, `Predict`, and [`LinearSvm::decision_function`]).
@@ -10,9 +10,10 @@
 //! * [`OneVsRest`]: `K` binary models trained in parallel (rayon), decision values `n x K`,
 //!   multi-class prediction by argmax. Built by [`LinearSvmValidParams::fit_one_vs_rest`] and
 //!   [`LinearSvmValidParams::fit_multi_label`].
-//! * [`SelectCParams`]: hold out 20 % of the training split (stratified, seeded), score a log grid
-//!   of `C` by mean class recall (multi-class) or mAP (multi-label), retrain on the whole split
-//!   with the best `C`.
+//! * [`SelectCParams`]: score a log grid of `C` by stratified 5-fold cross-validation of the
+//!   training split (or the paper's 20 % hold-out), by mean class recall (multi-class) or mAP
+//!   (multi-label), ties to the lowest validation hinge loss; retrain on the whole split with the
+//!   chosen `C`.
 //!
 //! Everything is seeded and deterministic for a seed, whatever the number of threads.
 
@@ -25,7 +26,8 @@ mod simd;
 pub use linear::{LinearSvm, LinearSvmParams, LinearSvmValidParams};
 pub use ovr::OneVsRest;
 pub use select::{
-    CScore, CSelection, DEFAULT_C_GRID, SelectCParams, SelectCValidParams, stratified_holdout,
+    CScore, CSelection, DEFAULT_C_GRID, DEFAULT_FOLDS, Folds, SelectCParams, SelectCValidParams,
+    TIE_TOLERANCE, Validation, choose, stratified_folds, stratified_holdout,
 };
 pub use simd::SvmFloat;
 

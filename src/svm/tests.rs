@@ -340,14 +340,28 @@ fn c_selection_multi_class() {
         .select_one_vs_rest(&svm, x.view(), &labels, 4)
         .unwrap();
     assert_eq!(sel.scores.len(), 4);
-    assert_eq!(sel.validation_items.len(), 12 + 3 * 4, "20 % of each class");
+    // 5-fold: every item validated exactly once, each fold holding a fifth of every class.
+    assert_eq!(sel.folds.k, 5);
+    for f in 0..5 {
+        let val = sel.folds.validated_in(f);
+        assert_eq!(val.len(), 12 + 3 * 4, "a fifth of each class in fold {f}");
+        assert_eq!(val.iter().filter(|&&i| labels[i] == 0).count(), 12);
+    }
+    assert!(sel.folds.of_item.iter().all(Option::is_some));
+    assert!(
+        sel.scores
+            .iter()
+            .all(|s| s.folds.len() == 5 && s.loss >= 0.0)
+    );
+    assert_eq!(
+        Some(sel.scores.iter().position(|s| s.c == sel.c).unwrap()),
+        choose(&sel.scores)
+    );
     let best = sel
         .scores
         .iter()
         .map(|s| s.score)
         .fold(f64::NEG_INFINITY, f64::max);
-    let first_best = sel.scores.iter().find(|s| s.score == best).unwrap();
-    assert_eq!(sel.c, first_best.c);
     assert!(best > 0.8, "validation recall {best}");
     assert!(
         sel.scores[0].score < best,
@@ -394,7 +408,8 @@ fn c_selection_multi_label() {
     let best = sel.scores.iter().map(|s| s.score).fold(0.0, f64::max);
     assert!(best > 0.8, "validation mAP {best}");
     assert_eq!(sel.model.n_classes(), 3);
-    assert!(!sel.validation_items.is_empty());
+    assert!(sel.folds.k >= 2);
+    assert!(sel.scores.iter().all(|s| s.folds.len() == sel.folds.k));
 }
 
 /// DCD against scikit-learn's `LinearSVC` (liblinear) on the formula-defined problem of
@@ -497,4 +512,117 @@ fn dcd_matches_sklearn_liblinear() {
             m.bias()
         );
     }
+}
+
+fn c_score(c: f64, score: f64, loss: f64) -> CScore {
+    CScore {
+        c,
+        score,
+        std: 0.0,
+        folds: vec![score],
+        loss,
+        converged: true,
+    }
+}
+
+#[test]
+fn choose_breaks_ties_by_validation_loss_then_smallest_c() {
+    // Worked by hand: C = 0.01 and 1 reach the best recall 0.9 and C = 100 is within rounding of
+    // it (0.9 - 1e-12), so all three tie; C = 0.1 (0.8) is out. Their losses are 0.97 (a model
+    // right by a hair), 0.31 and 0.42: C = 1 wins. The old rule (first best) took C = 0.01.
+    let scores = [
+        c_score(0.01, 0.9, 0.97),
+        c_score(0.1, 0.8, 0.05),
+        c_score(1.0, 0.9, 0.31),
+        c_score(100.0, 0.9 - 1e-12, 0.42),
+    ];
+    assert_eq!(choose(&scores), Some(2));
+    // A strictly better score beats any loss.
+    let scores = [c_score(0.01, 0.91, 0.97), c_score(1.0, 0.9, 0.1)];
+    assert_eq!(choose(&scores), Some(0));
+    // Equal scores and losses: the smallest C.
+    let scores = [c_score(0.1, 0.5, 0.3), c_score(1.0, 0.5, 0.3)];
+    assert_eq!(choose(&scores), Some(0));
+    assert_eq!(choose(&[]), None);
+}
+
+#[test]
+fn stratified_folds_deal_every_class_to_every_fold() {
+    // Strata of 12, 7, 1 and 5 items: k = min(5, 5) = 5; the single item is in no fold.
+    let mut strata = Vec::new();
+    for (s, size) in [12usize, 7, 1, 5].iter().enumerate() {
+        strata.extend(std::iter::repeat_n(s, *size));
+    }
+    let f = stratified_folds(&strata, 5, 4);
+    assert_eq!(f.k, 5);
+    let single = strata.iter().position(|&s| s == 2).unwrap();
+    assert_eq!(f.of_item[single], None);
+    let mut sizes = Vec::new();
+    for fold in 0..5 {
+        let val = f.validated_in(fold);
+        sizes.push(val.len());
+        for (s, size) in [(0usize, 12usize), (1, 7), (3, 5)] {
+            let n = val.iter().filter(|&&i| strata[i] == s).count();
+            assert!(
+                n == size / 5 || n == size / 5 + 1,
+                "stratum {s} fold {fold}: {n}"
+            );
+        }
+        // Training items of the round: everything else, the single item included.
+        assert_eq!(f.trained_in(fold).len(), strata.len() - val.len());
+    }
+    // 24 items dealt round-robin across strata: fold sizes differ by at most one.
+    assert_eq!(sizes.iter().sum::<usize>(), 24);
+    assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+    // Seeded: same seed same folds, another seed others.
+    assert_eq!(stratified_folds(&strata, 5, 4), f);
+    assert_ne!(stratified_folds(&strata, 5, 5), f);
+    // A class of 3 training items caps k at 3; no class of 2 items: nothing to validate.
+    assert_eq!(stratified_folds(&[0, 0, 0, 1, 1, 1, 1, 1, 1], 5, 0).k, 3);
+    assert_eq!(stratified_folds(&[0, 1, 2], 5, 0).k, 0);
+}
+
+#[test]
+fn c_selection_options_holdout_and_single_c() {
+    let mut labels: Vec<usize> = vec![0; 60];
+    labels.extend((0..60).map(|i| 1 + i % 3));
+    let (x, labels) = clusters_with_labels(4, &labels, 12, 0.5, 6);
+    let svm = LinearSvmParams::new().check().unwrap();
+    // The paper's hold-out: one round, 20 % of each class.
+    let sel = SelectCParams::new()
+        .validation(Validation::Holdout)
+        .grid(vec![1e-2, 1.0])
+        .check()
+        .unwrap()
+        .select_one_vs_rest(&svm, x.view(), &labels, 4)
+        .unwrap();
+    assert_eq!(sel.folds.k, 1);
+    assert_eq!(sel.folds.validated_in(0).len(), 12 + 3 * 4);
+    assert!(
+        sel.scores
+            .iter()
+            .all(|s| s.folds.len() == 1 && s.std == 0.0)
+    );
+    // One C: nothing validated, even with a class of one item (which cannot be held out).
+    let tiny: Vec<usize> = (0..x.nrows()).map(|i| usize::from(i > 0)).collect();
+    let one = SelectCParams::new().grid(vec![10.0]).check().unwrap();
+    let sel = one.select_one_vs_rest(&svm, x.view(), &tiny, 2).unwrap();
+    assert_eq!((sel.c, sel.folds.k, sel.scores.len()), (10.0, 0, 0));
+    assert_eq!(
+        sel.model,
+        svm_with_c(10.0)
+            .fit_one_vs_rest(x.view(), &tiny, 2)
+            .unwrap()
+    );
+    // A grid, but no class of 2 items: refused with the way out.
+    let singles: Vec<usize> = (0..3).collect();
+    let e = SelectCParams::new()
+        .check()
+        .unwrap()
+        .select_one_vs_rest(&svm, x.slice(ndarray::s![..3, ..]), &singles, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no class has 2 training items"), "{e}");
+    // Folds below 2 are refused by check.
+    assert!(SelectCParams::new().folds(1).check().is_err());
 }

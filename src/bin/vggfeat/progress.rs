@@ -79,11 +79,20 @@ impl vggfeat::Progress for Shown {
             Mode::Hidden => Sink::Hidden,
             Mode::Auto if std::io::stderr().is_terminal() => {
                 let bar = indicatif::ProgressBar::new(total);
+                // The rate is the average since the start (indicatif's `per_sec` is smoothed),
+                // the figure the job's summary gives at the end.
+                let unit_name = unit.to_string();
                 bar.set_style(
                     indicatif::ProgressStyle::with_template(
-                        "{prefix} {elapsed_precise} [{bar:40}] {pos}/{len} {msg} {per_sec} ETA {eta}",
+                        "{prefix} {elapsed_precise} [{bar:40}] {pos}/{len} {msg} {rate} ETA {eta}",
                     )
                     .expect("valid template")
+                    .with_key(
+                        "rate",
+                        move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{:.2} {unit_name}/s", average(s.pos(), s.elapsed()));
+                        },
+                    )
                     .progress_chars("=> "),
                 );
                 bar.set_prefix(task.to_string());
@@ -144,14 +153,36 @@ impl vggfeat::Progress for Shown {
         }
     }
 
+    /// The bar stays, showing the final average rate; a log gets a last line with it.
     fn end(&self) {
-        if let Some(Task {
-            sink: Sink::Bar(b), ..
-        }) = self.lock().take()
-        {
-            b.finish_and_clear();
+        match self.lock().take() {
+            Some(Task {
+                sink: Sink::Bar(b), ..
+            }) => b.finish(),
+            Some(Task {
+                label,
+                unit,
+                total,
+                sink:
+                    Sink::Log {
+                        done,
+                        message,
+                        start,
+                        ..
+                    },
+            }) => eprintln!(
+                "{}",
+                line(&label, &unit, total, done, &message, start.elapsed())
+            ),
+            _ => {}
         }
     }
+}
+
+/// Units per second since the start: the average, as the job's summary computes it.
+fn average(done: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 { done as f64 / secs } else { 0.0 }
 }
 
 /// `label: done/total unit (p %), r unit/s, elapsed e, ETA t[, message]` for a log.
@@ -163,8 +194,7 @@ fn line(
     message: &str,
     elapsed: Duration,
 ) -> String {
-    let secs = elapsed.as_secs_f64();
-    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let rate = average(done, elapsed);
     let pct = if total > 0 {
         100.0 * done as f64 / total as f64
     } else {

@@ -23,6 +23,17 @@ pub enum Kernel {
     Bf16,
 }
 
+impl Kernel {
+    /// What the kernel is, for run headers and `stats.json`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable f32 GEMM (gemm crate)",
+            Kernel::F32 => "AVX-512F f32 micro-kernels",
+            Kernel::Bf16 => "AVX512-BF16 vdpbf16ps, f32 accumulation",
+        }
+    }
+}
+
 /// Instruction-set levels, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {

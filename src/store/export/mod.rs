@@ -114,12 +114,12 @@ impl Default for ExportParams {
 }
 
 impl ExportParams {
-    /// The defaults: no store nor output yet, scales averaged, every net, aggregated
-    /// descriptors.
+    /// The defaults: no store nor output yet, scales stacked ([`Aggregate::DEFAULT`], as `svm`),
+    /// every net, aggregated descriptors.
     pub fn new() -> Self {
         ExportParams {
             store: PathBuf::new(),
-            aggregate: Aggregate::Avg,
+            aggregate: Aggregate::DEFAULT,
             nets: Nets::All,
             format: None,
             raw: false,
@@ -132,7 +132,7 @@ impl ExportParams {
         self
     }
 
-    /// Scale aggregation (ignored with `raw`). Default [`Aggregate::Avg`].
+    /// Scale aggregation (ignored with `raw`). Default [`Aggregate::DEFAULT`] (stack, as `svm`).
     pub fn aggregate(mut self, aggregate: Aggregate) -> Self {
         self.aggregate = aggregate;
         self
@@ -231,42 +231,11 @@ impl ExportFormat {
     }
 }
 
-/// Whether writing `out` would write one of the store's own files (its manifest, state,
-/// statistics, lock, chunks) or replace the store folder itself. Paths are compared once
-/// resolved (symbolic links, `..`), the output's folder as far as it exists.
-fn is_store_file(store: &std::path::Path, out: &std::path::Path) -> bool {
-    let Ok(store) = store.canonicalize() else {
-        return false;
-    };
-    let out = match out.canonicalize() {
-        Ok(p) => p,
-        Err(_) => match (out.parent(), out.file_name()) {
-            (Some(dir), Some(name)) => {
-                let dir = if dir.as_os_str().is_empty() {
-                    std::path::Path::new(".")
-                } else {
-                    dir
-                };
-                match dir.canonicalize() {
-                    Ok(d) => d.join(name),
-                    Err(_) => return false,
-                }
-            }
-            _ => return false,
-        },
-    };
-    out == store
-        || out.starts_with(store.join("chunks"))
-        || ["manifest.json", "state.json", "stats.json", ".lock"]
-            .iter()
-            .any(|f| out == store.join(f))
-}
-
 /// Exports a store's descriptors (see the module docs). Refused before anything is written: an
 /// output that is one of the store's own files. A missing output folder is created.
 pub fn export(p: &ExportValidParams) -> Result<ExportSummary> {
     for out in p.format.outputs() {
-        if is_store_file(&p.store, &out) {
+        if super::is_own_file(&p.store, &out) {
             return Err(Error::param(
                 Param::Format,
                 format!(
@@ -316,6 +285,7 @@ pub fn export(p: &ExportValidParams) -> Result<ExportSummary> {
         }]
     };
     let dim: usize = groups.iter().map(|g| g.len).sum();
+    let meta = provenance(m, &nets, p, dim);
     let row_of = |floats: &[f32]| -> Result<Vec<f32>> {
         if !p.raw {
             return m.layout().aggregate(floats, p.aggregate, &nets);
@@ -339,12 +309,21 @@ pub fn export(p: &ExportValidParams) -> Result<ExportSummary> {
             npy: npy::NpyMatrix::create(path, n, dim)?,
             ids: csv::CsvSink::new(&path.with_extension("ids.csv"), &[], labels)?,
         }),
-        ExportFormat::Parquet(path) => {
-            Box::new(parquet::ParquetSink::new(path, &groups, multi_label, dim)?)
-        }
-        ExportFormat::NpyShards { dir, rows } => {
-            Box::new(shards::ShardSink::new(dir, *rows, n, dim, multi_label)?)
-        }
+        ExportFormat::Parquet(path) => Box::new(parquet::ParquetSink::new(
+            path,
+            &groups,
+            multi_label,
+            dim,
+            &meta,
+        )?),
+        ExportFormat::NpyShards { dir, rows } => Box::new(shards::ShardSink::new(
+            dir,
+            *rows,
+            n,
+            dim,
+            multi_label,
+            meta,
+        )?),
     };
     for row in store.ok_rows() {
         let (e, floats) = row?;
@@ -358,6 +337,55 @@ pub fn export(p: &ExportValidParams) -> Result<ExportSummary> {
         files,
         warnings,
     })
+}
+
+/// What the exported descriptors are, as Parquet key-value metadata (pyarrow:
+/// `pq.read_schema(f).metadata`, polars: `pl.read_parquet_metadata(f)`): keys `vggfeat.<field>`;
+/// per-net fields are JSON arrays in net order (`weights`, `weights_sha256`, `config`, `layer`,
+/// `preprocess`, `precision`), `scales` a JSON array, `flip` and `normalised` `true`/`false`,
+/// `aggregate` (`stack`, `avg` or `raw`), `dim` the row length, `version` vggfeat's, `failed_left_out`
+/// the store's failed inputs (not exported).
+pub(crate) fn provenance(
+    m: &super::Manifest,
+    nets: &[usize],
+    p: &ExportValidParams,
+    dim: usize,
+) -> Vec<(String, String)> {
+    use serde_json::{Value, json};
+    let per_net = |f: &dyn Fn(&super::NetSpec) -> Value| -> Value {
+        Value::Array(nets.iter().map(|&n| f(&m.nets[n])).collect())
+    };
+    let fields: Vec<(&str, Value)> = vec![
+        ("version", json!(env!("CARGO_PKG_VERSION"))),
+        ("weights", per_net(&|n| json!(n.weights))),
+        ("weights_sha256", per_net(&|n| json!(n.sha256))),
+        ("config", per_net(&|n| json!(n.config.to_string()))),
+        ("layer", per_net(&|n| json!(n.layer.to_string()))),
+        ("preprocess", per_net(&|n| json!(n.preprocess))),
+        ("precision", per_net(&|n| json!(n.precision.to_string()))),
+        ("scales", json!(m.scales)),
+        ("flip", json!(m.flip)),
+        (
+            "aggregate",
+            json!(if p.raw {
+                "raw".to_string()
+            } else {
+                p.aggregate.to_string()
+            }),
+        ),
+        ("normalised", json!(!p.raw)),
+        ("dim", json!(dim)),
+    ];
+    fields
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (format!("vggfeat.{k}"), v)
+        })
+        .collect()
 }
 
 /// The CSV value columns of the groups: `d<j>` for one aggregated group, `<group>_d<j>` raw.

@@ -1,5 +1,6 @@
 //! Parquet (`parquet`/`arrow` crates): `id`, `label` or `labels`, and one fixed-size float32
-//! list column per value group, written a row group (about 4 MiB of descriptors) at a time.
+//! list column per value group, written a row group (about 4 MiB of descriptors) at a time, with
+//! the export's provenance as key-value metadata (in the file's and in the Arrow schema's).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ fn parquet_err(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// The Parquet schema: `id`, `label` (nullable string) or `labels` (list of strings), then one
 /// fixed-size float32 list per group.
-fn schema(groups: &[Group], multi_label: bool) -> Arc<Schema> {
+fn schema(groups: &[Group], multi_label: bool, meta: &[(String, String)]) -> Arc<Schema> {
     let mut fields = vec![Field::new("id", DataType::Utf8, false)];
     fields.push(if multi_label {
         Field::new(
@@ -48,7 +49,12 @@ fn schema(groups: &[Group], multi_label: bool) -> Arc<Schema> {
             false,
         ));
     }
-    Arc::new(Schema::new(fields))
+    Arc::new(Schema::new_with_metadata(
+        fields,
+        meta.iter()
+            .cloned()
+            .collect::<std::collections::HashMap<_, _>>(),
+    ))
 }
 
 /// A Parquet file written a row group at a time: rows are buffered until a group is full.
@@ -70,8 +76,9 @@ impl ParquetSink {
         groups: &[Group],
         multi_label: bool,
         dim: usize,
+        meta: &[(String, String)],
     ) -> Result<Self> {
-        let schema = schema(groups, multi_label);
+        let schema = schema(groups, multi_label, meta);
         let per_group = rows_per_group(dim);
         // Descriptors are floats without repeats: dictionary encoding and min/max statistics
         // would cost time and memory for nothing.
@@ -80,6 +87,11 @@ impl ParquetSink {
             .set_compression(parquet::basic::Compression::SNAPPY)
             .set_dictionary_enabled(false)
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::None)
+            .set_key_value_metadata(Some(
+                meta.iter()
+                    .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))
+                    .collect(),
+            ))
             .build();
         let writer = parquet::arrow::ArrowWriter::try_new(
             AtomicFileWriter(AtomicFile::create(path)?),

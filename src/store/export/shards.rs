@@ -18,6 +18,7 @@ pub(super) struct ShardSink {
     multi_label: bool,
     shard: usize,
     in_shard: usize,
+    meta: Vec<(String, String)>,
     current: Option<(NpyMatrix, ParquetSink)>,
     files: Vec<PathBuf>,
 }
@@ -29,6 +30,7 @@ impl ShardSink {
         total: usize,
         dim: usize,
         multi_label: bool,
+        meta: Vec<(String, String)>,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         Ok(ShardSink {
@@ -39,6 +41,7 @@ impl ShardSink {
             multi_label,
             shard: 0,
             in_shard: 0,
+            meta,
             current: None,
             files: Vec::new(),
         })
@@ -55,7 +58,7 @@ impl ShardSink {
         let (emb, meta) = self.names(self.shard);
         let rows = self.rows.min(self.total - self.shard * self.rows);
         let npy = NpyMatrix::create(&emb, rows, self.dim)?;
-        let parquet = ParquetSink::new(&meta, &[], self.multi_label, 1)?;
+        let parquet = ParquetSink::new(&meta, &[], self.multi_label, 1, &self.meta)?;
         self.current = Some((npy, parquet));
         Ok(())
     }

@@ -18,8 +18,9 @@ use vggfeat::{Aggregate, ExportFormat, ExportParams, ExportValidParams, Nets, ex
 pub struct ExportArgs {
     /// The store folder written by `extract`.
     pub store: PathBuf,
-    /// Scale aggregation.
-    #[arg(long, default_value_t = Aggregate::Avg, value_parser = Choice::<Aggregate>::new())]
+    /// Scale aggregation: the same default as `svm` (stack), so that what is exported is what
+    /// `svm` trains on.
+    #[arg(long, default_value_t = Aggregate::DEFAULT, value_parser = Choice::<Aggregate>::new())]
     pub aggregate: Aggregate,
     /// Nets to use: all, or indices like 0,1 (fused by stacking).
     #[arg(long, default_value = "all", value_parser = lib_parser::<Nets>)]

@@ -159,6 +159,7 @@ pub fn run(a: ExtractArgs) -> Result<u8> {
             nets.scales(),
             if nets.flip() { ", with flips" } else { "" }
         );
+        eprintln!("{}", extractor.runtime());
     }
     let mode = if a.quiet { Mode::Hidden } else { Mode::Auto };
     let s = extraction.run(&Shown::new(mode, a.progress_interval))?;

@@ -49,7 +49,7 @@ pub struct ReproduceArgs {
     /// Skip the dataset folder checks (partial copies; not comparable with the paper).
     #[arg(long)]
     pub skip_checks: bool,
-    /// Seed of the splits and hold-outs.
+    /// Seed of the splits and the C selection's folds.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Device: cpu, cuda or cuda:N.
