@@ -105,8 +105,9 @@ pub struct SvmArgs {
     /// C grid for selection on a hold-out of each training split, comma-separated.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_values_t = DEFAULT_C_GRID.to_vec())]
     pub c_grid: Vec<f64>,
-    /// Results folder (table.md, table.csv, metrics.json, plots, splits, scores_*.csv,
-    /// model_*.safetensors; VOC: results/VOC<year>/Main/comp2_cls_*.txt for the devkit).
+    /// Results folder (table.md, table.csv, metrics.json, plots, report.html, splits,
+    /// scores_*.csv, model_*.safetensors; VOC: results/VOC<year>/Main/comp2_cls_*.txt for the
+    /// devkit).
     #[arg(long, short = 'o')]
     pub out: PathBuf,
     /// Title of the results table (default: from the store and the protocol).
