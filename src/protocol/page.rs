@@ -197,7 +197,13 @@ fn provenance(record: &RunRecord, out: &Path) -> Html {
     let command = if rel.command.is_empty() {
         "(a library call)".to_string()
     } else {
-        rel.command.join(" ")
+        // An argument naming the results folder itself is `` relative to it: shown as `.`.
+        let args: Vec<&str> = rel
+            .command
+            .iter()
+            .map(|a| if a.is_empty() { "." } else { a.as_str() })
+            .collect();
+        args.join(" ")
     };
     f.push(("command".into(), command));
     let stores: Vec<String> = rel

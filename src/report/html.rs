@@ -370,7 +370,7 @@ pub fn misfits(items: &[Thumbed<'_>]) -> Html {
                 );
             }
         }
-        let _ = write!(s, "margin {:.3}</figcaption></figure>\n", m.margin);
+        let _ = writeln!(s, "margin {:.3}</figcaption></figure>", m.margin);
     }
     s.push_str("</div>\n");
     Html(s)

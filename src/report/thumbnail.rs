@@ -13,8 +13,9 @@ use image::imageops::FilterType;
 use crate::error::{Error, Result};
 use crate::image_io::{DecodeOptions, load_rgb_with};
 
-/// The image at `path` as a JPEG `data:` URI of at most `max_side` pixels a side (see the
-/// [module docs](self)). Errors (naming the file) as [`load_rgb_with`] does when the image
+/// The image at `path` as a JPEG `data:` URI (`data:image/jpeg;base64,...`, quality 80) whose
+/// longer side is at most `max_side` pixels (aspect kept, never enlarged), decoded as the
+/// extractor decodes images. Errors (naming the file) as [`load_rgb_with`] does when the image
 /// cannot be read or decoded.
 pub fn thumbnail_data_uri(path: &Path, max_side: u32) -> Result<String> {
     let img = load_rgb_with(path, &DecodeOptions::default())?;
