@@ -274,6 +274,18 @@ fn voc_result_files_scores_and_saved_classifiers() {
         md.contains("bicycle") && md.contains("no training positives"),
         "{md}"
     );
+    // report.html: the PR curves, the worst (image, class) pairs with thumbnails from the devkit.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    crate::report::assert_self_contained(&html);
+    for want in [
+        "Precision/recall curves",
+        "Worst-classified test images",
+        "data:image/jpeg;base64,",
+        "aeroplane",
+        "trainval -&gt; test",
+    ] {
+        assert!(html.contains(want), "report.html lacks {want}");
+    }
 
     // The saved classifier reproduces the run's own decision values.
     let model = out.join("model_trainval.safetensors");
@@ -418,6 +430,11 @@ fn a_test_set_without_labels_gets_result_files_only() {
     }
     assert!(!out.join("table.md").exists());
     assert!(out.join("metrics.json").exists() && out.join("scores_test.csv").exists());
+    // report.html says what there is: no scores, the provenance.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    crate::report::assert_self_contained(&html);
+    assert!(html.contains("no labels") && html.contains("Provenance"));
+    assert!(!html.contains("Confusion matrix") && !html.contains("data:image/"));
 }
 
 #[test]

@@ -87,6 +87,22 @@ fn tiny_table11_with_fusion() {
     assert_eq!(d, e);
     assert!(out.join("caltech-101-DE/split0.csv").exists());
     assert!(table.contains("VOC-2007: no folder given") && table.contains("Scales overridden"));
+    // report.html: the same table, each cell linked to its run's own report.html, which shows
+    // the paper's number beside ours.
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    crate::report::assert_self_contained(&page);
+    for want in [
+        "href=\"caltech-101-DE/report.html\"",
+        "/ 92.7 ± 0.5",
+        "Scales overridden",
+    ] {
+        assert!(page.contains(want), "report.html lacks {want}");
+    }
+    let de = std::fs::read_to_string(out.join("caltech-101-DE/report.html")).unwrap();
+    assert!(
+        de.contains("(paper: 92.7 ± 0.5 %)"),
+        "the D & E run's page lacks the paper"
+    );
 
     // The D & E cell is the fused run's own result...
     let m: serde_json::Value = serde_json::from_str(

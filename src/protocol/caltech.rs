@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::page::{Diagnostics, write_run_page};
 use super::record::{ProtocolResult, SplitResult};
 use super::{Run, dataset_of, matrix};
 use crate::classifier::Classifier;
@@ -330,6 +331,12 @@ pub fn run_caltech(
     });
     record.warnings.extend(warnings.iter().cloned());
     report::write_results(out, &table, &record.relative_to(out))?;
+    let image_root = std::path::Path::new(&store.manifest.input.root);
+    let diagnostics = Diagnostics::Caltech {
+        scores: &scores,
+        image_root,
+    };
+    write_run_page(run, &record, Some(&table), diagnostics)?;
     Ok(CaltechOutcome {
         splits: results,
         recall,

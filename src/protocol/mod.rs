@@ -7,9 +7,11 @@
 //! Table 11.
 //!
 //! [`EvaluateParams`] / [`evaluate`] is the front door: stores in, results folder out, with the
-//! tables and per-split decision values also returned in memory ([`EvaluateReport`]).
+//! tables and per-split decision values also returned in memory ([`EvaluateReport`]). Every run
+//! also writes `report.html`, one self-contained page of its results (see `page`).
 
 mod caltech;
+mod page;
 mod record;
 mod reproduce;
 mod voc;
@@ -53,6 +55,8 @@ pub struct Run {
     pub out: PathBuf,
     /// The descriptors the classifiers take (saved with them as `model_<split>.safetensors`).
     pub features: FeatureSpec,
+    /// The paper's number for this run (`reproduce`), shown beside ours in `report.html`.
+    pub paper: Option<String>,
 }
 
 /// The protocol of an evaluation, with where its splits or image sets come from.
@@ -424,6 +428,7 @@ pub fn evaluate(req: &EvaluateValidParams) -> Result<EvaluateReport> {
         description: format!("{layers}, {agg}"),
         record,
         out: req.out.clone(),
+        paper: None,
     };
     let mut warnings = store_warnings;
     let outcome = match &req.protocol {

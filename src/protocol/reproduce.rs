@@ -152,6 +152,8 @@ pub struct Cell {
     /// VOC 2012: the folder of the evaluation server's result files (trainval -> test), when
     /// the devkit has the test set.
     pub server_files: Option<PathBuf>,
+    /// The run's results folder (with its `report.html`).
+    pub results: PathBuf,
 }
 
 /// Checked parameters of a reproduction; obtained only from [`ReproduceParams::check`]. See
@@ -396,6 +398,10 @@ fn run_benchmark(
             },
             out,
             features,
+            paper: ["D", "E", "D & E"]
+                .iter()
+                .position(|n| *n == name)
+                .map(|row| b.paper()[row].to_string()),
         };
         let mut server_files = None;
         let ours = match b {
@@ -471,6 +477,7 @@ fn run_benchmark(
             nets: name,
             ours,
             server_files,
+            results: run.out.clone(),
         });
     }
     Ok(cells)
@@ -542,7 +549,8 @@ pub const BENCHMARKS: [Benchmark; 4] = [
 ];
 
 /// Runs the reproduction: loads the nets given, runs every benchmark given (telling
-/// `progress` before each, and of every extraction), and writes `table11.md`.
+/// `progress` before each, and of every extraction), and writes `table11.md` and `report.html`
+/// (the table linked to each run's own `report.html`).
 pub fn reproduce(p: &ReproduceValidParams, progress: &dyn Progress) -> Result<Table11> {
     let mut skipped = Vec::new();
     let mut names = Vec::new();
@@ -572,16 +580,24 @@ pub fn reproduce(p: &ReproduceValidParams, progress: &dyn Progress) -> Result<Ta
         cells.extend(run_benchmark(b, dir, &mut extractor, &names, p, progress)?);
     }
     let mut markdown = table11(&cells, &skipped);
-    if let Some(s) = &p.scales {
-        markdown.push_str(&format!(
-            "\nScales overridden to {s:?} (the paper's: VOC 256..768 avg, Caltech 256,384,512 \
-             stack).\n"
-        ));
+    let notes: Vec<String> = p
+        .scales
+        .iter()
+        .map(|s| {
+            format!(
+                "Scales overridden to {s:?} (the paper's: VOC 256..768 avg, Caltech 256,384,512 \
+                 stack)."
+            )
+        })
+        .collect();
+    for n in &notes {
+        markdown.push_str(&format!("\n{n}\n"));
     }
     let out = &p.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let path = out.join("table11.md");
     crate::util::write_atomic(&path, markdown.as_bytes())?;
+    super::page::write_table11_page(out, &cells, &skipped, &notes)?;
     Ok(Table11 {
         cells,
         skipped,

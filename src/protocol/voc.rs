@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView2};
 
+use super::page::{Diagnostics, write_run_page};
 use super::record::ProtocolResult;
 use super::{Run, matrix};
 use crate::classifier::Classifier;
@@ -200,6 +201,13 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
     let Some(te_labels) = te_labels else {
         // The test labels are held by the evaluation server: the result files are the output.
         crate::util::write_json(&out.join("metrics.json"), &record.relative_to(out))?;
+        let diagnostics = Diagnostics::Voc {
+            scores: &scores,
+            labels: None,
+            aps: &[],
+            image_root: devkit,
+        };
+        write_run_page(run, &record, None, diagnostics)?;
         return Ok(VocOutcome {
             c: sel.c,
             table: None,
@@ -251,6 +259,13 @@ pub fn run_voc(voc: &VocParams, desc: &Descriptors, run: &Run) -> Result<VocOutc
     report::write_results(out, &table, &record.relative_to(out))?;
     let curves: Vec<(&str, &ApResult)> = aps.iter().map(|(n, a)| (n.as_str(), a)).collect();
     report::write_pr_curves(&out.join("pr_curves.svg"), &title, &curves)?;
+    let diagnostics = Diagnostics::Voc {
+        scores: &scores,
+        labels: Some(te_labels.view()),
+        aps: &aps,
+        image_root: devkit,
+    };
+    write_run_page(run, &record, Some(&table), diagnostics)?;
     Ok(VocOutcome {
         c: sel.c,
         table: Some(table),

@@ -118,8 +118,9 @@ pub struct SvmArgs {
     /// Fraction of each class held out by `--c-validation holdout`.
     #[arg(long, default_value_t = 0.2)]
     pub validation_fraction: f64,
-    /// Results folder (table.md, table.csv, metrics.json, plots, splits, scores_*.csv,
-    /// model_*.safetensors; VOC: results/VOC<year>/Main/comp2_cls_*.txt for the devkit).
+    /// Results folder (table.md, table.csv, metrics.json, plots, report.html, splits,
+    /// scores_*.csv, model_*.safetensors; VOC: results/VOC<year>/Main/comp2_cls_*.txt for the
+    /// devkit).
     #[arg(long, short = 'o')]
     pub out: PathBuf,
     /// Title of the results table (default: from the store and the protocol).

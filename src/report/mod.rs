@@ -15,6 +15,16 @@
 //! * Classes that could not be scored are listed under the Markdown table with the reason.
 //!
 //! Plots are SVG written by `plotters` (text is left to the SVG viewer: no font files needed).
+//!
+//! Beside these files, [`html`] makes `report.html`, one self-contained page of a run (these
+//! plots inline, the confusion matrix and worst-classified images of [`inspect`], thumbnails,
+//! provenance).
+
+pub mod html;
+pub mod inspect;
+mod thumbnail;
+
+pub use thumbnail::thumbnail_data_uri;
 
 use std::path::{Path, PathBuf};
 
@@ -190,7 +200,9 @@ impl ResultsTable {
     }
 
     /// The per-class bar chart as an SVG document: one horizontal bar per class (in table order,
-    /// top to bottom), the score in percent, a vertical line at the mean.
+    /// top to bottom), the score in percent, a vertical line at the mean; where a class has a
+    /// standard deviation over splits, an error bar from score - std to score + std (clipped to
+    /// 0..100).
     pub fn bar_chart_svg(&self) -> Result<String> {
         let k = self.classes.len();
         let height = 120 + 18 * k as u32;
@@ -225,9 +237,14 @@ impl ResultsTable {
                     _ => String::new(),
                 })
                 .x_desc(format!(
-                    "{} (%); red line: mean {:.1}",
+                    "{} (%); red line: mean {:.1}{}",
                     self.metric,
-                    100.0 * self.mean
+                    100.0 * self.mean,
+                    if self.has_std() {
+                        "; error bars: ± std over splits"
+                    } else {
+                        ""
+                    }
                 ))
                 .draw()
                 .map_err(plot_err)?;
@@ -245,6 +262,27 @@ impl ResultsTable {
                     bar
                 }))
                 .map_err(plot_err)?;
+            // Error bars: a line over ± std at the bar's centre, with 8-pixel caps.
+            let bars = self.classes.iter().enumerate().filter_map(|(i, c)| {
+                let sd = c.std?;
+                let y = SegmentValue::CenterOf(k - 1 - i);
+                let lo = (100.0 * (c.score - sd)).max(0.0);
+                let hi = (100.0 * (c.score + sd)).min(100.0);
+                Some((lo, hi, y))
+            });
+            for (lo, hi, y) in bars {
+                let cap = |x: f64| {
+                    EmptyElement::at((x, y.clone()))
+                        + PathElement::new([(0, -4), (0, 4)], BLACK.stroke_width(1))
+                };
+                chart
+                    .draw_series([PathElement::new(
+                        [(lo, y.clone()), (hi, y.clone())],
+                        BLACK.stroke_width(1),
+                    )])
+                    .map_err(plot_err)?;
+                chart.draw_series([cap(lo), cap(hi)]).map_err(plot_err)?;
+            }
             let m = 100.0 * self.mean;
             chart
                 .draw_series(LineSeries::new(
@@ -372,7 +410,7 @@ fn is_split_file(name: &str, prefix: &str, suffix: &str, digits_only: bool) -> b
 }
 
 /// Removes the files an earlier run of a protocol wrote into `dir` (the tables, `metrics.json`,
-/// the plots, `split<N>.csv`, `scores_<split>.csv`, `model_<split>.safetensors`, and the VOC
+/// the plots, `report.html`, `split<N>.csv`, `scores_<split>.csv`, `model_<split>.safetensors`, and the VOC
 /// result files `results/VOC*/Main/comp2_cls_*.txt`), so that a reused results folder holds only
 /// this run's results; other files are left alone. Errors if `dir` exists and is not a folder.
 pub fn clear_results(dir: &Path) -> Result<()> {
@@ -391,7 +429,12 @@ pub fn clear_results(dir: &Path) -> Result<()> {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let ours = matches!(
             name,
-            "table.md" | "table.csv" | "metrics.json" | "per_class.svg" | "pr_curves.svg"
+            "table.md"
+                | "table.csv"
+                | "metrics.json"
+                | "per_class.svg"
+                | "pr_curves.svg"
+                | "report.html"
         ) || is_split_file(name, "split", ".csv", true)
             || is_split_file(name, "scores_", ".csv", false)
             || is_split_file(name, "model_", ".safetensors", false);
