@@ -21,6 +21,7 @@
 //! | classify images | [`ClassifyParams`] | [`ImageClassifier::new`] | [`Prediction`]s, [`EvalReport`] |
 //! | train (new or resumed) | [`TrainParams`] | [`Trainer::start`] | [`TrainSummary`] |
 //! | apply saved SVMs | [`PredictParams`] | [`predict`] | [`Predictions`] |
+//! | nearest neighbours in a store | [`NeighboursParams`] | [`neighbours()`] | [`NeighboursReport`] |
 //!
 //! Long jobs report to a [`Progress`] observer the caller supplies ([`Silent`] shows nothing).
 //! Data flows one way through the modules, top to bottom: [`dataset`] (images, labels, splits)
@@ -57,6 +58,7 @@ pub mod image_io;
 pub mod imagenet;
 pub mod metrics;
 pub mod model;
+pub mod neighbours;
 mod param;
 pub mod preprocess;
 pub mod protocol;
@@ -75,6 +77,10 @@ pub use extract::{
 };
 pub use image_io::Image;
 pub use model::{ModelInfo, info};
+pub use neighbours::{
+    Neighbour, NeighboursParams, NeighboursReport, NeighboursValidParams, Query, QueryNeighbours,
+    neighbours,
+};
 pub use protocol::{
     Benchmark, EvaluateOutcome, EvaluateParams, EvaluateReport, EvaluateValidParams,
     ReproduceParams, ReproduceValidParams, Table11, evaluate, reproduce,
