@@ -28,8 +28,9 @@
 //! -> [`image_io`] (decode) -> [`preprocess`] (rescale, normalise) -> [`model`] (the network: its
 //! [`model::plan`], weights, checkpoints and engines) -> [`descriptor`] (spatial mean, flip
 //! average) -> [`extract`] (multi-scale description, in memory or into a store) -> [`store`]
-//! (descriptors on disk, joins, exports) -> [`aggregate`] (scales and nets, L2). The transfer
-//! experiments then go [`metrics`] -> [`svm`] -> [`classifier`] (saved SVMs) -> [`report`] ->
+//! (descriptors on disk, joins, exports) -> [`aggregate`] (scales and nets, L2) ->
+//! [`mod@neighbours`] (exact cosine k-NN over a store). The transfer experiments then go
+//! [`metrics`] -> [`svm`] -> [`classifier`] (saved SVMs) -> [`report`] ->
 //! [`protocol`] (Caltech and VOC benchmarks, Table 11); [`classify`] is the paper's test-time
 //! classification and [`train`] its training recipe. [`util`] and [`error`] serve every layer.
 //!
