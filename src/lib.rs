@@ -21,14 +21,16 @@
 //! | classify images | [`ClassifyParams`] | [`ImageClassifier::new`] | [`Prediction`]s, [`EvalReport`] |
 //! | train (new or resumed) | [`TrainParams`] | [`Trainer::start`] | [`TrainSummary`] |
 //! | apply saved SVMs | [`PredictParams`] | [`predict`] | [`Predictions`] |
+//! | nearest neighbours in a store | [`NeighboursParams`] | [`neighbours()`] | [`NeighboursReport`] |
 //!
 //! Long jobs report to a [`Progress`] observer the caller supplies ([`Silent`] shows nothing).
 //! Data flows one way through the modules, top to bottom: [`dataset`] (images, labels, splits)
 //! -> [`image_io`] (decode) -> [`preprocess`] (rescale, normalise) -> [`model`] (the network: its
 //! [`model::plan`], weights, checkpoints and engines) -> [`descriptor`] (spatial mean, flip
 //! average) -> [`extract`] (multi-scale description, in memory or into a store) -> [`store`]
-//! (descriptors on disk, joins, exports) -> [`aggregate`] (scales and nets, L2). The transfer
-//! experiments then go [`metrics`] -> [`svm`] -> [`classifier`] (saved SVMs) -> [`report`] ->
+//! (descriptors on disk, joins, exports) -> [`aggregate`] (scales and nets, L2) ->
+//! [`mod@neighbours`] (exact cosine k-NN over a store). The transfer experiments then go
+//! [`metrics`] -> [`svm`] -> [`classifier`] (saved SVMs) -> [`report`] ->
 //! [`protocol`] (Caltech and VOC benchmarks, Table 11); [`classify`] is the paper's test-time
 //! classification and [`train`] its training recipe. [`util`] and [`error`] serve every layer.
 //!
@@ -57,6 +59,7 @@ pub mod image_io;
 pub mod imagenet;
 pub mod metrics;
 pub mod model;
+pub mod neighbours;
 mod param;
 pub mod preprocess;
 pub mod protocol;
@@ -75,6 +78,10 @@ pub use extract::{
 };
 pub use image_io::Image;
 pub use model::{ModelInfo, info};
+pub use neighbours::{
+    Neighbour, NeighboursParams, NeighboursReport, NeighboursValidParams, Query, QueryNeighbours,
+    neighbours,
+};
 pub use protocol::{
     Benchmark, EvaluateOutcome, EvaluateParams, EvaluateReport, EvaluateValidParams,
     ReproduceParams, ReproduceValidParams, Table11, evaluate, reproduce,

@@ -87,6 +87,17 @@ params! {
     Rows => "rows",
     /// Raw (per net and scale) descriptors.
     Raw => "raw",
+    // Neighbours.
+    /// Store ids to query with.
+    Ids => "ids",
+    /// Neighbours per query.
+    K => "k",
+    /// Whether a query by id leaves its own record out.
+    ExcludeSelf => "exclude_self",
+    /// Store rows per matrix product.
+    Block => "block",
+    /// Side of the page's thumbnails.
+    Thumbnail => "thumbnail",
     // Evaluation.
     /// Feature stores to evaluate on.
     Features => "features",

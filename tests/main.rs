@@ -16,6 +16,7 @@ mod image_io;
 mod inputs;
 mod keras;
 mod model;
+mod neighbours;
 mod protocols;
 mod reliability;
 mod report;

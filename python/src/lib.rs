@@ -565,6 +565,73 @@ fn decision_function<'py>(
     Ok(to_numpy2(f).into_pyarray(py))
 }
 
+/// One query's answer: its name, its own row (queries by id), and its neighbours' rows, ids,
+/// labels and similarities, best first.
+type QueryOut = (
+    String,
+    Option<usize>,
+    Vec<usize>,
+    Vec<String>,
+    Vec<Vec<String>>,
+    Vec<f32>,
+);
+
+/// Exact cosine k-NN of store ids and image files among a store's descriptors (the library's
+/// `neighbours`, as `vggfeat neighbours` runs it): one tuple per query, and the store's
+/// warnings.
+#[pyfunction]
+#[pyo3(signature = (store, ids, images, k, aggregate, nets, exclude_self, block, weights, out,
+                    progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn neighbours(
+    py: Python<'_>,
+    store: PathBuf,
+    ids: Vec<String>,
+    images: Vec<PathBuf>,
+    k: usize,
+    aggregate: &str,
+    nets: &str,
+    exclude_self: bool,
+    block: usize,
+    weights: Vec<PathBuf>,
+    out: Option<PathBuf>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<(Vec<QueryOut>, Vec<String>)> {
+    let params = vggfeat::NeighboursParams::new()
+        .store(store)
+        .ids(ids)
+        .images(images)
+        .k(k)
+        .aggregate(choice::<Aggregate>(aggregate)?)
+        .nets(nets.parse::<Nets>().map_err(py_err)?)
+        .exclude_self(exclude_self)
+        .block(block)
+        .weights(weights)
+        .out(out)
+        .check()
+        .map_err(py_err)?;
+    let obs = observer(progress);
+    let r = py
+        .detach(|| vggfeat::neighbours(&params, obs.as_ref()))
+        .map_err(py_err)?;
+    let queries = r
+        .queries
+        .into_iter()
+        .map(|q| {
+            let n = q.neighbours;
+            (
+                q.query.name(),
+                q.row,
+                n.iter().map(|h| h.row).collect(),
+                n.iter().map(|h| h.id.clone()).collect(),
+                n.iter().map(|h| h.labels.clone()).collect(),
+                n.iter().map(|h| h.similarity).collect(),
+            )
+        })
+        .collect();
+    Ok((queries, r.warnings))
+}
+
 /// The module.
 #[pymodule]
 fn _vggfeat(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -574,6 +641,7 @@ fn _vggfeat(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(info_json, m)?)?;
     m.add_function(wrap_pyfunction!(fit_svms, m)?)?;
     m.add_function(wrap_pyfunction!(decision_function, m)?)?;
+    m.add_function(wrap_pyfunction!(neighbours, m)?)?;
     let py = m.py();
     m.add("ImageError", py.get_type::<ImageError>())?;
     m.add("CheckpointError", py.get_type::<CheckpointError>())?;

@@ -362,6 +362,85 @@ impl std::fmt::Debug for Extractor {
 }
 
 impl Extractor {
+    /// The nets `nets` (indices into `manifest.nets`) of a store, loaded to describe new images
+    /// exactly as the store's were: the same layer, input convention, precision, scales, flip
+    /// and decode limit; the store's aggregated descriptors and these rows
+    /// ([`Described::aggregated`]) then compare. `weights` replaces the paths the manifest
+    /// recorded (one per net of `nets`, in order), for weights that moved; empty: the
+    /// manifest's. Each net loaded must be the one the store recorded (its SHA-256, layer,
+    /// dimension, convention and precision), or the refusal names the file and the fields.
+    pub fn for_store(
+        manifest: &crate::store::Manifest,
+        nets: &[usize],
+        weights: &[PathBuf],
+    ) -> Result<Self> {
+        let specs: Vec<&NetSpec> = nets.iter().map(|&i| &manifest.nets[i]).collect();
+        if !weights.is_empty() && weights.len() != specs.len() {
+            return Err(Error::param(
+                Param::Weights,
+                format!(
+                    "{} given for {} net(s) of the store",
+                    weights.len(),
+                    specs.len()
+                ),
+            ));
+        }
+        let paths: Vec<PathBuf> = if weights.is_empty() {
+            specs.iter().map(|s| PathBuf::from(&s.weights)).collect()
+        } else {
+            weights.to_vec()
+        };
+        if let Some(p) = paths.iter().find(|p| !p.is_file()) {
+            return Err(Error::param(
+                Param::Weights,
+                format!(
+                    "{}: the weights the store was extracted with are not here; give their                      path",
+                    p.display()
+                ),
+            ));
+        }
+        // One value for every net where the store has one; otherwise each net's own (the
+        // default layer, the checkpoint's convention), checked below against the store.
+        let same = |f: &dyn Fn(&NetSpec) -> String| specs.windows(2).all(|w| f(w[0]) == f(w[1]));
+        let first = specs
+            .first()
+            .ok_or_else(|| Error::param(Param::Nets, "no nets selected"))?;
+        let layer = same(&|s| s.layer.to_string()).then_some(first.layer);
+        let preprocess = if same(&|s| s.preprocess.to_string()) {
+            Preprocess::from(Some(first.preprocess))
+        } else {
+            Preprocess::Auto
+        };
+        if !same(&|s| s.precision.to_string()) {
+            return Err(Error::usage(
+                "the store's nets differ in precision; describe images with one net at a time                  (nets)",
+            ));
+        }
+        let params = ExtractorParams::new()
+            .weights(paths.clone())
+            .layer(layer)
+            .preprocess(preprocess)
+            .precision(first.precision)
+            .scales(manifest.scales.iter().copied())
+            .flip(manifest.flip)
+            .max_pixels(manifest.max_pixels)
+            .check()?;
+        let extractor = Extractor::new(&params)?;
+        for ((have, want), path) in extractor.net_specs().iter().zip(&specs).zip(&paths) {
+            let diff = have.differences(want, "net");
+            if !diff.is_empty() {
+                return Err(Error::Data {
+                    path: path.clone(),
+                    reason: format!(
+                        "these weights do not give the store's descriptors: {}",
+                        diff.join("; ")
+                    ),
+                });
+            }
+        }
+        Ok(extractor)
+    }
+
     /// Loads every checkpoint of `params` onto its device with its engine and precision, and
     /// checks the layer and the scales against the nets. Errors name the file or the parameter.
     pub fn new(params: &ExtractorValidParams) -> Result<Self> {

@@ -22,7 +22,7 @@
 
 pub mod html;
 pub mod inspect;
-mod thumbnail;
+pub mod thumbnail;
 
 pub use thumbnail::thumbnail_data_uri;
 

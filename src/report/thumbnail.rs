@@ -18,7 +18,11 @@ use crate::image_io::{DecodeOptions, load_rgb_with};
 /// extractor decodes images. Errors (naming the file) as [`load_rgb_with`] does when the image
 /// cannot be read or decoded.
 pub fn thumbnail_data_uri(path: &Path, max_side: u32) -> Result<String> {
-    let img = load_rgb_with(path, &DecodeOptions::default())?;
+    image_data_uri(load_rgb_with(path, &DecodeOptions::default())?, max_side)
+}
+
+/// An image already decoded as a JPEG `data:` URI, as [`thumbnail_data_uri`] makes it.
+pub fn image_data_uri(img: image::RgbImage, max_side: u32) -> Result<String> {
     let (w, h) = img.dimensions();
     let scale = (max_side.max(1) as f64 / w.max(h).max(1) as f64).min(1.0);
     let size = |v: u32| ((v as f64 * scale).round() as u32).max(1);

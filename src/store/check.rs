@@ -81,25 +81,16 @@ pub fn check_inputs(store: &Store) -> Freshness {
     )
 }
 
-/// [`check_inputs`] for a store given by its manifest, its incompleteness note and its live
-/// records' ids and sources (e.g. a [`super::StoreStream`]).
-pub fn check_records<'a>(
-    manifest: &super::Manifest,
-    incomplete: Option<String>,
-    records: impl Iterator<Item = (&'a str, Option<&'a Source>)>,
-) -> Freshness {
-    let mut f = Freshness {
-        incomplete,
-        ..Default::default()
-    };
+/// The store's inputs listed again with the selection its manifest records, or why they cannot
+/// be (a root is not here, the listing failed).
+pub(crate) fn list_inputs(manifest: &super::Manifest) -> Result<Dataset, String> {
     let input = &manifest.input;
     let roots: Vec<PathBuf> = std::iter::once(&input.root)
         .chain(&input.more)
         .map(PathBuf::from)
         .collect();
     if let Some(gone) = roots.iter().find(|r| !r.exists()) {
-        f.not_checked = Some(format!("{} is not here", gone.display()));
-        return f;
+        return Err(format!("{} is not here", gone.display()));
     }
     let sel = Selection {
         voc_split: input
@@ -111,10 +102,24 @@ pub fn check_records<'a>(
         shard: input.shard,
         root: input.table_root.as_ref().map(PathBuf::from),
     };
-    let ds = match Dataset::open_inputs_selection(&roots, &sel) {
+    Dataset::open_inputs_selection(&roots, &sel).map_err(|e| e.to_string())
+}
+
+/// [`check_inputs`] for a store given by its manifest, its incompleteness note and its live
+/// records' ids and sources (e.g. a [`super::StoreStream`]).
+pub fn check_records<'a>(
+    manifest: &super::Manifest,
+    incomplete: Option<String>,
+    records: impl Iterator<Item = (&'a str, Option<&'a Source>)>,
+) -> Freshness {
+    let mut f = Freshness {
+        incomplete,
+        ..Default::default()
+    };
+    let ds = match list_inputs(manifest) {
         Ok(ds) => ds,
-        Err(e) => {
-            f.not_checked = Some(e.to_string());
+        Err(why) => {
+            f.not_checked = Some(why);
             return f;
         }
     };

@@ -144,10 +144,8 @@ impl StoreStream {
     pub fn ok_rows(&self) -> OkRows<'_> {
         OkRows {
             stream: self,
-            bytes: self.manifest.floats_per_record() * 4,
             next: 0,
-            open: None,
-            buf: Vec::new(),
+            reader: FloatReader::new(self),
         }
     }
 }
@@ -155,37 +153,87 @@ impl StoreStream {
 /// The iterator of [`StoreStream::ok_rows`].
 pub struct OkRows<'a> {
     stream: &'a StoreStream,
+    next: usize,
+    reader: FloatReader<'a>,
+}
+
+/// Reads records' floats by their place in the chunk files, keeping one chunk open: a record
+/// after the last one read in the same chunk is reached by a relative seek that keeps what is
+/// already buffered (records of a chunk are read in file order by a scan), any other by a seek.
+struct FloatReader<'a> {
+    stream: &'a StoreStream,
     /// Bytes of a record's floats.
     bytes: usize,
-    next: usize,
-    open: Option<(usize, std::io::BufReader<std::fs::File>)>,
+    /// The open chunk, its reader and the reader's position.
+    open: Option<(usize, std::io::BufReader<std::fs::File>, u64)>,
     buf: Vec<u8>,
 }
 
-impl OkRows<'_> {
+impl<'a> FloatReader<'a> {
+    fn new(stream: &'a StoreStream) -> Self {
+        FloatReader {
+            stream,
+            bytes: stream.manifest.floats_per_record() * 4,
+            open: None,
+            buf: Vec::new(),
+        }
+    }
+
     fn floats(&mut self, e: &Entry) -> Result<Vec<f32>> {
         let (path, len) = &self.stream.files[e.chunk];
         let changed = || Error::Data {
             path: path.clone(),
             reason: "the chunk changed while the store was read".into(),
         };
-        if self.open.as_ref().is_none_or(|(c, _)| *c != e.chunk) {
+        if self.open.as_ref().is_none_or(|(c, _, _)| *c != e.chunk) {
             let f = std::fs::File::open(path).map_err(|err| Error::io(path, err))?;
             if f.metadata().map_err(|err| Error::io(path, err))?.len() != *len {
                 return Err(changed());
             }
-            self.open = Some((e.chunk, std::io::BufReader::with_capacity(1 << 16, f)));
+            self.open = Some((e.chunk, std::io::BufReader::with_capacity(1 << 16, f), 0));
         }
-        let (_, f) = self.open.as_mut().expect("just opened");
+        let (_, f, pos) = self.open.as_mut().expect("just opened");
         self.buf.resize(self.bytes, 0);
-        f.seek(SeekFrom::Start(e.offset as u64))
-            .and_then(|_| f.read_exact(&mut self.buf))
-            .map_err(|err| Error::io(path, err))?;
+        let at = e.offset as u64;
+        let seek = if at >= *pos {
+            f.seek_relative((at - *pos) as i64)
+        } else {
+            f.seek(SeekFrom::Start(at)).map(|_| ())
+        };
+        let read = seek.and_then(|_| f.read_exact(&mut self.buf));
+        // After a failed read the position is unknown: the next read seeks from the start.
+        *pos = if read.is_ok() {
+            at + self.bytes as u64
+        } else {
+            u64::MAX
+        };
+        read.map_err(|err| Error::io(path, err))?;
         Ok(self
             .buf
             .chunks_exact(4)
             .map(|x| f32::from_le_bytes(x.try_into().expect("4 bytes")))
             .collect())
+    }
+}
+
+impl StoreStream {
+    /// The floats of the entries at `positions` (indices into [`StoreStream::entries`], each a
+    /// successful record), in the order given.
+    pub fn floats_at(&self, positions: &[usize]) -> Result<Vec<Vec<f32>>> {
+        let mut r = FloatReader::new(self);
+        positions
+            .iter()
+            .map(|&i| {
+                let e = &self.entries[i];
+                match &e.failure {
+                    Some(why) => Err(Error::usage(format!(
+                        "{} has no descriptor: its extraction failed ({why})",
+                        e.id
+                    ))),
+                    None => r.floats(e),
+                }
+            })
+            .collect()
     }
 }
 
@@ -199,6 +247,6 @@ impl<'a> Iterator for OkRows<'a> {
         }
         let e = entries.get(self.next)?;
         self.next += 1;
-        Some(self.floats(e).map(|v| (e, v)))
+        Some(self.reader.floats(e).map(|v| (e, v)))
     }
 }

@@ -405,6 +405,53 @@ class Store:
         x = self._inner.to_numpy(aggregate, nets, bool(raw))
         return self.ids, x
 
+    def neighbours(
+        self,
+        ids: Optional[Sequence[str]] = None,
+        images: Optional[Sequence["os.PathLike[str] | str"]] = None,
+        k: int = 10,
+        aggregate: str = "avg",
+        nets: Any = "all",
+        exclude_self: bool = True,
+        block: int = 4096,
+        weights: Optional[Sequence["os.PathLike[str] | str"]] = None,
+        out: "os.PathLike[str] | str | None" = None,
+        progress: Any = None,
+    ) -> List[dict]:
+        """Exact cosine k-NN among the store's L2-normalised descriptors, as ``vggfeat
+        neighbours`` runs it: queries by store id (``ids``) and by image file (``images``,
+        described with the store's own nets), in that order. One dict per query: ``query``,
+        ``row`` (its own row, for an id), and its neighbours best first: ``rows`` (int64, rows of
+        :meth:`to_numpy`), ``ids``, ``labels``, ``similarities`` (float32). Ties go to the lower
+        row; a query by id leaves itself out unless ``exclude_self=False``; fewer than ``k`` when
+        the store is smaller. ``out``: a folder for ``neighbours.csv`` and ``neighbours.html``."""
+        if not isinstance(nets, str):
+            nets = ",".join(str(int(n)) for n in nets)
+        queries, _warnings = _vggfeat.neighbours(
+            self.path,
+            [str(i) for i in (ids or [])],
+            [os.fspath(p) for p in (images or [])],
+            int(k),
+            aggregate,
+            nets,
+            bool(exclude_self),
+            int(block),
+            [os.fspath(w) for w in (weights or [])],
+            None if out is None else os.fspath(out),
+            _progress(progress),
+        )
+        return [
+            {
+                "query": name,
+                "row": row,
+                "rows": np.asarray(rows, dtype=np.int64),
+                "ids": nids,
+                "labels": labels,
+                "similarities": np.asarray(sims, dtype=np.float32),
+            }
+            for name, row, rows, nids, labels, sims in queries
+        ]
+
     def to_pandas(self, aggregate: str = "stack", nets: Any = "all"):
         """A DataFrame with ``id``, ``label`` (``None`` for an image without one; or ``labels``,
         lists, when an image has more than one) and ``features`` (one float32 array per row, views

@@ -55,6 +55,8 @@ enum Command {
     Merge(commands::merge::MergeArgs),
     /// Linear SVMs on stored descriptors: Caltech-style splits or VOC-style AP, results tables.
     Svm(Box<commands::svm::SvmArgs>),
+    /// Nearest neighbours of store ids or images among a store's descriptors (exact cosine k-NN).
+    Neighbours(commands::neighbours::NeighboursArgs),
     /// Apply the classifiers an `svm` run saved to another store (top classes or scores CSV).
     Predict(commands::predict::PredictArgs),
     /// The paper's transfer table (Table 11) for whichever benchmarks and nets are given.
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
         Command::Merge(a) => commands::merge::run(a),
         Command::Svm(a) => commands::svm::run(*a),
         Command::Predict(a) => commands::predict::run(a),
+        Command::Neighbours(a) => commands::neighbours::run(a),
         Command::Reproduce(a) => commands::reproduce::run(a),
         Command::Weights { action } => commands::weights::run(action),
         Command::Train(a) => commands::train::run(*a),
@@ -136,6 +139,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Merge(_) => "merge",
         Command::Svm(_) => "svm",
         Command::Predict(_) => "predict",
+        Command::Neighbours(_) => "neighbours",
         Command::Reproduce(_) => "reproduce",
         Command::Train(_) => "train",
         Command::Weights { .. } => "weights",

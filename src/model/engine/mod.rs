@@ -12,7 +12,7 @@
 
 pub(crate) mod candle;
 mod fast;
-mod gemm;
+pub(crate) mod gemm;
 pub(crate) mod isa;
 mod simd;
 pub(crate) mod unfold;

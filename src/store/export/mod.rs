@@ -42,7 +42,7 @@ use super::join::Nets;
 use crate::aggregate::Aggregate;
 use crate::error::{Error, Param, Result};
 
-pub(crate) use csv::write_named_csv;
+pub(crate) use csv::{join_labels, write_named_csv};
 
 /// Where and how `export` writes.
 #[derive(Debug, Clone, PartialEq, Eq)]

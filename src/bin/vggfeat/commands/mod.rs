@@ -6,6 +6,7 @@ pub mod export;
 pub mod extract;
 pub mod info;
 pub mod merge;
+pub mod neighbours;
 pub mod predict;
 pub mod reproduce;
 pub mod svm;
