@@ -39,9 +39,9 @@ use crate::image_io::{DecodeOptions, Image};
 use crate::model::Precision;
 use crate::model::engine::gemm::{Epilogue, Lhs, PackedB, gemm};
 use crate::model::engine::isa::kernel_for;
-use crate::store::{Nets, StoreStream};
 use crate::report::html::escape;
 use crate::report::thumbnail::image_data_uri;
+use crate::store::{Nets, StoreStream};
 use crate::util::{AtomicFile, Progress};
 
 /// Neighbours per query by default.
@@ -896,7 +896,6 @@ fn write_html(
     h.push_str("</body>\n</html>\n");
     crate::util::write_atomic(path, h.as_bytes())
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -285,8 +285,7 @@ fn extraction_names_what_computed_it() {
     };
     let last = err
         .lines()
-        .filter(|l| l.starts_with("extract: 6/6"))
-        .last()
+        .rfind(|l| l.starts_with("extract: 6/6"))
         .unwrap();
     let summary = err
         .lines()

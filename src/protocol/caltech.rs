@@ -81,7 +81,7 @@ impl Shrunk {
                 test,
             })
             .collect();
-        (!classes.is_empty()).then(|| Shrunk {
+        (!classes.is_empty()).then_some(Shrunk {
             asked_train: p.train_per_class,
             asked_test: p.test_per_class,
             classes,

@@ -192,7 +192,7 @@ pub struct CScore {
     /// The score of each fold.
     pub folds: Vec<f64>,
     /// Mean hinge loss `max(0, 1 - y f(x))` of the decision values on the validated items (the
-    /// tie-breaker; see the [module docs](self)).
+    /// tie-breaker; see [`choose`]).
     pub loss: f64,
     /// Whether every class's solver converged in every fold.
     pub converged: bool,
@@ -364,11 +364,14 @@ fn hinge<F: SvmFloat>(f: &Array2<F>, y: impl Fn(usize, usize) -> i8) -> (f64, us
     (sum, n)
 }
 
+/// A fitted model's score on a round's validated items, with its hinge-loss sum and count.
+type Scorer<'a, F> = Box<dyn Fn(&OneVsRest<F>) -> Result<(f64, (f64, usize))> + 'a>;
+
 /// One validation round: the problems to fit, and how to score a fitted model on the round's
-/// validated items (its score and hinge-loss sum and count).
+/// validated items.
 struct Round<'a, F> {
     problems: Vec<Problem>,
-    score: Box<dyn Fn(&OneVsRest<F>) -> Result<(f64, (f64, usize))> + 'a>,
+    score: Scorer<'a, F>,
 }
 
 impl SelectCValidParams {
