@@ -148,7 +148,7 @@ impl NeighboursParams {
             store: PathBuf::new(),
             queries: Vec::new(),
             k: DEFAULT_K,
-            aggregate: Aggregate::Avg,
+            aggregate: Aggregate::DEFAULT,
             nets: Nets::All,
             exclude_self: true,
             block: DEFAULT_BLOCK,
@@ -189,7 +189,7 @@ impl NeighboursParams {
     }
 
     /// Scale aggregation of the store's (and the image queries') descriptors. Default
-    /// [`Aggregate::Avg`], as `export`.
+    /// [`Aggregate::DEFAULT`] (stack), as `export` and `svm`.
     pub fn aggregate(mut self, aggregate: Aggregate) -> Self {
         self.0.aggregate = aggregate;
         self

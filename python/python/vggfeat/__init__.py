@@ -410,7 +410,7 @@ class Store:
         ids: Optional[Sequence[str]] = None,
         images: Optional[Sequence["os.PathLike[str] | str"]] = None,
         k: int = 10,
-        aggregate: str = "avg",
+        aggregate: str = "stack",
         nets: Any = "all",
         exclude_self: bool = True,
         block: int = 4096,

@@ -36,8 +36,8 @@ pub struct NeighboursArgs {
     /// Keep a query's own record among its neighbours (queries by id; left out by default).
     #[arg(long)]
     pub include_self: bool,
-    /// Scale aggregation.
-    #[arg(long, default_value_t = Aggregate::Avg, value_parser = Choice::<Aggregate>::new())]
+    /// Scale aggregation: the default of `export` and `svm` (stack).
+    #[arg(long, default_value_t = Aggregate::DEFAULT, value_parser = Choice::<Aggregate>::new())]
     pub aggregate: Aggregate,
     /// Nets to use: all, or indices like 0,1 (fused by stacking).
     #[arg(long, default_value = "all", value_parser = lib_parser::<Nets>)]
