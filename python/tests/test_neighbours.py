@@ -70,7 +70,8 @@ def test_exact_tie_and_include_self(store):
 
 def test_image_query_finds_itself(store):
     s, imgs = store
-    ids, x = s.to_numpy(aggregate="avg")
+    # Both sides with their defaults: to_numpy and neighbours aggregate alike (stack).
+    ids, x = s.to_numpy()
     g = s.neighbours(images=[imgs / "b" / "Leopards-2.jpg"], k=5)[0]
     assert g["row"] is None and g["ids"][0] == "b/Leopards-2.jpg"
     rows, sims = reference(x, x[ids.index("b/Leopards-2.jpg")], 5)
