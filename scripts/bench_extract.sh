@@ -42,7 +42,7 @@ for r in $(seq "$ROUNDS"); do
     rm -rf "$work/store-$p"
     timed "vggfeat-$p" "$BIN" extract "$ROOT" "${sel[@]}" --scales "$SCALES" --layer pool5 \
       --precision "$p" --decode-threads "$DECODE_THREADS" -w "$W" -o "$work/store-$p"
-    grep -h "images/s" "$work/vggfeat-$p.log" | tee -a "$work/rates" >&2
+    grep -h "images/s end to end" "$work/vggfeat-$p.log" | tee -a "$work/rates" >&2
   done
   for p in f32 default; do
     timed "openvino-$p" "$BENCH_PY" scripts/ov_extract.py "$ROOT" "$MODEL" "${sel[@]}" \
