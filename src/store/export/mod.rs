@@ -345,7 +345,7 @@ pub fn export(p: &ExportValidParams) -> Result<ExportSummary> {
 /// `preprocess`, `precision`), `scales` a JSON array, `flip` and `normalised` `true`/`false`,
 /// `aggregate` (`stack`, `avg` or `raw`), `dim` the row length, `version` vggfeat's, `failed_left_out`
 /// the store's failed inputs (not exported).
-pub(crate) fn provenance(
+fn provenance(
     m: &super::Manifest,
     nets: &[usize],
     p: &ExportValidParams,
