@@ -1,14 +1,16 @@
 //! Times training steps (forward, backward, SGD update) of a narrow VGG on random inputs, to
 //! size a CPU training run: `cargo run --release --example bench_train -- A 8 96 16`
-//! (configuration, width divisor, crop, micro-batch). Prints milliseconds per step and images
-//! per second; the values are random, the timing does not depend on them.
+//! (configuration, width divisor, crop, micro-batch, and optionally the engine: `auto`, the
+//! default, `fast` or `candle`). Prints milliseconds per step and images per second; the values
+//! are random, the timing does not depend on them. `scripts/bench_train.sh` runs it beside the
+//! same step in PyTorch.
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use vggfeat::model::config::ConfigName;
-use vggfeat::model::{InitScheme, VggWeights};
+use vggfeat::model::{Engine, InitScheme, VggWeights};
 use vggfeat::train::net::TrainNet;
 use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
 
@@ -19,44 +21,36 @@ fn main() -> vggfeat::Result<()> {
     let div: usize = arg(1, "8").parse().expect("width divisor");
     let crop: usize = arg(2, "96").parse().expect("crop");
     let batch: usize = arg(3, "16").parse().expect("micro-batch");
+    let engine: Engine = arg(4, "auto").parse()?;
     let fc = 4096 / div;
     let w = VggWeights::random_with_fc6(config, div, Some(fc), crop / 32, 20, InitScheme::He, 0)?;
-    let net = TrainNet::new(w, &Device::Cpu, Vec::new(), 0.5, false)?;
+    let mut net = TrainNet::new(w, &Device::Cpu, Vec::new(), 0.5, false)?;
+    net.set_engine(engine)?;
     let mut opt = Sgd::new(net.params().to_vec(), SgdParams::default())?;
     let x = Tensor::randn(0f32, 1.0, (batch, 3, crop, crop), &Device::Cpu)?;
-    let y = Tensor::new(
-        (0..batch as u32)
-            .map(|i| i % 20)
-            .collect::<Vec<_>>()
-            .as_slice(),
-        &Device::Cpu,
-    )?;
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 20).collect();
     let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let mut times = Vec::new();
     for i in 0..6 {
         let t = Instant::now();
-        let t_fwd;
-        {
-            let logits = net.forward(&x, Some(&mut rng))?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            t_fwd = t.elapsed();
-            let mut acc = GradAccum::new(opt.params().len());
-            acc.add(opt.params(), &loss.backward()?)?;
-            opt.step(&acc)?;
-        }
+        let mut acc = GradAccum::new(opt.params().len());
+        acc.add_grads(net.backprop(&x, &labels, Some(&mut rng), 1.0)?.grads)?;
+        let t_grad = t.elapsed();
+        opt.step(&acc)?;
         let dt = t.elapsed();
         if i > 0 {
             times.push(dt.as_secs_f64());
         }
         println!(
-            "step {i}: {:.1} ms (forward {:.1} ms)",
+            "step {i}: {:.1} ms (forward and backward {:.1} ms)",
             dt.as_secs_f64() * 1e3,
-            t_fwd.as_secs_f64() * 1e3
+            t_grad.as_secs_f64() * 1e3
         );
     }
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     println!(
-        "{config} /{div} crop {crop} batch {batch}: {:.1} ms per step, {:.1} images/s",
+        "{config} /{div} crop {crop} batch {batch} ({}): {:.1} ms per step, {:.1} images/s",
+        net.engine_used(),
         mean * 1e3,
         batch as f64 / mean
     );

@@ -426,3 +426,55 @@ fn init_schemes_draw_the_documented_scales() {
     assert!(vals(&paper.convs[2].bias).iter().all(|b| *b == 0.0));
     assert!("lecun".parse::<InitScheme>().is_err());
 }
+
+/// One training step of the fixture `vgg-d-tiny` (configuration D, widths / 16, 224 x 224,
+/// 3 images, no dropout) against PyTorch (`scripts/torch_train_reference.py` made
+/// `tests/data/reference/train_step_d_tiny.safetensors`): the loss, the scores and every
+/// parameter's gradient, on both engines. Tolerance: max |a - b| <= 1e-4 x max |b| per tensor
+/// (the fixtures' network tolerance; the fast engine's Winograd F(4x4, 3x3) forward and
+/// backward stay within it).
+#[test]
+fn a_training_step_matches_pytorch_on_the_fixture_net() {
+    let refs = candle_core::safetensors::load(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/reference/train_step_d_tiny.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let inputs = util::reference(&util::tiny());
+    let x = &inputs["fixed224.input"];
+    let w = weights::load(&util::tiny().join("weights.safetensors"), &Device::Cpu).unwrap();
+    for engine in [Engine::Fast, Engine::Candle] {
+        let mut net = TrainNet::new(w.clone(), &Device::Cpu, Vec::new(), 0.5, false).unwrap();
+        net.set_engine(engine).unwrap();
+        let r = net
+            .backprop(x, &[3, 7, 1], None::<&mut ChaCha8Rng>, 1.0)
+            .unwrap();
+        let what = |s: &str| format!("{engine:?} {s}");
+        let loss = refs["loss"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[0];
+        assert!(
+            (r.loss - loss).abs() <= 1e-4 * loss.abs(),
+            "{}",
+            what("loss")
+        );
+        let close = |what: String, a: &Tensor, b: &Tensor| {
+            assert_eq!(a.dims(), b.dims(), "{what}");
+            let (a, b) = (vals(a), vals(b));
+            let max = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(max > 0.0 && err <= 1e-4 * max, "{what}: {err:e} of {max:e}");
+        };
+        close(what("logits"), &r.logits, &refs["logits"]);
+        assert_eq!(r.grads.len(), net.params().len());
+        for (g, p) in r.grads.iter().zip(net.params()) {
+            close(what(&p.name), g.as_ref().unwrap(), &refs[&p.name]);
+        }
+    }
+}

@@ -110,21 +110,19 @@ impl Trainer {
                     .iter()
                     .map(|&pos| split.train_labels[pos] as u32)
                     .collect();
-                let y = Tensor::new(labels.as_slice(), device)?;
                 let mut drng = stream(seed, "dropout", e as u64, mi as u64);
-                let logits = net.forward(&x, Some(&mut drng))?;
-                let ce = candle_nn::loss::cross_entropy(&logits, &y)?;
-                let ce_val = f64::from(ce.to_scalar::<f32>()?);
+                // Mean over the batch: each micro-batch's mean loss weighted by its share.
+                let step =
+                    net.backprop(&x, &labels, Some(&mut drng), n as f64 / batch_len as f64)?;
+                let ce_val = f64::from(step.loss);
                 if !ce_val.is_finite() {
                     return Err(Error::Diverged(format!(
                         "loss {ce_val} in epoch {e}; lower the learning rate or use the he \
                          init scheme"
                     )));
                 }
-                // Mean over the batch: each micro-batch's mean loss weighted by its share.
-                let scaled = (ce * (n as f64 / batch_len as f64))?;
-                acc.add(opt.params(), &scaled.backward()?)?;
-                let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+                acc.add_grads(step.grads)?;
+                let pred: Vec<u32> = step.logits.argmax(D::Minus1)?.to_vec1()?;
                 wrong += pred.iter().zip(&labels).filter(|(a, b)| a != b).count();
                 loss_sum += ce_val * n as f64;
                 seen += n;

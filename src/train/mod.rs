@@ -54,6 +54,7 @@
 //! ```
 
 mod augment;
+mod backprop;
 mod checkpoint;
 mod conv;
 mod epoch;
@@ -68,7 +69,7 @@ mod trainer;
 pub use augment::TrainScale;
 pub use checkpoint::{RunDir, RunState};
 pub use log::EpochMetrics;
-pub use net::Init;
+pub use net::{Backprop, Init};
 pub use params::{Resolved, RunRecord, Summary, TrainParams, TrainValidParams};
 pub use schedule::Plateau;
 pub use trainer::Trainer;

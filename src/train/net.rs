@@ -23,8 +23,8 @@ use crate::error::{Error, Param, Result};
 use crate::model::checkpoint::meta;
 use crate::model::config::{ConfigName, LayerName};
 use crate::model::engine::candle::lrn;
-use crate::model::plan::{Backend, Conv, HeadShape, Plan, Step};
-use crate::model::{ConvParams, HeadParams, InitScheme, VggWeights};
+use crate::model::plan::{Backend, Conv, HeadShape, Op, Plan, Step};
+use crate::model::{ConvParams, Engine, HeadParams, InitScheme, Precision, VggWeights};
 
 /// Where the weights of a run start.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -309,6 +309,19 @@ pub struct TrainNet {
     params: Vec<Trainable>,
     frozen: Vec<LayerName>,
     dropout: f32,
+    engine: Engine,
+}
+
+/// What one forward and backward pass ([`TrainNet::backprop`]) computed.
+#[derive(Debug)]
+pub struct Backprop {
+    /// Mean cross-entropy over the micro-batch (not scaled).
+    pub loss: f32,
+    /// Class scores (N, classes), on the network's device.
+    pub logits: Tensor,
+    /// The gradient of the scaled loss for each of [`TrainNet::params`], in order (`None` for
+    /// a parameter the loss does not reach).
+    pub grads: Vec<Option<Tensor>>,
 }
 
 impl std::fmt::Debug for TrainNet {
@@ -318,6 +331,7 @@ impl std::fmt::Debug for TrainNet {
             .field("params", &self.params.len())
             .field("frozen", &self.frozen)
             .field("dropout", &self.dropout)
+            .field("engine", &self.engine)
             .finish()
     }
 }
@@ -377,6 +391,150 @@ impl TrainNet {
             params,
             frozen,
             dropout,
+            engine: Engine::Auto,
+        })
+    }
+
+    /// Chooses the code that computes [`TrainNet::backprop`]: [`Engine::Auto`] (the default)
+    /// is the fast CPU backend ([`super::backprop`]) on the CPU for configurations without LRN,
+    /// candle's autograd otherwise; [`Engine::Candle`] is candle everywhere (the reference);
+    /// [`Engine::Fast`] the fast backend, refused where it cannot run.
+    pub fn set_engine(&mut self, engine: Engine) -> Result<()> {
+        if matches!(engine, Engine::Fast | Engine::FastGemm) {
+            if !self.fast_possible() {
+                return Err(Error::param(
+                    Param::Engine,
+                    format!(
+                        "the fast training backend runs on the CPU, for configurations without \
+                         LRN (this is {} on {:?})",
+                        self.weights.config,
+                        self.device_kind()
+                    ),
+                ));
+            }
+            if engine == Engine::FastGemm {
+                return Err(Error::param(
+                    Param::Engine,
+                    "fast-gemm is an inference comparison; training takes auto, fast or candle",
+                ));
+            }
+        }
+        self.engine = engine;
+        Ok(())
+    }
+
+    /// The engine [`TrainNet::backprop`] runs on: `fast` or `candle`.
+    pub fn engine_used(&self) -> &'static str {
+        if self.uses_fast() { "fast" } else { "candle" }
+    }
+
+    fn device_kind(&self) -> String {
+        format!("{:?}", self.weights.convs[0].weight.device().location())
+    }
+
+    fn fast_possible(&self) -> bool {
+        self.weights.convs[0].weight.device().is_cpu()
+            && !self.plan.steps().iter().any(|s| s.op == Op::Lrn)
+    }
+
+    fn uses_fast(&self) -> bool {
+        match self.engine {
+            Engine::Candle => false,
+            _ => self.fast_possible(),
+        }
+    }
+
+    /// One forward and backward pass on a micro-batch `x` (N, 3, 32k, 32k) with classes
+    /// `labels`: the mean cross-entropy, the class scores, and the gradient of `scale` times
+    /// the loss for every trainable parameter. With a generator, dropout applies after fc6 and
+    /// fc7 (the same draws on either engine).
+    pub fn backprop(
+        &self,
+        x: &Tensor,
+        labels: &[u32],
+        dropout_rng: Option<&mut impl Rng>,
+        scale: f64,
+    ) -> Result<Backprop> {
+        let (n, c, h, w) = x.dims4()?;
+        let k = self.fc6_kernel();
+        if c != 3 || h != 32 * k || w != 32 * k || labels.len() != n {
+            return Err(Error::Usage(format!(
+                "training inputs must be (N, 3, {s}, {s}) with N labels; got {:?} and {} labels",
+                x.dims(),
+                labels.len(),
+                s = 32 * k
+            )));
+        }
+        if !self.uses_fast() {
+            let logits = self.forward(x, dropout_rng)?;
+            let y = Tensor::new(labels, x.device())?;
+            let ce = candle_nn::loss::cross_entropy(&logits, &y)?;
+            let loss = ce.to_scalar::<f32>()?;
+            let grads = (ce * scale)?.backward()?;
+            let grads = self
+                .params
+                .iter()
+                .map(|p| grads.get(p.var.as_tensor()).map(|g| g.detach()))
+                .collect();
+            return Ok(Backprop {
+                loss,
+                logits,
+                grads,
+            });
+        }
+        let kernel = crate::model::engine::isa::kernel_for(Precision::F32)?;
+        let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let layers = self.weights.layers();
+        // Borrow every layer's values from candle's storage for the step (no copies).
+        let guards: Vec<_> = layers
+            .iter()
+            .map(|l| (l.weight.storage_and_layout(), l.bias.storage_and_layout()))
+            .collect();
+        let views = layers
+            .iter()
+            .zip(&guards)
+            .map(|(l, ((ws, wl), (bs, bl)))| {
+                let (cout, cin, k, _) = l.weight.dims4()?;
+                Ok(super::backprop::LayerRef {
+                    w: cpu_slice(ws, wl)?,
+                    b: cpu_slice(bs, bl)?,
+                    cout,
+                    cin,
+                    k,
+                    trainable: !self.frozen.contains(&l.name),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rng = dropout_rng.map(|r| r as &mut dyn rand::RngCore);
+        let r = super::backprop::step(
+            &self.plan,
+            &views,
+            kernel,
+            &xs,
+            (n, h),
+            labels,
+            (self.dropout, rng),
+            scale as f32,
+        )?;
+        drop(views);
+        drop(guards);
+        let dev = x.device();
+        let mut grads = Vec::with_capacity(self.params.len());
+        for (l, g) in layers.iter().zip(r.grads) {
+            if self.frozen.contains(&l.name) {
+                continue;
+            }
+            let (dw, db) =
+                g.ok_or_else(|| Error::Internal(format!("no gradient computed for {}", l.name)))?;
+            grads.push(Some(Tensor::from_vec(dw, l.weight.shape(), dev)?));
+            grads.push(Some(Tensor::from_vec(db, l.bias.shape(), dev)?));
+        }
+        debug_assert_eq!(grads.len(), self.params.len());
+        let classes = r.logits.len() / n;
+        Ok(Backprop {
+            loss: r.loss,
+            logits: Tensor::from_vec(r.logits, (n, classes), dev)?,
+            grads,
         })
     }
 
@@ -453,6 +611,16 @@ impl TrainNet {
     }
 }
 
+/// A contiguous f32 CPU storage's values through its layout.
+fn cpu_slice<'a>(s: &'a candle_core::Storage, l: &candle_core::Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(c), Some((a, b))) => Ok(&c.as_slice::<f32>()?[a..b]),
+        _ => Err(Error::Internal(
+            "the fast training backend needs contiguous f32 CPU weights".into(),
+        )),
+    }
+}
+
 /// One forward pass of a [`TrainNet`] along its plan: the training convolution, the LRN and
 /// candle's max-pool, with dropout after the steps the plan marks when a generator is given.
 struct Pass<'a, 'r, R> {
@@ -495,8 +663,27 @@ impl<R: Rng> Backend for Pass<'_, '_, R> {
     }
 
     fn pool(&self, x: Tensor, _: &Step) -> Result<Tensor> {
-        Ok(x.max_pool2d(2)?)
+        max_pool(&x)
     }
+}
+
+/// 2x2 max-pooling, stride 2 (flooring odd sizes), whose gradient goes to the window's maximum
+/// in full (split evenly between equal maxima). candle 0.11's own `max_pool2d` backward gives
+/// each maximum the output gradient times (equal maxima / 4), a quarter of it for a unique
+/// maximum, so every pool divided the gradients of the layers below it by 4. Here the value
+/// is the pool's and the gradient that of `4 * avg_pool(x * share)`, where `share` (constant
+/// for autograd) is 1 / (number of maxima) at the maxima and 0 elsewhere; the two are equal
+/// (exactly for a unique maximum, where the share is 1).
+fn max_pool(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let x = x.narrow(2, 0, h - h % 2)?.narrow(3, 0, w - w % 2)?;
+    let (h, w) = (h - h % 2, w - w % 2);
+    let y = x.max_pool2d(2)?.detach();
+    let x0 = x.detach();
+    let mask = x0.eq(&y.upsample_nearest2d(h, w)?)?.to_dtype(x0.dtype())?;
+    let count = (mask.avg_pool2d(2)? * 4.0)?;
+    let share = (mask / count.upsample_nearest2d(h, w)?)?.detach();
+    Ok(((x * share)?.avg_pool2d(2)? * 4.0)?)
 }
 
 #[cfg(test)]
@@ -575,6 +762,96 @@ mod tests {
         let big = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
         let e = net.forward(&big, None::<&mut ChaCha8Rng>).unwrap_err();
         assert!(e.to_string().contains("must be 32x32"), "{e}");
+    }
+
+    /// Largest |a - b| over a tensor pair, relative to the largest |b| (at least 1e-6).
+    fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+            / scale
+    }
+
+    /// The fast backend's loss, scores and every gradient equal candle autograd's (the
+    /// reference, itself pinned against PyTorch in tests/train.rs) within 1e-4 of each tensor's
+    /// largest value, with the same dropout draws: Winograd and plain 3x3 layers (the /16
+    /// widths give conv1_2 4 input channels), 1x1 convs (C), a frozen prefix, a scaled loss.
+    #[test]
+    fn fast_backprop_matches_candle_autograd() {
+        let cases = [
+            (ConfigName::A, 8, 2, None, 1.0),
+            (ConfigName::D, 16, 1, None, 0.5),
+            (ConfigName::C, 16, 1, Some("pool2"), 1.0),
+        ];
+        for (config, div, k, freeze, scale) in cases {
+            let w = VggWeights::random_with_fc6(config, div, Some(16), k, 5, InitScheme::He, 3)
+                .unwrap();
+            let frozen = match freeze {
+                Some(l) => frozen_layers(config, l.parse().unwrap()).unwrap(),
+                None => Vec::new(),
+            };
+            let mut fast =
+                TrainNet::new(w.clone(), &Device::Cpu, frozen.clone(), 0.5, false).unwrap();
+            fast.set_engine(Engine::Fast).unwrap();
+            let mut reference = TrainNet::new(w, &Device::Cpu, frozen, 0.5, false).unwrap();
+            reference.set_engine(Engine::Candle).unwrap();
+            assert_eq!(
+                (fast.engine_used(), reference.engine_used()),
+                ("fast", "candle")
+            );
+            let s = 32 * k;
+            let x = Tensor::randn(0f32, 1.0, (3, 3, s, s), &Device::Cpu).unwrap();
+            let labels = [0u32, 4, 2];
+            let a = fast
+                .backprop(&x, &labels, Some(&mut ChaCha8Rng::seed_from_u64(9)), scale)
+                .unwrap();
+            let b = reference
+                .backprop(&x, &labels, Some(&mut ChaCha8Rng::seed_from_u64(9)), scale)
+                .unwrap();
+            assert!(
+                (a.loss - b.loss).abs() <= 1e-4 * b.loss.abs().max(1.0),
+                "{config} loss"
+            );
+            assert!(rel_err(&a.logits, &b.logits) < 1e-4, "{config} logits");
+            assert_eq!(a.grads.len(), fast.params().len());
+            for ((ga, gb), p) in a.grads.iter().zip(&b.grads).zip(fast.params()) {
+                let (ga, gb) = (ga.as_ref().unwrap(), gb.as_ref().unwrap());
+                assert_eq!(ga.dims(), gb.dims(), "{config} {}", p.name);
+                let e = rel_err(ga, gb);
+                assert!(e < 1e-4, "{config} /{div} {}: relative error {e}", p.name);
+            }
+        }
+    }
+
+    /// The pool's gradient goes in full to a unique maximum and is split between equal ones;
+    /// candle's own max_pool2d backward gave a quarter (see `max_pool`).
+    #[test]
+    fn max_pool_gradient_goes_to_the_maximum() {
+        let x = Var::from_tensor(
+            &Tensor::new(
+                &[[[[1f32, 3.0, 2.0, 2.0], [0.0, 2.0, 2.0, 0.0]]]],
+                &Device::Cpu,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let y = max_pool(&x).unwrap();
+        assert_eq!(
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![3.0, 2.0]
+        );
+        let g = (y * Tensor::new(&[[[[10f32, 30.0]]]], &Device::Cpu).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let dx: Vec<f32> = g.get(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(dx, vec![0.0, 10.0, 10.0, 10.0, 0.0, 0.0, 10.0, 0.0]);
     }
 
     #[test]

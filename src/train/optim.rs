@@ -13,7 +13,8 @@
 //! and restored by the checkpoint code through [`Sgd::buffers`] and [`Sgd::set_buffers`].
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
+use rayon::prelude::*;
 
 use crate::error::{Error, Param, Result};
 
@@ -103,6 +104,30 @@ impl GradAccum {
         Ok(())
     }
 
+    /// Adds one pass's gradients, one per parameter in order (as
+    /// [`super::net::Backprop::grads`]); on the CPU the sums are updated in place.
+    pub fn add_grads(&mut self, grads: Vec<Option<Tensor>>) -> Result<()> {
+        if grads.len() != self.sums.len() {
+            return Err(Error::Internal(format!(
+                "{} gradients for {} parameters",
+                grads.len(),
+                self.sums.len()
+            )));
+        }
+        for (slot, g) in self.sums.iter_mut().zip(grads) {
+            let Some(g) = g else { continue };
+            *slot = Some(match slot.take() {
+                None => g,
+                Some(s) if s.device().is_cpu() && s.is_contiguous() && g.is_contiguous() => {
+                    s.inplace_op2(&g, &AddInPlace)?;
+                    s
+                }
+                Some(s) => (s + g)?,
+            });
+        }
+        Ok(())
+    }
+
     /// The summed gradient of parameter `i`, if any backward pass reached it.
     pub fn get(&self, i: usize) -> Option<&Tensor> {
         self.sums.get(i).and_then(|s| s.as_ref())
@@ -159,7 +184,27 @@ impl Sgd {
         } = self.hp;
         for (i, p) in self.params.iter().enumerate() {
             let Some(g) = grads.get(i) else { continue };
-            let w = p.var.as_tensor().detach();
+            let w = p.var.as_tensor();
+            let v = &self.buffers[i];
+            if [w, g, v]
+                .iter()
+                .all(|t| t.device().is_cpu() && t.is_contiguous())
+            {
+                // Fused, in place: one pass for the momentum, one for the weights, the same
+                // f32 operations in the same order as the tensor expressions below.
+                let decay = if p.decay { weight_decay as f32 } else { 0.0 };
+                v.inplace_op3(
+                    w,
+                    g,
+                    &Momentum {
+                        momentum: momentum as f32,
+                        decay: (p.decay && weight_decay != 0.0).then_some(decay),
+                    },
+                )?;
+                w.inplace_op2(v, &Descend { lr: lr as f32 })?;
+                continue;
+            }
+            let w = w.detach();
             let g = if p.decay && weight_decay != 0.0 {
                 (g + (&w * weight_decay)?)?
             } else {
@@ -209,6 +254,114 @@ impl Sgd {
                 self.params.len()
             )));
         }
+        Ok(())
+    }
+}
+
+/// The CPU values of an in-place op's operand (contiguous, f32).
+fn values<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("an SGD operand is not contiguous".into()))?;
+    Ok(&s.as_slice::<f32>()?[a..b])
+}
+
+fn values_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> candle_core::Result<&'a mut [f32]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("an SGD operand is not contiguous".into()))?;
+    match s {
+        CpuStorage::F32(v) => Ok(&mut v[a..b]),
+        _ => Err(candle_core::Error::Msg("SGD needs f32 tensors".into())),
+    }
+}
+
+/// Elements per parallel task of the fused passes.
+const PAR_CHUNK: usize = 1 << 16;
+
+/// `sum += g`, in place.
+struct AddInPlace;
+
+impl InplaceOp2 for AddInPlace {
+    fn name(&self) -> &'static str {
+        "vggfeat-grad-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let (d, g) = (values_mut(dst, dst_l)?, values(g, gl)?);
+        d.par_chunks_mut(PAR_CHUNK)
+            .zip(g.par_chunks(PAR_CHUNK))
+            .for_each(|(d, g)| d.iter_mut().zip(g).for_each(|(d, g)| *d += g));
+        Ok(())
+    }
+}
+
+/// `v = momentum * v + (g + decay * w)`, in place on v.
+struct Momentum {
+    momentum: f32,
+    decay: Option<f32>,
+}
+
+impl InplaceOp3 for Momentum {
+    fn name(&self) -> &'static str {
+        "vggfeat-sgd-momentum"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let (v, w, g) = (values_mut(dst, dst_l)?, values(w, wl)?, values(g, gl)?);
+        let (mu, decay) = (self.momentum, self.decay);
+        v.par_chunks_mut(PAR_CHUNK)
+            .zip(w.par_chunks(PAR_CHUNK))
+            .zip(g.par_chunks(PAR_CHUNK))
+            .for_each(|((v, w), g)| {
+                for ((v, w), g) in v.iter_mut().zip(w).zip(g) {
+                    let g = match decay {
+                        Some(d) => g + w * d,
+                        None => *g,
+                    };
+                    *v = *v * mu + g;
+                }
+            });
+        Ok(())
+    }
+}
+
+/// `w = w - lr * v`, in place on w.
+struct Descend {
+    lr: f32,
+}
+
+impl InplaceOp2 for Descend {
+    fn name(&self) -> &'static str {
+        "vggfeat-sgd-descend"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        v: &CpuStorage,
+        vl: &Layout,
+    ) -> candle_core::Result<()> {
+        let (w, v) = (values_mut(dst, dst_l)?, values(v, vl)?);
+        let lr = self.lr;
+        w.par_chunks_mut(PAR_CHUNK)
+            .zip(v.par_chunks(PAR_CHUNK))
+            .for_each(|(w, v)| w.iter_mut().zip(v).for_each(|(w, v)| *w -= v * lr));
         Ok(())
     }
 }

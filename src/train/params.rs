@@ -9,9 +9,9 @@ use super::optim::SgdParams;
 use super::schedule::Plateau;
 use crate::dataset::SplitParams;
 use crate::error::{Error, Param, Result};
-use crate::model::DeviceSpec;
 use crate::model::InitScheme;
 use crate::model::config::{ConfigName, LayerName};
+use crate::model::{DeviceSpec, Engine};
 use crate::preprocess::{Normalization, Preprocess};
 
 /// Checked parameters of a training run; obtained only from [`TrainParams::check`] (a run's
@@ -47,6 +47,10 @@ pub struct TrainValidParams {
     pub(crate) seed: u64,
     pub(crate) preprocess: Option<Normalization>,
     pub(crate) device: DeviceSpec,
+    /// The training backend ([`TrainNet::set_engine`](super::net::TrainNet::set_engine)); runs
+    /// recorded before it existed read as `auto`.
+    #[serde(default)]
+    pub(crate) engine: Engine,
     /// With [`Init::Resume`]: the new epoch limit, if one was given.
     #[serde(skip)]
     pub(crate) new_epochs: Option<usize>,
@@ -214,6 +218,10 @@ setters! {
     seed(seed: u64) => Seed;
     /// Device. Default the CPU.
     device(device: DeviceSpec) => Device;
+    /// The code that computes each step's gradients: [`Engine::Auto`] (default: the fast CPU
+    /// backend on the CPU, candle's autograd on CUDA and for A-LRN), [`Engine::Fast`] or
+    /// [`Engine::Candle`] (the reference).
+    engine(engine: Engine) => Engine;
 }
 
 impl TrainParams {
@@ -253,6 +261,7 @@ impl TrainParams {
                 seed: 0,
                 preprocess: None,
                 device: DeviceSpec::Cpu,
+                engine: Engine::Auto,
                 new_epochs: None,
             },
             given: Vec::new(),

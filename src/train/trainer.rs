@@ -145,13 +145,14 @@ impl Trainer {
             Some(l) => net::frozen_layers(config, l)?,
             None => Vec::new(),
         };
-        let net = TrainNet::new(
+        let mut net = TrainNet::new(
             w,
             &device,
             frozen.clone(),
             params.dropout,
             params.decay_biases,
         )?;
+        net.set_engine(params.engine)?;
         let opt = Sgd::new(net.params().to_vec(), params.sgd)?;
 
         // Colour PCA from a seeded sample of training images.
@@ -234,13 +235,14 @@ impl Trainer {
             .iter()
             .map(|l| l.parse())
             .collect::<Result<Vec<LayerName>>>()?;
-        let net = TrainNet::new(
+        let mut net = TrainNet::new(
             w,
             &device,
             frozen,
             record.params.dropout,
             record.params.decay_biases,
         )?;
+        net.set_engine(record.params.engine)?;
         let mut opt = Sgd::new(net.params().to_vec(), record.params.sgd)?;
         opt.set_lr(state.schedule.lr)?;
         opt.set_buffers(&buffers).map_err(|e| Error::Data {

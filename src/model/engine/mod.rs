@@ -16,7 +16,7 @@ pub(crate) mod gemm;
 pub(crate) mod isa;
 mod simd;
 pub(crate) mod unfold;
-mod winograd;
+pub(crate) mod winograd;
 
 use std::ops::Range;
 

@@ -161,6 +161,37 @@ pub fn unfold_nhwc_rows<T: Copy + Default>(
     }
 }
 
+/// The adjoint of unfolding one channels-last image (col2im): adds each row of `cols`
+/// (`out_h * out_w` rows of `C*k*k` values, laid out `c*k*k + ky*k + kx` like a (cout, cin, k, k)
+/// kernel's columns) back onto the input pixels it was read from, into `dx` (H, W, C). `g.n` is
+/// ignored (one image). Training's data gradient of the convolutions Winograd does not run.
+pub fn fold_nhwc_image(cols: &[f32], g: Geom, dx: &mut [f32]) {
+    let (k, c) = (g.k, g.c);
+    let (oh, ow, kk) = (g.out_h(), g.out_w(), k * k);
+    assert_eq!(cols.len(), oh * ow * c * kk);
+    assert_eq!(dx.len(), g.h * g.w * c);
+    for oy in 0..oh {
+        for ky in 0..k {
+            let iy = (oy + ky) as isize - g.p as isize;
+            if iy < 0 || iy >= g.h as isize {
+                continue;
+            }
+            for kx in 0..k {
+                let Some((ox0, ox1, ix0)) = g.x_range(kx) else {
+                    continue;
+                };
+                for ox in ox0..ox1 {
+                    let row = &cols[(oy * ow + ox) * c * kk..][..c * kk];
+                    let d = &mut dx[(iy as usize * g.w + ix0 + ox - ox0) * c..][..c];
+                    for (ci, v) in d.iter_mut().enumerate() {
+                        *v += row[ci * kk + ky * k + kx];
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A (cout, cin, k, k) kernel (`kk` = k*k) as the (k*k*cin, cout) row-major matrix that
 /// multiplies [`unfold_nhwc_rows`]' rows: row `(ky*k + kx)*cin + ci`, column `co`.
 pub fn kernel_rows(w4: &[f32], cout: usize, cin: usize, kk: usize) -> Vec<f32> {
@@ -199,6 +230,43 @@ mod tests {
         let a: f32 = unfold_nchw(&x, g).iter().zip(&c).map(|(p, q)| p * q).sum();
         let b: f32 = x.iter().zip(fold_nchw(&c, g)).map(|(p, q)| p * q).sum();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn nhwc_fold_is_the_adjoint_of_nhwc_unfold() {
+        // <unfold(x), c> == <x, fold(c)>, with fold's columns in kernel order (c, ky, kx).
+        for (k, p, h, w) in [(3, 1, 5, 4), (3, 0, 4, 6), (2, 1, 3, 3), (1, 0, 2, 3)] {
+            let g = Geom {
+                n: 1,
+                c: 3,
+                h,
+                w,
+                k,
+                p,
+            };
+            let x: Vec<f32> = (0..h * w * 3)
+                .map(|i| ((i * 37) % 11) as f32 - 5.0)
+                .collect();
+            let kk = k * k;
+            let cols: Vec<f32> = (0..g.cols() * g.patch())
+                .map(|i| ((i * 13) % 7) as f32 - 3.0)
+                .collect();
+            let mut rows = vec![0f32; g.cols() * g.patch()];
+            unfold_nhwc_rows(&x, g, 0, g.cols(), &mut rows, g.patch(), |v| v);
+            // rows are (ky, kx, c); read cols in (c, ky, kx) order at the same patch entry.
+            let mut a = 0f32;
+            for r in 0..g.cols() {
+                for c in 0..3 {
+                    for t in 0..kk {
+                        a += rows[r * g.patch() + t * 3 + c] * cols[r * g.patch() + c * kk + t];
+                    }
+                }
+            }
+            let mut dx = vec![0f32; x.len()];
+            fold_nhwc_image(&cols, g, &mut dx);
+            let b: f32 = x.iter().zip(&dx).map(|(p, q)| p * q).sum();
+            assert_eq!(a, b, "k{k} p{p}");
+        }
     }
 
     #[test]

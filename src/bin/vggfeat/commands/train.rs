@@ -11,7 +11,7 @@ use super::svm::PerClass;
 use crate::EXIT_OK;
 use crate::choice::{Choice, lib_parser};
 use crate::progress::Shown;
-use vggfeat::model::InitScheme;
+use vggfeat::model::{Engine, InitScheme};
 use vggfeat::train::{EpochMetrics, Init, TrainScale};
 use vggfeat::{
     ConfigName, DeviceSpec, LayerName, Preprocess, TrainParams, TrainSummary, TrainValidParams,
@@ -46,6 +46,10 @@ pub struct TrainArgs {
     /// N(0, 0.01^2) fc layers). [default: paper]
     #[arg(long, value_parser = Choice::<InitScheme>::new())]
     pub init_scheme: Option<InitScheme>,
+    /// The code that computes the gradients: auto (the fast CPU backend on the CPU, candle on
+    /// CUDA and for A-LRN), fast, or candle (the reference). [default: auto]
+    #[arg(long, value_parser = Choice::<Engine>::new())]
+    pub engine: Option<Engine>,
     /// Keep layers fixed up to this one, e.g. conv5_3, pool4, fc7.
     #[arg(long, value_parser = lib_parser::<LayerName>)]
     pub freeze_through: Option<LayerName>,
@@ -181,6 +185,9 @@ impl TryFrom<&TrainArgs> for TrainValidParams {
         );
         if let Some(c) = a.config {
             p = p.config(Some(c));
+        }
+        if let Some(e) = a.engine {
+            p = p.engine(e);
         }
         if let Some(l) = a.freeze_through {
             p = p.freeze_through(Some(l));

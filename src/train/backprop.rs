@@ -1,0 +1,708 @@
+//! Backpropagation on the fast CPU engine's kernels: one training step of a
+//! [`super::net::TrainNet`] (forward keeping what the backward needs, softmax cross-entropy,
+//! backward, every parameter's gradient) along the same [`Plan`], without autograd.
+//!
+//! Activations are channels-last (N, H, W, C) f32 throughout, as in inference. Per conv layer
+//! (`x` its input, `y` its output after ReLU and dropout, `g` the gradient of `y`):
+//!
+//! ```text
+//! forward:        y = drop(relu(conv(x, W) + b))       Winograd F(4x4, 3x3) for 3x3 layers,
+//!                                                      unfold + packed GEMM otherwise,
+//!                                                      one product for the head (1x1 output)
+//! masks:          g = g * m * [y > 0]                  (m the dropout mask)
+//! weights:        dW = sum over positions of g x unfold(x)^T,  db = sum of g
+//! data:           dx = conv(g, W flipped, in <-> out)  Winograd again for 3x3 layers;
+//!                                                      g W then col2im otherwise
+//! max-pool:       the gradient goes to the first maximum of each 2x2 window (as PyTorch)
+//! ```
+//!
+//! The weights are read where candle keeps them ((cout, cin, k, k)) and transformed or packed
+//! per step (they change every step; a layer's transformed copy lives only while the layer
+//! runs). Frozen layers before the first trainable one cost their forward pass only: their
+//! activations are dropped as soon as the next layer has read them, and the backward stops at
+//! the first trainable layer.
+//!
+//! Determinism (what makes a resumed run equal an uninterrupted one): every output is computed
+//! by one thread in a fixed order; the weight gradients' sums over positions run in a fixed
+//! number of partitions (a function of the layer's size, not of the thread count) added in
+//! order. The products that take strides (transposed operands) go through the `gemm` crate,
+//! which splits work over outputs only.
+
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::model::engine::gemm::{Epilogue, Lhs, PackedB, gemm};
+use crate::model::engine::isa::Kernel;
+use crate::model::engine::unfold::{Geom, fold_nhwc_image, unfold_nhwc_rows};
+use crate::model::engine::winograd::{Tile, WinogradKernel, conv3x3};
+use crate::model::plan::{Conv, Op, Plan};
+
+/// Target size of one unfolded block (bytes).
+const CHUNK_BYTES: usize = 2 << 20;
+/// Positions per partition of a weight gradient's sum (before the [`MAX_PARTS`] cap).
+const PART_ROWS: usize = 512;
+/// Most partitions of a weight gradient's sum (each holds a partial dW).
+const MAX_PARTS: usize = 8;
+
+/// One layer's parameters where candle keeps them: weight (cout, cin, k, k), bias (cout).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LayerRef<'a> {
+    /// Kernel values.
+    pub w: &'a [f32],
+    /// Bias values.
+    pub b: &'a [f32],
+    /// Output channels.
+    pub cout: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Whether its gradients are wanted.
+    pub trainable: bool,
+}
+
+/// What one step computed.
+#[derive(Debug)]
+pub(crate) struct StepResult {
+    /// Mean cross-entropy over the batch (unscaled).
+    pub loss: f32,
+    /// Class scores, (N, classes) row-major.
+    pub logits: Vec<f32>,
+    /// Per layer, its (weight, bias) gradients in candle's layout; `None` when frozen.
+    pub grads: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+/// A channels-last map (N, H, W, C).
+#[derive(Debug)]
+struct Map {
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    data: Vec<f32>,
+}
+
+impl Map {
+    fn zeros(n: usize, h: usize, w: usize, c: usize) -> Map {
+        Map {
+            n,
+            h,
+            w,
+            c,
+            data: vec![0f32; n * h * w * c],
+        }
+    }
+}
+
+/// Whether a layer runs as Winograd: 3x3 with padding 1 and enough input channels (as the
+/// inference engine decides).
+fn winograd(k: usize, pad: usize, cin: usize) -> bool {
+    k == 3 && pad == 1 && cin >= 8
+}
+
+/// One training step: `x` is an NCHW batch (n, 3, s, s) with `s = 32 * fc6 kernel`, `labels`
+/// its classes; the loss's gradient is scaled by `scale` (a micro-batch's share of the batch).
+/// With a generator, dropout `p` applies after the steps the plan marks, drawing one value per
+/// unit in (image, channel) order, as the candle path does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn step(
+    plan: &Plan,
+    layers: &[LayerRef],
+    kernel: Kernel,
+    x: &[f32],
+    (n, s): (usize, usize),
+    labels: &[u32],
+    dropout: (f32, Option<&mut dyn rand::RngCore>),
+    scale: f32,
+) -> Result<StepResult> {
+    let steps = plan.steps();
+    let conv_of = |i: usize| match steps[i].op {
+        Op::Conv(c) => Some(c),
+        _ => None,
+    };
+    // The backward runs down to the first trainable layer's step.
+    let first = (0..steps.len())
+        .find(|&i| conv_of(i).is_some_and(|c| layers[c.param].trainable))
+        .ok_or_else(|| Error::Usage("every layer is frozen: nothing to train".into()))?;
+    let (p, mut rng) = dropout;
+    // acts[i] is step i's input (acts[i + 1] its output); masks[i] / argmax[i] its dropout mask
+    // and pool choices.
+    let mut acts: Vec<Option<Map>> = (0..=steps.len()).map(|_| None).collect();
+    let mut masks: Vec<Option<Vec<f32>>> = vec![None; steps.len()];
+    let mut argmax: Vec<Option<Vec<u8>>> = vec![None; steps.len()];
+    let mut input = Map::zeros(n, s, s, 3);
+    nchw_to_nhwc(x, &mut input.data, 3, s * s);
+    acts[0] = Some(input);
+    for (i, st) in steps.iter().enumerate() {
+        let xin = acts[i].as_ref().expect("computed");
+        let mut y = match st.op {
+            Op::Conv(c) => conv_forward(xin, &layers[c.param], c, kernel),
+            Op::Pool => {
+                let (y, idx) = pool_forward(xin);
+                argmax[i] = Some(idx);
+                y
+            }
+            Op::Lrn => {
+                return Err(Error::Internal(
+                    "the fast training path has no LRN (A-LRN trains on candle)".into(),
+                ));
+            }
+        };
+        if let (true, Some(r)) = (st.dropout && p > 0.0, rng.as_mut()) {
+            let keep = 1.0 - p;
+            let m: Vec<f32> = (0..y.data.len())
+                .map(|_| {
+                    if r.r#gen::<f32>() < keep {
+                        1.0 / keep
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            for (v, m) in y.data.iter_mut().zip(&m) {
+                *v *= m;
+            }
+            masks[i] = Some(m);
+        }
+        if i < first {
+            acts[i] = None; // a frozen prefix keeps nothing
+        }
+        acts[i + 1] = Some(y);
+    }
+    let out = acts[steps.len()].as_ref().expect("computed");
+    if out.h != 1 || out.w != 1 {
+        return Err(Error::Internal(format!(
+            "training output {}x{} (expected 1x1)",
+            out.h, out.w
+        )));
+    }
+    let classes = out.c;
+    let logits = out.data.clone();
+    let (loss, dlogits) = softmax_cross_entropy(&logits, labels, classes, scale)?;
+    let mut g = Map {
+        n,
+        h: 1,
+        w: 1,
+        c: classes,
+        data: dlogits,
+    };
+    let mut grads: Vec<Option<(Vec<f32>, Vec<f32>)>> = vec![None; layers.len()];
+    for i in (first..steps.len()).rev() {
+        let y = acts[i + 1].take().expect("kept for the backward");
+        let xin = acts[i].as_ref().expect("kept for the backward");
+        match steps[i].op {
+            Op::Pool => {
+                g = pool_backward(&g, argmax[i].as_ref().expect("recorded"), xin);
+            }
+            Op::Conv(c) => {
+                mask_gradient(&mut g.data, &y.data, c.relu, masks[i].as_deref());
+                drop(y);
+                let l = &layers[c.param];
+                if l.trainable {
+                    grads[c.param] = Some(weight_gradient(xin, &g, l, c.pad));
+                }
+                if i == first {
+                    break;
+                }
+                g = data_gradient(xin, &g, l, c.pad, kernel);
+            }
+            Op::Lrn => unreachable!("refused in the forward"),
+        }
+    }
+    Ok(StepResult {
+        loss,
+        logits,
+        grads,
+    })
+}
+
+/// NCHW planes of `c` channels of `hw` pixels to channels-last, per image.
+fn nchw_to_nhwc(src: &[f32], dst: &mut [f32], c: usize, hw: usize) {
+    let per = c * hw;
+    dst.par_chunks_mut(per)
+        .zip(src.par_chunks(per))
+        .for_each(|(d, s)| {
+            for ch in 0..c {
+                for (p, v) in s[ch * hw..(ch + 1) * hw].iter().enumerate() {
+                    d[p * c + ch] = *v;
+                }
+            }
+        });
+}
+
+/// Per image, a (taps, c) block (channels-last patch) as (c, taps) (candle's kernel order), or
+/// back with `(taps, c)` swapped.
+fn swap_blocks(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let per = rows * cols;
+    let mut out = vec![0f32; src.len()];
+    out.par_chunks_mut(per)
+        .zip(src.par_chunks(per))
+        .for_each(|(d, s)| {
+            for r in 0..rows {
+                for c in 0..cols {
+                    d[c * rows + r] = s[r * cols + c];
+                }
+            }
+        });
+    out
+}
+
+/// `dst (m x n) = [dst +] lhs (m x k) * rhs (k x n)`, operands at any strides (the `gemm`
+/// crate, which packs them itself); `dst` row-major with row stride `n`.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (a, a_rs, a_cs) = lhs;
+    let (b, b_rs, b_cs) = rhs;
+    assert!(dst.len() >= m * n);
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs, "lhs too small");
+    assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs, "rhs too small");
+    let par = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts bound every element the strides reach; dst is a unique borrow that
+    // aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Rows of one unfolded block for `chunk_rows` positions of `kk` values.
+fn chunk_rows(kk: usize) -> usize {
+    (CHUNK_BYTES / (kk * 4)).clamp(16, 4096)
+}
+
+/// `y = relu?(conv(x) + b)`.
+fn conv_forward(x: &Map, l: &LayerRef, c: Conv, kernel: Kernel) -> Map {
+    let g = Geom {
+        n: x.n,
+        c: l.cin,
+        h: x.h,
+        w: x.w,
+        k: l.k,
+        p: c.pad,
+    };
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut y = Map::zeros(x.n, oh, ow, l.cout);
+    if winograd(l.k, c.pad, l.cin) {
+        let wk = WinogradKernel::new(l.w, l.cout, l.cin, Tile::F4, kernel);
+        conv3x3(&x.data, x.n, x.h, x.w, &wk, l.b, c.relu, false, &mut y.data);
+    } else if oh * ow == 1 && c.pad == 0 {
+        // The head: one product with the weights as they are, (N x C*k*k) * W^T.
+        let kk = g.patch();
+        let xp = if l.k == 1 {
+            x.data.clone()
+        } else {
+            swap_blocks(&x.data, l.k * l.k, l.cin)
+        };
+        product(
+            (x.n, l.cout, kk),
+            &mut y.data,
+            false,
+            (&xp, kk, 1),
+            (l.w, 1, kk),
+            true,
+        );
+        bias_relu(&mut y.data, l.b, c.relu);
+    } else {
+        let packed = PackedB::from_conv(l.w, l.cout, l.cin, l.k * l.k, kernel);
+        let kk = g.patch();
+        let in_place = l.k == 1 && c.pad == 0;
+        let rows = chunk_rows(kk);
+        let epi = Epilogue {
+            bias: Some(l.b),
+            relu: c.relu,
+        };
+        y.data
+            .par_chunks_mut(rows * l.cout)
+            .enumerate()
+            .for_each(|(ci, o)| {
+                let (r0, r) = (ci * rows, o.len() / l.cout);
+                if in_place {
+                    let a = &x.data[r0 * kk..(r0 + r) * kk];
+                    gemm(r, Lhs::F32(a), kk, &packed, 0..l.cout, o, l.cout, epi);
+                    return;
+                }
+                SCRATCH.with(|s| {
+                    let s = &mut s.borrow_mut();
+                    s.resize(r * kk, 0.0);
+                    unfold_nhwc_rows(&x.data, g, r0, r, s, kk, |v| v);
+                    gemm(r, Lhs::F32(s), kk, &packed, 0..l.cout, o, l.cout, epi);
+                })
+            });
+    }
+    y
+}
+
+fn bias_relu(y: &mut [f32], b: &[f32], relu: bool) {
+    for row in y.chunks_exact_mut(b.len()) {
+        for (v, b) in row.iter_mut().zip(b) {
+            let s = *v + b;
+            *v = if relu { s.max(0.0) } else { s };
+        }
+    }
+}
+
+/// 2x2 max-pool, stride 2, flooring odd sizes; also which of the four inputs won
+/// (0 = top left, 1 top right, 2 bottom left, 3 bottom right; the first of equal maxima).
+fn pool_forward(x: &Map) -> (Map, Vec<u8>) {
+    let (oh, ow, c) = (x.h / 2, x.w / 2, x.c);
+    let mut y = Map::zeros(x.n, oh, ow, c);
+    let mut idx = vec![0u8; y.data.len()];
+    y.data
+        .par_chunks_mut(ow * c)
+        .zip(idx.par_chunks_mut(ow * c))
+        .enumerate()
+        .for_each(|(row, (o, id))| {
+            let (img, oy) = (row / oh.max(1), row % oh.max(1));
+            let at = |dy: usize, dx: usize, ox: usize| {
+                ((img * x.h + 2 * oy + dy) * x.w + 2 * ox + dx) * c
+            };
+            for ox in 0..ow {
+                let src = [at(0, 0, ox), at(0, 1, ox), at(1, 0, ox), at(1, 1, ox)];
+                for ch in 0..c {
+                    let (mut best, mut k) = (x.data[src[0] + ch], 0u8);
+                    for (j, s) in src.iter().enumerate().skip(1) {
+                        let v = x.data[s + ch];
+                        if v > best {
+                            (best, k) = (v, j as u8);
+                        }
+                    }
+                    o[ox * c + ch] = best;
+                    id[ox * c + ch] = k;
+                }
+            }
+        });
+    (y, idx)
+}
+
+/// The pool's input gradient: each output's gradient to its winner, zero elsewhere.
+fn pool_backward(g: &Map, idx: &[u8], x: &Map) -> Map {
+    let (oh, ow, c) = (g.h, g.w, g.c);
+    let mut dx = Map::zeros(x.n, x.h, x.w, c);
+    let per = x.h * x.w * c;
+    dx.data
+        .par_chunks_mut(per)
+        .enumerate()
+        .for_each(|(img, d)| {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let o = ((img * oh + oy) * ow + ox) * c;
+                    for ch in 0..c {
+                        let j = idx[o + ch] as usize;
+                        let (dy, dxx) = (j / 2, j % 2);
+                        d[((2 * oy + dy) * x.w + 2 * ox + dxx) * c + ch] = g.data[o + ch];
+                    }
+                }
+            }
+        });
+    dx
+}
+
+/// The gradient of a conv's pre-activation from its output's: through dropout and ReLU.
+fn mask_gradient(g: &mut [f32], y: &[f32], relu: bool, mask: Option<&[f32]>) {
+    match (relu, mask) {
+        (true, Some(m)) => g.par_iter_mut().zip(y).zip(m).for_each(|((g, y), m)| {
+            *g = if *y > 0.0 { *g * m } else { 0.0 };
+        }),
+        (true, None) => g.par_iter_mut().zip(y).for_each(|(g, y)| {
+            if *y <= 0.0 {
+                *g = 0.0;
+            }
+        }),
+        (false, Some(m)) => g.par_iter_mut().zip(m).for_each(|(g, m)| *g *= m),
+        (false, None) => {}
+    }
+}
+
+/// (dW, db) of a conv in candle's layout, from its input `x` and pre-activation gradient `g`.
+fn weight_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize) -> (Vec<f32>, Vec<f32>) {
+    let geo = Geom {
+        n: x.n,
+        c: l.cin,
+        h: x.h,
+        w: x.w,
+        k: l.k,
+        p: pad,
+    };
+    let (m, kk, co) = (geo.cols(), geo.patch(), l.cout);
+    if g.h * g.w == 1 && pad == 0 {
+        // The head: dW = g^T (co x N) * patches (N x C*k*k, candle's order).
+        let xp = if l.k == 1 {
+            x.data.clone()
+        } else {
+            swap_blocks(&x.data, l.k * l.k, l.cin)
+        };
+        let mut dw = vec![0f32; co * kk];
+        product(
+            (co, kk, x.n),
+            &mut dw,
+            false,
+            (&g.data, 1, co),
+            (&xp, kk, 1),
+            true,
+        );
+        return (dw, column_sums(&g.data, co));
+    }
+    let parts = m.div_ceil(PART_ROWS).clamp(1, MAX_PARTS);
+    let per = m.div_ceil(parts);
+    let rows = chunk_rows(kk);
+    let in_place = l.k == 1 && pad == 0;
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let mut dw = vec![0f32; co * kk];
+            let (a, b) = (p * per, ((p + 1) * per).min(m));
+            let mut u = Vec::new();
+            for r0 in (a..b).step_by(rows) {
+                let r = rows.min(b - r0);
+                let patches: &[f32] = if in_place {
+                    &x.data[r0 * kk..(r0 + r) * kk]
+                } else {
+                    u.resize(r * kk, 0.0);
+                    unfold_nhwc_rows(&x.data, geo, r0, r, &mut u, kk, |v| v);
+                    &u
+                };
+                let gr = &g.data[r0 * co..(r0 + r) * co];
+                // dW (co x taps*C, channels-last order) += g^T (co x r) * patches (r x kk).
+                product(
+                    (co, kk, r),
+                    &mut dw,
+                    r0 > a,
+                    (gr, 1, co),
+                    (patches, kk, 1),
+                    false,
+                );
+            }
+            (dw, column_sums(&g.data[a * co..b * co], co))
+        })
+        .collect();
+    let mut it = partial.into_iter();
+    let (mut dw, mut db) = it.next().expect("at least one partition");
+    for (w, b) in it {
+        dw.iter_mut().zip(&w).for_each(|(d, v)| *d += v);
+        db.iter_mut().zip(&b).for_each(|(d, v)| *d += v);
+    }
+    // (co, taps, C) -> (co, C, taps).
+    let dw = if l.k == 1 {
+        dw
+    } else {
+        swap_blocks(&dw, l.k * l.k, l.cin)
+    };
+    (dw, db)
+}
+
+/// Sums of the rows of a (rows x n) matrix, in row order.
+fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
+    let mut s = vec![0f32; n];
+    for row in g.chunks_exact(n) {
+        s.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+    }
+    s
+}
+
+/// The gradient of a conv's input from its pre-activation gradient `g`.
+fn data_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize, kernel: Kernel) -> Map {
+    let geo = Geom {
+        n: x.n,
+        c: l.cin,
+        h: x.h,
+        w: x.w,
+        k: l.k,
+        p: pad,
+    };
+    let (kk, co) = (geo.patch(), l.cout);
+    let mut dx = Map::zeros(x.n, x.h, x.w, l.cin);
+    if winograd(l.k, pad, co) {
+        // dx = conv(g, W') with W'[ci][co] = W[co][ci] rotated by 180 degrees, padding 1.
+        let mut wf = vec![0f32; l.w.len()];
+        for o in 0..co {
+            for i in 0..l.cin {
+                let src = &l.w[(o * l.cin + i) * 9..][..9];
+                let dst = &mut wf[(i * co + o) * 9..][..9];
+                for t in 0..9 {
+                    dst[t] = src[8 - t];
+                }
+            }
+        }
+        let wk = WinogradKernel::new(&wf, l.cin, co, Tile::F4, kernel);
+        let zero = vec![0f32; l.cin];
+        conv3x3(
+            &g.data,
+            g.n,
+            g.h,
+            g.w,
+            &wk,
+            &zero,
+            false,
+            false,
+            &mut dx.data,
+        );
+    } else if g.h * g.w == 1 && pad == 0 {
+        // The head: patches' gradient g (N x co) * W (co x C*k*k), back to channels-last.
+        let mut dp = vec![0f32; x.n * kk];
+        product(
+            (x.n, kk, co),
+            &mut dp,
+            false,
+            (&g.data, co, 1),
+            (l.w, kk, 1),
+            true,
+        );
+        dx.data = if l.k == 1 {
+            dp
+        } else {
+            swap_blocks(&dp, l.cin, l.k * l.k)
+        };
+    } else if l.k == 1 && pad == 0 {
+        let m = geo.cols();
+        product(
+            (m, l.cin, co),
+            &mut dx.data,
+            false,
+            (&g.data, co, 1),
+            (l.w, kk, 1),
+            true,
+        );
+    } else {
+        // Per image: the unfolded gradient g W (positions x C*k*k), folded back (col2im).
+        let (oh, ow) = (geo.out_h(), geo.out_w());
+        let per_in = x.h * x.w * l.cin;
+        dx.data
+            .par_chunks_mut(per_in)
+            .enumerate()
+            .for_each(|(img, d)| {
+                let gi = &g.data[img * oh * ow * co..(img + 1) * oh * ow * co];
+                let mut cols = vec![0f32; oh * ow * kk];
+                product(
+                    (oh * ow, kk, co),
+                    &mut cols,
+                    false,
+                    (gi, co, 1),
+                    (l.w, kk, 1),
+                    false,
+                );
+                fold_nhwc_image(&cols, Geom { n: 1, ..geo }, d);
+            });
+    }
+    dx
+}
+
+/// Mean softmax cross-entropy of `logits` (n x classes) against `labels`, and its gradient
+/// times `scale`: `scale * (softmax - onehot) / n`.
+fn softmax_cross_entropy(
+    logits: &[f32],
+    labels: &[u32],
+    classes: usize,
+    scale: f32,
+) -> Result<(f32, Vec<f32>)> {
+    let n = labels.len();
+    if logits.len() != n * classes {
+        return Err(Error::Internal(format!(
+            "{} scores for {n} labels of {classes} classes",
+            logits.len()
+        )));
+    }
+    let mut d = vec![0f32; logits.len()];
+    let mut total = 0f32;
+    for (i, (z, dz)) in logits
+        .chunks_exact(classes)
+        .zip(d.chunks_exact_mut(classes))
+        .enumerate()
+    {
+        let label = labels[i] as usize;
+        if label >= classes {
+            return Err(Error::Internal(format!(
+                "label {label} for {classes} classes"
+            )));
+        }
+        let max = z.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+        let sum: f32 = z.iter().map(|v| (v - max).exp()).sum();
+        total += max + sum.ln() - z[label];
+        let k = scale / n as f32;
+        for (o, v) in dz.iter_mut().zip(z) {
+            *o = (v - max).exp() / sum * k;
+        }
+        dz[label] -= k;
+    }
+    Ok((total / n as f32, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_entropy_and_its_gradient_by_hand() {
+        // logits (0, ln 3): softmax (1/4, 3/4); label 1: loss ln(4/3).
+        let (loss, d) = softmax_cross_entropy(&[0.0, 3f32.ln()], &[1], 2, 1.0).unwrap();
+        assert!((loss - (4f32 / 3.0).ln()).abs() < 1e-6);
+        assert!(
+            (d[0] - 0.25).abs() < 1e-6 && (d[1] + 0.25).abs() < 1e-6,
+            "{d:?}"
+        );
+        assert!(softmax_cross_entropy(&[0.0, 0.0], &[2], 2, 1.0).is_err());
+    }
+
+    #[test]
+    fn pool_routes_to_the_first_maximum() {
+        let x = Map {
+            n: 1,
+            h: 3,
+            w: 2,
+            c: 1,
+            data: vec![1.0, 2.0, 2.0, 0.0, 9.0, 9.0],
+        };
+        let (y, idx) = pool_forward(&x);
+        assert_eq!((y.h, y.w, y.data.clone()), (1, 1, vec![2.0]));
+        assert_eq!(idx, vec![1]);
+        let g = Map {
+            data: vec![5.0],
+            ..y
+        };
+        let dx = pool_backward(&g, &idx, &x);
+        assert_eq!(dx.data, vec![0.0, 5.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+}
