@@ -1,7 +1,7 @@
 //! Times training steps (forward, backward, SGD update) of a narrow VGG on random inputs, to
 //! size a CPU training run: `cargo run --release --example bench_train -- A 8 96 16`
 //! (configuration, width divisor, crop, micro-batch, and optionally the engine: `auto`, the
-//! default, `fast` or `candle`). Prints milliseconds per step and images per second; the values
+//! default, `fast` or `candle`, and a layer to freeze through, e.g. `pool5`). Prints milliseconds per step and images per second; the values
 //! are random, the timing does not depend on them. `scripts/bench_train.sh` runs it beside the
 //! same step in PyTorch.
 
@@ -15,6 +15,8 @@ use vggfeat::train::net::TrainNet;
 use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
 
 fn main() -> vggfeat::Result<()> {
+    // As `vggfeat train` does.
+    vggfeat::train::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: &str| args.get(i).cloned().unwrap_or_else(|| d.to_string());
     let config: ConfigName = arg(0, "A").parse()?;
@@ -22,9 +24,13 @@ fn main() -> vggfeat::Result<()> {
     let crop: usize = arg(2, "96").parse().expect("crop");
     let batch: usize = arg(3, "16").parse().expect("micro-batch");
     let engine: Engine = arg(4, "auto").parse()?;
+    let frozen = match args.get(5) {
+        Some(l) => vggfeat::train::net::frozen_layers(config, l.parse()?)?,
+        None => Vec::new(),
+    };
     let fc = 4096 / div;
     let w = VggWeights::random_with_fc6(config, div, Some(fc), crop / 32, 20, InitScheme::He, 0)?;
-    let mut net = TrainNet::new(w, &Device::Cpu, Vec::new(), 0.5, false)?;
+    let mut net = TrainNet::new(w, &Device::Cpu, frozen, 0.5, false)?;
     net.set_engine(engine)?;
     let mut opt = Sgd::new(net.params().to_vec(), SgdParams::default())?;
     let x = Tensor::randn(0f32, 1.0, (batch, 3, crop, crop), &Device::Cpu)?;
@@ -49,8 +55,11 @@ fn main() -> vggfeat::Result<()> {
     }
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     println!(
-        "{config} /{div} crop {crop} batch {batch} ({}): {:.1} ms per step, {:.1} images/s",
+        "{config} /{div} crop {crop} batch {batch} ({}{}): {:.1} ms per step, {:.1} images/s",
         net.engine_used(),
+        args.get(5)
+            .map(|l| format!(", frozen through {l}"))
+            .unwrap_or_default(),
         mean * 1e3,
         batch as f64 / mean
     );

@@ -6,11 +6,13 @@
 //! (`x` its input, `y` its output after ReLU and dropout, `g` the gradient of `y`):
 //!
 //! ```text
-//! forward:        y = drop(relu(conv(x, W) + b))       Winograd F(4x4, 3x3) for 3x3 layers,
-//!                                                      unfold + packed GEMM otherwise,
-//!                                                      one product for the head (1x1 output)
+//! forward:        y = drop(relu(conv(x, W) + b))       Winograd F(4x4, 3x3) for 3x3 layers
+//!                                                      of >= 8 inputs and >= 16 outputs,
+//!                                                      unfold + packed GEMM otherwise (the
+//!                                                      `gemm` crate below 32 outputs), one
+//!                                                      product for the head (1x1 output)
 //! masks:          g = g * m * [y > 0]                  (m the dropout mask)
-//! weights:        dW = sum over positions of g x unfold(x)^T,  db = sum of g
+//! weights:        dW^T = unfold(x)^T g (summed over positions in blocks),  db = sum of g
 //! data:           dx = conv(g, W flipped, in <-> out)  Winograd again for 3x3 layers;
 //!                                                      g W then col2im otherwise
 //! max-pool:       the gradient goes to the first maximum of each 2x2 window (as PyTorch)
@@ -32,9 +34,9 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::model::engine::gemm::{Epilogue, Lhs, PackedB, gemm};
+use crate::model::engine::gemm::{Epilogue, Lhs, NR, PackedB, gemm};
 use crate::model::engine::isa::Kernel;
-use crate::model::engine::unfold::{Geom, fold_nhwc_image, unfold_nhwc_rows};
+use crate::model::engine::unfold::{Geom, fold_nhwc_image, kernel_rows, unfold_nhwc_rows};
 use crate::model::engine::winograd::{Tile, WinogradKernel, conv3x3};
 use crate::model::plan::{Conv, Op, Plan};
 
@@ -95,11 +97,18 @@ impl Map {
     }
 }
 
-/// Whether a layer runs as Winograd: 3x3 with padding 1 and enough input channels (as the
-/// inference engine decides).
-fn winograd(k: usize, pad: usize, cin: usize) -> bool {
-    k == 3 && pad == 1 && cin >= 8
+/// Whether a 3x3 convolution from `cin` to `cout` channels runs as Winograd: 3x3 with padding
+/// 1, enough input channels (as the inference engine decides), and outputs wide enough: the
+/// products pad `cout` to a multiple of [`NR`] columns, so F(4x4)'s 36 products per 16
+/// outputs cost 2.25 x ceil(cout / NR) x NR against 9 x cout for a direct product, a loss
+/// below 16 outputs (narrow nets' first layers, and their backward-data passes).
+fn winograd(k: usize, pad: usize, cin: usize, cout: usize) -> bool {
+    k == 3 && pad == 1 && cin >= 8 && cout >= 16
 }
+
+/// Output channels from which the packed GEMM (panels of [`NR`] columns) beats the `gemm`
+/// crate on a body convolution.
+const PACKED_MIN_COUT: usize = NR / 2;
 
 /// One training step: `x` is an NCHW batch (n, 3, s, s) with `s = 32 * fc6 kernel`, `labels`
 /// its classes; the loss's gradient is scaled by `scale` (a micro-batch's share of the batch).
@@ -326,7 +335,7 @@ fn conv_forward(x: &Map, l: &LayerRef, c: Conv, kernel: Kernel) -> Map {
     };
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut y = Map::zeros(x.n, oh, ow, l.cout);
-    if winograd(l.k, c.pad, l.cin) {
+    if winograd(l.k, c.pad, l.cin, l.cout) {
         let wk = WinogradKernel::new(l.w, l.cout, l.cin, Tile::F4, kernel);
         conv3x3(&x.data, x.n, x.h, x.w, &wk, l.b, c.relu, false, &mut y.data);
     } else if oh * ow == 1 && c.pad == 0 {
@@ -346,6 +355,31 @@ fn conv_forward(x: &Map, l: &LayerRef, c: Conv, kernel: Kernel) -> Map {
             true,
         );
         bias_relu(&mut y.data, l.b, c.relu);
+    } else if l.cout < PACKED_MIN_COUT {
+        // Few outputs: unfolded rows times the (taps*C, cout) kernel matrix, unpadded.
+        let kk = g.patch();
+        let wr = kernel_rows(l.w, l.cout, l.cin, l.k * l.k);
+        let rows = chunk_rows(kk);
+        y.data
+            .par_chunks_mut(rows * l.cout)
+            .enumerate()
+            .for_each(|(ci, o)| {
+                let (r0, r) = (ci * rows, o.len() / l.cout);
+                SCRATCH.with(|s| {
+                    let s = &mut s.borrow_mut();
+                    s.resize(r * kk, 0.0);
+                    unfold_nhwc_rows(&x.data, g, r0, r, s, kk, |v| v);
+                    product(
+                        (r, l.cout, kk),
+                        o,
+                        false,
+                        (s, kk, 1),
+                        (&wr, l.cout, 1),
+                        false,
+                    );
+                });
+                bias_relu(o, l.b, c.relu);
+            });
     } else {
         let packed = PackedB::from_conv(l.w, l.cout, l.cin, l.k * l.k, kernel);
         let kk = g.patch();
@@ -441,18 +475,27 @@ fn pool_backward(g: &Map, idx: &[u8], x: &Map) -> Map {
     dx
 }
 
+/// Elements per parallel task of the element-wise passes (long enough to vectorise).
+const EW_CHUNK: usize = 1 << 14;
+
 /// The gradient of a conv's pre-activation from its output's: through dropout and ReLU.
 fn mask_gradient(g: &mut [f32], y: &[f32], relu: bool, mask: Option<&[f32]>) {
+    let gs = g.par_chunks_mut(EW_CHUNK).zip(y.par_chunks(EW_CHUNK));
     match (relu, mask) {
-        (true, Some(m)) => g.par_iter_mut().zip(y).zip(m).for_each(|((g, y), m)| {
-            *g = if *y > 0.0 { *g * m } else { 0.0 };
-        }),
-        (true, None) => g.par_iter_mut().zip(y).for_each(|(g, y)| {
-            if *y <= 0.0 {
-                *g = 0.0;
+        (true, Some(m)) => gs.zip(m.par_chunks(EW_CHUNK)).for_each(|((g, y), m)| {
+            for ((g, y), m) in g.iter_mut().zip(y).zip(m) {
+                *g = if *y > 0.0 { *g * m } else { 0.0 };
             }
         }),
-        (false, Some(m)) => g.par_iter_mut().zip(m).for_each(|(g, m)| *g *= m),
+        (true, None) => gs.for_each(|(g, y)| {
+            for (g, y) in g.iter_mut().zip(y) {
+                *g = if *y > 0.0 { *g } else { 0.0 };
+            }
+        }),
+        (false, Some(m)) => g
+            .par_chunks_mut(EW_CHUNK)
+            .zip(m.par_chunks(EW_CHUNK))
+            .for_each(|(g, m)| g.iter_mut().zip(m).for_each(|(g, m)| *g *= m)),
         (false, None) => {}
     }
 }
@@ -490,10 +533,12 @@ fn weight_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize) -> (Vec<f32>, Vec
     let per = m.div_ceil(parts);
     let rows = chunk_rows(kk);
     let in_place = l.k == 1 && pad == 0;
+    // Per partition, dW^T (taps*C x co, channels-last rows) += patches^T (kk x r) * g (r x co):
+    // the long side (kk) is the product's row dimension, which the `gemm` crate vectorises.
     let partial: Vec<(Vec<f32>, Vec<f32>)> = (0..parts)
         .into_par_iter()
         .map(|p| {
-            let mut dw = vec![0f32; co * kk];
+            let mut dwt = vec![0f32; kk * co];
             let (a, b) = (p * per, ((p + 1) * per).min(m));
             let mut u = Vec::new();
             for r0 in (a..b).step_by(rows) {
@@ -506,31 +551,35 @@ fn weight_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize) -> (Vec<f32>, Vec
                     &u
                 };
                 let gr = &g.data[r0 * co..(r0 + r) * co];
-                // dW (co x taps*C, channels-last order) += g^T (co x r) * patches (r x kk).
                 product(
-                    (co, kk, r),
-                    &mut dw,
+                    (kk, co, r),
+                    &mut dwt,
                     r0 > a,
-                    (gr, 1, co),
-                    (patches, kk, 1),
+                    (patches, 1, kk),
+                    (gr, co, 1),
                     false,
                 );
             }
-            (dw, column_sums(&g.data[a * co..b * co], co))
+            (dwt, column_sums(&g.data[a * co..b * co], co))
         })
         .collect();
     let mut it = partial.into_iter();
-    let (mut dw, mut db) = it.next().expect("at least one partition");
+    let (mut dwt, mut db) = it.next().expect("at least one partition");
     for (w, b) in it {
-        dw.iter_mut().zip(&w).for_each(|(d, v)| *d += v);
+        dwt.iter_mut().zip(&w).for_each(|(d, v)| *d += v);
         db.iter_mut().zip(&b).for_each(|(d, v)| *d += v);
     }
-    // (co, taps, C) -> (co, C, taps).
-    let dw = if l.k == 1 {
-        dw
-    } else {
-        swap_blocks(&dw, l.k * l.k, l.cin)
-    };
+    // (taps, C, co) -> candle's (co, C, taps).
+    let taps = l.k * l.k;
+    let mut dw = vec![0f32; co * kk];
+    for t in 0..taps {
+        for ci in 0..l.cin {
+            let src = &dwt[(t * l.cin + ci) * co..][..co];
+            for (o, v) in src.iter().enumerate() {
+                dw[(o * l.cin + ci) * taps + t] = *v;
+            }
+        }
+    }
     (dw, db)
 }
 
@@ -555,7 +604,7 @@ fn data_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize, kernel: Kernel) -> 
     };
     let (kk, co) = (geo.patch(), l.cout);
     let mut dx = Map::zeros(x.n, x.h, x.w, l.cin);
-    if winograd(l.k, pad, co) {
+    if winograd(l.k, pad, co, l.cin) {
         // dx = conv(g, W') with W'[ci][co] = W[co][ci] rotated by 180 degrees, padding 1.
         let mut wf = vec![0f32; l.w.len()];
         for o in 0..co {

@@ -27,11 +27,12 @@
 //! There is therefore no generator state to save: the seed and the epoch counter determine the
 //! rest, and a resumed run computes exactly what an uninterrupted one would.
 //!
-//! On the CPU, convolutions run through `conv` (im2col + GEMM both ways). Two settings of the
-//! environment, not of this crate, matter on small machines: `RAYON_NUM_THREADS` (candle's GEMM
-//! and element-wise ops read it; on 2 busy cores 1 thread was faster than 2), and, with glibc,
-//! `MALLOC_MMAP_THRESHOLD_=1000000000` (keeps the per-step buffers out of fresh `mmap`s: about
-//! 1.5-2x faster steps in `examples/bench_train.rs`, A /8 at crop 96).
+//! On the CPU, the steps run on the fast backend (`backprop`: the inference engine's Winograd
+//! and packed-GEMM kernels, forward and backward; [`net::TrainNet::set_engine`]); candle's
+//! autograd with the GEMM-based convolution of `conv` is the reference and the CUDA path. Each
+//! step allocates its activations and gradients afresh; [`keep_freed_memory`] (which `vggfeat
+//! train` calls) stops glibc from returning them to the kernel between steps, which otherwise
+//! faults every page in again (about 1.4x slower steps for A /8 at crop 96).
 //!
 //! ```no_run
 //! # fn main() -> vggfeat::Result<()> {
@@ -73,3 +74,18 @@ pub use net::{Backprop, Init};
 pub use params::{Resolved, RunRecord, Summary, TrainParams, TrainValidParams};
 pub use schedule::Plateau;
 pub use trainer::Trainer;
+
+/// Keeps the memory that training steps free inside the process for the next step (glibc only;
+/// elsewhere a no-op): allocations up to 32 MiB (glibc's largest threshold) come from the heap
+/// rather than fresh `mmap`s, and the heap is never trimmed. Each step frees and allocates the
+/// same sizes again, so the process's peak is unchanged; what it saves is zeroing and
+/// faulting in every page anew. Call once, before training.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before the training threads
+    // allocate (and glibc serialises it with allocations anyway).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}

@@ -253,6 +253,7 @@ fn print_summary(s: &TrainSummary) {
 
 /// Runs `vggfeat train`; returns the exit code (0).
 pub fn run(a: TrainArgs) -> Result<u8> {
+    vggfeat::train::keep_freed_memory();
     let params = TrainValidParams::try_from(&a)?;
     let quiet = a.quiet;
     let on_epoch = move |m: &EpochMetrics| {
