@@ -1,7 +1,7 @@
 //! Times training steps (forward, backward, SGD update) of a narrow VGG on random inputs, to
 //! size a CPU training run: `cargo run --release --example bench_train -- A 8 96 16`
 //! (configuration, width divisor, crop, micro-batch, and optionally the engine: `auto`, the
-//! default, `fast` or `candle`, and a layer to freeze through, e.g. `pool5`). Prints milliseconds per step and images per second; the values
+//! default, `fast` or `candle`, and a layer to freeze through, e.g. `pool5`). Prints the median milliseconds per step of 10 (after a warm-up step) and images per second; the values
 //! are random, the timing does not depend on them. `scripts/bench_train.sh` runs it beside the
 //! same step in PyTorch.
 
@@ -13,6 +13,9 @@ use vggfeat::model::config::ConfigName;
 use vggfeat::model::{Engine, InitScheme, VggWeights};
 use vggfeat::train::net::TrainNet;
 use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
+
+/// Timed steps after the first (a warm-up); the median is reported.
+const STEPS: usize = 10;
 
 fn main() -> vggfeat::Result<()> {
     // As `vggfeat train` does.
@@ -37,7 +40,7 @@ fn main() -> vggfeat::Result<()> {
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 20).collect();
     let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let mut times = Vec::new();
-    for i in 0..6 {
+    for i in 0..=STEPS {
         let t = Instant::now();
         let mut acc = GradAccum::new(opt.params().len());
         acc.add_grads(net.backprop(&x, &labels, Some(&mut rng), 1.0)?.grads)?;
@@ -53,7 +56,8 @@ fn main() -> vggfeat::Result<()> {
             t_grad.as_secs_f64() * 1e3
         );
     }
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    times.sort_by(f64::total_cmp);
+    let mean = (times[(STEPS - 1) / 2] + times[STEPS / 2]) / 2.0;
     println!(
         "{config} /{div} crop {crop} batch {batch} ({}{}): {:.1} ms per step, {:.1} images/s",
         net.engine_used(),

@@ -6,16 +6,20 @@
 Configuration A, B, D or E with ImageNet widths divided by DIV; fc6 a Linear over the flattened
 pool5 (crop / 32 squared positions) to 4096 / DIV, fc7 the same width, fc8 20 classes; dropout
 0.5 after fc6 and fc7; mean softmax cross-entropy; SGD with momentum 0.9 and weight decay 5e-4.
-Prints each step and `... N ms per step` (the mean of steps 1-5, as the Rust example), and the
+Prints each step and `... N ms per step` (the median of steps 1-10, as the Rust example), and the
 process's peak resident memory.
 """
 
 import argparse
 import resource
+import statistics
 import time
 
 import torch
 import torch.nn as nn
+
+# Timed steps after the first (a warm-up); the median is reported, as examples/bench_train.rs does.
+STEPS = 10
 
 CFGS = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -62,7 +66,7 @@ def main() -> None:
     opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
     times = []
-    for i in range(6):
+    for i in range(STEPS + 1):
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(m(x), y)
@@ -72,7 +76,7 @@ def main() -> None:
         if i > 0:
             times.append(dt)
         print(f"step {i}: {dt * 1e3:.1f} ms")
-    mean = sum(times) / len(times)
+    mean = statistics.median(times)
     layout = "channels-last" if a.channels_last else "NCHW"
     print(f"{a.config} /{a.div} crop {a.crop} batch {a.batch} (torch {torch.__version__}, {layout}, "
           f"{torch.get_num_threads()} threads): {mean * 1e3:.1f} ms per step, {a.batch / mean:.1f} images/s")
