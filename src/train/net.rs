@@ -396,8 +396,8 @@ impl TrainNet {
     }
 
     /// Chooses the code that computes [`TrainNet::backprop`]: [`Engine::Auto`] (the default)
-    /// is the fast CPU backend ([`super::backprop`]) on the CPU for configurations without LRN,
-    /// candle's autograd otherwise; [`Engine::Candle`] is candle everywhere (the reference);
+    /// is the fast CPU backend (forward and backward on the inference engine's kernels) on the
+    /// CPU for configurations without LRN, candle's autograd otherwise; [`Engine::Candle`] is candle everywhere (the reference);
     /// [`Engine::Fast`] the fast backend, refused where it cannot run.
     pub fn set_engine(&mut self, engine: Engine) -> Result<()> {
         if matches!(engine, Engine::Fast | Engine::FastGemm) {
