@@ -331,10 +331,9 @@ pub fn run_caltech(
     });
     record.warnings.extend(warnings.iter().cloned());
     report::write_results(out, &table, &record.relative_to(out))?;
-    let image_root = std::path::Path::new(&store.manifest.input.root);
     let diagnostics = Diagnostics::Caltech {
         scores: &scores,
-        image_root,
+        manifest: &store.manifest,
     };
     write_run_page(run, &record, Some(&table), diagnostics)?;
     Ok(CaltechOutcome {

@@ -25,10 +25,13 @@ use ndarray::ArrayView2;
 use super::Run;
 use super::record::{ProtocolResult, RunRecord, relative_to};
 use super::reproduce::{BENCHMARKS, Benchmark, Cell};
+use crate::dataset::Item;
 use crate::error::Result;
+use crate::image_io::{DecodeOptions, load_item};
 use crate::metrics::ApResult;
 use crate::report::html::{self, Html, Page};
 use crate::report::inspect::{self, Misfit};
+use crate::report::thumbnail::image_data_uri;
 use crate::report::{ResultsTable, Scores, pr_curves_svg, thumbnail_data_uri};
 use crate::store::{Manifest, read_manifest};
 
@@ -38,12 +41,17 @@ pub const WORST: usize = 12;
 /// Longest side of a thumbnail, in pixels.
 const THUMB: u32 = 128;
 
+/// An image id's thumbnail as a `data:` URI, or why there is none.
+type ThumbOf<'a> = dyn Fn(&str) -> std::result::Result<String, String> + 'a;
+
 /// What a protocol run has to show besides its table.
 pub(crate) enum Diagnostics<'a> {
-    /// Caltech: the test images' decision values per split; ids relative to `image_root`.
+    /// Caltech: the test images' decision values per split; ids are the store's (`manifest`),
+    /// whose files are found by listing its inputs again, as `neighbours` finds them (a table's
+    /// ids resolve against its `--root`, a tar shard's inside the shard).
     Caltech {
         scores: &'a [Scores],
-        image_root: &'a Path,
+        manifest: &'a crate::store::Manifest,
     },
     /// VOC: the test set's decision values, its labels (+1 / -1 / 0) when it has any, the
     /// per-class APs with their curves; ids relative to `image_root` (the devkit).
@@ -129,17 +137,41 @@ pub(crate) fn write_run_page(
             }
         }
     };
-    let image_root = match &diag {
-        Diagnostics::Caltech { image_root, .. } | Diagnostics::Voc { image_root, .. } => {
-            *image_root
-        }
-    };
     if !worst.is_empty() {
         let mut cache: HashMap<&str, std::result::Result<String, String>> = HashMap::new();
+        let thumb: Box<ThumbOf> = match &diag {
+            Diagnostics::Voc { image_root, .. } => {
+                let root = image_root.to_path_buf();
+                Box::new(move |id| {
+                    thumbnail_data_uri(&root.join(id), THUMB).map_err(|e| e.to_string())
+                })
+            }
+            Diagnostics::Caltech { manifest, .. } => {
+                let opts = DecodeOptions {
+                    max_pixels: manifest.max_pixels,
+                    ..Default::default()
+                };
+                let items: std::result::Result<HashMap<String, Item>, String> =
+                    crate::store::list_inputs(manifest).map(|ds| {
+                        ds.items
+                            .into_iter()
+                            .filter(|i| worst.iter().any(|m| m.id == i.id))
+                            .map(|i| (i.id.clone(), i))
+                            .collect()
+                    });
+                Box::new(move |id| match &items {
+                    Err(why) => Err(format!("cannot read the store's inputs: {why}")),
+                    Ok(items) => match items.get(id) {
+                        None => Err("no longer among the store's inputs".to_string()),
+                        Some(item) => load_item(item, &opts)
+                            .and_then(|img| image_data_uri(img, THUMB))
+                            .map_err(|e| e.to_string()),
+                    },
+                })
+            }
+        };
         for m in &worst {
-            cache.entry(m.id.as_str()).or_insert_with(|| {
-                thumbnail_data_uri(&image_root.join(&m.id), THUMB).map_err(|e| e.to_string())
-            });
+            cache.entry(m.id.as_str()).or_insert_with(|| thumb(&m.id));
         }
         let cards: Vec<html::Thumbed<'_>> = worst
             .iter()
