@@ -769,20 +769,14 @@ fn write_html(
     let needs_listing = wanted.iter().any(|t| matches!(t, Thumb::Row(_)));
     let listing = if needs_listing {
         progress.status("listing the store's inputs for the thumbnails");
-        crate::store::list_inputs(&store.manifest).map(|ds| {
-            let ids: std::collections::HashSet<&str> = wanted
-                .iter()
-                .filter_map(|t| match t {
-                    Thumb::Row(r) => Some(ok[*r].id.as_str()),
-                    Thumb::File(_) => None,
-                })
-                .collect();
-            ds.items
-                .into_iter()
-                .filter(|i| ids.contains(i.id.as_str()))
-                .map(|i| (i.id.clone(), i))
-                .collect::<HashMap<_, _>>()
-        })
+        let ids: std::collections::HashSet<&str> = wanted
+            .iter()
+            .filter_map(|t| match t {
+                Thumb::Row(r) => Some(ok[*r].id.as_str()),
+                Thumb::File(_) => None,
+            })
+            .collect();
+        crate::store::items_by_id(&store.manifest, &ids)
     } else {
         Ok(HashMap::new())
     };

@@ -25,7 +25,6 @@ use ndarray::ArrayView2;
 use super::Run;
 use super::record::{ProtocolResult, RunRecord, relative_to};
 use super::reproduce::{BENCHMARKS, Benchmark, Cell};
-use crate::dataset::Item;
 use crate::error::Result;
 use crate::image_io::{DecodeOptions, load_item};
 use crate::metrics::ApResult;
@@ -151,14 +150,8 @@ pub(crate) fn write_run_page(
                     max_pixels: manifest.max_pixels,
                     ..Default::default()
                 };
-                let items: std::result::Result<HashMap<String, Item>, String> =
-                    crate::store::list_inputs(manifest).map(|ds| {
-                        ds.items
-                            .into_iter()
-                            .filter(|i| worst.iter().any(|m| m.id == i.id))
-                            .map(|i| (i.id.clone(), i))
-                            .collect()
-                    });
+                let ids = worst.iter().map(|m| m.id.as_str()).collect();
+                let items = crate::store::items_by_id(manifest, &ids);
                 Box::new(move |id| match &items {
                     Err(why) => Err(format!("cannot read the store's inputs: {why}")),
                     Ok(items) => match items.get(id) {

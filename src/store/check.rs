@@ -105,6 +105,20 @@ pub(crate) fn list_inputs(manifest: &super::Manifest) -> Result<Dataset, String>
     Dataset::open_inputs_selection(&roots, &sel).map_err(|e| e.to_string())
 }
 
+/// The items of `ids` among the store's inputs listed again ([`list_inputs`]), by id: where a
+/// report or a results page finds the file (or tar member) behind a store id.
+pub(crate) fn items_by_id(
+    manifest: &super::Manifest,
+    ids: &std::collections::HashSet<&str>,
+) -> Result<std::collections::HashMap<String, crate::dataset::Item>, String> {
+    Ok(list_inputs(manifest)?
+        .items
+        .into_iter()
+        .filter(|i| ids.contains(i.id.as_str()))
+        .map(|i| (i.id.clone(), i))
+        .collect())
+}
+
 /// [`check_inputs`] for a store given by its manifest, its incompleteness note and its live
 /// records' ids and sources (e.g. a [`super::StoreStream`]).
 pub fn check_records<'a>(

@@ -66,7 +66,7 @@ use chunk::{data_err, index_chunk};
 use state::read_state;
 
 pub use check::Freshness;
-pub(crate) use check::{check_inputs, list_inputs};
+pub(crate) use check::{check_inputs, items_by_id};
 pub(crate) use chunk::RecordMeta;
 pub use chunk::{Outcome, Record, Source};
 pub use export::{ExportFormat, ExportParams, ExportSummary, ExportValidParams, export};

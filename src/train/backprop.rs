@@ -36,7 +36,9 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::model::engine::gemm::{Epilogue, Lhs, NR, PackedB, gemm};
 use crate::model::engine::isa::Kernel;
-use crate::model::engine::unfold::{Geom, fold_nhwc_image, kernel_rows, unfold_nhwc_rows};
+use crate::model::engine::unfold::{
+    Geom, fold_nhwc_image, kernel_rows, transpose_planes, unfold_nhwc_rows,
+};
 use crate::model::engine::winograd::{Tile, WinogradKernel, conv3x3};
 use crate::model::plan::{Conv, Op, Plan};
 
@@ -141,7 +143,7 @@ pub(crate) fn step(
     let mut masks: Vec<Option<Vec<f32>>> = vec![None; steps.len()];
     let mut argmax: Vec<Option<Vec<u8>>> = vec![None; steps.len()];
     let mut input = Map::zeros(n, s, s, 3);
-    nchw_to_nhwc(x, &mut input.data, 3, s * s);
+    transpose_planes(x, &mut input.data, 3, s * s);
     acts[0] = Some(input);
     for (i, st) in steps.iter().enumerate() {
         let xin = acts[i].as_ref().expect("computed");
@@ -159,16 +161,7 @@ pub(crate) fn step(
             }
         };
         if let (true, Some(r)) = (st.dropout && p > 0.0, rng.as_mut()) {
-            let keep = 1.0 - p;
-            let m: Vec<f32> = (0..y.data.len())
-                .map(|_| {
-                    if r.r#gen::<f32>() < keep {
-                        1.0 / keep
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
+            let m = dropout_mask(y.data.len(), p, r);
             for (v, m) in y.data.iter_mut().zip(&m) {
                 *v *= m;
             }
@@ -226,34 +219,27 @@ pub(crate) fn step(
     })
 }
 
-/// NCHW planes of `c` channels of `hw` pixels to channels-last, per image.
-fn nchw_to_nhwc(src: &[f32], dst: &mut [f32], c: usize, hw: usize) {
-    let per = c * hw;
-    dst.par_chunks_mut(per)
-        .zip(src.par_chunks(per))
-        .for_each(|(d, s)| {
-            for ch in 0..c {
-                for (p, v) in s[ch * hw..(ch + 1) * hw].iter().enumerate() {
-                    d[p * c + ch] = *v;
-                }
+/// An inverted-dropout mask of `len` units with drop probability `p`: `1 / (1 - p)` where one
+/// uniform draw per unit, in order, is below `1 - p`, else 0. Both engines draw it here, so they
+/// drop the same units for the same generator.
+pub(crate) fn dropout_mask(len: usize, p: f32, r: &mut (impl Rng + ?Sized)) -> Vec<f32> {
+    let keep = 1.0 - p;
+    (0..len)
+        .map(|_| {
+            if r.r#gen::<f32>() < keep {
+                1.0 / keep
+            } else {
+                0.0
             }
-        });
+        })
+        .collect()
 }
 
-/// Per image, a (taps, c) block (channels-last patch) as (c, taps) (candle's kernel order), or
-/// back with `(taps, c)` swapped.
+/// Per image, a (rows, cols) block as (cols, rows): a channels-last patch (taps, C) in candle's
+/// kernel order (C, taps), and back with the sides swapped.
 fn swap_blocks(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let per = rows * cols;
     let mut out = vec![0f32; src.len()];
-    out.par_chunks_mut(per)
-        .zip(src.par_chunks(per))
-        .for_each(|(d, s)| {
-            for r in 0..rows {
-                for c in 0..cols {
-                    d[c * rows + r] = s[r * cols + c];
-                }
-            }
-        });
+    transpose_planes(src, &mut out, rows, cols);
     out
 }
 
@@ -323,16 +309,21 @@ fn chunk_rows(kk: usize) -> usize {
     (CHUNK_BYTES / (kk * 4)).clamp(16, 4096)
 }
 
-/// `y = relu?(conv(x) + b)`.
-fn conv_forward(x: &Map, l: &LayerRef, c: Conv, kernel: Kernel) -> Map {
-    let g = Geom {
+/// The geometry of layer `l` on input `x`.
+fn geometry(x: &Map, l: &LayerRef, pad: usize) -> Geom {
+    Geom {
         n: x.n,
         c: l.cin,
         h: x.h,
         w: x.w,
         k: l.k,
-        p: c.pad,
-    };
+        p: pad,
+    }
+}
+
+/// `y = relu?(conv(x) + b)`.
+fn conv_forward(x: &Map, l: &LayerRef, c: Conv, kernel: Kernel) -> Map {
+    let g = geometry(x, l, c.pad);
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut y = Map::zeros(x.n, oh, ow, l.cout);
     if winograd(l.k, c.pad, l.cin, l.cout) {
@@ -502,14 +493,7 @@ fn mask_gradient(g: &mut [f32], y: &[f32], relu: bool, mask: Option<&[f32]>) {
 
 /// (dW, db) of a conv in candle's layout, from its input `x` and pre-activation gradient `g`.
 fn weight_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize) -> (Vec<f32>, Vec<f32>) {
-    let geo = Geom {
-        n: x.n,
-        c: l.cin,
-        h: x.h,
-        w: x.w,
-        k: l.k,
-        p: pad,
-    };
+    let geo = geometry(x, l, pad);
     let (m, kk, co) = (geo.cols(), geo.patch(), l.cout);
     if g.h * g.w == 1 && pad == 0 {
         // The head: dW = g^T (co x N) * patches (N x C*k*k, candle's order).
@@ -594,14 +578,7 @@ fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
 
 /// The gradient of a conv's input from its pre-activation gradient `g`.
 fn data_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize, kernel: Kernel) -> Map {
-    let geo = Geom {
-        n: x.n,
-        c: l.cin,
-        h: x.h,
-        w: x.w,
-        k: l.k,
-        p: pad,
-    };
+    let geo = geometry(x, l, pad);
     let (kk, co) = (geo.patch(), l.cout);
     let mut dx = Map::zeros(x.n, x.h, x.w, l.cin);
     if winograd(l.k, pad, co, l.cin) {

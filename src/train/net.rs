@@ -400,8 +400,14 @@ impl TrainNet {
     /// CPU for configurations without LRN, candle's autograd otherwise; [`Engine::Candle`] is candle everywhere (the reference);
     /// [`Engine::Fast`] the fast backend, refused where it cannot run.
     pub fn set_engine(&mut self, engine: Engine) -> Result<()> {
-        if matches!(engine, Engine::Fast | Engine::FastGemm) {
-            if !self.fast_possible() {
+        match engine {
+            Engine::FastGemm => {
+                return Err(Error::param(
+                    Param::Engine,
+                    "fast-gemm is an inference comparison; training takes auto, fast or candle",
+                ));
+            }
+            Engine::Fast if !self.fast_possible() => {
                 return Err(Error::param(
                     Param::Engine,
                     format!(
@@ -412,12 +418,7 @@ impl TrainNet {
                     ),
                 ));
             }
-            if engine == Engine::FastGemm {
-                return Err(Error::param(
-                    Param::Engine,
-                    "fast-gemm is an inference comparison; training takes auto, fast or candle",
-                ));
-            }
+            _ => {}
         }
         self.engine = engine;
         Ok(())
@@ -641,16 +642,7 @@ impl<R: Rng> Backend for Pass<'_, '_, R> {
         let mut rng = self.rng.borrow_mut();
         match rng.as_mut() {
             Some(r) if step.dropout && self.dropout > 0.0 => {
-                let keep = 1.0 - self.dropout;
-                let m: Vec<f32> = (0..y.elem_count())
-                    .map(|_| {
-                        if r.r#gen::<f32>() < keep {
-                            1.0 / keep
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect();
+                let m = super::backprop::dropout_mask(y.elem_count(), self.dropout, &mut **r);
                 let m = Tensor::from_vec(m, y.shape(), y.device())?;
                 Ok((y * m)?)
             }

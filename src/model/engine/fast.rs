@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::gemm::{Epilogue, Lhs, MR, NR, PackedB, gemm, gemm_ptr, to_bf16_rows};
 use super::isa::{Kernel, kernel_for};
-use super::unfold::{Geom, unfold_nhwc_rows};
+use super::unfold::{Geom, transpose_planes, unfold_nhwc_rows};
 use super::winograd::{Tile, WinogradKernel, conv3x3};
 use super::{FeatureMap, Layout, TensorIo};
 use crate::error::Result;
@@ -450,21 +450,4 @@ impl TensorIo for FastEngine {
         self.give(x.data);
         Ok(map)
     }
-}
-
-/// Per image, transposes a (rows, cols) matrix into (cols, rows): NCHW -> NHWC with
-/// `rows = C, cols = H*W`, and back with `rows = H*W, cols = C`.
-fn transpose_planes(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
-    let per = rows * cols;
-    if per == 0 {
-        return;
-    }
-    dst.par_chunks_mut(per).enumerate().for_each(|(img, d)| {
-        let s = &src[img * per..(img + 1) * per];
-        for r in 0..rows {
-            for c in 0..cols {
-                d[c * rows + r] = s[r * cols + c];
-            }
-        }
-    });
 }

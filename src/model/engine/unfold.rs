@@ -206,6 +206,23 @@ pub fn kernel_rows(w4: &[f32], cout: usize, cin: usize, kk: usize) -> Vec<f32> {
     w
 }
 
+/// Per image, transposes a (rows, cols) matrix into (cols, rows): NCHW -> NHWC with
+/// `rows = C, cols = H*W`, and back with `rows = H*W, cols = C`.
+pub fn transpose_planes(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
+    let per = rows * cols;
+    if per == 0 {
+        return;
+    }
+    dst.par_chunks_mut(per).enumerate().for_each(|(img, d)| {
+        let s = &src[img * per..(img + 1) * per];
+        for r in 0..rows {
+            for c in 0..cols {
+                d[c * rows + r] = s[r * cols + c];
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
