@@ -796,7 +796,15 @@ mod tests {
                 ("fast", "candle")
             );
             let s = 32 * k;
-            let x = Tensor::randn(0f32, 1.0, (3, 3, s, s), &Device::Cpu).unwrap();
+            // Seeded inputs: with fresh random ones about 3 % of runs put some pre-activation
+            // within rounding of 0, where the engines' last-bit differences (Winograd against
+            // direct sums) take opposite sides of the ReLU and that unit's whole gradient
+            // differs; both are valid subgradients, but not within 1e-4.
+            let mut r = ChaCha8Rng::seed_from_u64(k as u64 + 100 * div as u64);
+            let xs: Vec<f32> = (0..3 * 3 * s * s)
+                .map(|_| r.sample(rand_distr::StandardNormal))
+                .collect();
+            let x = Tensor::from_vec(xs, (3, 3, s, s), &Device::Cpu).unwrap();
             let labels = [0u32, 4, 2];
             let a = fast
                 .backprop(&x, &labels, Some(&mut ChaCha8Rng::seed_from_u64(9)), scale)
