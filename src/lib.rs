@@ -22,6 +22,7 @@
 //! | train (new or resumed) | [`TrainParams`] | [`Trainer::start`] | [`TrainSummary`] |
 //! | apply saved SVMs | [`PredictParams`] | [`predict`] | [`Predictions`] |
 //! | nearest neighbours in a store | [`NeighboursParams`] | [`neighbours()`] | [`NeighboursReport`] |
+//! | an approximate index of a store | [`IndexParams`] | [`build_index`] | [`IndexReport`] |
 //!
 //! Long jobs report to a [`Progress`] observer the caller supplies ([`Silent`] shows nothing).
 //! Data flows one way through the modules, top to bottom: [`dataset`] (images, labels, splits)
@@ -29,7 +30,7 @@
 //! [`model::plan`], weights, checkpoints and engines) -> [`descriptor`] (spatial mean, flip
 //! average) -> [`extract`] (multi-scale description, in memory or into a store) -> [`store`]
 //! (descriptors on disk, joins, exports) -> [`aggregate`] (scales and nets, L2) ->
-//! [`mod@neighbours`] (exact cosine k-NN over a store). The transfer experiments then go
+//! [`mod@neighbours`] (cosine k-NN over a store, exact or by an approximate index). The transfer experiments then go
 //! [`metrics`] -> [`svm`] -> [`classifier`] (saved SVMs) -> [`report`] ->
 //! [`protocol`] (Caltech and VOC benchmarks, Table 11); [`classify`] is the paper's test-time
 //! classification and [`train`] its training recipe. [`util`] and [`error`] serve every layer.
@@ -78,9 +79,12 @@ pub use extract::{
 };
 pub use image_io::Image;
 pub use model::{ModelInfo, info};
+pub use neighbours::index::{
+    IndexMeta, IndexParams, IndexReport, IndexValidParams, Quantization, build_index,
+};
 pub use neighbours::{
-    Neighbour, NeighboursParams, NeighboursReport, NeighboursValidParams, Query, QueryNeighbours,
-    neighbours,
+    Approximate, Neighbour, NeighboursParams, NeighboursReport, NeighboursValidParams, Query,
+    QueryNeighbours, neighbours,
 };
 pub use protocol::{
     Benchmark, EvaluateOutcome, EvaluateParams, EvaluateReport, EvaluateValidParams,

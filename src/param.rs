@@ -98,6 +98,18 @@ params! {
     Block => "block",
     /// Side of the page's thumbnails.
     Thumbnail => "thumbnail",
+    /// Approximate index folder.
+    Index => "index",
+    /// Search expansion of an approximate index.
+    Expansion => "expansion",
+    /// Candidate list of an approximate index while adding.
+    ExpansionAdd => "expansion_add",
+    /// Edges per node of an approximate index.
+    Connectivity => "connectivity",
+    /// How an approximate index stores its vectors.
+    Quantization => "quantization",
+    /// Rows whose recall an index build measures.
+    RecallQueries => "recall_queries",
     // Evaluation.
     /// Feature stores to evaluate on.
     Features => "features",

@@ -688,7 +688,17 @@ fn written_files_follow_the_umask() {
     // A Parquet export into a folder that does not exist yet, and an svm results folder.
     let pq = tmp.path().join("new/dir/x.parquet");
     let res = tmp.path().join("res");
+    let idx = tmp.path().join("idx");
     for args in [
+        vec![
+            "index".into(),
+            "-f".into(),
+            store.clone().into_os_string(),
+            "-o".into(),
+            idx.clone().into(),
+            "--recall-queries".into(),
+            "2".into(),
+        ],
         vec![
             "export".into(),
             store.clone().into_os_string(),
@@ -724,6 +734,8 @@ fn written_files_follow_the_umask() {
         res.join("scores_split0.csv"),
         res.join("model_split0.safetensors"),
         res.join("per_class.svg"),
+        idx.join("index.usearch"),
+        idx.join("index.json"),
     ] {
         let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644, "{}: {mode:o}", f.display());

@@ -246,3 +246,250 @@ fn image_queries_page_and_refusals() {
             "none of its 1 records has a descriptor",
         ));
 }
+
+/// The id -> row map of `x` (export order).
+fn rows_by_id(x: &[(String, Vec<f32>)]) -> HashMap<&str, usize> {
+    x.iter()
+        .enumerate()
+        .map(|(r, (id, _))| (id.as_str(), r))
+        .collect()
+}
+
+/// `neighbours -f STORE --index INDEX -k K --ids IDS`, which must succeed: its (stdout, stderr).
+fn search_with_index(store: &Path, idx: &Path, k: usize, ids: &[&str]) -> (String, String) {
+    let out = vggfeat()
+        .args(["neighbours", "-k", &k.to_string(), "-f"])
+        .arg(store)
+        .arg("--index")
+        .arg(idx)
+        .arg("--ids")
+        .arg(ids.join(","))
+        .assert()
+        .success();
+    let o = out.get_output();
+    (
+        String::from_utf8(o.stdout.clone()).unwrap(),
+        String::from_utf8(o.stderr.clone()).unwrap(),
+    )
+}
+
+/// `OUT/index.json` as JSON.
+fn index_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn an_index_gives_the_exact_answer_on_a_small_store_of_real_images() {
+    let d = tempfile::tempdir().unwrap();
+    let (store, x) = store(d.path());
+    let idx = d.path().join("idx");
+    vggfeat()
+        .args(["index", "-q", "-f"])
+        .arg(&store)
+        .arg("-o")
+        .arg(&idx)
+        .assert()
+        .success();
+    let meta = index_json(&idx);
+    assert_eq!(meta["rows"], 8);
+    assert_eq!(meta["quantization"], "bf16");
+    assert_eq!(meta["aggregate"], "stack");
+    // Eight rows, all of them queries: the graph is searched exhaustively (ef 64 > 8 rows).
+    assert_eq!(meta["recall"]["queries"], 8);
+    assert_eq!(meta["recall"]["k"], 7, "k = 10 capped at the 7 other rows");
+    assert_eq!(meta["recall"]["recall"], 1.0);
+    let ids: Vec<&str> = x.iter().map(|(id, _)| id.as_str()).collect();
+    let (stdout, err) = search_with_index(&store, &idx, 20, &ids);
+    assert!(
+        err.contains("approximate search: index of 8 rows (bf16), ef = 64; recall@7 1.0000"),
+        "{err}"
+    );
+    let got = parse(&stdout);
+    for (r, (id, v)) in x.iter().enumerate() {
+        // Similarities are scored exactly from the store's rows, not the bf16 graph's.
+        agrees(id, &got[id], &brute(&x, v, Some(r)));
+    }
+    // The exact tie keeps the exact search's order: the lower id first.
+    assert_eq!(got["a/0.png"][0].0, "a/0-copy.png");
+    let q = "b/Faces-image_0001.jpg";
+    let pos = |n: &str| got[q].iter().position(|(i, _)| i == n).unwrap();
+    assert_eq!(pos("a/0-copy.png") + 1, pos("a/0.png"));
+    assert_eq!(rows_by_id(&x).len(), 8);
+}
+
+/// A store of `n` rows of dimension 2 x `dim` (two scales): 40 clusters of non-negative
+/// vectors, seeded.
+fn clustered_store(path: &Path, n: usize, dim: usize) {
+    use rand::{Rng, SeedableRng};
+    use vggfeat::dataset::SourceKind;
+    use vggfeat::model::config::{ConfigName, LayerName};
+    use vggfeat::preprocess::Normalization;
+    use vggfeat::store::{
+        FORMAT_VERSION, InputSpec, Manifest, NetSpec, Outcome, Record, StoreWriter,
+    };
+    let m = Manifest {
+        format_version: FORMAT_VERSION,
+        tool_version: "synthetic".into(),
+        input: InputSpec::new("/synthetic", SourceKind::Folder),
+        nets: vec![NetSpec {
+            weights: "synthetic".into(),
+            sha256: "00".into(),
+            config: ConfigName::D,
+            layer: LayerName::Fc7,
+            dim,
+            preprocess: Normalization::Torchvision,
+            precision: Default::default(),
+        }],
+        scales: vec![256, 384],
+        flip: true,
+        max_pixels: 1,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let centres: Vec<Vec<f32>> = (0..40)
+        .map(|_| (0..2 * dim).map(|_| rng.gen_range(0.0..1.0f32)).collect())
+        .collect();
+    let (mut w, _) = StoreWriter::create_or_resume(path, &m, 512).unwrap();
+    for i in 0..n {
+        let c = &centres[i % centres.len()];
+        let v = c
+            .iter()
+            .map(|x| (x + 0.6 * rng.gen_range(-0.5..0.5f32)).max(0.0))
+            .collect();
+        w.push(Record {
+            id: format!("c{:02}/{i:05}.jpg", i % centres.len()),
+            labels: vec![format!("c{:02}", i % centres.len())],
+            outcome: Outcome::Ok(v),
+            source: None,
+        })
+        .unwrap();
+    }
+    w.finish(true, Some(n), None).unwrap();
+}
+
+#[test]
+fn an_index_states_its_recall_finds_the_neighbours_and_refuses_other_stores() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("store");
+    clustered_store(&store, 3000, 48);
+    let csv = d.path().join("x.csv");
+    vggfeat()
+        .arg("export")
+        .arg(&store)
+        .arg("--csv")
+        .arg(&csv)
+        .assert()
+        .success();
+    let (_, rows) = read_csv(&csv);
+    let x: Vec<(String, Vec<f32>)> = rows.into_iter().map(|(id, _, v)| (id, v)).collect();
+    let by_id = rows_by_id(&x);
+    let idx = d.path().join("idx");
+    let out = vggfeat()
+        .args([
+            "index",
+            "--quantization",
+            "f32",
+            "--recall-queries",
+            "300",
+            "-f",
+        ])
+        .arg(&store)
+        .arg("-o")
+        .arg(&idx)
+        .assert()
+        .success();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("indexed 3000 rows of dimension 96 (f32"),
+        "{err}"
+    );
+    let meta = index_json(&idx);
+    assert_eq!(meta["recall"]["queries"], 300);
+    assert_eq!(meta["recall"]["k"], 10);
+    let stated = meta["recall"]["recall"].as_f64().unwrap();
+    assert!((0.95..=1.0).contains(&stated), "recall@10 {stated}");
+
+    // Every 30th row as a query: the neighbours' similarities are exact, in order, and most of
+    // the true ten nearest are found.
+    let queries: Vec<&str> = x.iter().step_by(30).map(|(id, _)| id.as_str()).collect();
+    let got = parse(&search_with_index(&store, &idx, 10, &queries).0);
+    let mut found = 0;
+    for q in &queries {
+        let r = by_id[q];
+        let want = brute(&x, &x[r].1, Some(r));
+        let hits = &got[*q];
+        assert_eq!(hits.len(), 10, "{q}");
+        for (i, (id, s)) in hits.iter().enumerate() {
+            let exact: f64 = x[by_id[id.as_str()]]
+                .1
+                .iter()
+                .zip(&x[r].1)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum();
+            assert!(
+                (*s as f64 - exact).abs() < 1e-5,
+                "{q} -> {id}: {s} vs {exact}"
+            );
+            assert_ne!(id, q, "its own record is left out");
+            if i > 0 {
+                assert!(hits[i - 1].1 >= *s, "{q}: best first");
+            }
+        }
+        let kth = want[9].1;
+        found += hits
+            .iter()
+            .filter(|(id, s)| want[..10].iter().any(|(w, _)| w == id) || *s as f64 >= kth - 1e-6)
+            .count();
+    }
+    let recall = found as f64 / (10 * queries.len()) as f64;
+    assert!(recall >= 0.9, "recall@10 of the search {recall}");
+
+    // Refusals, each naming what differs.
+    let refuse = |extra: &[&str], idx: &Path, store: &Path| -> String {
+        let out = vggfeat()
+            .arg("neighbours")
+            .arg("-f")
+            .arg(store)
+            .arg("--index")
+            .arg(idx)
+            .args(["--ids", queries[0]])
+            .args(extra)
+            .assert()
+            .failure();
+        String::from_utf8(out.get_output().stderr.clone()).unwrap()
+    };
+    let e = refuse(&["--aggregate", "avg"], &idx, &store);
+    assert!(
+        e.contains("aggregation stack (the search asks for avg)")
+            && e.contains("dimension 96 (the store's is 48)"),
+        "{e}"
+    );
+    let other = d.path().join("other");
+    clustered_store(&other, 2999, 48);
+    let e = refuse(&[], &idx, &other);
+    assert!(
+        e.contains("does not match the store") && e.contains("other records"),
+        "{e}"
+    );
+    let e = refuse(&[], &store, &store);
+    assert!(e.contains("not an index folder"), "{e}");
+    let e = refuse(&["--expansion", "4"], &idx, &store);
+    assert!(e.contains("--expansion: must be in 8..=4096"), "{e}");
+    vggfeat()
+        .args(["neighbours", "--expansion", "16", "-f"])
+        .arg(&store)
+        .args(["--ids", queries[0]])
+        .assert()
+        .failure();
+    let out = vggfeat()
+        .args(["index", "-f"])
+        .arg(&store)
+        .arg("-o")
+        .arg(&store)
+        .assert()
+        .failure();
+    let e = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(
+        e.contains("--out: the index folder must not be the store's own folder"),
+        "{e}"
+    );
+}

@@ -581,7 +581,7 @@ type QueryOut = (
 /// warnings.
 #[pyfunction]
 #[pyo3(signature = (store, ids, images, k, aggregate, nets, exclude_self, block, weights, out,
-                    progress=None))]
+                    progress=None, index=None, expansion=None))]
 #[allow(clippy::too_many_arguments)]
 fn neighbours(
     py: Python<'_>,
@@ -596,6 +596,8 @@ fn neighbours(
     weights: Vec<PathBuf>,
     out: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
+    index: Option<PathBuf>,
+    expansion: Option<usize>,
 ) -> PyResult<(Vec<QueryOut>, Vec<String>)> {
     let params = vggfeat::NeighboursParams::new()
         .store(store)
@@ -608,6 +610,8 @@ fn neighbours(
         .block(block)
         .weights(weights)
         .out(out)
+        .index(index)
+        .expansion(expansion)
         .check()
         .map_err(py_err)?;
     let obs = observer(progress);
@@ -632,6 +636,49 @@ fn neighbours(
     Ok((queries, r.warnings))
 }
 
+/// Builds an approximate index of a store (the library's `build_index`, as `vggfeat index`
+/// runs it): its `index.json` as a JSON string, and the store's warnings.
+#[pyfunction]
+#[pyo3(signature = (store, out, quantization, connectivity, expansion_add, expansion,
+                    recall_queries, recall_k, seed, aggregate, nets, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn build_index(
+    py: Python<'_>,
+    store: PathBuf,
+    out: PathBuf,
+    quantization: &str,
+    connectivity: usize,
+    expansion_add: usize,
+    expansion: usize,
+    recall_queries: usize,
+    recall_k: usize,
+    seed: u64,
+    aggregate: &str,
+    nets: &str,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<(String, Vec<String>)> {
+    let params = vggfeat::IndexParams::new()
+        .store(store)
+        .out(out)
+        .quantization(choice::<vggfeat::Quantization>(quantization)?)
+        .connectivity(connectivity)
+        .expansion_add(expansion_add)
+        .expansion_search(expansion)
+        .recall_queries(recall_queries)
+        .recall_k(recall_k)
+        .seed(seed)
+        .aggregate(choice::<Aggregate>(aggregate)?)
+        .nets(nets.parse::<Nets>().map_err(py_err)?)
+        .check()
+        .map_err(py_err)?;
+    let obs = observer(progress);
+    let r = py
+        .detach(|| vggfeat::build_index(&params, obs.as_ref()))
+        .map_err(py_err)?;
+    let json = serde_json::to_string(&r.meta).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((json, r.warnings))
+}
+
 /// The module.
 #[pymodule]
 fn _vggfeat(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -642,6 +689,7 @@ fn _vggfeat(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_svms, m)?)?;
     m.add_function(wrap_pyfunction!(decision_function, m)?)?;
     m.add_function(wrap_pyfunction!(neighbours, m)?)?;
+    m.add_function(wrap_pyfunction!(build_index, m)?)?;
     let py = m.py();
     m.add("ImageError", py.get_type::<ImageError>())?;
     m.add("CheckpointError", py.get_type::<CheckpointError>())?;

@@ -84,3 +84,22 @@ def test_refusals(store):
         s.neighbours(ids=["nope.png"])
     with pytest.raises(ValueError, match="k: must be at least 1"):
         s.neighbours(ids=["a/0.png"], k=0)
+
+
+def test_an_index_agrees_with_numpy(store, tmp_path):
+    """`Store.build_index` then `neighbours(index=...)`: on 12 rows the graph is searched
+    exhaustively, so the answer is numpy's, with exact similarities; `index.json` states it."""
+    s, _ = store
+    meta = s.build_index(tmp_path / "idx", quantization="i8", recall_queries=50)
+    assert meta["rows"] == 12 and meta["quantization"] == "i8"
+    assert meta["recall"]["queries"] == 12 and meta["recall"]["recall"] == 1.0
+    assert (tmp_path / "idx" / "index.usearch").stat().st_size == meta["bytes"]
+    ids, x = s.to_numpy()
+    got = s.neighbours(ids=ids, k=5, index=tmp_path / "idx", expansion=32)
+    for r, g in enumerate(got):
+        rows, sims = reference(x, x[r], 5, skip=r)
+        # Scored exactly from the store, not from the i8 vectors.
+        np.testing.assert_allclose(g["similarities"], sims, atol=1e-5)
+        assert np.all(np.diff(g["similarities"]) <= 0)
+    with pytest.raises(vggfeat.StoreError, match="aggregation stack"):
+        s.neighbours(ids=ids[:1], index=tmp_path / "idx", aggregate="avg")

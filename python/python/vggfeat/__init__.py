@@ -417,6 +417,8 @@ class Store:
         weights: Optional[Sequence["os.PathLike[str] | str"]] = None,
         out: "os.PathLike[str] | str | None" = None,
         progress: Any = None,
+        index: "os.PathLike[str] | str | None" = None,
+        expansion: Optional[int] = None,
     ) -> List[dict]:
         """Exact cosine k-NN among the store's L2-normalised descriptors, as ``vggfeat
         neighbours`` runs it: queries by store id (``ids``) and by image file (``images``,
@@ -424,7 +426,10 @@ class Store:
         ``row`` (its own row, for an id), and its neighbours best first: ``rows`` (int64, rows of
         :meth:`to_numpy`), ``ids``, ``labels``, ``similarities`` (float32). Ties go to the lower
         row; a query by id leaves itself out unless ``exclude_self=False``; fewer than ``k`` when
-        the store is smaller. ``out``: a folder for ``neighbours.csv`` and ``neighbours.html``."""
+        the store is smaller. ``out``: a folder for ``neighbours.csv`` and ``neighbours.html``.
+        ``index``: an index folder from :meth:`build_index` (or ``vggfeat index``) of this store:
+        its graph proposes the neighbours, scored exactly (approximate, as good as its recall);
+        ``expansion`` overrides its search expansion."""
         if not isinstance(nets, str):
             nets = ",".join(str(int(n)) for n in nets)
         queries, _warnings = _vggfeat.neighbours(
@@ -439,6 +444,8 @@ class Store:
             [os.fspath(w) for w in (weights or [])],
             None if out is None else os.fspath(out),
             _progress(progress),
+            None if index is None else os.fspath(index),
+            None if expansion is None else int(expansion),
         )
         return [
             {
@@ -451,6 +458,44 @@ class Store:
             }
             for name, row, rows, nids, labels, sims in queries
         ]
+
+    def build_index(
+        self,
+        out: "os.PathLike[str] | str",
+        quantization: str = "bf16",
+        connectivity: int = 16,
+        expansion_add: int = 128,
+        expansion: int = 64,
+        recall_queries: int = 1000,
+        recall_k: int = 10,
+        seed: int = 0,
+        aggregate: str = "stack",
+        nets: Any = "all",
+        progress: Any = None,
+    ) -> dict:
+        """Builds an approximate (HNSW) index of the store into the folder ``out``, as ``vggfeat
+        index`` does, for :meth:`neighbours` (``index=out``) on stores of millions of rows.
+        ``quantization``: ``f32``, ``bf16``, ``f16`` or ``i8`` (bytes per dimension 4, 2, 2, 1).
+        Its recall@``recall_k`` against the exact search is measured on ``recall_queries`` rows
+        drawn with ``seed`` (0: not measured). Returns ``index.json`` as a dict (``rows``,
+        ``dim``, ``bytes``, ``build_seconds``, ``recall`` ...)."""
+        if not isinstance(nets, str):
+            nets = ",".join(str(int(n)) for n in nets)
+        meta, _warnings = _vggfeat.build_index(
+            self.path,
+            os.fspath(out),
+            quantization,
+            int(connectivity),
+            int(expansion_add),
+            int(expansion),
+            int(recall_queries),
+            int(recall_k),
+            int(seed),
+            aggregate,
+            nets,
+            _progress(progress),
+        )
+        return json.loads(meta)
 
     def to_pandas(self, aggregate: str = "stack", nets: Any = "all"):
         """A DataFrame with ``id``, ``label`` (``None`` for an image without one; or ``labels``,

@@ -87,6 +87,8 @@ pub fn flag(command: &str, param: Param) -> String {
         ("neighbours", Param::Store) => "--features",
         ("neighbours", Param::K) => "-k",
         ("neighbours", Param::ExcludeSelf) => "--include-self",
+        ("index", Param::Store) => "--features",
+        ("index", Param::K) => "--recall-k",
         ("reproduce", Param::Weights) => "--weights-d/--weights-e",
         ("reproduce", Param::Benchmarks) => "--voc2007/--voc2012/--caltech101/--caltech256",
         ("svm", Param::Devkit) => "--voc",

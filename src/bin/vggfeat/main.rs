@@ -55,8 +55,10 @@ enum Command {
     Merge(commands::merge::MergeArgs),
     /// Linear SVMs on stored descriptors: Caltech-style splits or VOC-style AP, results tables.
     Svm(Box<commands::svm::SvmArgs>),
-    /// Nearest neighbours of store ids or images among a store's descriptors (exact cosine k-NN).
+    /// Nearest neighbours of store ids or images among a store's descriptors (cosine k-NN).
     Neighbours(commands::neighbours::NeighboursArgs),
+    /// An approximate (HNSW) index of a store for `neighbours --index`, with its measured recall.
+    Index(commands::index::IndexArgs),
     /// Apply the classifiers an `svm` run saved to another store (top classes or scores CSV).
     Predict(commands::predict::PredictArgs),
     /// The paper's transfer table (Table 11) for whichever benchmarks and nets are given.
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
         Command::Svm(a) => commands::svm::run(*a),
         Command::Predict(a) => commands::predict::run(a),
         Command::Neighbours(a) => commands::neighbours::run(a),
+        Command::Index(a) => commands::index::run(a),
         Command::Reproduce(a) => commands::reproduce::run(a),
         Command::Weights { action } => commands::weights::run(action),
         Command::Train(a) => commands::train::run(*a),
@@ -140,6 +143,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Svm(_) => "svm",
         Command::Predict(_) => "predict",
         Command::Neighbours(_) => "neighbours",
+        Command::Index(_) => "index",
         Command::Reproduce(_) => "reproduce",
         Command::Train(_) => "train",
         Command::Weights { .. } => "weights",

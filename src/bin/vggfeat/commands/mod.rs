@@ -4,6 +4,7 @@
 pub mod classify;
 pub mod export;
 pub mod extract;
+pub mod index;
 pub mod info;
 pub mod merge;
 pub mod neighbours;

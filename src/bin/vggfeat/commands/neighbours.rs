@@ -11,7 +11,8 @@ use crate::progress::Shown;
 use vggfeat::neighbours::{DEFAULT_BLOCK, DEFAULT_K, DEFAULT_THUMBNAIL};
 use vggfeat::{Aggregate, NeighboursParams, NeighboursValidParams, Nets, Query, neighbours};
 
-/// Nearest neighbours in a store: exact cosine k-NN over its L2-normalised descriptors.
+/// Nearest neighbours in a store: cosine k-NN over its L2-normalised descriptors, exact, or
+/// proposed by an approximate index and scored exactly.
 #[derive(Args, Debug)]
 #[command(
     group(clap::ArgGroup::new("queries").required(true).multiple(true).args(["ids", "ids_file", "query"])),
@@ -53,6 +54,15 @@ pub struct NeighboursArgs {
     /// Store rows per matrix product (memory grows with it; results do not change).
     #[arg(long, default_value_t = DEFAULT_BLOCK)]
     pub block: usize,
+    /// An approximate index folder made by `vggfeat index` from this store: its graph proposes
+    /// the neighbours, scored exactly (for stores of millions of rows; see its recall in
+    /// index.json).
+    #[arg(long, value_name = "INDEX")]
+    pub index: Option<PathBuf>,
+    /// The index's search expansion (ef), instead of the one it was built with: more is better
+    /// recall, slower.
+    #[arg(long, requires = "index")]
+    pub expansion: Option<usize>,
     /// Longest side of the page's thumbnails, in pixels.
     #[arg(long, default_value_t = DEFAULT_THUMBNAIL)]
     pub thumbnail: u32,
@@ -86,6 +96,8 @@ impl TryFrom<NeighboursArgs> for NeighboursValidParams {
             .weights(a.weights)
             .block(a.block)
             .thumbnail(a.thumbnail)
+            .index(a.index)
+            .expansion(a.expansion)
             .check()
     }
 }
@@ -100,6 +112,21 @@ pub fn run(a: NeighboursArgs) -> Result<u8> {
     )?;
     for w in &r.warnings {
         eprintln!("warning: {w}");
+    }
+    if let (Some(ap), false) = (&r.approximate, quiet) {
+        let recall = ap.meta.recall.as_ref().map_or_else(
+            || "its recall was not measured".to_string(),
+            |rc| {
+                format!(
+                    "recall@{} {:.4} measured at ef = {}",
+                    rc.k, rc.recall, rc.expansion
+                )
+            },
+        );
+        eprintln!(
+            "approximate search: index of {} rows ({}), ef = {}; {recall}",
+            ap.meta.rows, ap.meta.quantization, ap.expansion
+        );
     }
     if r.files.is_empty() {
         r.write_csv(std::io::stdout().lock())?;

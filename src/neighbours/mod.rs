@@ -1,5 +1,6 @@
 //! Retrieval: the `k` nearest neighbours of queries among a store's descriptors, by cosine
-//! similarity, exact.
+//! similarity: exact by default, or proposed by an approximate index ([`index`]) and scored
+//! exactly.
 //!
 //! The store's descriptors are aggregated as [`crate::export()`] writes them (scales by
 //! [`Aggregate`], nets fused by stacking) and L2-normalised, so the cosine similarity of two
@@ -21,11 +22,20 @@
 //! leaves its own record out ([`NeighboursParams::exclude_self`]), not other records with the
 //! same descriptor. With fewer rows than `k` (after that exclusion), every row is returned.
 //!
+//! With an index ([`NeighboursParams::index`]) the store is not streamed: the HNSW graph
+//! proposes each query's `k` rows (one more for a query by id, whose own row is dropped), which
+//! are read back from the store and scored exactly (f64 sums of the same aggregated rows), then
+//! ordered as above. The similarities are the exact ones (to float rounding); the set of
+//! neighbours is the graph's, as good as the index's recall (measured when it was built, in its
+//! `index.json`).
+//!
 //! Output ([`NeighboursParams::out`]): `neighbours.csv` (`query,rank,id,label,similarity`, rank
 //! from 1, labels joined as `export` joins them) and `neighbours.html`, one self-contained page
 //! (no network: thumbnails are JPEG data URIs) with each query's thumbnail then its neighbours
 //! with rank, id, label and similarity. The thumbnails of store ids are found by listing the
 //! store's inputs again; an image that cannot be shown is a placeholder stating why.
+
+pub mod index;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
@@ -84,9 +94,19 @@ pub struct NeighboursValidParams {
     weights: Vec<PathBuf>,
     out: Option<PathBuf>,
     thumbnail: u32,
+    index: Option<PathBuf>,
+    expansion: Option<usize>,
 }
 
 impl NeighboursValidParams {
+    /// The approximate index folder, if the search uses one.
+    pub fn index(&self) -> Option<&Path> {
+        self.index.as_deref()
+    }
+    /// The index's search expansion, if overridden.
+    pub fn expansion(&self) -> Option<usize> {
+        self.expansion
+    }
     /// The store folder.
     pub fn store(&self) -> &Path {
         &self.store
@@ -155,7 +175,26 @@ impl NeighboursParams {
             weights: Vec::new(),
             out: None,
             thumbnail: DEFAULT_THUMBNAIL,
+            index: None,
+            expansion: None,
         })
+    }
+
+    /// An approximate index folder built from this store by [`index::build_index`] (`vggfeat
+    /// index`): the graph proposes each query's neighbours, which are then scored exactly.
+    /// Default none: the exact search. The index must have been built from the same records
+    /// with the same aggregation and nets (checked by [`neighbours`]); [`Self::block`] is then
+    /// unused.
+    pub fn index(mut self, index: Option<PathBuf>) -> Self {
+        self.0.index = index;
+        self
+    }
+
+    /// The index's search expansion (candidate list), overriding the one it was built with.
+    /// Default none: the index's own; 8..=4096. Only with [`Self::index`].
+    pub fn expansion(mut self, ef: Option<usize>) -> Self {
+        self.0.expansion = ef;
+        self
     }
 
     /// The store folder written by an extraction. Required.
@@ -273,6 +312,15 @@ impl NeighboursParams {
         if let Nets::Some(v) = &p.nets {
             crate::store::check_net_list(v)?;
         }
+        if let Some(ef) = p.expansion {
+            if p.index.is_none() {
+                return Err(Error::param(
+                    Param::Expansion,
+                    "applies to an approximate index only: give the index too",
+                ));
+            }
+            index::check_expansion(ef)?;
+        }
         Ok(p)
     }
 }
@@ -311,25 +359,30 @@ pub struct NeighboursReport {
     pub rows: usize,
     /// Their dimension.
     pub dim: usize,
+    /// The approximate index used, if any.
+    pub approximate: Option<Approximate>,
     /// Files written.
     pub files: Vec<PathBuf>,
     /// What is wrong with the store, if anything: incomplete, or stale against its inputs.
     pub warnings: Vec<String>,
 }
 
-/// Finds each query's `k` nearest rows of the store (see the module docs). Errors name the
-/// store, the id or the image: an id not in the store or without a descriptor, an unreadable
-/// query image, a store without descriptors.
-pub fn neighbours(p: &NeighboursValidParams, progress: &dyn Progress) -> Result<NeighboursReport> {
-    let store = StoreStream::open(&p.store)?;
-    let m = &store.manifest;
-    let nets = p.nets.resolve(m.nets.len())?;
-    let layout = m.layout();
-    let dim = layout.dim(p.aggregate, &nets);
+/// The approximate index a search used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approximate {
+    /// Its description (`index.json`), with the recall measured when it was built.
+    pub meta: index::IndexMeta,
+    /// The search expansion used.
+    pub expansion: usize,
+}
+
+/// The number of rows of a store that can be searched (its successful records); an error
+/// naming `path` when there are none.
+pub(crate) fn searchable_rows(store: &StoreStream, path: &Path) -> Result<usize> {
     let rows = store.ok_len();
     if rows == 0 {
         return Err(Error::Data {
-            path: p.store.clone(),
+            path: path.to_path_buf(),
             reason: if store.entries.is_empty() {
                 "the store has no records: nothing to search".into()
             } else {
@@ -341,6 +394,87 @@ pub fn neighbours(p: &NeighboursValidParams, progress: &dyn Progress) -> Result<
             },
         });
     }
+    Ok(rows)
+}
+
+/// The positions in [`StoreStream::entries`] of the given rows (indices among the successful
+/// records), in the order given.
+pub(crate) fn entry_positions(store: &StoreStream, rows: &[usize]) -> Vec<usize> {
+    let ok: Vec<usize> = store
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.failure.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    rows.iter().map(|&r| ok[r]).collect()
+}
+
+/// Streams a store's successful rows, aggregated (`how`, `nets`; `dim` floats each), to `each`
+/// in blocks of at most `block` rows with the first block's row: one thread reads and
+/// aggregates the next block while `each` works on this one. An error from either side stops
+/// the stream and is returned; every row is passed exactly once.
+pub(crate) fn stream_rows(
+    store: &StoreStream,
+    nets: &[usize],
+    how: Aggregate,
+    block: usize,
+    dim: usize,
+    mut each: impl FnMut(usize, &[f32]) -> Result<()>,
+) -> Result<()> {
+    let layout = store.manifest.layout();
+    let rows = store.ok_len();
+    std::thread::scope(|sc| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<f32>>>(1);
+        sc.spawn(move || {
+            let mut it = store.ok_rows();
+            loop {
+                let mut b = Vec::with_capacity(block * dim);
+                for _ in 0..block {
+                    let v = match it.next() {
+                        None => break,
+                        Some(row) => {
+                            row.and_then(|(_, floats)| layout.aggregate(&floats, how, nets))
+                        }
+                    };
+                    match v {
+                        Ok(v) => b.extend_from_slice(&v),
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                if b.is_empty() || tx.send(Ok(b)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut first = 0;
+        for b in rx {
+            let b = b?;
+            each(first, &b)?;
+            first += b.len() / dim;
+        }
+        if first != rows {
+            return Err(Error::Internal(format!(
+                "{first} of {rows} rows were searched"
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// Finds each query's `k` nearest rows of the store (see the module docs). Errors name the
+/// store, the id or the image: an id not in the store or without a descriptor, an unreadable
+/// query image, a store without descriptors.
+pub fn neighbours(p: &NeighboursValidParams, progress: &dyn Progress) -> Result<NeighboursReport> {
+    let store = StoreStream::open(&p.store)?;
+    let m = &store.manifest;
+    let nets = p.nets.resolve(m.nets.len())?;
+    let layout = m.layout();
+    let dim = layout.dim(p.aggregate, &nets);
+    let rows = searchable_rows(&store, &p.store)?;
     // Each entry's row among the successful records.
     let mut row_of = Vec::with_capacity(store.entries.len());
     let mut r = 0;
@@ -412,58 +546,49 @@ pub fn neighbours(p: &NeighboursValidParams, progress: &dyn Progress) -> Result<
     } else {
         vec![None; nq]
     };
-    let mut search = Search::new(&q, dim, p.k, exclude)?;
-    progress.begin("neighbours", "rows", rows as u64);
-    let found = std::thread::scope(|sc| -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<f32>>>(1);
-        let (store, nets, how, block) = (&store, &nets, p.aggregate, p.block);
-        sc.spawn(move || {
-            let mut it = store.ok_rows();
-            loop {
-                let mut b = Vec::with_capacity(block * dim);
-                for _ in 0..block {
-                    let v = match it.next() {
-                        None => break,
-                        Some(row) => {
-                            row.and_then(|(_, floats)| layout.aggregate(&floats, how, nets))
-                        }
-                    };
-                    match v {
-                        Ok(v) => b.extend_from_slice(&v),
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
-                    }
-                }
-                if b.is_empty() || tx.send(Ok(b)).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut first = 0;
-        for b in rx {
-            let b = b?;
-            let n = b.len() / dim;
-            search.add(first, &b);
-            first += n;
-            progress.advance(n as u64);
+    let (hits, approximate) = match &p.index {
+        None => {
+            let mut search = Search::new(&q, dim, p.k, exclude)?;
+            progress.begin("neighbours", "rows", rows as u64);
+            let found = stream_rows(&store, &nets, p.aggregate, p.block, dim, |first, b| {
+                search.add(first, b);
+                progress.advance((b.len() / dim) as u64);
+                Ok(())
+            });
+            progress.end();
+            found?;
+            (search.finish(), None)
         }
-        if first != rows {
-            return Err(Error::Internal(format!(
-                "{first} of {rows} rows were searched"
-            )));
+        Some(dir) => {
+            let open = index::open_for(dir, &store, p.aggregate, &nets, dim, p.expansion)?;
+            progress.begin("neighbours (index)", "queries", nq as u64);
+            let cands: Vec<Vec<usize>> = q
+                .par_chunks(dim)
+                .zip(&exclude)
+                .map(|(v, &ex)| {
+                    let c = index::candidates(&open.index, v, p.k, ex);
+                    progress.advance(1);
+                    c
+                })
+                .collect::<Result<_>>()?;
+            progress.end();
+            let hits = index::rescore(&store, p.aggregate, &nets, &q, &cands, p.k)?;
+            let ef = open.index.expansion_search();
+            (
+                hits,
+                Some(Approximate {
+                    meta: open.meta,
+                    expansion: ef,
+                }),
+            )
         }
-        Ok(())
-    });
-    progress.end();
-    found?;
+    };
 
     let queries = p
         .queries
         .iter()
         .zip(own_row)
-        .zip(search.finish())
+        .zip(hits)
         .map(|((query, row), hits)| QueryNeighbours {
             query: query.clone(),
             row,
@@ -482,6 +607,7 @@ pub fn neighbours(p: &NeighboursValidParams, progress: &dyn Progress) -> Result<
         queries,
         rows,
         dim,
+        approximate,
         files: Vec::new(),
         warnings: store.freshness().warnings(),
     };
