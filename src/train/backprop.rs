@@ -34,6 +34,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::model::engine::direct;
 use crate::model::engine::gemm::{Epilogue, Lhs, NR, PackedB, gemm};
 use crate::model::engine::isa::Kernel;
 use crate::model::engine::unfold::{
@@ -106,6 +107,12 @@ impl Map {
 /// below 16 outputs (narrow nets' first layers, and their backward-data passes).
 fn winograd(k: usize, pad: usize, cin: usize, cout: usize) -> bool {
     k == 3 && pad == 1 && cin >= 8 && cout >= 16
+}
+
+/// Whether a convolution runs as [`direct`]'s loops: 3x3 with padding 1 on 3 channels (a
+/// net's first layer), where unfolding costs as much as the product.
+fn direct_first(l: &LayerRef, pad: usize) -> bool {
+    l.k == 3 && pad == 1 && l.cin == direct::CIN
 }
 
 /// Output channels from which the packed GEMM (panels of [`NR`] columns) beats the `gemm`
@@ -202,7 +209,7 @@ pub(crate) fn step(
                 drop(y);
                 let l = &layers[c.param];
                 if l.trainable {
-                    grads[c.param] = Some(weight_gradient(xin, &g, l, c.pad));
+                    grads[c.param] = Some(weight_gradient(xin, &g, l, c.pad, kernel));
                 }
                 if i == first {
                     break;
@@ -326,7 +333,12 @@ fn conv_forward(x: &Map, l: &LayerRef, c: Conv, kernel: Kernel) -> Map {
     let g = geometry(x, l, c.pad);
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut y = Map::zeros(x.n, oh, ow, l.cout);
-    if winograd(l.k, c.pad, l.cin, l.cout) {
+    if direct_first(l, c.pad) {
+        let xp = direct::pad(&x.data, x.n, x.h, x.w);
+        let wr = kernel_rows(l.w, l.cout, l.cin, l.k * l.k);
+        let dims = (x.n, x.h, x.w);
+        direct::forward(&xp, dims, &wr, l.b, l.cout, c.relu, kernel, &mut y.data);
+    } else if winograd(l.k, c.pad, l.cin, l.cout) {
         let wk = WinogradKernel::new(l.w, l.cout, l.cin, Tile::F4, kernel);
         conv3x3(&x.data, x.n, x.h, x.w, &wk, l.b, c.relu, false, &mut y.data);
     } else if oh * ow == 1 && c.pad == 0 {
@@ -492,7 +504,13 @@ fn mask_gradient(g: &mut [f32], y: &[f32], relu: bool, mask: Option<&[f32]>) {
 }
 
 /// (dW, db) of a conv in candle's layout, from its input `x` and pre-activation gradient `g`.
-fn weight_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize) -> (Vec<f32>, Vec<f32>) {
+fn weight_gradient(
+    x: &Map,
+    g: &Map,
+    l: &LayerRef,
+    pad: usize,
+    kernel: Kernel,
+) -> (Vec<f32>, Vec<f32>) {
     let geo = geometry(x, l, pad);
     let (m, kk, co) = (geo.cols(), geo.patch(), l.cout);
     if g.h * g.w == 1 && pad == 0 {
@@ -517,6 +535,7 @@ fn weight_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize) -> (Vec<f32>, Vec
     let per = m.div_ceil(parts);
     let rows = chunk_rows(kk);
     let in_place = l.k == 1 && pad == 0;
+    let padded = direct_first(l, pad).then(|| direct::pad(&x.data, x.n, x.h, x.w));
     // Per partition, dW^T (taps*C x co, channels-last rows) += patches^T (kk x r) * g (r x co):
     // the long side (kk) is the product's row dimension, which the `gemm` crate vectorises.
     let partial: Vec<(Vec<f32>, Vec<f32>)> = (0..parts)
@@ -524,6 +543,11 @@ fn weight_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize) -> (Vec<f32>, Vec
         .map(|p| {
             let mut dwt = vec![0f32; kk * co];
             let (a, b) = (p * per, ((p + 1) * per).min(m));
+            if let Some(xp) = &padded {
+                let dims = (x.n, x.h, x.w);
+                direct::weight_gradient(xp, dims, &g.data, co, a..b, kernel, &mut dwt);
+                return (dwt, column_sums(&g.data[a * co..b * co], co));
+            }
             let mut u = Vec::new();
             for r0 in (a..b).step_by(rows) {
                 let r = rows.min(b - r0);

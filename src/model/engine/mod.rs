@@ -11,6 +11,7 @@
 //! [`unfold`] is also training's: one place owns im2col, col2im and kernel reordering.
 
 pub(crate) mod candle;
+pub(crate) mod direct;
 mod fast;
 pub(crate) mod gemm;
 pub(crate) mod isa;

@@ -262,9 +262,9 @@ enum VOut {
     Bf16(*mut bf16),
 }
 
-/// The instruction set the transforms are compiled for.
+/// The instruction set the transforms (and [`super::direct`]'s loops) are compiled for.
 #[derive(Clone, Copy)]
-enum Simd {
+pub(crate) enum Simd {
     Base,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -275,7 +275,8 @@ enum Simd {
 }
 
 impl Simd {
-    fn for_kernel(kernel: Kernel) -> Simd {
+    /// The widest instruction set this CPU has that `kernel` allows.
+    pub(crate) fn for_kernel(kernel: Kernel) -> Simd {
         #[cfg(target_arch = "x86_64")]
         {
             // The bf16 kernel is chosen only on CPUs with AVX512-BF16 (isa.rs).
