@@ -87,8 +87,9 @@ def test_refusals(store):
 
 
 def test_an_index_agrees_with_numpy(store, tmp_path):
-    """`Store.build_index` then `neighbours(index=...)`: on 12 rows the graph is searched
-    exhaustively, so the answer is numpy's, with exact similarities; `index.json` states it."""
+    """`Store.build_index` then `neighbours(index=...)`: on 12 rows the graph proposes every
+    other row (twice k candidates, re-scored exactly), so even with i8 vectors the answer is
+    numpy's, with exact similarities; `index.json` states it."""
     s, _ = store
     meta = s.build_index(tmp_path / "idx", quantization="i8", recall_queries=50)
     assert meta["rows"] == 12 and meta["quantization"] == "i8"

@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod annotation;
 mod folder;
 mod list;
 pub mod shard;

@@ -22,10 +22,11 @@
 //! at the k-th similarity count as found either way). It is written to `index.json` and returned,
 //! so every index states how approximate it is.
 //!
-//! Searching ([`super::NeighboursParams::index`]) asks the graph for the `k` (plus one for a
-//! query's own row) best candidates at the index's search expansion (or
+//! Searching ([`super::NeighboursParams::index`]) asks the graph for the [`OVERSAMPLE`] x `k`
+//! (plus one for a query's own row) best candidates at the index's search expansion (or
 //! [`super::NeighboursParams::expansion`]), then scores them exactly against the store's own
-//! f32 rows: similarities in the output are exact, only the set of neighbours is approximate.
+//! f32 rows and keeps the best `k`: similarities in the output are exact, only the set of
+//! neighbours is approximate. The recall measured at build time is that of this search.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -590,14 +591,20 @@ pub(crate) fn recall_of(exact: &[(usize, f32)], found: &[(usize, f32)]) -> f64 {
     hits as f64 / exact.len() as f64
 }
 
-/// The graph's `k` best rows for the unit vector `q`, leaving out `exclude`, in the graph's
-/// order.
+/// Candidates the graph proposes per neighbour asked for: the proposals are ranked by the
+/// index's quantized vectors, so a true neighbour near the cut-off can rank just below it there;
+/// scoring twice as many exactly keeps it (as faiss's re-ranking `k_factor` does).
+pub const OVERSAMPLE: usize = 2;
+
+/// The graph's [`OVERSAMPLE`] x `k` best rows for the unit vector `q`, leaving out `exclude`, in
+/// the graph's order ([`rescore`] keeps the best `k`).
 pub(crate) fn candidates(
     index: &usearch::Index,
     q: &[f32],
     k: usize,
     exclude: Option<usize>,
 ) -> Result<Vec<usize>> {
+    let k = OVERSAMPLE * k;
     let want = k + usize::from(exclude.is_some());
     let m = index.search(q, want).map_err(|e| Error::Data {
         path: PathBuf::from(INDEX_FILE),

@@ -23,8 +23,9 @@
 //! same descriptor. With fewer rows than `k` (after that exclusion), every row is returned.
 //!
 //! With an index ([`NeighboursParams::index`]) the store is not streamed: the HNSW graph
-//! proposes each query's `k` rows (one more for a query by id, whose own row is dropped), which
-//! are read back from the store and scored exactly (f64 sums of the same aggregated rows), then
+//! proposes each query's 2 `k` rows ([`index::OVERSAMPLE`]; one more for a query by id, whose
+//! own row is dropped), which are read back from the store and scored exactly, the best `k`
+//! kept (f64 sums of the same aggregated rows), then
 //! ordered as above. The similarities are the exact ones (to float rounding); the set of
 //! neighbours is the graph's, as good as the index's recall (measured when it was built, in its
 //! `index.json`).
