@@ -11,6 +11,7 @@ use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use vggfeat::model::config::ConfigName;
 use vggfeat::model::{Engine, InitScheme, VggWeights};
+use vggfeat::train::Targets;
 use vggfeat::train::net::TrainNet;
 use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
 
@@ -37,13 +38,13 @@ fn main() -> vggfeat::Result<()> {
     net.set_engine(engine)?;
     let mut opt = Sgd::new(net.params().to_vec(), SgdParams::default())?;
     let x = Tensor::randn(0f32, 1.0, (batch, 3, crop, crop), &Device::Cpu)?;
-    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 20).collect();
+    let targets = Targets::Classes((0..batch as u32).map(|i| i % 20).collect());
     let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let mut times = Vec::new();
     for i in 0..=STEPS {
         let t = Instant::now();
         let mut acc = GradAccum::new(opt.params().len());
-        acc.add_grads(net.backprop(&x, &labels, Some(&mut rng), 1.0)?.grads)?;
+        acc.add_grads(net.backprop(&x, &targets, Some(&mut rng), 1.0)?.grads)?;
         let t_grad = t.elapsed();
         opt.step(&acc)?;
         let dt = t.elapsed();

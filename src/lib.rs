@@ -23,6 +23,7 @@
 //! | apply saved SVMs | [`PredictParams`] | [`predict`] | [`Predictions`] |
 //! | nearest neighbours in a store | [`NeighboursParams`] | [`neighbours()`] | [`NeighboursReport`] |
 //! | an approximate index of a store | [`IndexParams`] | [`build_index`] | [`IndexReport`] |
+//! | localise objects (box-regression nets) | [`LocaliseParams`] | [`localise()`] | [`LocaliseReport`] |
 //!
 //! Long jobs report to a [`Progress`] observer the caller supplies ([`Silent`] shows nothing).
 //! Data flows one way through the modules, top to bottom: [`dataset`] (images, labels, splits)
@@ -33,7 +34,7 @@
 //! [`mod@neighbours`] (cosine k-NN over a store, exact or by an approximate index). The transfer experiments then go
 //! [`metrics`] -> [`svm`] -> [`classifier`] (saved SVMs) -> [`report`] ->
 //! [`protocol`] (Caltech and VOC benchmarks, Table 11); [`classify`] is the paper's test-time
-//! classification and [`train`] its training recipe. [`util`] and [`error`] serve every layer.
+//! classification, [`mod@localise`] its object localisation and [`train`] its training recipe. [`util`] and [`error`] serve every layer.
 //!
 //! ```no_run
 //! use vggfeat::{ExtractorParams, Extractor, Image};
@@ -58,6 +59,7 @@ pub mod extract;
 pub mod hub;
 pub mod image_io;
 pub mod imagenet;
+pub mod localise;
 pub mod metrics;
 pub mod model;
 pub mod neighbours;
@@ -78,6 +80,7 @@ pub use extract::{
     ExtractorParams, ExtractorValidParams, Failure,
 };
 pub use image_io::Image;
+pub use localise::{LocaliseParams, LocaliseReport, LocaliseValidParams, localise};
 pub use model::{ModelInfo, info};
 pub use neighbours::index::{
     IndexMeta, IndexParams, IndexReport, IndexValidParams, Quantization, build_index,

@@ -222,6 +222,21 @@ params! {
     SplitSeed => "split_seed",
     /// Classes kept for training.
     MaxClasses => "max_classes",
+    /// What a run trains: classification or localisation.
+    Task => "task",
+    /// Box-regression head (SCR or PCR).
+    Regression => "regression",
+    /// Validation image set of a devkit.
+    ValSplit => "val_split",
+    // Localisation (localise).
+    /// Localisation nets (or baselines).
+    Localisers => "localisers",
+    /// Overlap from which boxes merge.
+    MergeIou => "merge_iou",
+    /// The ground-truth-class variant.
+    GtClass => "gt_class",
+    /// Images drawn as pictures.
+    Pictures => "pictures",
 }
 
 impl std::fmt::Display for Param {

@@ -15,6 +15,7 @@ mod hostile_files;
 mod image_io;
 mod inputs;
 mod keras;
+mod localisation;
 mod model;
 mod neighbours;
 mod protocols;

@@ -211,6 +211,20 @@ pub fn parse_annotation(path: &Path, text: &str) -> Result<Annotation> {
     })
 }
 
+/// The image file an annotation of the devkit at `root` describes: `JPEGImages/<filename>`,
+/// or `JPEGImages/<file stem>.jpg` when the file names none (as VOC's and ILSVRC's ids are the
+/// annotation's stem).
+pub fn image_path(root: &Path, a: &Annotation) -> PathBuf {
+    let name = match &a.filename {
+        Some(f) if !f.is_empty() => f.clone(),
+        _ => format!(
+            "{}.jpg",
+            a.path.file_stem().unwrap_or_default().to_string_lossy()
+        ),
+    };
+    root.join("JPEGImages").join(name)
+}
+
 /// Annotation files that could not be read, each with the reason.
 pub type Unread = Vec<(PathBuf, String)>;
 

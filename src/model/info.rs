@@ -51,6 +51,8 @@ pub struct ModelInfo {
     pub preprocess_source: String,
     /// Layers of the file that are not VGG layers and were left out (Keras files).
     pub ignored: Option<String>,
+    /// A localisation net's box head (`vggfeat train --task localise`), described.
+    pub box_head: Option<String>,
 }
 
 /// Reads the checkpoint at `path` and describes it ([`describe`]).
@@ -117,6 +119,21 @@ pub fn describe(w: &VggWeights) -> ModelInfo {
         preprocess: pre,
         preprocess_source: src,
         ignored: w.metadata.get(meta::IGNORED).cloned(),
+        box_head: w.metadata.get(meta::BOX_HEAD).map(|h| {
+            let n = w.num_classes().unwrap_or(0);
+            match h.as_str() {
+                "scr" => format!(
+                    "scr, single-class regression: fc8's {n} outputs are one box (centre x, \
+                     centre y, width, height in units of the crop)"
+                ),
+                "pcr" => format!(
+                    "pcr, per-class regression: fc8's {n} outputs are {} boxes, one per class \
+                     (centre x, centre y, width, height in units of the crop)",
+                    n / 4
+                ),
+                other => format!("`{other}` (unknown to this version)"),
+            }
+        }),
     }
 }
 
@@ -153,6 +170,9 @@ impl std::fmt::Display for ModelInfo {
         }
         if let Some(i) = &self.ignored {
             writeln!(f, "not VGG:       {i} (left out)")?;
+        }
+        if let Some(b) = &self.box_head {
+            writeln!(f, "box head:      {b}")?;
         }
         writeln!(f)?;
         writeln!(

@@ -23,6 +23,7 @@ use super::rng::stream;
 use crate::dataset::{Dataset, Split};
 use crate::error::{Error, Param, Result};
 use crate::image_io::{DecodeOptions, load_item};
+use crate::localise::{BoxParams, Rect, Window};
 use crate::preprocess::{Normalization, resize_smallest_side};
 use crate::util::rng::normal;
 
@@ -245,13 +246,27 @@ pub struct Augment {
 
 impl Augment {
     /// One sample: a `3 x crop x crop` planar buffer in the input convention.
+    #[cfg(test)]
     pub fn sample(&self, img: &RgbImage, rng: &mut impl Rng) -> Vec<f32> {
+        self.sample_with_geometry(img, rng).0
+    }
+
+    /// One sample and where it came from in `img` (to move a box with it).
+    pub fn sample_with_geometry(&self, img: &RgbImage, rng: &mut impl Rng) -> (Vec<f32>, Geometry) {
         let s = self.scale.draw(rng).max(self.crop);
         let r = resize_smallest_side(img, s);
         let (w, h) = (r.width(), r.height());
         let x0 = rng.gen_range(0..=w - self.crop);
         let y0 = rng.gen_range(0..=h - self.crop);
         let flip = self.flip && rng.r#gen::<bool>();
+        let geometry = Geometry {
+            fx: f64::from(w) / f64::from(img.width()),
+            fy: f64::from(h) / f64::from(img.height()),
+            x0,
+            y0,
+            crop: self.crop,
+            flip,
+        };
         let crop = image::imageops::crop_imm(&r, x0, y0, self.crop, self.crop).to_image();
         let mut out = self.norm.to_chw(&crop, flip);
         if let Some((pca, sigma)) = &self.colour {
@@ -268,7 +283,46 @@ impl Augment {
                 }
             }
         }
-        out
+        (out, geometry)
+    }
+}
+
+/// Where a training sample came from: the rescaling of the image (new size over old, per axis),
+/// the crop's top-left corner in the rescaled image and its side, and the flip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geometry {
+    /// Horizontal scale factor.
+    pub fx: f64,
+    /// Vertical scale factor.
+    pub fy: f64,
+    /// Crop's left edge.
+    pub x0: u32,
+    /// Crop's top edge.
+    pub y0: u32,
+    /// Crop side.
+    pub crop: u32,
+    /// Whether the crop was mirrored.
+    pub flip: bool,
+}
+
+impl Geometry {
+    /// The regression target of `r` (a box in the original image) in this sample: the box
+    /// rescaled, moved into the crop and mirrored with it, in units of the crop
+    /// ([`Window::encode`]). It may reach outside the crop, as the object may.
+    pub fn box_target(&self, r: &Rect) -> BoxParams {
+        let c = f64::from(self.crop);
+        let mut b = r
+            .scaled_xy(self.fx, self.fy)
+            .shifted(-f64::from(self.x0), -f64::from(self.y0));
+        if self.flip {
+            b = b.flipped(c);
+        }
+        Window {
+            x0: 0.0,
+            y0: 0.0,
+            side: c,
+        }
+        .encode(&b)
     }
 }
 
@@ -422,5 +476,59 @@ mod tests {
             shifts.iter().filter(|d| d.abs() > 0.5).count() > 10,
             "{shifts:?}"
         );
+    }
+
+    /// A white rectangle on black, rescaled, cropped and mirrored: the box target, decoded in the
+    /// sample, covers exactly the white pixels of the sample (to a pixel, the resize's blur).
+    #[test]
+    fn box_targets_follow_the_sample() {
+        // 120 x 80 image, white over columns 30..70 and rows 20..50 (VOC 31..=70, 21..=50).
+        let mut img = RgbImage::new(120, 80);
+        for y in 20..50 {
+            for x in 30..70 {
+                img.put_pixel(x, y, image::Rgb([255, 255, 255]));
+            }
+        }
+        let rect = Rect::new(30.0, 20.0, 70.0, 50.0);
+        let aug = Augment {
+            scale: TrainScale::Jitter(64, 96),
+            crop: 64,
+            flip: true,
+            colour: None,
+            norm: Normalization::Caffe,
+        };
+        let mut flips = [0; 2];
+        for seed in 0..30 {
+            let (x, g) = aug.sample_with_geometry(&img, &mut ChaCha8Rng::seed_from_u64(seed));
+            assert_eq!(x, aug.sample(&img, &mut ChaCha8Rng::seed_from_u64(seed)));
+            flips[usize::from(g.flip)] += 1;
+            let b = Window {
+                x0: 0.0,
+                y0: 0.0,
+                side: 64.0,
+            }
+            .decode(g.box_target(&rect));
+            // Caffe: plane 0 is blue minus its mean; white pixels are the maximum.
+            let max = x[..64 * 64].iter().fold(f32::MIN, |m, v| m.max(*v));
+            for r in 0..64 {
+                for c in 0..64 {
+                    let white = x[r * 64 + c] > max - 1.0;
+                    let (cx, cy) = (c as f64 + 0.5, r as f64 + 0.5);
+                    let inside =
+                        cx > b.x1 + 1.0 && cx < b.x2 - 1.0 && cy > b.y1 + 1.0 && cy < b.y2 - 1.0;
+                    let outside =
+                        cx < b.x1 - 1.0 || cx > b.x2 + 1.0 || cy < b.y1 - 1.0 || cy > b.y2 + 1.0;
+                    assert!(
+                        !inside || white,
+                        "seed {seed}: ({c}, {r}) inside {b:?} is not white"
+                    );
+                    assert!(
+                        !outside || !white,
+                        "seed {seed}: ({c}, {r}) outside {b:?} is white"
+                    );
+                }
+            }
+        }
+        assert!(flips[0] > 0 && flips[1] > 0);
     }
 }

@@ -1,6 +1,6 @@
 //! Backpropagation on the fast CPU engine's kernels: one training step of a
-//! [`super::net::TrainNet`] (forward keeping what the backward needs, softmax cross-entropy,
-//! backward, every parameter's gradient) along the same [`Plan`], without autograd.
+//! [`super::net::TrainNet`] (forward keeping what the backward needs, the objective of
+//! [`super::loss`], backward, every parameter's gradient) along the same [`Plan`], without autograd.
 //!
 //! Activations are channels-last (N, H, W, C) f32 throughout, as in inference. Per conv layer
 //! (`x` its input, `y` its output after ReLU and dropout, `g` the gradient of `y`):
@@ -36,6 +36,7 @@
 use rand::Rng;
 use rayon::prelude::*;
 
+use super::loss::Targets;
 use crate::error::{Error, Result};
 use crate::model::engine::direct;
 use crate::model::engine::gemm::{Epilogue, Lhs, NR, PackedB, gemm};
@@ -73,9 +74,9 @@ pub(crate) struct LayerRef<'a> {
 /// What one step computed.
 #[derive(Debug)]
 pub(crate) struct StepResult {
-    /// Mean cross-entropy over the batch (unscaled).
+    /// The objective's mean over the batch (unscaled).
     pub loss: f32,
-    /// Class scores, (N, classes) row-major.
+    /// The last layer's outputs (class scores or box parameters), (N, width) row-major.
     pub logits: Vec<f32>,
     /// Per layer, its (weight, bias) gradients in candle's layout; `None` when frozen.
     pub grads: Vec<Option<(Vec<f32>, Vec<f32>)>>,
@@ -131,8 +132,8 @@ fn direct_first(l: &LayerRef, pad: usize) -> bool {
 /// crate on a body convolution.
 const PACKED_MIN_COUT: usize = NR / 2;
 
-/// One training step: `x` is an NCHW batch (n, 3, s, s) with `s = 32 * fc6 kernel`, `labels`
-/// its classes; the loss's gradient is scaled by `scale` (a micro-batch's share of the batch).
+/// One training step: `x` is an NCHW batch (n, 3, s, s) with `s = 32 * fc6 kernel`, `targets`
+/// what its outputs should be; the loss's gradient is scaled by `scale` (a micro-batch's share of the batch).
 /// With a generator, dropout `p` applies after the steps the plan marks, drawing one value per
 /// unit in (image, channel) order, as the candle path does.
 #[allow(clippy::too_many_arguments)]
@@ -142,7 +143,7 @@ pub(crate) fn step(
     kernel: Kernel,
     x: &[f32],
     (n, s): (usize, usize),
-    labels: &[u32],
+    targets: &Targets,
     dropout: (f32, Option<&mut dyn rand::RngCore>),
     scale: f32,
 ) -> Result<StepResult> {
@@ -200,7 +201,7 @@ pub(crate) fn step(
     }
     let classes = out.c;
     let logits = out.data.clone();
-    let (loss, dlogits) = softmax_cross_entropy(&logits, labels, classes, scale)?;
+    let (loss, dlogits) = targets.loss_and_gradient(&logits, classes, scale)?;
     let mut g = Map {
         n,
         h: 1,
@@ -692,61 +693,9 @@ fn data_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize, kernel: Kernel) -> 
     dx
 }
 
-/// Mean softmax cross-entropy of `logits` (n x classes) against `labels`, and its gradient
-/// times `scale`: `scale * (softmax - onehot) / n`.
-fn softmax_cross_entropy(
-    logits: &[f32],
-    labels: &[u32],
-    classes: usize,
-    scale: f32,
-) -> Result<(f32, Vec<f32>)> {
-    let n = labels.len();
-    if logits.len() != n * classes {
-        return Err(Error::Internal(format!(
-            "{} scores for {n} labels of {classes} classes",
-            logits.len()
-        )));
-    }
-    let mut d = vec![0f32; logits.len()];
-    let mut total = 0f32;
-    for (i, (z, dz)) in logits
-        .chunks_exact(classes)
-        .zip(d.chunks_exact_mut(classes))
-        .enumerate()
-    {
-        let label = labels[i] as usize;
-        if label >= classes {
-            return Err(Error::Internal(format!(
-                "label {label} for {classes} classes"
-            )));
-        }
-        let max = z.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-        let sum: f32 = z.iter().map(|v| (v - max).exp()).sum();
-        total += max + sum.ln() - z[label];
-        let k = scale / n as f32;
-        for (o, v) in dz.iter_mut().zip(z) {
-            *o = (v - max).exp() / sum * k;
-        }
-        dz[label] -= k;
-    }
-    Ok((total / n as f32, d))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cross_entropy_and_its_gradient_by_hand() {
-        // logits (0, ln 3): softmax (1/4, 3/4); label 1: loss ln(4/3).
-        let (loss, d) = softmax_cross_entropy(&[0.0, 3f32.ln()], &[1], 2, 1.0).unwrap();
-        assert!((loss - (4f32 / 3.0).ln()).abs() < 1e-6);
-        assert!(
-            (d[0] - 0.25).abs() < 1e-6 && (d[1] + 0.25).abs() < 1e-6,
-            "{d:?}"
-        );
-        assert!(softmax_cross_entropy(&[0.0, 0.0], &[2], 2, 1.0).is_err());
-    }
 
     #[test]
     fn pool_routes_to_the_first_maximum() {

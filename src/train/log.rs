@@ -8,7 +8,11 @@ use plotters::prelude::*;
 use crate::error::{Error, Result};
 use crate::util::write_atomic;
 
-/// What one epoch did.
+/// What one epoch did. In a localisation run ([`super::Task::Localise`]) the fields keep their
+/// names and hold that task's figures: `train_loss` the Euclidean box loss, `train_top1_err` the
+/// share of training samples whose predicted box overlaps its target by IoU <= 0.5,
+/// `val_top1_err` the ground-truth-class localisation error on the central crop (NaN without
+/// validation images), `val_top5_err` NaN.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochMetrics {
     /// Epoch number, from 1.
@@ -18,8 +22,10 @@ pub struct EpochMetrics {
     /// Top-1 error on the training samples as seen in training (augmented, with dropout).
     pub train_top1_err: f64,
     /// Validation top-1 error (dense evaluation at the test scale).
+    #[serde(deserialize_with = "null_as_nan")]
     pub val_top1_err: f64,
     /// Validation top-5 error.
+    #[serde(deserialize_with = "null_as_nan")]
     pub val_top5_err: f64,
     /// Learning rate used during the epoch.
     pub lr: f64,
@@ -27,11 +33,32 @@ pub struct EpochMetrics {
     pub seconds: f64,
 }
 
+/// Reads a number that JSON wrote as `null` (serde_json writes NaN so) as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// The CSV header of [`write_csv`].
 pub const CSV_HEADER: &str = "epoch,train_loss,train_top1_err,val_top1_err,val_top5_err,lr,seconds";
 
-/// Writes the history as CSV (errors as fractions in [0, 1]), atomically.
-pub fn write_csv(history: &[EpochMetrics], path: &Path) -> Result<()> {
+/// The CSV header of [`write_csv`] for a localisation run.
+pub const CSV_HEADER_LOCALISE: &str =
+    "epoch,train_loss,train_box_miss,val_gt_class_loc_err,lr,seconds";
+
+/// Writes the history as CSV (errors as fractions in [0, 1]), atomically; a localisation run's
+/// with [`CSV_HEADER_LOCALISE`]'s columns.
+pub fn write_csv(history: &[EpochMetrics], localise: bool, path: &Path) -> Result<()> {
+    if localise {
+        let mut s = String::from(CSV_HEADER_LOCALISE);
+        s.push('\n');
+        for m in history {
+            s.push_str(&format!(
+                "{},{:.6},{:.6},{:.6},{:e},{:.3}\n",
+                m.epoch, m.train_loss, m.train_top1_err, m.val_top1_err, m.lr, m.seconds
+            ));
+        }
+        return write_atomic(path, s.as_bytes());
+    }
     let mut s = String::from(CSV_HEADER);
     s.push('\n');
     for m in history {
@@ -49,10 +76,11 @@ pub fn write_csv(history: &[EpochMetrics], path: &Path) -> Result<()> {
     write_atomic(path, s.as_bytes())
 }
 
-/// Plots the history as an SVG (written atomically): loss per epoch, and top-1 / top-5 errors.
-pub fn plot_svg(history: &[EpochMetrics], title: &str, path: &Path) -> Result<()> {
+/// Plots the history as an SVG (written atomically): loss per epoch, and top-1 / top-5 errors
+/// (a localisation run: box misses and the localisation error).
+pub fn plot_svg(history: &[EpochMetrics], localise: bool, title: &str, path: &Path) -> Result<()> {
     let mut svg = String::new();
-    draw(history, title, &mut svg).map_err(|e| Error::Data {
+    draw(history, localise, title, &mut svg).map_err(|e| Error::Data {
         path: path.to_path_buf(),
         reason: format!("cannot draw the plot: {e}"),
     })?;
@@ -61,6 +89,7 @@ pub fn plot_svg(history: &[EpochMetrics], title: &str, path: &Path) -> Result<()
 
 fn draw(
     history: &[EpochMetrics],
+    localise: bool,
     title: &str,
     out: &mut String,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
@@ -85,7 +114,11 @@ fn draw(
         .build_cartesian_2d(xs.clone(), 0.0..max_loss)?;
     c.configure_mesh()
         .x_desc("epoch")
-        .y_desc("cross-entropy")
+        .y_desc(if localise {
+            "Euclidean box loss"
+        } else {
+            "cross-entropy"
+        })
         .draw()?;
     c.draw_series(LineSeries::new(
         history.iter().map(|m| (m.epoch as f64, m.train_loss)),
@@ -99,14 +132,24 @@ fn draw(
         .build_cartesian_2d(xs, 0.0..1.0)?;
     c.configure_mesh().x_desc("epoch").y_desc("error").draw()?;
     type Series = (&'static str, RGBColor, fn(&EpochMetrics) -> f64);
-    let series: [Series; 3] = [
-        ("val top-1", RED, |m| m.val_top1_err),
-        ("val top-5", BLUE, |m| m.val_top5_err),
-        ("train top-1", GREEN, |m| m.train_top1_err),
-    ];
-    for (name, colour, f) in series {
+    let series: &[Series] = if localise {
+        &[
+            ("val loc. error (gt class)", RED, |m| m.val_top1_err),
+            ("train box miss", GREEN, |m| m.train_top1_err),
+        ]
+    } else {
+        &[
+            ("val top-1", RED, |m| m.val_top1_err),
+            ("val top-5", BLUE, |m| m.val_top5_err),
+            ("train top-1", GREEN, |m| m.train_top1_err),
+        ]
+    };
+    for &(name, colour, f) in series {
         c.draw_series(LineSeries::new(
-            history.iter().map(|m| (m.epoch as f64, f(m))),
+            history
+                .iter()
+                .map(|m| (m.epoch as f64, f(m)))
+                .filter(|(_, v)| v.is_finite()),
             &colour,
         ))?
         .label(name)
@@ -138,13 +181,21 @@ mod tests {
                 seconds: 1.5,
             })
             .collect();
-        write_csv(&h, &d.path().join("m.csv")).unwrap();
+        write_csv(&h, false, &d.path().join("m.csv")).unwrap();
         let csv = std::fs::read_to_string(d.path().join("m.csv")).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
         assert_eq!(lines[3], "3,0.666667,0.500000,0.300000,0.200000,1e-2,1.500");
-        plot_svg(&h, "run", &d.path().join("m.svg")).unwrap();
+        plot_svg(&h, false, "run", &d.path().join("m.svg")).unwrap();
         let svg = std::fs::read_to_string(d.path().join("m.svg")).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("val top-1") && svg.contains("polyline"));
+        write_csv(&h, true, &d.path().join("l.csv")).unwrap();
+        let csv = std::fs::read_to_string(d.path().join("l.csv")).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER_LOCALISE);
+        assert_eq!(lines[3], "3,0.666667,0.500000,0.300000,1e-2,1.500");
+        plot_svg(&h, true, "run", &d.path().join("l.svg")).unwrap();
+        let svg = std::fs::read_to_string(d.path().join("l.svg")).unwrap();
+        assert!(svg.contains("box miss") && !svg.contains("top-5"));
     }
 }

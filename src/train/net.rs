@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor, Var};
 use rand::Rng;
 
+use super::loss::Targets;
 use super::optim::Trainable;
 use crate::error::{Error, Param, Result};
 use crate::model::checkpoint::meta;
@@ -315,9 +316,11 @@ pub struct TrainNet {
 /// What one forward and backward pass ([`TrainNet::backprop`]) computed.
 #[derive(Debug)]
 pub struct Backprop {
-    /// Mean cross-entropy over the micro-batch (not scaled).
+    /// The objective's mean over the micro-batch (not scaled): cross-entropy, or the
+    /// Euclidean box loss ([`super::Targets`]).
     pub loss: f32,
-    /// Class scores (N, classes), on the network's device.
+    /// The last layer's outputs (N, width): class scores or box parameters, on the network's
+    /// device.
     pub logits: Tensor,
     /// The gradient of the scaled loss for each of [`TrainNet::params`], in order (`None` for
     /// a parameter the loss does not reach).
@@ -445,31 +448,30 @@ impl TrainNet {
         }
     }
 
-    /// One forward and backward pass on a micro-batch `x` (N, 3, 32k, 32k) with classes
-    /// `labels`: the mean cross-entropy, the class scores, and the gradient of `scale` times
-    /// the loss for every trainable parameter. With a generator, dropout applies after fc6 and
+    /// One forward and backward pass on a micro-batch `x` (N, 3, 32k, 32k) against `targets`
+    /// (classes, or boxes: [`Targets`]): the mean loss, the outputs, and the gradient of `scale`
+    /// times the loss for every trainable parameter. With a generator, dropout applies after fc6 and
     /// fc7 (the same draws on either engine).
     pub fn backprop(
         &self,
         x: &Tensor,
-        labels: &[u32],
+        targets: &Targets,
         dropout_rng: Option<&mut impl Rng>,
         scale: f64,
     ) -> Result<Backprop> {
         let (n, c, h, w) = x.dims4()?;
         let k = self.fc6_kernel();
-        if c != 3 || h != 32 * k || w != 32 * k || labels.len() != n {
+        if c != 3 || h != 32 * k || w != 32 * k || targets.len() != n {
             return Err(Error::Usage(format!(
-                "training inputs must be (N, 3, {s}, {s}) with N labels; got {:?} and {} labels",
+                "training inputs must be (N, 3, {s}, {s}) with N targets; got {:?} and {} targets",
                 x.dims(),
-                labels.len(),
+                targets.len(),
                 s = 32 * k
             )));
         }
         if !self.uses_fast() {
             let logits = self.forward(x, dropout_rng)?;
-            let y = Tensor::new(labels, x.device())?;
-            let ce = candle_nn::loss::cross_entropy(&logits, &y)?;
+            let ce = targets.candle_loss(&logits)?;
             let loss = ce.to_scalar::<f32>()?;
             let grads = (ce * scale)?.backward()?;
             let grads = self
@@ -513,7 +515,7 @@ impl TrainNet {
             kernel,
             &xs,
             (n, h),
-            labels,
+            targets,
             (self.dropout, rng),
             scale as f32,
         )?;
@@ -771,17 +773,35 @@ mod tests {
     /// The fast backend's loss, scores and every gradient equal candle autograd's (the
     /// reference, itself pinned against PyTorch in tests/train.rs) within 1e-4 of each tensor's
     /// largest value, with the same dropout draws: Winograd and plain 3x3 layers (the /16
-    /// widths give conv1_2 4 input channels), 1x1 convs (C), a frozen prefix, a scaled loss.
+    /// widths give conv1_2 4 input channels), 1x1 convs (C), a frozen prefix, a scaled loss,
+    /// and both box-regression objectives (PCR over 2 classes, SCR).
     #[test]
     fn fast_backprop_matches_candle_autograd() {
-        let cases = [
-            (ConfigName::A, 8, 2, None, 1.0),
-            (ConfigName::D, 16, 1, None, 0.5),
-            (ConfigName::C, 16, 1, Some("pool2"), 1.0),
+        let classes = Targets::Classes(vec![0, 4, 2]);
+        let boxes = vec![
+            [0.5, 0.4, 0.8, 0.6],
+            [0.2, 0.7, 0.3, 0.5],
+            [0.6, 0.5, 1.0, 0.9],
         ];
-        for (config, div, k, freeze, scale) in cases {
-            let w = VggWeights::random_with_fc6(config, div, Some(16), k, 5, InitScheme::He, 3)
-                .unwrap();
+        let pcr = Targets::Boxes {
+            boxes: boxes.clone(),
+            classes: Some(vec![1, 0, 1]),
+        };
+        let scr = Targets::Boxes {
+            boxes,
+            classes: None,
+        };
+        let cases = [
+            (ConfigName::A, 8, 2, None, 1.0, &classes, 5),
+            (ConfigName::D, 16, 1, None, 0.5, &classes, 5),
+            (ConfigName::C, 16, 1, Some("pool2"), 1.0, &classes, 5),
+            (ConfigName::A, 16, 2, Some("conv3_2"), 0.5, &pcr, 8),
+            (ConfigName::A, 16, 1, None, 1.0, &scr, 4),
+        ];
+        for (config, div, k, freeze, scale, targets, outputs) in cases {
+            let w =
+                VggWeights::random_with_fc6(config, div, Some(16), k, outputs, InitScheme::He, 3)
+                    .unwrap();
             let frozen = match freeze {
                 Some(l) => frozen_layers(config, l.parse().unwrap()).unwrap(),
                 None => Vec::new(),
@@ -805,12 +825,11 @@ mod tests {
                 .map(|_| r.sample(rand_distr::StandardNormal))
                 .collect();
             let x = Tensor::from_vec(xs, (3, 3, s, s), &Device::Cpu).unwrap();
-            let labels = [0u32, 4, 2];
             let a = fast
-                .backprop(&x, &labels, Some(&mut ChaCha8Rng::seed_from_u64(9)), scale)
+                .backprop(&x, targets, Some(&mut ChaCha8Rng::seed_from_u64(9)), scale)
                 .unwrap();
             let b = reference
-                .backprop(&x, &labels, Some(&mut ChaCha8Rng::seed_from_u64(9)), scale)
+                .backprop(&x, targets, Some(&mut ChaCha8Rng::seed_from_u64(9)), scale)
                 .unwrap();
             assert!(
                 (a.loss - b.loss).abs() <= 1e-4 * b.loss.abs().max(1.0),

@@ -9,6 +9,7 @@ use super::optim::SgdParams;
 use super::schedule::Plateau;
 use crate::dataset::SplitParams;
 use crate::error::{Error, Param, Result};
+use crate::localise::Regression;
 use crate::model::InitScheme;
 use crate::model::config::{ConfigName, LayerName};
 use crate::model::{DeviceSpec, Engine};
@@ -51,9 +52,66 @@ pub struct TrainValidParams {
     /// recorded before it existed read as `auto`.
     #[serde(default)]
     pub(crate) engine: Engine,
+    /// What the run trains; runs recorded before localisation existed read as classification.
+    #[serde(default)]
+    pub(crate) task: Task,
+    /// The box head of a localisation run.
+    #[serde(default = "default_regression")]
+    pub(crate) regression: Regression,
+    /// A localisation run's training image set of the devkit.
+    #[serde(default = "default_voc_split")]
+    pub(crate) voc_split: String,
+    /// A localisation run's validation image set, if any.
+    #[serde(default)]
+    pub(crate) val_split: Option<String>,
     /// With [`Init::Resume`]: the new epoch limit, if one was given.
     #[serde(skip)]
     pub(crate) new_epochs: Option<usize>,
+}
+
+fn default_regression() -> Regression {
+    Regression::Pcr
+}
+
+fn default_voc_split() -> String {
+    "trainval".into()
+}
+
+/// What a run trains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Image classification: a folder of class folders or a labelled list; softmax
+    /// cross-entropy; validated by the top-1 error of dense evaluation (the paper's Sect. 3).
+    #[default]
+    Classify,
+    /// Object localisation: a VOC-format devkit with box annotations; a box-regression head
+    /// ([`Regression`]) under the Euclidean loss; validated by the ground-truth-class
+    /// localisation error on the central crop (the paper's Sect. 4 / App. A).
+    Localise,
+}
+
+impl std::str::FromStr for Task {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "classify" => Ok(Task::Classify),
+            "localise" | "localize" => Ok(Task::Localise),
+            _ => Err(Error::param(
+                Param::Task,
+                format!("`{s}`: expected classify or localise"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Task::Classify => "classify",
+            Task::Localise => "localise",
+        })
+    }
 }
 
 impl TrainValidParams {
@@ -80,6 +138,10 @@ impl TrainValidParams {
     /// Epoch limit.
     pub fn epochs(&self) -> usize {
         self.epochs
+    }
+    /// What the run trains.
+    pub fn task(&self) -> Task {
+        self.task
     }
     /// The validation's test scale Q ([`TrainParams::test_scale`], or the paper's default).
     pub fn test_scale(&self) -> u32 {
@@ -222,6 +284,19 @@ setters! {
     /// backend on the CPU, candle's autograd on CUDA and for A-LRN), [`Engine::Fast`] or
     /// [`Engine::Candle`] (the reference).
     engine(engine: Engine) => Engine;
+    /// What to train: [`Task::Classify`] (default) or [`Task::Localise`] (the dataset is then a
+    /// VOC-format devkit with `Annotations/`).
+    task(task: Task) => Task;
+    /// Localisation: the box head, [`Regression::Pcr`] (default; the paper's better one) or
+    /// [`Regression::Scr`].
+    regression(regression: Regression) => Regression;
+    /// Localisation: the devkit's training image set (`ImageSets/Main/<name>.txt`). Default
+    /// `trainval`.
+    voc_split(voc_split: String) => VocSplit;
+    /// Localisation: the devkit's validation image set. Default none: the schedule then
+    /// watches the training loss and every epoch's weights count as the best so far when it
+    /// falls.
+    val_split(val_split: Option<String>) => ValSplit;
 }
 
 impl TrainParams {
@@ -262,6 +337,10 @@ impl TrainParams {
                 preprocess: None,
                 device: DeviceSpec::Cpu,
                 engine: Engine::Auto,
+                task: Task::Classify,
+                regression: Regression::Pcr,
+                voc_split: default_voc_split(),
+                val_split: None,
                 new_epochs: None,
             },
             given: Vec::new(),
@@ -419,6 +498,46 @@ impl TrainParams {
         if let (Some(l), Some(c)) = (p.freeze_through, p.config) {
             net::frozen_layers(c, l)?;
         }
+        if p.task == Task::Classify
+            && let Some(param) = self
+                .given
+                .iter()
+                .find(|g| matches!(g, Param::Regression | Param::VocSplit | Param::ValSplit))
+        {
+            return bad(
+                *param,
+                "applies to localisation only (task localise)".into(),
+            );
+        }
+        if p.task == Task::Localise
+            && let Some(param) = self.given.iter().find(|g| {
+                matches!(
+                    g,
+                    Param::TrainPerClass
+                        | Param::ValPerClass
+                        | Param::SplitSeed
+                        | Param::DropClasses
+                        | Param::MaxClasses
+                )
+            })
+        {
+            return bad(
+                *param,
+                "applies to classification only: a localisation run takes its images from the \
+                 devkit's image sets (voc_split, val_split)"
+                    .into(),
+            );
+        }
+        for (param, name) in [
+            (Param::VocSplit, Some(&p.voc_split)),
+            (Param::ValSplit, p.val_split.as_ref()),
+        ] {
+            if let Some(n) = name
+                && (n.is_empty() || n.contains(['/', '\\']))
+            {
+                return bad(param, format!("`{n}` is not an image-set name"));
+            }
+        }
         Ok(self.p)
     }
 }
@@ -450,6 +569,10 @@ pub struct Resolved {
     pub trainable_params: usize,
     /// Split parameters actually used (with the classes `max_classes` left out).
     pub split: SplitParams,
+    /// What was not used, and why (localisation: annotation files, odd boxes, objects of unknown
+    /// classes), one `path: reason` per entry; also in the run folder's `problems.txt`.
+    #[serde(default)]
+    pub problems: Vec<String>,
     /// vggfeat's version.
     pub version: String,
 }

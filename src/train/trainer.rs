@@ -9,10 +9,11 @@ use candle_core::Device;
 
 use super::augment::{Augment, fit_colour_pca};
 use super::checkpoint::{self, RunDir, RunState};
+use super::localise::{self, BoxData};
 use super::log::{self, EpochMetrics};
 use super::net::{self, Init, NetShape, TrainNet};
 use super::optim::Sgd;
-use super::params::{Resolved, RunRecord, Summary, TrainParams, TrainValidParams};
+use super::params::{Resolved, RunRecord, Summary, Task, TrainParams, TrainValidParams};
 use super::rng::RNG_NOTE;
 use super::schedule::Plateau;
 use crate::dataset::{Dataset, Split, SplitParams, sample_split};
@@ -35,6 +36,8 @@ pub struct Trainer {
     pub(super) device: Device,
     pub(super) decode: DecodeOptions,
     pub(super) metadata: BTreeMap<String, String>,
+    /// A localisation run's boxes (`None` for classification).
+    pub(super) boxes: Option<BoxData>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -79,32 +82,24 @@ impl Trainer {
         }
         std::fs::create_dir_all(&dir.root).map_err(|e| Error::io(&dir.root, e))?;
 
-        // Dataset and split.
-        let ds = Dataset::open(&params.data)?;
-        let mut split_params = SplitParams {
-            splits: 1,
-            ..params.split.clone()
+        // Dataset and split (classification), or the devkit's boxes (localisation).
+        let (ds, split, split_params, boxes) = match params.task {
+            Task::Classify => {
+                let (ds, split, split_params) = classification_split(&params)?;
+                split.write_csv(&ds, &dir.split())?;
+                (ds, split, split_params, None)
+            }
+            Task::Localise => {
+                let (ds, split, b) = localise::load(
+                    &params.data,
+                    &params.voc_split,
+                    params.val_split.as_deref(),
+                    params.regression,
+                )?;
+                b.write(&ds, &split, &dir.root)?;
+                (ds, split, params.split.clone(), Some(b))
+            }
         };
-        if let Some(n) = params.max_classes {
-            let kept: Vec<&String> = ds
-                .classes
-                .iter()
-                .filter(|c| !split_params.drop_classes.contains(c))
-                .collect();
-            let extra: Vec<String> = kept.iter().skip(n).map(|c| c.to_string()).collect();
-            split_params.drop_classes.extend(extra);
-        }
-        let split = sample_split(&ds, &split_params, 0)?;
-        if split.classes.len() < 2 {
-            return Err(Error::Data {
-                path: params.data.clone(),
-                reason: format!(
-                    "{} class(es); training needs at least 2",
-                    split.classes.len()
-                ),
-            });
-        }
-        split.write_csv(&ds, &dir.split())?;
 
         // Initial weights.
         let source = match &params.init {
@@ -129,7 +124,7 @@ impl Trainer {
             width_div: params.width_div,
             fc_width,
             fc6_kernel: (params.crop / 32) as usize,
-            classes: split.classes.len(),
+            classes: boxes.as_ref().map_or(split.classes.len(), BoxData::outputs),
         };
         let (w, init_report) = net::initial_weights(
             &params.init,
@@ -194,11 +189,12 @@ impl Trainer {
             init: init_report,
             trainable_params: net.params().iter().map(|p| p.var.elem_count()).sum(),
             split: split_params,
+            problems: boxes.as_ref().map_or_else(Vec::new, |b| b.problems.clone()),
             version: env!("CARGO_PKG_VERSION").into(),
         };
         let record = RunRecord { params, resolved };
         write_json(&dir.params(), &record)?;
-        Self::assemble(record, dir, ds, split, net, opt, state, device)
+        Self::assemble(record, dir, ds, split, boxes, net, opt, state, device)
     }
 
     /// Reopens the run in `dir` after its last completed epoch: parameters, split, weights,
@@ -216,8 +212,35 @@ impl Trainer {
         record.params = p.check()?;
         let state: RunState = read_json(&dir.state())?;
         let device = record.params.device.open()?;
-        let ds = Dataset::open(&record.params.data)?;
-        let split = Split::read_csv(&dir.split(), &ds)?;
+        let p = &record.params;
+        let (ds, split, boxes) = match p.task {
+            Task::Classify => {
+                let ds = Dataset::open(&p.data)?;
+                let split = Split::read_csv(&dir.split(), &ds)?;
+                (ds, split, None)
+            }
+            Task::Localise => {
+                let (ds, split, b) =
+                    localise::load(&p.data, &p.voc_split, p.val_split.as_deref(), p.regression)?;
+                if split.train.len() != record.resolved.train_images
+                    || split.test.len() != record.resolved.val_images
+                {
+                    return Err(Error::Data {
+                        path: p.data.clone(),
+                        reason: format!(
+                            "its annotations changed since the run started: {} training and {} \
+                             validation samples now, {} and {} in {}",
+                            split.train.len(),
+                            split.test.len(),
+                            record.resolved.train_images,
+                            record.resolved.val_images,
+                            dir.params().display()
+                        ),
+                    });
+                }
+                (ds, split, Some(b))
+            }
+        };
         if split.classes != record.resolved.classes {
             return Err(Error::Data {
                 path: dir.split(),
@@ -249,7 +272,7 @@ impl Trainer {
             path: dir.optimizer(),
             reason: e.to_string(),
         })?;
-        Self::assemble(record, dir, ds, split, net, opt, state, device)
+        Self::assemble(record, dir, ds, split, boxes, net, opt, state, device)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -258,6 +281,7 @@ impl Trainer {
         dir: RunDir,
         ds: Dataset,
         split: Split,
+        boxes: Option<BoxData>,
         net: TrainNet,
         opt: Sgd,
         state: RunState,
@@ -280,6 +304,9 @@ impl Trainer {
             meta::CLASSES.into(),
             serde_json::to_string(&r.classes).expect("strings serialise"),
         );
+        if let Some(b) = &boxes {
+            metadata.insert(meta::BOX_HEAD.into(), b.regression.to_string());
+        }
         Ok(Trainer {
             record,
             dir,
@@ -292,6 +319,7 @@ impl Trainer {
             device,
             decode: DecodeOptions::default(),
             metadata,
+            boxes,
         })
     }
 
@@ -315,6 +343,11 @@ impl Trainer {
         &self.net
     }
 
+    /// What was not used, and why (see [`Resolved::problems`]).
+    pub fn problems(&self) -> &[String] {
+        &self.record.resolved.problems
+    }
+
     /// Trains until the epoch limit or the schedule's stop, checkpointing after every epoch,
     /// and calls `on_epoch` with each epoch's metrics. `progress` hears of every epoch's images
     /// and running loss.
@@ -331,6 +364,7 @@ impl Trainer {
     }
 
     fn summary(&self) -> Summary {
+        // NaN (a localisation run without validation images) sorts above every error.
         let best = self
             .state
             .history
@@ -361,15 +395,55 @@ impl Trainer {
         checkpoint::save_optimizer(&self.opt.buffers(), &self.dir.optimizer(), e)?;
         self.state.history.last_mut().expect("pushed").seconds = t0.elapsed().as_secs_f64();
         write_json(&self.dir.state(), &self.state)?;
-        log::write_csv(&self.state.history, &self.dir.metrics_csv())?;
+        log::write_csv(
+            &self.state.history,
+            self.boxes.is_some(),
+            &self.dir.metrics_csv(),
+        )?;
         let r = &self.record.resolved;
+        let what = match &self.boxes {
+            None => format!("{} classes", r.classes.len()),
+            Some(b) => format!("{} box head, {} classes", b.regression, r.classes.len()),
+        };
         let title = format!(
-            "VGG {} /{} crop {} ({} classes)",
-            r.config,
-            self.record.params.width_div,
-            self.record.params.crop,
-            r.classes.len()
+            "VGG {} /{} crop {} ({what})",
+            r.config, self.record.params.width_div, self.record.params.crop,
         );
-        log::plot_svg(&self.state.history, &title, &self.dir.metrics_svg())
+        log::plot_svg(
+            &self.state.history,
+            self.boxes.is_some(),
+            &title,
+            &self.dir.metrics_svg(),
+        )
     }
+}
+
+/// A classification run's dataset and its sampled split, with the split parameters used
+/// (`max_classes` turned into dropped classes). Errors on fewer than 2 classes.
+fn classification_split(params: &TrainValidParams) -> Result<(Dataset, Split, SplitParams)> {
+    let ds = Dataset::open(&params.data)?;
+    let mut split_params = SplitParams {
+        splits: 1,
+        ..params.split.clone()
+    };
+    if let Some(n) = params.max_classes {
+        let kept: Vec<&String> = ds
+            .classes
+            .iter()
+            .filter(|c| !split_params.drop_classes.contains(c))
+            .collect();
+        let extra: Vec<String> = kept.iter().skip(n).map(|c| c.to_string()).collect();
+        split_params.drop_classes.extend(extra);
+    }
+    let split = sample_split(&ds, &split_params, 0)?;
+    if split.classes.len() < 2 {
+        return Err(Error::Data {
+            path: params.data.clone(),
+            reason: format!(
+                "{} class(es); training needs at least 2",
+                split.classes.len()
+            ),
+        });
+    }
+    Ok((ds, split, split_params))
 }

@@ -95,6 +95,11 @@ pub fn flag(command: &str, param: Param) -> String {
         ("svm" | "train", Param::DropClasses) => "--drop-class",
         ("train", Param::Data) => "DATA",
         ("train", Param::TrainScale) => "--scale",
+        ("train" | "localise", Param::VocSplit) => "--split",
+        ("localise", Param::Localisers) => "--loc",
+        ("localise", Param::Inputs) => "INPUT",
+        ("localise", Param::Weights) => "-w/--weights",
+        ("localise", Param::Flip) => "--no-flip",
         (_, Param::Features) => "--features",
         _ => return format!("--{}", param.name().replace('_', "-")),
     };

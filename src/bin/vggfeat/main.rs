@@ -65,6 +65,8 @@ enum Command {
     Reproduce(commands::reproduce::ReproduceArgs),
     /// Train with the paper's recipe: from scratch, from a shallower net, fine-tuning, resuming.
     Train(Box<commands::train::TrainArgs>),
+    /// Localise objects with box-regression nets (centre crop or dense, merged boxes, errors).
+    Localise(Box<commands::localise::LocaliseArgs>),
     /// Pretrained weights: `vggfeat weights fetch vgg16|vgg19`.
     Weights {
         #[command(subcommand)]
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Reproduce(a) => commands::reproduce::run(a),
         Command::Weights { action } => commands::weights::run(action),
         Command::Train(a) => commands::train::run(*a),
+        Command::Localise(a) => commands::localise::run(*a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -146,6 +149,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Index(_) => "index",
         Command::Reproduce(_) => "reproduce",
         Command::Train(_) => "train",
+        Command::Localise(_) => "localise",
         Command::Weights { .. } => "weights",
     }
 }

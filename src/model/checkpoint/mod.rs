@@ -50,6 +50,9 @@ pub mod meta {
     pub const CROP: &str = "vggfeat.crop";
     /// The class names of fc8, as a JSON list of strings (`vggfeat train`).
     pub const CLASSES: &str = "vggfeat.classes";
+    /// The box-regression head of a localisation net written by `vggfeat train --task
+    /// localise`: `scr` or `pcr` ([`crate::localise::Regression`]); absent for a classifier.
+    pub const BOX_HEAD: &str = "vggfeat.box_head";
     /// The epoch of a training checkpoint (model and optimizer files).
     pub const EPOCH: &str = "vggfeat.epoch";
     /// Layers of a Keras file left out because they are not VGG layers (e.g. HED's side

@@ -6,6 +6,7 @@ pub mod export;
 pub mod extract;
 pub mod index;
 pub mod info;
+pub mod localise;
 pub mod merge;
 pub mod neighbours;
 pub mod predict;

@@ -11,8 +11,9 @@ use super::svm::PerClass;
 use crate::EXIT_OK;
 use crate::choice::{Choice, lib_parser};
 use crate::progress::Shown;
+use vggfeat::localise::Regression;
 use vggfeat::model::{Engine, InitScheme};
-use vggfeat::train::{EpochMetrics, Init, TrainScale};
+use vggfeat::train::{EpochMetrics, Init, Task, TrainScale};
 use vggfeat::{
     ConfigName, DeviceSpec, LayerName, Preprocess, TrainParams, TrainSummary, TrainValidParams,
     Trainer,
@@ -28,9 +29,24 @@ use vggfeat::{
     after_help = "Examples:\n  vggfeat train 101_ObjectCategories --config A --width-div 8 --crop 96 --scale 112:144 --batch 64 --epochs 40 -o runs/a8\n  vggfeat train 101_ObjectCategories --init pretrained:vgg16.safetensors --freeze-through pool4 -o runs/ft\n  vggfeat train --init resume:runs/a8 --epochs 60   # continue exactly where it stopped"
 )]
 pub struct TrainArgs {
-    /// Dataset: a folder of class folders (Caltech layout) or a labelled list file. Not needed
-    /// with --init resume:DIR.
+    /// Dataset: a folder of class folders (Caltech layout) or a labelled list file; with
+    /// --task localise, a VOC-format devkit (Annotations/, ImageSets/Main/, JPEGImages/). Not
+    /// needed with --init resume:DIR.
     pub data: Option<PathBuf>,
+    /// What to train: classify, or localise (the paper's box-regression nets, Sect. 4).
+    /// [default: classify]
+    #[arg(long, value_parser = lib_parser::<Task>)]
+    pub task: Option<Task>,
+    /// Localisation: the box head, pcr (a box per class) or scr (one box). [default: pcr]
+    #[arg(long, value_parser = lib_parser::<Regression>)]
+    pub regression: Option<Regression>,
+    /// Localisation: the devkit's training image set. [default: trainval]
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Localisation: the devkit's validation image set (none: the schedule watches the
+    /// training loss).
+    #[arg(long)]
+    pub val_split: Option<String>,
     /// Configuration (default with --init pretrained: the checkpoint's).
     #[arg(long, value_parser = Choice::<ConfigName>::new())]
     pub config: Option<ConfigName>,
@@ -186,6 +202,18 @@ impl TryFrom<&TrainArgs> for TrainValidParams {
         if let Some(c) = a.config {
             p = p.config(Some(c));
         }
+        if let Some(t) = a.task {
+            p = p.task(t);
+        }
+        if let Some(r) = a.regression {
+            p = p.regression(r);
+        }
+        if let Some(s) = &a.split {
+            p = p.voc_split(s.clone());
+        }
+        if let Some(v) = &a.val_split {
+            p = p.val_split(Some(v.clone()));
+        }
         if let Some(e) = a.engine {
             p = p.engine(e);
         }
@@ -223,14 +251,46 @@ impl TryFrom<&TrainArgs> for TrainValidParams {
     }
 }
 
-fn epoch_line(m: &EpochMetrics) {
-    println!(
-        "epoch {:>3}  loss {:.4}  train err {:.3}  val top-1 err {:.3}  top-5 err {:.3}  lr {:.0e}  {:.1} s",
-        m.epoch, m.train_loss, m.train_top1_err, m.val_top1_err, m.val_top5_err, m.lr, m.seconds
-    );
+fn epoch_line(m: &EpochMetrics, task: Task) {
+    match task {
+        Task::Classify => println!(
+            "epoch {:>3}  loss {:.4}  train err {:.3}  val top-1 err {:.3}  top-5 err {:.3}  lr {:.0e}  {:.1} s",
+            m.epoch,
+            m.train_loss,
+            m.train_top1_err,
+            m.val_top1_err,
+            m.val_top5_err,
+            m.lr,
+            m.seconds
+        ),
+        Task::Localise => println!(
+            "epoch {:>3}  box loss {:.4}  train box miss {:.3}  val loc err (gt class) {:.3}  lr {:.0e}  {:.1} s",
+            m.epoch, m.train_loss, m.train_top1_err, m.val_top1_err, m.lr, m.seconds
+        ),
+    }
 }
 
-fn print_summary(s: &TrainSummary) {
+fn print_summary(s: &TrainSummary, task: Task) {
+    if task == Task::Localise {
+        println!(
+            "done: {} epochs{} in {:.1} min; best validation localisation error (gt class, \
+             central crop) {:.3} (epoch {})",
+            s.epochs,
+            s.stopped
+                .as_ref()
+                .map(|r| format!(" (stopped: {r})"))
+                .unwrap_or_default(),
+            s.seconds / 60.0,
+            s.best_top1_err,
+            s.best_epoch
+        );
+        println!(
+            "weights: {} (latest), {} (best)",
+            s.latest.display(),
+            s.best.display()
+        );
+        return;
+    }
     println!(
         "done: {} epochs{} in {:.1} min; best validation top-1 error {:.3}, top-5 error {:.3} \
          (epoch {})",
@@ -256,11 +316,6 @@ pub fn run(a: TrainArgs) -> Result<u8> {
     vggfeat::train::keep_freed_memory();
     let params = TrainValidParams::try_from(&a)?;
     let quiet = a.quiet;
-    let on_epoch = move |m: &EpochMetrics| {
-        if !quiet {
-            epoch_line(m)
-        }
-    };
     let progress = Shown::visible(!a.no_progress);
     let mut t = match params.init() {
         Init::Resume(dir) => {
@@ -298,7 +353,30 @@ pub fn run(a: TrainArgs) -> Result<u8> {
             t
         }
     };
+    let task = t.record().params.task();
+    if !t.problems().is_empty() {
+        eprintln!(
+            "{} annotation problem(s) (every one in {}):",
+            t.problems().len(),
+            t.dir().root.join("problems.txt").display()
+        );
+        for p in t.problems().iter().take(10) {
+            eprintln!("  {p}");
+        }
+    }
+    let on_epoch = move |m: &EpochMetrics| {
+        if !quiet {
+            epoch_line(m, task)
+        }
+    };
     let summary = t.run(&progress, on_epoch)?;
-    print_summary(&summary);
+    print_summary(&summary, task);
+    if !t.problems().is_empty() {
+        eprintln!(
+            "not used or odd: {} annotation problem(s), listed in {}",
+            t.problems().len(),
+            t.dir().root.join("problems.txt").display()
+        );
+    }
     Ok(EXIT_OK)
 }
