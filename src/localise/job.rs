@@ -412,7 +412,7 @@ fn load_localiser(src: &LocSource, p: &LocaliseValidParams) -> Result<Localiser>
         .ok_or_else(|| Error::NotVgg {
             path: file.clone(),
             reason: format!(
-                "no `{}` metadata: not a localisation net (train one with --task localise)",
+                "no `{}` metadata: not a localisation net (one trained with the localise task)",
                 meta::BOX_HEAD
             ),
         })?

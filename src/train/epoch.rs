@@ -32,16 +32,19 @@ impl Trainer {
         let e = self.state.epoch + 1;
         let lr = self.opt.lr();
         let (train_loss, train_top1_err) = self.train_epoch(e, progress)?;
-        let (val_top1_err, val_top5_err) = self.validate()?;
-        // What the schedule watches: the validation error, or a localisation run without
-        // validation images its training loss.
-        let watched = |m: (f64, f64)| if m.0.is_nan() { m.1 } else { m.0 };
-        let now = watched((val_top1_err, train_loss));
-        let improved = self
-            .state
-            .history
-            .iter()
-            .all(|m| now < watched((m.val_top1_err, m.train_loss)));
+        let (val_top1_err, val_top5_err, val_iou) = self.validate()?;
+        let mut m = EpochMetrics {
+            epoch: e,
+            train_loss,
+            train_top1_err,
+            val_top1_err,
+            val_top5_err,
+            val_iou,
+            lr,
+            seconds: 0.0,
+        };
+        let now = m.watched();
+        let improved = self.state.history.iter().all(|h| now < h.watched());
         match self.state.schedule.observe(now) {
             Decision::Continue => {}
             Decision::Decreased(new_lr) => self.opt.set_lr(new_lr)?,
@@ -54,15 +57,6 @@ impl Trainer {
             }
         }
         self.state.epoch = e;
-        let mut m = EpochMetrics {
-            epoch: e,
-            train_loss,
-            train_top1_err,
-            val_top1_err,
-            val_top5_err,
-            lr,
-            seconds: 0.0,
-        };
         self.state.history.push(m.clone());
         self.save(improved, t0)?;
         m.seconds = self.state.history.last().expect("pushed").seconds;
@@ -176,18 +170,18 @@ impl Trainer {
 
     /// Top-1 and top-5 error on the validation split, dense evaluation at the test scale; for
     /// localisation, the ground-truth-class localisation error on the central crop at the test
-    /// scale and NaN (NaN and NaN without validation images).
-    fn validate(&self) -> Result<(f64, f64)> {
+    /// scale, NaN and the mean IoU (NaN, NaN, None without validation images).
+    fn validate(&self) -> Result<(f64, f64, Option<f64>)> {
         let vgg = Vgg::new(self.net.snapshot()?, &self.device, Engine::Auto)?;
         let q = self.record.resolved.test_scale;
         check_scale(&vgg, q)?;
         let norm = self.record.resolved.preprocess;
         if let Some(b) = &self.boxes {
             if self.split.test.is_empty() {
-                return Ok((f64::NAN, f64::NAN));
+                return Ok((f64::NAN, f64::NAN, None));
             }
-            let err = b.validate(&vgg, &self.ds, &self.split, q, norm, &self.decode)?;
-            return Ok((err, f64::NAN));
+            let (err, iou) = b.validate(&vgg, &self.ds, &self.split, q, norm, &self.decode)?;
+            return Ok((err, f64::NAN, Some(iou)));
         }
         let ranks: Vec<usize> = self
             .split
@@ -199,6 +193,6 @@ impl Trainer {
                 Ok(label_rank(&class_probs(&vgg, &img, q, norm)?, label))
             })
             .collect::<Result<_>>()?;
-        Ok((top_k_error(&ranks, 1)?, top_k_error(&ranks, 5)?))
+        Ok((top_k_error(&ranks, 1)?, top_k_error(&ranks, 5)?, None))
     }
 }

@@ -12,7 +12,7 @@ use crate::util::write_atomic;
 /// names and hold that task's figures: `train_loss` the Euclidean box loss, `train_top1_err` the
 /// share of training samples whose predicted box overlaps its target by IoU <= 0.5,
 /// `val_top1_err` the ground-truth-class localisation error on the central crop (NaN without
-/// validation images), `val_top5_err` NaN.
+/// validation images), `val_top5_err` NaN; [`EpochMetrics::val_iou`] is theirs alone.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochMetrics {
     /// Epoch number, from 1.
@@ -27,10 +27,28 @@ pub struct EpochMetrics {
     /// Validation top-5 error.
     #[serde(deserialize_with = "null_as_nan")]
     pub val_top5_err: f64,
+    /// A localisation run's validation mean IoU: per validation image and ground-truth class,
+    /// the best overlap of the box predicted for that class (central crop) with that class's
+    /// boxes, averaged. The schedule and the best checkpoint watch `1 - val_iou`, a continuous
+    /// version of the localisation error. `None` for classification.
+    #[serde(default)]
+    pub val_iou: Option<f64>,
     /// Learning rate used during the epoch.
     pub lr: f64,
     /// Wall-clock seconds of the epoch (training, validation and saving).
     pub seconds: f64,
+}
+
+impl EpochMetrics {
+    /// What the schedule and the best checkpoint watch: the validation top-1 error; for
+    /// localisation `1 - val_iou`; without validation images the training loss.
+    pub fn watched(&self) -> f64 {
+        match self.val_iou {
+            Some(iou) => 1.0 - iou,
+            None if self.val_top1_err.is_nan() => self.train_loss,
+            None => self.val_top1_err,
+        }
+    }
 }
 
 /// Reads a number that JSON wrote as `null` (serde_json writes NaN so) as NaN.
@@ -43,34 +61,27 @@ pub const CSV_HEADER: &str = "epoch,train_loss,train_top1_err,val_top1_err,val_t
 
 /// The CSV header of [`write_csv`] for a localisation run.
 pub const CSV_HEADER_LOCALISE: &str =
-    "epoch,train_loss,train_box_miss,val_gt_class_loc_err,lr,seconds";
+    "epoch,train_loss,train_box_miss,val_gt_class_loc_err,val_mean_iou,lr,seconds";
 
 /// Writes the history as CSV (errors as fractions in [0, 1]), atomically; a localisation run's
 /// with [`CSV_HEADER_LOCALISE`]'s columns.
 pub fn write_csv(history: &[EpochMetrics], localise: bool, path: &Path) -> Result<()> {
-    if localise {
-        let mut s = String::from(CSV_HEADER_LOCALISE);
-        s.push('\n');
-        for m in history {
-            s.push_str(&format!(
-                "{},{:.6},{:.6},{:.6},{:e},{:.3}\n",
-                m.epoch, m.train_loss, m.train_top1_err, m.val_top1_err, m.lr, m.seconds
-            ));
-        }
-        return write_atomic(path, s.as_bytes());
-    }
-    let mut s = String::from(CSV_HEADER);
+    let mut s = String::from(if localise {
+        CSV_HEADER_LOCALISE
+    } else {
+        CSV_HEADER
+    });
     s.push('\n');
     for m in history {
+        // The fifth column: the top-5 error, or a localisation run's mean IoU.
+        let fifth = if localise {
+            m.val_iou.unwrap_or(f64::NAN)
+        } else {
+            m.val_top5_err
+        };
         s.push_str(&format!(
             "{},{:.6},{:.6},{:.6},{:.6},{:e},{:.3}\n",
-            m.epoch,
-            m.train_loss,
-            m.train_top1_err,
-            m.val_top1_err,
-            m.val_top5_err,
-            m.lr,
-            m.seconds
+            m.epoch, m.train_loss, m.train_top1_err, m.val_top1_err, fifth, m.lr, m.seconds
         ));
     }
     write_atomic(path, s.as_bytes())
@@ -135,6 +146,9 @@ fn draw(
     let series: &[Series] = if localise {
         &[
             ("val loc. error (gt class)", RED, |m| m.val_top1_err),
+            ("val 1 - mean IoU", BLUE, |m| {
+                1.0 - m.val_iou.unwrap_or(f64::NAN)
+            }),
             ("train box miss", GREEN, |m| m.train_top1_err),
         ]
     } else {
@@ -177,6 +191,7 @@ mod tests {
                 train_top1_err: 0.5,
                 val_top1_err: 0.6 - 0.1 * e as f64,
                 val_top5_err: 0.2,
+                val_iou: Some(0.25),
                 lr: 0.01,
                 seconds: 1.5,
             })
@@ -193,7 +208,7 @@ mod tests {
         let csv = std::fs::read_to_string(d.path().join("l.csv")).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], CSV_HEADER_LOCALISE);
-        assert_eq!(lines[3], "3,0.666667,0.500000,0.300000,1e-2,1.500");
+        assert_eq!(lines[3], "3,0.666667,0.500000,0.300000,0.250000,1e-2,1.500");
         plot_svg(&h, true, "run", &d.path().join("l.svg")).unwrap();
         let svg = std::fs::read_to_string(d.path().join("l.svg")).unwrap();
         assert!(svg.contains("box miss") && !svg.contains("top-5"));

@@ -573,6 +573,10 @@ pub struct Resolved {
     /// classes), one `path: reason` per entry; also in the run folder's `problems.txt`.
     #[serde(default)]
     pub problems: Vec<String>,
+    /// Localisation: fc8's initial biases, the mean training box per class (PCR) or overall
+    /// (SCR), as centre x, centre y, width, height in units of the crop; empty otherwise.
+    #[serde(default)]
+    pub box_bias: Vec<[f32; 4]>,
     /// vggfeat's version.
     pub version: String,
 }

@@ -126,13 +126,27 @@ impl Trainer {
             fc6_kernel: (params.crop / 32) as usize,
             classes: boxes.as_ref().map_or(split.classes.len(), BoxData::outputs),
         };
-        let (w, init_report) = net::initial_weights(
+        let (mut w, init_report) = net::initial_weights(
             &params.init,
             source.as_ref(),
             shape,
             params.init_scheme,
             params.seed,
         )?;
+        // Localisation: a random fc8 starts at the mean training box (train::localise).
+        let mut box_bias = Vec::new();
+        if let Some(b) = &boxes
+            && init_report.random.iter().any(|l| l == "fc8")
+        {
+            box_bias = b.mean_targets(params.scale.default_test_scale(), params.crop);
+            let fc8 = w
+                .head
+                .as_mut()
+                .and_then(|h| h.fc8.as_mut())
+                .ok_or_else(|| Error::Internal("a localisation net without fc8".into()))?;
+            let flat: Vec<f32> = box_bias.iter().flatten().copied().collect();
+            fc8.bias = candle_core::Tensor::from_vec(flat, fc8.bias.shape(), fc8.bias.device())?;
+        }
         let norm = params
             .preprocess
             .map_or_else(|| expected_normalization(&w).map(|n| n.0), Ok)?;
@@ -190,6 +204,7 @@ impl Trainer {
             trainable_params: net.params().iter().map(|p| p.var.elem_count()).sum(),
             split: split_params,
             problems: boxes.as_ref().map_or_else(Vec::new, |b| b.problems.clone()),
+            box_bias,
             version: env!("CARGO_PKG_VERSION").into(),
         };
         let record = RunRecord { params, resolved };
@@ -364,12 +379,11 @@ impl Trainer {
     }
 
     fn summary(&self) -> Summary {
-        // NaN (a localisation run without validation images) sorts above every error.
         let best = self
             .state
             .history
             .iter()
-            .min_by(|a, b| a.val_top1_err.total_cmp(&b.val_top1_err));
+            .min_by(|a, b| a.watched().total_cmp(&b.watched()));
         Summary {
             dir: self.dir.root.clone(),
             latest: self.dir.model(),
