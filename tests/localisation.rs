@@ -316,6 +316,41 @@ fn a_localisation_run_reports_bad_annotations_and_resumes_exactly() {
         info.contains("box head:      pcr, per-class regression"),
         "{info}"
     );
+    // A per-class localiser has no box for a class it was not trained on: said, and missed.
+    let green = d.path().join("green");
+    for dir in ["JPEGImages", "Annotations", "ImageSets/Main"] {
+        std::fs::create_dir_all(green.join(dir)).unwrap();
+    }
+    std::fs::copy(
+        kit.join("JPEGImages/val00.png"),
+        green.join("JPEGImages/g.png"),
+    )
+    .unwrap();
+    std::fs::write(
+        green.join("Annotations/g.xml"),
+        "<annotation><filename>g.png</filename><size><width>64</width><height>48</height>\
+         </size><object><name>green</name><bndbox><xmin>10</xmin><ymin>10</ymin><xmax>30</xmax>\
+         <ymax>30</ymax></bndbox></object></annotation>",
+    )
+    .unwrap();
+    std::fs::write(green.join("ImageSets/Main/test.txt"), "g\n").unwrap();
+    let p = vggfeat::LocaliseParams::new()
+        .input(&green)
+        .out(d.path().join("green-out"))
+        .localisers(vec![vggfeat::localise::LocSource::Net(one.clone())])
+        .gt_class(true)
+        .scales(vec![48])
+        .check()
+        .unwrap();
+    let r = vggfeat::localise(&p, &Silent).unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("no box for class `green` (1 objects)")),
+        "{:?}",
+        r.problems
+    );
+    assert_eq!(r.localisation_error.unwrap().gt_class, Some(1.0));
     // Options of the other task are refused, naming them.
     let e = loc_builder(&kit, &d.path().join("x"), 1)
         .max_classes(Some(3))

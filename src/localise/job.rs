@@ -657,6 +657,27 @@ pub fn localise(p: &LocaliseValidParams, progress: &dyn Progress) -> Result<Loca
             intern(n);
         }
     }
+    // Ground-truth classes a per-class localiser has no box for: their objects count as missed.
+    let truth_classes: BTreeSet<usize> = truths_of.iter().flatten().map(|t| t.class).collect();
+    for (l, src) in locs.iter().zip(&p.localisers) {
+        if let Localiser::Net {
+            regression: Regression::Pcr,
+            classes,
+            ..
+        } = l
+        {
+            for &c in &truth_classes {
+                if !classes.contains(&names[c]) {
+                    let n = truths_of.iter().flatten().filter(|t| t.class == c).count();
+                    problems.push(format!(
+                        "{src}: no box for class `{}` ({n} objects); they count as missed unless \
+                         another localiser has one",
+                        names[c]
+                    ));
+                }
+            }
+        }
+    }
     let decode = DecodeOptions::default();
     progress.begin("localise", "images", images.len() as u64);
     let results: Vec<std::result::Result<Done, String>> = images
