@@ -8,7 +8,7 @@
 #   bash scripts/bench_localisation.sh [OUT]
 #
 # OUT (default results/localisation) gets table.md (every row, with timings), commands.txt
-# (every command run), and per row the localise output folder's metrics.json and table.md;
+# (every command run, relative to the repository root, the scratch folder written $WORK), and per row the localise output folder's metrics.json and table.md;
 # the run folders (metrics.csv, params.json, problems.txt) are copied without their weights.
 # Environment: WORK (scratch, default ${TMPDIR:-/tmp}/vggfeat-loc-bench), CALTECH (default
 # ../shared/datasets/caltech101/101_ObjectCategories), HED (default
@@ -29,8 +29,12 @@ tdir="${CARGO_TARGET_DIR:-$root/target}/release"
 v="$tdir/vggfeat"
 kit="$work/composites"
 : > "$out/commands.txt"
-run() { # logs the command, runs it, prints its wall seconds
-    echo "$*" >> "$out/commands.txt"
+run() { # logs the command (machine paths shortened: $ROOT, $WORK), runs it, prints its seconds
+    local line="$*"
+    line="${line//$work/\$WORK}"
+    line="${line//$root\/..\//../}"
+    line="${line//$root\//}"
+    echo "$line" >> "$out/commands.txt"
     local t0; t0=$(date +%s.%N)
     "$@" > "$work/last.log" 2>&1 || { cat "$work/last.log"; exit 1; }
     echo "$(date +%s.%N) - $t0" | bc
@@ -53,6 +57,7 @@ for head in scr pcr; do
     train_s[$head]=$(run "$v" train "$kit" --regression "$head" "${common[@]}" -o "$work/$head")
     mkdir -p "$out/runs/$head"
     cp "$work/$head"/{metrics.csv,metrics.svg,params.json,problems.txt,boxes.csv} "$out/runs/$head/"
+    sed -i "s#$work#\$WORK#g; s#$root/\.\./#../#g; s#$root/##g" "$out/runs/$head"/{params.json,problems.txt}
     echo "$head: trained in ${train_s[$head]} s; $(tail -1 "$work/$head/metrics.csv")"
 done
 {
@@ -71,6 +76,7 @@ print(f\"{m['images']} | {100*m['localisation_error']['gt_class']:.1f}\")" "$dir
     echo "| $name | $protocol | $scales | $e | $(printf %.1f "$s") |" >> "$out/table.md"
     mkdir -p "$out/rows/$slug"
     cp "$dir"/{metrics.json,table.md} "$out/rows/$slug/"
+    sed -i "s#$work#\$WORK#g; s#$root/\.\./#../#g; s#$root/##g" "$out/rows/$slug"/{metrics.json,table.md}
     [ "$pictures" = 0 ] || cp -r "$dir/pictures" "$out/rows/$slug/"
     echo "$name $protocol $scales: $e"
 }
