@@ -704,15 +704,20 @@ pub fn localise(p: &LocaliseValidParams, progress: &dyn Progress) -> Result<Loca
                     let k = (classifiers.len() * class_scales.len()) as f64;
                     Some(sum.iter().map(|s| (s / k) as f32).collect())
                 };
-                let best_box = |class: &str, score: f64| -> Option<(f64, Rect)> {
-                    let raw = pooled_boxes(&locs, &windows, &img, class);
-                    let boxes: Vec<ScoredBox> = raw
-                        .into_iter()
-                        .map(|rect| ScoredBox { rect, score })
-                        .collect();
-                    greedy_merge(&boxes, p.merge_iou)
-                        .first()
-                        .map(|m| (m.score, m.rect))
+                // A class's boxes share one rating, so its merge does not depend on it: each
+                // class is merged once (votes of 1), its best group rated `score x members`.
+                let mut merged: HashMap<String, Option<(usize, Rect)>> = HashMap::new();
+                let mut best_box = |class: &str, score: f64| -> Option<(f64, Rect)> {
+                    let m = merged.entry(class.to_string()).or_insert_with(|| {
+                        let boxes: Vec<ScoredBox> = pooled_boxes(&locs, &windows, &img, class)
+                            .into_iter()
+                            .map(|rect| ScoredBox { rect, score: 1.0 })
+                            .collect();
+                        greedy_merge(&boxes, p.merge_iou)
+                            .first()
+                            .map(|m| (m.members, m.rect))
+                    });
+                    m.map(|(n, rect)| (score * n as f64, rect))
                 };
                 let mut rows = Vec::new();
                 let mut guesses = Vec::new();
