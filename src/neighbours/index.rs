@@ -526,7 +526,7 @@ fn measure_recall(
     let mut picked = sample(&mut rng, rows, nq).into_vec();
     picked.sort_unstable();
     // The drawn rows' vectors, from the store.
-    let positions = super::entry_positions(store, &picked);
+    let positions = super::EntryPositions::of(store).of_rows(&picked);
     let layout = store.manifest.layout();
     let mut q = Vec::with_capacity(nq * dim);
     for floats in store.floats_at(&positions)? {
@@ -547,10 +547,11 @@ fn measure_recall(
     let exact_ms = t.elapsed().as_secs_f64() * 1e3 / nq as f64;
 
     let t = Instant::now();
+    let file = p.out.join(INDEX_FILE);
     let rows_found: Vec<Vec<usize>> = picked
         .par_iter()
         .zip(q.par_chunks(dim))
-        .map(|(&own, v)| candidates(index, v, k, Some(own)))
+        .map(|(&own, v)| candidates(index, &file, v, k, Some(own)))
         .collect::<Result<_>>()?;
     let index_ms = t.elapsed().as_secs_f64() * 1e3 / nq as f64;
     let found = rescore(store, p.aggregate, nets, &q, &rows_found, k)?;
@@ -597,9 +598,11 @@ pub(crate) fn recall_of(exact: &[(usize, f32)], found: &[(usize, f32)]) -> f64 {
 pub const OVERSAMPLE: usize = 2;
 
 /// The graph's [`OVERSAMPLE`] x `k` best rows for the unit vector `q`, leaving out `exclude`, in
-/// the graph's order ([`rescore`] keeps the best `k`).
+/// the graph's order ([`rescore`] keeps the best `k`). `file` is the index's file, named in an
+/// error.
 pub(crate) fn candidates(
     index: &usearch::Index,
+    file: &Path,
     q: &[f32],
     k: usize,
     exclude: Option<usize>,
@@ -607,7 +610,7 @@ pub(crate) fn candidates(
     let k = OVERSAMPLE * k;
     let want = k + usize::from(exclude.is_some());
     let m = index.search(q, want).map_err(|e| Error::Data {
-        path: PathBuf::from(INDEX_FILE),
+        path: file.to_path_buf(),
         reason: format!("search failed: {e}"),
     })?;
     Ok(m.keys
@@ -643,12 +646,13 @@ pub(crate) fn rescore(
         queries.len() / cands.len()
     };
     let mut out = Vec::with_capacity(cands.len());
+    let positions = super::EntryPositions::of(store);
     for (qs, cs) in queries
         .chunks(RESCORE_QUERIES * dim)
         .zip(cands.chunks(RESCORE_QUERIES))
     {
         let rows: Vec<usize> = cs.iter().flatten().copied().collect();
-        let floats = store.floats_at(&super::entry_positions(store, &rows))?;
+        let floats = store.floats_at(&positions.of_rows(&rows))?;
         let mut at = 0;
         for (q, c) in qs.chunks(dim).zip(cs) {
             let mut scored = Vec::with_capacity(c.len());

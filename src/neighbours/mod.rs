@@ -398,17 +398,28 @@ pub(crate) fn searchable_rows(store: &StoreStream, path: &Path) -> Result<usize>
     Ok(rows)
 }
 
-/// The positions in [`StoreStream::entries`] of the given rows (indices among the successful
-/// records), in the order given.
-pub(crate) fn entry_positions(store: &StoreStream, rows: &[usize]) -> Vec<usize> {
-    let ok: Vec<usize> = store
-        .entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.failure.is_none())
-        .map(|(i, _)| i)
-        .collect();
-    rows.iter().map(|&r| ok[r]).collect()
+/// Where each successful row (an index among the successful records) sits in
+/// [`StoreStream::entries`]; built once per search, not per batch of rows read back.
+pub(crate) struct EntryPositions(Vec<usize>);
+
+impl EntryPositions {
+    /// The positions of `store`'s successful records.
+    pub(crate) fn of(store: &StoreStream) -> Self {
+        Self(
+            store
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.failure.is_none())
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// The entry positions of `rows`, in the order given.
+    pub(crate) fn of_rows(&self, rows: &[usize]) -> Vec<usize> {
+        rows.iter().map(|&r| self.0[r]).collect()
+    }
 }
 
 /// Streams a store's successful rows, aggregated (`how`, `nets`; `dim` floats each), to `each`
@@ -562,12 +573,13 @@ pub fn neighbours(p: &NeighboursValidParams, progress: &dyn Progress) -> Result<
         }
         Some(dir) => {
             let open = index::open_for(dir, &store, p.aggregate, &nets, dim, p.expansion)?;
+            let index_file = dir.join(index::INDEX_FILE);
             progress.begin("neighbours (index)", "queries", nq as u64);
             let cands: Vec<Vec<usize>> = q
                 .par_chunks(dim)
                 .zip(&exclude)
                 .map(|(v, &ex)| {
-                    let c = index::candidates(&open.index, v, p.k, ex);
+                    let c = index::candidates(&open.index, &index_file, v, p.k, ex);
                     progress.advance(1);
                     c
                 })
