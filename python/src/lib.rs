@@ -679,6 +679,58 @@ fn build_index(
     Ok((json, r.warnings))
 }
 
+/// Localises objects with the paper's box-regression nets (`vggfeat localise`): OUT gets
+/// boxes.csv, metrics.json (a labelled devkit), table.md, problems.txt and pictures/. Returns
+/// the report as a JSON string.
+#[pyfunction]
+#[pyo3(signature = (input, out, localisers, classifiers, protocol, scales, gt_class, split,
+                    merge_iou, flip, pictures, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn localise(
+    py: Python<'_>,
+    input: PathBuf,
+    out: PathBuf,
+    localisers: Vec<String>,
+    classifiers: Vec<PathBuf>,
+    protocol: &str,
+    scales: Vec<u32>,
+    gt_class: bool,
+    split: String,
+    merge_iou: f64,
+    flip: bool,
+    pictures: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let localisers = localisers
+        .iter()
+        .map(|l| l.parse::<vggfeat::localise::LocSource>())
+        .collect::<vggfeat::Result<Vec<_>>>()
+        .map_err(py_err)?;
+    let params = vggfeat::LocaliseParams::new()
+        .input(input)
+        .out(out)
+        .localisers(localisers)
+        .classifiers(classifiers)
+        .protocol(
+            protocol
+                .parse::<vggfeat::localise::LocProtocol>()
+                .map_err(py_err)?,
+        )
+        .scales(scales)
+        .gt_class(gt_class)
+        .voc_split(split)
+        .merge_iou(merge_iou)
+        .flip(flip)
+        .pictures(pictures)
+        .check()
+        .map_err(py_err)?;
+    let obs = observer(progress);
+    let r = py
+        .detach(|| vggfeat::localise(&params, obs.as_ref()))
+        .map_err(py_err)?;
+    serde_json::to_string(&r).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 /// The module.
 #[pymodule]
 fn _vggfeat(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -690,6 +742,7 @@ fn _vggfeat(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decision_function, m)?)?;
     m.add_function(wrap_pyfunction!(neighbours, m)?)?;
     m.add_function(wrap_pyfunction!(build_index, m)?)?;
+    m.add_function(wrap_pyfunction!(localise, m)?)?;
     let py = m.py();
     m.add("ImageError", py.get_type::<ImageError>())?;
     m.add("CheckpointError", py.get_type::<CheckpointError>())?;

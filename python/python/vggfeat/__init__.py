@@ -29,6 +29,7 @@ __all__ = [
     "Extractor",
     "Store",
     "info",
+    "localise",
     "ImageError",
     "CheckpointError",
     "StoreError",
@@ -44,6 +45,56 @@ def info(weights: "os.PathLike[str] | str") -> dict:
     """Describes a checkpoint: configuration, layer table with shapes, parameter count, expected
     preprocessing (the dict of ``vggfeat info --json``)."""
     return json.loads(_vggfeat.info_json(os.fspath(weights)))
+
+
+def localise(
+    input: "os.PathLike[str] | str",
+    loc: "Sequence[os.PathLike[str] | str] | os.PathLike[str] | str",
+    out: "os.PathLike[str] | str",
+    classifiers: Sequence["os.PathLike[str] | str"] = (),
+    protocol: str = "center",
+    scales: Sequence[int] = (),
+    gt_class: bool = False,
+    split: str = "test",
+    merge_iou: float = 0.5,
+    flip: bool = True,
+    pictures: int = 8,
+    progress: Any = None,
+) -> dict:
+    """Localises objects with the paper's box-regression nets, as ``vggfeat localise`` does.
+
+    ``input``: a VOC-format devkit (scored against its boxes, image set ``split``) or any input
+    the extractor reads (boxes only). ``loc``: localisers, each a checkpoint or run folder of
+    ``vggfeat train --task localise``, or ``"baseline:SPLIT"`` (the mean box of a devkit set at
+    the image centre); their boxes are pooled before merging. ``classifiers``: classification
+    checkpoints ranking the classes (top-1 / top-5) and rating the boxes. ``protocol``:
+    ``"center"`` (the central crop) or ``"dense"`` (every window, merged with OverFeat's greedy
+    merging at ``merge_iou``). ``scales``: test scales (default each localiser's own).
+    ``gt_class``: the box of the ground-truth class (protocol 1's variant). ``out`` gets
+    boxes.csv, metrics.json, table.md, problems.txt and ``pictures`` SVG pictures.
+
+    Returns the report: ``images``, ``pairs``, ``localisation_error`` (``gt_class``, ``top1``,
+    ``top5``; ``None`` without ground truth), ``problems`` (every image or annotation not used,
+    and why) and ``seconds``. A bad value is a ``ValueError`` naming the keyword; an unreadable
+    checkpoint a ``CheckpointError``."""
+    if isinstance(loc, (str, os.PathLike)):
+        loc = [loc]
+    return json.loads(
+        _vggfeat.localise(
+            os.fspath(input),
+            os.fspath(out),
+            [os.fspath(l) for l in loc],
+            [os.fspath(c) for c in classifiers],
+            protocol,
+            [int(s) for s in scales],
+            bool(gt_class),
+            split,
+            float(merge_iou),
+            bool(flip),
+            int(pictures),
+            _progress(progress),
+        )
+    )
 
 
 def _image(item: Any, i: int) -> Any:
