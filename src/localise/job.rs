@@ -37,7 +37,7 @@ use super::head::Regression;
 use super::merge::{ScoredBox, greedy_merge};
 use super::metric::{Guess, Truth, gt_class_error, localisation_error};
 use super::predict::{WindowBoxes, centre_crop_boxes, dense_boxes, window_side};
-use crate::classify::{check_scale, class_probs};
+use crate::classify::{ClassNet, Evaluation, check_scale, posteriors};
 use crate::dataset::annotation::{Annotation, image_path, read_devkit};
 use crate::dataset::{Dataset, Item};
 use crate::error::{Error, Param, Result};
@@ -678,6 +678,19 @@ pub fn localise(p: &LocaliseValidParams, progress: &dyn Progress) -> Result<Loca
             }
         }
     }
+    // The classifiers' posteriors: dense, averaged over the scales and the nets (classify's).
+    let class_nets: Vec<ClassNet<'_>> = classifiers
+        .iter()
+        .map(|c| ClassNet {
+            net: &c.vgg,
+            norm: c.norm,
+        })
+        .collect();
+    let class_eval = Evaluation {
+        scales: class_scales,
+        dense: true,
+        crops: None,
+    };
     let decode = DecodeOptions::default();
     progress.begin("localise", "images", images.len() as u64);
     let results: Vec<std::result::Result<Done, String>> = images
@@ -689,20 +702,10 @@ pub fn localise(p: &LocaliseValidParams, progress: &dyn Progress) -> Result<Loca
                 let img = load_item(item, &decode)?;
                 let windows = windows_of(&locs, &img, p.protocol, p.flip)?;
                 // The classifiers' ranking of classes.
-                let probs: Option<Vec<f32>> = if classifiers.is_empty() {
+                let probs = if class_nets.is_empty() {
                     None
                 } else {
-                    let mut sum = vec![0f64; classifiers[0].classes.len()];
-                    for c in &classifiers {
-                        for &q in &class_scales {
-                            for (s, v) in sum.iter_mut().zip(class_probs(&c.vgg, &img, q, c.norm)?)
-                            {
-                                *s += f64::from(v);
-                            }
-                        }
-                    }
-                    let k = (classifiers.len() * class_scales.len()) as f64;
-                    Some(sum.iter().map(|s| (s / k) as f32).collect())
+                    Some(posteriors(&class_nets, &img, &class_eval)?)
                 };
                 // A class's boxes share one rating, so its merge does not depend on it: each
                 // class is merged once (votes of 1), its best group rated `score x members`.
