@@ -358,7 +358,11 @@ fn run_options(p: &LocaliseValidParams) -> RunOptions {
     }
 }
 
-fn load_localiser(src: &LocSource, p: &LocaliseValidParams) -> Result<Localiser> {
+fn load_localiser(
+    src: &LocSource,
+    p: &LocaliseValidParams,
+    device: &candle_core::Device,
+) -> Result<Localiser> {
     let path = match src {
         LocSource::Baseline(set) => {
             if !p.input.join("Annotations").is_dir() {
@@ -403,8 +407,7 @@ fn load_localiser(src: &LocSource, p: &LocaliseValidParams) -> Result<Localiser>
     } else {
         (path.clone(), None)
     };
-    let device = p.device.open()?;
-    let vgg = Vgg::load_with(&file, &device, run_options(p))?;
+    let vgg = Vgg::load_with(&file, device, run_options(p))?;
     let w = vgg.weights();
     let regression: Regression = w
         .metadata
@@ -532,12 +535,12 @@ pub fn localise(p: &LocaliseValidParams, progress: &dyn Progress) -> Result<Loca
     std::fs::create_dir_all(&p.out).map_err(|e| Error::io(&p.out, e))?;
     let labelled = p.input.join("Annotations").is_dir();
     // The nets first: a wrong file fails before any image is read.
+    let device = p.device.open()?;
     let locs = p
         .localisers
         .iter()
-        .map(|l| load_localiser(l, p))
+        .map(|l| load_localiser(l, p, &device))
         .collect::<Result<Vec<_>>>()?;
-    let device = p.device.open()?;
     let classifiers = p
         .classifiers
         .iter()
