@@ -182,6 +182,10 @@ params! {
     InitScheme => "init_scheme",
     /// Layers kept fixed.
     FreezeThrough => "freeze_through",
+    /// Augmented variants per training image whose frozen-prefix outputs are cached.
+    CacheFrozen => "cache_frozen",
+    /// Folder that keeps frozen caches between runs.
+    CacheDir => "cache_dir",
     /// Channel-width divisor.
     WidthDiv => "width_div",
     /// Width of fc6 and fc7.

@@ -2,7 +2,7 @@
 //! a resumed run equals an uninterrupted one bit for bit; checkpoints load as networks; the
 //! initialisations copy what they say; frozen layers stay fixed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -103,18 +103,20 @@ fn tensors(p: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
         .collect()
 }
 
-#[test]
-fn resuming_after_epoch_k_gives_the_weights_of_an_uninterrupted_run() {
-    let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("data");
-    util::synthetic_dataset(&data, 3, 8);
-    let (one, two) = (d.path().join("straight"), d.path().join("resumed"));
-    let straight = Trainer::new(tiny_params(&data, &one, 3))
+/// Runs `params` for 3 epochs straight and for 1 epoch then resumed to 3, in `d`'s folders
+/// `straight` and `resumed`, and asserts that both end bit for bit the same (weights, momentum
+/// buffers, best weights, metrics up to the timings); returns the two folders.
+fn assert_resume_is_exact(
+    d: &Path,
+    params: impl Fn(&Path, usize) -> TrainValidParams,
+) -> (PathBuf, PathBuf) {
+    let (one, two) = (d.join("straight"), d.join("resumed"));
+    let straight = Trainer::new(params(&one, 3))
         .unwrap()
         .run(&Silent, |_| {})
         .unwrap();
     assert_eq!(straight.epochs, 3);
-    Trainer::new(tiny_params(&data, &two, 1))
+    Trainer::new(params(&two, 1))
         .unwrap()
         .run(&Silent, |_| {})
         .unwrap();
@@ -122,7 +124,6 @@ fn resuming_after_epoch_k_gives_the_weights_of_an_uninterrupted_run() {
     assert_eq!(t.state().epoch, 1);
     let resumed = t.run(&Silent, |_| {}).unwrap();
     assert_eq!(resumed.epochs, 3);
-    // Bit-exact: the same weights, momentum buffers and metrics (up to the timings).
     for file in [
         "model.safetensors",
         "optimizer.safetensors",
@@ -143,6 +144,15 @@ fn resuming_after_epoch_k_gives_the_weights_of_an_uninterrupted_run() {
     };
     assert_eq!(strip(&one), strip(&two));
     assert_eq!(strip(&one).len(), 4);
+    (one, two)
+}
+
+#[test]
+fn resuming_after_epoch_k_gives_the_weights_of_an_uninterrupted_run() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    util::synthetic_dataset(&data, 3, 8);
+    let (one, _) = assert_resume_is_exact(d.path(), |out, e| tiny_params(&data, out, e));
     // The weights moved: training happened.
     let t0 = Trainer::new(tiny_params(&data, &d.path().join("init"), 1)).unwrap();
     let w0 = t0.net().snapshot().unwrap();
@@ -159,6 +169,77 @@ fn resuming_after_epoch_k_gives_the_weights_of_an_uninterrupted_run() {
     assert!(e.contains("params.json"), "{e}");
 }
 
+#[test]
+fn a_run_on_cached_frozen_outputs_resumes_exactly_and_trains_only_the_rest() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    util::synthetic_dataset(&data, 3, 8);
+    let cached = |out: &Path, e: usize| {
+        tiny_builder(&data, out, e)
+            .freeze_through(Some("pool3".parse().unwrap()))
+            .cache_frozen(3)
+            .cache_dir(Some(d.path().join("cache")))
+            .check()
+            .unwrap()
+    };
+    // The second run and the resumed one read the first one's saved cache (the same values it
+    // computed, so the key is the same): the runs stay bit-exact.
+    let (one, _) = assert_resume_is_exact(d.path(), cached);
+    let saved: Vec<PathBuf> = std::fs::read_dir(d.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let name = saved[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        name.starts_with("frozen-") && name.ends_with(".safetensors"),
+        "{name}"
+    );
+    // Another seed draws other variants: another key, another file.
+    let other = d.path().join("other");
+    let params = tiny_builder(&data, &other, 1)
+        .seed(6)
+        .freeze_through(Some("pool3".parse().unwrap()))
+        .cache_frozen(3)
+        .cache_dir(Some(d.path().join("cache")));
+    Trainer::new(params.check().unwrap())
+        .unwrap()
+        .run(&Silent, |_| {})
+        .unwrap();
+    assert_eq!(
+        std::fs::read_dir(d.path().join("cache")).unwrap().count(),
+        2
+    );
+    // A damaged cache file is an error naming it, not silently recomputed.
+    std::fs::write(&saved[0], b"not safetensors").unwrap();
+    let e = Trainer::new(cached(&d.path().join("damaged"), 1))
+        .unwrap()
+        .run(&Silent, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&name) && e.contains("delete it"), "{e}");
+    let t0 = Trainer::new(cached(&d.path().join("init"), 1)).unwrap();
+    let w0 = t0.net().snapshot().unwrap();
+    let a = tensors(&one.join("model.safetensors"));
+    // Frozen layers kept, the rest trained.
+    assert_eq!(a["features.0.weight"], vals(&w0.convs[0].weight));
+    assert_ne!(a["features.11.weight"], vals(&w0.convs[4].weight));
+    // Training on the cached variants is another run than augmenting afresh every epoch.
+    let fresh = d.path().join("fresh");
+    Trainer::new(
+        tiny_builder(&data, &fresh, 3)
+            .freeze_through(Some("pool3".parse().unwrap()))
+            .check()
+            .unwrap(),
+    )
+    .unwrap()
+    .run(&Silent, |_| {})
+    .unwrap();
+    assert_ne!(
+        a["features.11.weight"],
+        tensors(&fresh.join("model.safetensors"))["features.11.weight"]
+    );
+}
 #[test]
 fn the_checkpoint_is_a_network_that_info_and_classify_accept() {
     let d = tempfile::tempdir().unwrap();
@@ -366,7 +447,7 @@ fn frozen_layers_stay_fixed_while_the_rest_trains() {
 #[test]
 fn invalid_parameters_are_refused_with_reasons() {
     let ok = tiny_builder(Path::new("d"), Path::new("o"), 1);
-    let cases: [(TrainParams, &str); 6] = [
+    let cases: [(TrainParams, &str); 10] = [
         (ok.clone().crop(100), "multiple of 32"),
         (ok.clone().scale("24".parse().unwrap()), "below the crop"),
         (ok.clone().micro_batch(7), "micro-batch"),
@@ -374,6 +455,27 @@ fn invalid_parameters_are_refused_with_reasons() {
         (
             ok.clone().freeze_through(Some("conv1_2".parse().unwrap())),
             "no such layer",
+        ),
+        (
+            ok.clone().cache_frozen(2),
+            "invalid cache_frozen: caches the frozen layers",
+        ),
+        (
+            ok.clone().cache_dir(Some("c".into())),
+            "invalid cache_dir: keeps the frozen cache",
+        ),
+        (
+            ok.clone()
+                .freeze_through(Some("pool2".parse().unwrap()))
+                .cache_frozen(65),
+            "at most 64",
+        ),
+        (
+            ok.clone()
+                .freeze_through(Some("pool2".parse().unwrap()))
+                .cache_frozen(2)
+                .engine(Engine::Candle),
+            "needs the fast training backend",
         ),
         // A resumed run continues exactly: the parameter that would change it is named.
         (

@@ -83,13 +83,18 @@ pub(crate) struct StepResult {
 }
 
 /// A channels-last map (N, H, W, C).
-#[derive(Debug)]
-struct Map {
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    data: Vec<f32>,
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Map {
+    /// Images.
+    pub n: usize,
+    /// Rows.
+    pub h: usize,
+    /// Columns.
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+    /// The values, (N, H, W, C) row-major.
+    pub data: Vec<f32>,
 }
 
 /// `len` zeros, written by every thread: the step's buffers are reused freed memory
@@ -102,7 +107,7 @@ fn zeroed(len: usize) -> Vec<f32> {
 }
 
 impl Map {
-    fn zeros(n: usize, h: usize, w: usize, c: usize) -> Map {
+    pub(crate) fn zeros(n: usize, h: usize, w: usize, c: usize) -> Map {
         Map {
             n,
             h,
@@ -132,54 +137,129 @@ fn direct_first(l: &LayerRef, pad: usize) -> bool {
 /// crate on a body convolution.
 const PACKED_MIN_COUT: usize = NR / 2;
 
-/// One training step: `x` is an NCHW batch (n, 3, s, s) with `s = 32 * fc6 kernel`, `targets`
-/// what its outputs should be; the loss's gradient is scaled by `scale` (a micro-batch's share of the batch).
-/// With a generator, dropout `p` applies after the steps the plan marks, drawing one value per
-/// unit in (image, channel) order, as the candle path does.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn step(
+/// What a step starts from.
+#[derive(Debug)]
+pub(crate) enum Input<'a> {
+    /// An NCHW batch (n, 3, s, s) with `s = 32 * fc6 kernel`.
+    Images {
+        /// The pixels.
+        x: &'a [f32],
+        /// Images.
+        n: usize,
+        /// Side.
+        s: usize,
+    },
+    /// What [`frozen_prefix`] computed for such a batch: the input of the first trainable layer.
+    Frozen(Map),
+}
+
+/// The step of the first trainable layer: where the backward stops, and what a frozen prefix's
+/// output feeds.
+fn first_trainable(plan: &Plan, layers: &[LayerRef]) -> Result<usize> {
+    plan.steps()
+        .iter()
+        .position(|st| matches!(st.op, Op::Conv(c) if layers[c.param].trainable))
+        .ok_or_else(|| Error::Usage("every layer is frozen: nothing to train".into()))
+}
+
+/// The images of an NCHW batch, channels-last.
+fn image_map(x: &[f32], n: usize, s: usize) -> Map {
+    let mut input = Map::zeros(n, s, s, 3);
+    transpose_planes(x, &mut input.data, 3, s * s);
+    input
+}
+
+/// One step's forward (no dropout): its output, and a max-pool's choices.
+fn forward_step(
+    op: Op,
+    x: &Map,
+    layers: &[LayerRef],
+    kernel: Kernel,
+) -> Result<(Map, Option<Vec<u8>>)> {
+    match op {
+        Op::Conv(c) => Ok((conv_forward(x, &layers[c.param], c, kernel), None)),
+        Op::Pool => {
+            let (y, idx) = pool_forward(x);
+            Ok((y, Some(idx)))
+        }
+        Op::Lrn => Err(Error::Internal(
+            "the fast training path has no LRN (A-LRN trains on candle)".into(),
+        )),
+    }
+}
+
+/// The output of the layers before the first trainable one (the frozen prefix) for an NCHW
+/// batch (n, 3, s, s): exactly what [`step`] computes for them, so that a step from it
+/// ([`Input::Frozen`]) equals a step from the images. The prefix has no dropout (callers refuse
+/// one that would).
+pub(crate) fn frozen_prefix(
     plan: &Plan,
     layers: &[LayerRef],
     kernel: Kernel,
     x: &[f32],
     (n, s): (usize, usize),
+) -> Result<Map> {
+    let first = first_trainable(plan, layers)?;
+    let mut cur = image_map(x, n, s);
+    for st in &plan.steps()[..first] {
+        cur = forward_step(st.op, &cur, layers, kernel)?.0;
+    }
+    Ok(cur)
+}
+
+/// Whether a frozen step of the plan applies dropout (then its output is not a function of the
+/// input alone, and [`frozen_prefix`] cannot stand for it).
+pub(crate) fn prefix_has_dropout(plan: &Plan, layers: &[LayerRef]) -> Result<bool> {
+    let first = first_trainable(plan, layers)?;
+    Ok(plan.steps()[..first].iter().any(|st| st.dropout))
+}
+
+/// One training step from `input` (images, or their frozen prefix's output), against `targets`;
+/// the loss's gradient is scaled by `scale` (a micro-batch's share of the batch).
+/// With a generator, dropout `p` applies after the steps the plan marks, drawing one value per
+/// unit in (image, channel) order, as the candle path does.
+pub(crate) fn step(
+    plan: &Plan,
+    layers: &[LayerRef],
+    kernel: Kernel,
+    input: Input,
     targets: &Targets,
     dropout: (f32, Option<&mut dyn rand::RngCore>),
     scale: f32,
 ) -> Result<StepResult> {
     let steps = plan.steps();
-    let conv_of = |i: usize| match steps[i].op {
-        Op::Conv(c) => Some(c),
-        _ => None,
-    };
     // The backward runs down to the first trainable layer's step.
-    let first = (0..steps.len())
-        .find(|&i| conv_of(i).is_some_and(|c| layers[c.param].trainable))
-        .ok_or_else(|| Error::Usage("every layer is frozen: nothing to train".into()))?;
+    let first = first_trainable(plan, layers)?;
     let (p, mut rng) = dropout;
     // acts[i] is step i's input (acts[i + 1] its output); masks[i] / argmax[i] its dropout mask
     // and pool choices.
     let mut acts: Vec<Option<Map>> = (0..=steps.len()).map(|_| None).collect();
     let mut masks: Vec<Option<Vec<f32>>> = vec![None; steps.len()];
     let mut argmax: Vec<Option<Vec<u8>>> = vec![None; steps.len()];
-    let mut input = Map::zeros(n, s, s, 3);
-    transpose_planes(x, &mut input.data, 3, s * s);
-    acts[0] = Some(input);
-    for (i, st) in steps.iter().enumerate() {
+    let start = match input {
+        Input::Images { x, n, s } => {
+            acts[0] = Some(image_map(x, n, s));
+            0
+        }
+        Input::Frozen(m) => {
+            let Op::Conv(c) = steps[first].op else {
+                unreachable!("the first trainable step is a convolution")
+            };
+            if m.c != layers[c.param].cin {
+                return Err(Error::Usage(format!(
+                    "frozen features of {} channels for a layer of {} inputs",
+                    m.c, layers[c.param].cin
+                )));
+            }
+            acts[first] = Some(m);
+            first
+        }
+    };
+    let n = acts[start].as_ref().expect("set").n;
+    for (i, st) in steps.iter().enumerate().skip(start) {
         let xin = acts[i].as_ref().expect("computed");
-        let mut y = match st.op {
-            Op::Conv(c) => conv_forward(xin, &layers[c.param], c, kernel),
-            Op::Pool => {
-                let (y, idx) = pool_forward(xin);
-                argmax[i] = Some(idx);
-                y
-            }
-            Op::Lrn => {
-                return Err(Error::Internal(
-                    "the fast training path has no LRN (A-LRN trains on candle)".into(),
-                ));
-            }
-        };
+        let (mut y, idx) = forward_step(st.op, xin, layers, kernel)?;
+        argmax[i] = idx;
         if let (true, Some(r)) = (st.dropout && p > 0.0, rng.as_mut()) {
             let m = dropout_mask(y.data.len(), p, r);
             for (v, m) in y.data.iter_mut().zip(&m) {

@@ -11,7 +11,8 @@
 //! (`checkpoint`); the run folder has the split, parameters, metrics CSV and plot (`log`).
 //!
 //! Files: `params` (what a run is asked and what it resolved to), `trainer` (starting,
-//! resuming, saving), `epoch` (one epoch: training pass and validation), `rng` (the random
+//! resuming, saving), `epoch` (one epoch: training pass and validation), `cache` (a frozen
+//! prefix's outputs, computed once per image and augmentation variant), `rng` (the random
 //! streams), [`net`] (the trainable network over the shared [`crate::model::plan`]), `conv`
 //! (its CPU convolution), [`optim`], `schedule`, `augment`, `checkpoint`, `log`.
 //!
@@ -22,7 +23,8 @@
 //! `SHA-256("vggfeat-train" || purpose || 0 || seed LE || a LE || b LE)` (`stream`): the
 //! epoch's order (`order`, epoch), each sample's augmentation (`augment`, epoch, image), each
 //! micro-batch's dropout masks (`dropout`, epoch, micro-batch), the colour PCA's images
-//! (`pca`). The random initial weights come from
+//! (`pca`); with a frozen cache, each cached variant's augmentation (`variant`, image, variant)
+//! and the variant each epoch trains on (`pick`, epoch, image). The random initial weights come from
 //! [`crate::model::VggWeights::random_with_fc6`] with the seed.
 //! There is therefore no generator state to save: the seed and the epoch counter determine the
 //! rest, and a resumed run computes exactly what an uninterrupted one would.
@@ -56,6 +58,7 @@
 
 mod augment;
 mod backprop;
+mod cache;
 mod checkpoint;
 mod conv;
 mod epoch;
@@ -73,7 +76,7 @@ pub use augment::TrainScale;
 pub use checkpoint::{RunDir, RunState};
 pub use log::EpochMetrics;
 pub use loss::Targets;
-pub use net::{Backprop, Init};
+pub use net::{Backprop, Features, Init};
 pub use params::{Resolved, RunRecord, Summary, Task, TrainParams, TrainValidParams};
 pub use schedule::Plateau;
 pub use trainer::Trainer;

@@ -327,6 +327,45 @@ pub struct Backprop {
     pub grads: Vec<Option<Tensor>>,
 }
 
+/// The frozen prefix's output for a batch ([`TrainNet::frozen_features`]): the input of the
+/// first trainable layer, channels-last (N, H, W, C).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features(pub(crate) super::backprop::Map);
+
+impl Features {
+    /// (images, height, width, channels).
+    pub fn dims(&self) -> (usize, usize, usize, usize) {
+        (self.0.n, self.0.h, self.0.w, self.0.c)
+    }
+
+    /// Image `i`'s values, (H, W, C) row-major.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let len = self.0.h * self.0.w * self.0.c;
+        &self.0.data[i * len..(i + 1) * len]
+    }
+
+    /// A batch of the given images' values (each (H, W, C) row-major, as [`Features::image`]
+    /// gives them).
+    pub fn from_images<'a>(
+        images: impl IntoIterator<Item = &'a [f32]>,
+        (h, w, c): (usize, usize, usize),
+    ) -> Result<Self> {
+        let mut data = Vec::new();
+        let mut n = 0;
+        for im in images {
+            if im.len() != h * w * c {
+                return Err(Error::Usage(format!(
+                    "a frozen feature map of {} values where {h} x {w} x {c} were expected",
+                    im.len()
+                )));
+            }
+            data.extend_from_slice(im);
+            n += 1;
+        }
+        Ok(Features(super::backprop::Map { n, h, w, c, data }))
+    }
+}
+
 impl std::fmt::Debug for TrainNet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrainNet")
@@ -485,10 +524,79 @@ impl TrainNet {
                 grads,
             });
         }
-        let kernel = crate::model::engine::isa::kernel_for(Precision::F32)?;
         let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let input = super::backprop::Input::Images { x: &xs, n, s: h };
+        self.fast_step(input, n, targets, dropout_rng, scale, x.device())
+    }
+
+    /// The frozen prefix's output for a micro-batch `x` (N, 3, 32k, 32k): the input of the
+    /// first trainable layer, computed once and fed to [`TrainNet::backprop_features`] any
+    /// number of times (`vggfeat train --cache-frozen`). Needs the fast backend and a frozen
+    /// prefix without dropout (fc6 frozen with dropout draws new masks every step).
+    pub fn frozen_features(&self, x: &Tensor) -> Result<Features> {
+        let (n, c, h, w) = x.dims4()?;
+        let k = self.fc6_kernel();
+        if c != 3 || h != 32 * k || w != 32 * k {
+            return Err(Error::Usage(format!(
+                "training inputs must be (N, 3, {s}, {s}); got {:?}",
+                x.dims(),
+                s = 32 * k
+            )));
+        }
+        let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        self.with_views(|views| {
+            if self.dropout > 0.0 && super::backprop::prefix_has_dropout(&self.plan, views)? {
+                return Err(Error::param(
+                    Param::FreezeThrough,
+                    "the frozen layers include dropout (fc6 or fc7 frozen): their outputs differ \
+                     every step and cannot be cached; freeze through pool5 or set dropout 0",
+                ));
+            }
+            let kernel = crate::model::engine::isa::kernel_for(Precision::F32)?;
+            let map = super::backprop::frozen_prefix(&self.plan, views, kernel, &xs, (n, h))?;
+            Ok(Features(map))
+        })
+    }
+
+    /// [`TrainNet::backprop`] from the frozen prefix's output ([`TrainNet::frozen_features`])
+    /// instead of the images: the same loss, outputs and gradients, without running the frozen
+    /// layers again.
+    pub fn backprop_features(
+        &self,
+        f: Features,
+        targets: &Targets,
+        dropout_rng: Option<&mut impl Rng>,
+        scale: f64,
+    ) -> Result<Backprop> {
+        let n = f.0.n;
+        if targets.len() != n {
+            return Err(Error::Usage(format!(
+                "{n} frozen feature maps with {} targets",
+                targets.len()
+            )));
+        }
+        let input = super::backprop::Input::Frozen(f.0);
+        self.fast_step(input, n, targets, dropout_rng, scale, &Device::Cpu)
+    }
+
+    /// Runs `f` on every layer's values borrowed from candle's storage (no copies).
+    fn with_views<T>(
+        &self,
+        f: impl FnOnce(&[super::backprop::LayerRef]) -> Result<T>,
+    ) -> Result<T> {
+        if !self.uses_fast() {
+            return Err(Error::param(
+                Param::Engine,
+                format!(
+                    "frozen features need the fast training backend (the CPU, configurations \
+                     without LRN; this is {} on {:?} with engine {})",
+                    self.weights.config,
+                    self.device_kind(),
+                    self.engine
+                ),
+            ));
+        }
         let layers = self.weights.layers();
-        // Borrow every layer's values from candle's storage for the step (no copies).
         let guards: Vec<_> = layers
             .iter()
             .map(|l| (l.weight.storage_and_layout(), l.bias.storage_and_layout()))
@@ -508,20 +616,33 @@ impl TrainNet {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        f(&views)
+    }
+
+    /// One step on the fast backend, its gradients as tensors on `dev`.
+    fn fast_step(
+        &self,
+        input: super::backprop::Input,
+        n: usize,
+        targets: &Targets,
+        dropout_rng: Option<&mut impl Rng>,
+        scale: f64,
+        dev: &Device,
+    ) -> Result<Backprop> {
+        let kernel = crate::model::engine::isa::kernel_for(Precision::F32)?;
         let rng = dropout_rng.map(|r| r as &mut dyn rand::RngCore);
-        let r = super::backprop::step(
-            &self.plan,
-            &views,
-            kernel,
-            &xs,
-            (n, h),
-            targets,
-            (self.dropout, rng),
-            scale as f32,
-        )?;
-        drop(views);
-        drop(guards);
-        let dev = x.device();
+        let r = self.with_views(|views| {
+            super::backprop::step(
+                &self.plan,
+                views,
+                kernel,
+                input,
+                targets,
+                (self.dropout, rng),
+                scale as f32,
+            )
+        })?;
+        let layers = self.weights.layers();
         let mut grads = Vec::with_capacity(self.params.len());
         for (l, g) in layers.iter().zip(r.grads) {
             if self.frozen.contains(&l.name) {
@@ -539,6 +660,27 @@ impl TrainNet {
             logits: Tensor::from_vec(r.logits, (n, classes), dev)?,
             grads,
         })
+    }
+
+    /// SHA-256 of the configuration and the frozen layers' names, shapes and values: what the
+    /// frozen prefix's outputs depend on besides the input.
+    pub(crate) fn frozen_digest(&self) -> Result<[u8; 32]> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.weights.config.to_string().as_bytes());
+        for l in self.weights.layers() {
+            if !self.frozen.contains(&l.name) {
+                continue;
+            }
+            h.update(l.name.to_string().as_bytes());
+            for t in [&l.weight, &l.bias] {
+                h.update(format!("{:?}", t.dims()).as_bytes());
+                let v = t.flatten_all()?.to_vec1::<f32>()?;
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                h.update(&bytes);
+            }
+        }
+        Ok(h.finalize().into())
     }
 
     /// The trainable parameters, in network order (weight, bias per layer).
@@ -843,7 +985,39 @@ mod tests {
                 let e = rel_err(ga, gb);
                 assert!(e < 1e-4, "{config} /{div} {}: relative error {e}", p.name);
             }
+            if freeze.is_some() {
+                // From the frozen prefix's output: the same step, bit for bit.
+                let f = fast.frozen_features(&x).unwrap();
+                assert_eq!(f.dims().0, 3);
+                let c = fast
+                    .backprop_features(f, targets, Some(&mut ChaCha8Rng::seed_from_u64(9)), scale)
+                    .unwrap();
+                assert_eq!(c.loss, a.loss, "{config} loss from frozen features");
+                let v = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(v(&c.logits), v(&a.logits));
+                for (gc, ga) in c.grads.iter().zip(&a.grads) {
+                    assert_eq!(v(gc.as_ref().unwrap()), v(ga.as_ref().unwrap()));
+                }
+                assert!(
+                    reference.frozen_features(&x).is_err(),
+                    "candle has no frozen features"
+                );
+            }
         }
+    }
+
+    /// Frozen layers with dropout (fc6 frozen) draw new masks every step: no frozen features.
+    #[test]
+    fn frozen_features_refuse_dropout_among_the_frozen_layers() {
+        let w = VggWeights::random_with_fc6(ConfigName::A, 16, Some(8), 1, 3, InitScheme::He, 1)
+            .unwrap();
+        let x = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+        let fc6 = frozen_layers(ConfigName::A, LayerName::Fc6).unwrap();
+        let net = TrainNet::new(w.clone(), &Device::Cpu, fc6.clone(), 0.5, false).unwrap();
+        let e = net.frozen_features(&x).unwrap_err().to_string();
+        assert!(e.contains("include dropout"), "{e}");
+        let net = TrainNet::new(w, &Device::Cpu, fc6, 0.0, false).unwrap();
+        assert_eq!(net.frozen_features(&x).unwrap().dims(), (2, 1, 1, 8));
     }
 
     /// The pool's gradient goes in full to a unique maximum and is split between equal ones;

@@ -64,6 +64,13 @@ pub struct TrainValidParams {
     /// A localisation run's validation image set, if any.
     #[serde(default)]
     pub(crate) val_split: Option<String>,
+    /// Augmented variants per training image whose frozen-prefix outputs are computed once and
+    /// cached (0: none; every epoch augments afresh). Runs recorded before it existed read 0.
+    #[serde(default)]
+    pub(crate) cache_frozen: usize,
+    /// Where the frozen cache is kept between runs (none: in memory only).
+    #[serde(default)]
+    pub(crate) cache_dir: Option<PathBuf>,
     /// With [`Init::Resume`]: the new epoch limit, if one was given.
     #[serde(skip)]
     pub(crate) new_epochs: Option<usize>,
@@ -224,6 +231,21 @@ setters! {
     /// Keep the layers up to this one fixed (`conv5_3`, `pool4`, `fc7`; see
     /// [`super::net::frozen_layers`]); fc8 cannot be frozen. Default none.
     freeze_through(freeze_through: Option<LayerName>) => FreezeThrough;
+    /// With a frozen prefix ([`TrainParams::freeze_through`]): draw this many augmented
+    /// variants of each training image once (scale, crop, flip and colour shift, seeded per
+    /// image and variant), compute the frozen layers' outputs for them when the run starts or
+    /// resumes, keep them in memory, and let every epoch pick one variant per image (seeded per
+    /// epoch and image). Each epoch then costs only the trainable layers; augmentation is
+    /// limited to the cached variants. Needs the fast CPU backend and no dropout among the
+    /// frozen layers. Default 0 (no cache: every epoch augments afresh); 0..=64.
+    cache_frozen(cache_frozen: usize) => CacheFrozen;
+    /// With [`TrainParams::cache_frozen`]: a folder where the cache is also saved
+    /// (`frozen-<key>.safetensors`), and read back by any run whose cache would hold the same
+    /// values: the key is a SHA-256 of the frozen layers' weights, the training images' bytes
+    /// and boxes, the augmentation, seed, variants, crop and micro-batch. A resumed run or a
+    /// second head on the same frozen body then skips the frozen layers entirely. Default none
+    /// (in memory only).
+    cache_dir(cache_dir: Option<PathBuf>) => CacheDir;
     /// Channel widths divided by this (1 = the paper's). Default 1; 1..=64.
     width_div(width_div: usize) => WidthDiv;
     /// Width of fc6 and fc7. Default: the pretrained checkpoint's, else 4096 / `width_div`;
@@ -311,6 +333,8 @@ impl TrainParams {
                 config: None,
                 init_scheme: InitScheme::Paper,
                 freeze_through: None,
+                cache_frozen: 0,
+                cache_dir: None,
                 width_div: 1,
                 fc_width: None,
                 crop: 224,
@@ -497,6 +521,34 @@ impl TrainParams {
         }
         if let (Some(l), Some(c)) = (p.freeze_through, p.config) {
             net::frozen_layers(c, l)?;
+        }
+        if p.cache_frozen > 64 {
+            return bad(
+                Param::CacheFrozen,
+                format!("{} variants per image: at most 64", p.cache_frozen),
+            );
+        }
+        if p.cache_dir.is_some() && p.cache_frozen == 0 {
+            return bad(
+                Param::CacheDir,
+                "keeps the frozen cache: give the variants to cache (cache_frozen)".into(),
+            );
+        }
+        if p.cache_frozen > 0 {
+            if p.freeze_through.is_none() {
+                return bad(
+                    Param::CacheFrozen,
+                    "caches the frozen layers' outputs: give the layers to freeze \
+                     (freeze_through)"
+                        .into(),
+                );
+            }
+            if p.engine == Engine::Candle {
+                return bad(
+                    Param::CacheFrozen,
+                    "needs the fast training backend (engine auto or fast), not candle".into(),
+                );
+            }
         }
         if p.task == Task::Classify
             && let Some(param) = self

@@ -38,6 +38,8 @@ pub struct Trainer {
     pub(super) metadata: BTreeMap<String, String>,
     /// A localisation run's boxes (`None` for classification).
     pub(super) boxes: Option<BoxData>,
+    /// The frozen layers' outputs (`cache_frozen`), built by the first epoch this process runs.
+    pub(super) cache: Option<super::cache::FrozenCache>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -335,6 +337,7 @@ impl Trainer {
             decode: DecodeOptions::default(),
             metadata,
             boxes,
+            cache: None,
         })
     }
 

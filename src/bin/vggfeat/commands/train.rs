@@ -69,6 +69,15 @@ pub struct TrainArgs {
     /// Keep layers fixed up to this one, e.g. conv5_3, pool4, fc7.
     #[arg(long, value_parser = lib_parser::<LayerName>)]
     pub freeze_through: Option<LayerName>,
+    /// With --freeze-through: compute the frozen layers' outputs once for V augmented variants of
+    /// each training image (when the run starts or resumes; kept in memory), and let each epoch
+    /// pick one variant per image and run only the trainable layers. [default: 0, no cache]
+    #[arg(long, value_name = "V")]
+    pub cache_frozen: Option<usize>,
+    /// With --cache-frozen: keep the cache in DIR too, and reuse it in any run that would
+    /// compute the same values (same frozen weights, images, boxes, augmentation, seed, crop).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Divide every channel width by K (1..=64) for a CPU-sized network. [default: 1]
     #[arg(long)]
     pub width_div: Option<usize>,
@@ -219,6 +228,12 @@ impl TryFrom<&TrainArgs> for TrainValidParams {
         }
         if let Some(l) = a.freeze_through {
             p = p.freeze_through(Some(l));
+        }
+        if let Some(v) = a.cache_frozen {
+            p = p.cache_frozen(v);
+        }
+        if let Some(d) = &a.cache_dir {
+            p = p.cache_dir(Some(d.clone()));
         }
         if let Some(f) = a.fc_width {
             p = p.fc_width(Some(f));
