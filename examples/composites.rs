@@ -8,15 +8,19 @@
 //!
 //! `CALTECH101` is the `101_ObjectCategories` folder. Per class of [`CLASSES`], `TRAIN`, `VAL` and
 //! `TEST` composites (default 30, 10, 15) go to the image sets `train`, `val`, `test` (and
-//! `trainval`); every composite uses its own object photo and background, so no photo or
-//! background is shared between the sets (backgrounds are reused, with another crop, only if
-//! there are fewer than composites). Everything is drawn from one ChaCha8 stream seeded with
-//! `SEED` (default 0): the same arguments give the same files, byte for byte.
+//! `trainval`). No photo or background is shared between the sets: each class's photos and
+//! the backgrounds are shuffled and dealt to `test` and `val` first (one photo and one
+//! background per composite), the rest to `train`. Training composites reuse their class's
+//! remaining photos when `TRAIN` exceeds them (each reuse mirrored at random, at a new scale and
+//! place, on another background), and the training backgrounds when there are fewer than
+//! composites (each reuse a random crop, mirrored at random). Everything is drawn from one
+//! ChaCha8 stream seeded with `SEED` (default 0): the same arguments give the same files, byte
+//! for byte.
 //!
-//! Each composite is 320 x 240: a background rescaled to cover it and centre-cropped, and an
-//! object photo rescaled (its aspect kept) so that its longer side is a uniform fraction in
-//! [0.3, 0.8] of 240, placed uniformly at random inside the canvas. Annotations are VOC XML
-//! (written with quick-xml), boxes 1-based inclusive.
+//! Each composite is 320 x 240: a background rescaled to cover it and centre-cropped (a random
+//! crop when reused), and an object photo rescaled (its aspect kept) so that its longer side is
+//! a uniform fraction in [0.3, 0.8] of 240, placed uniformly at random inside the canvas.
+//! Annotations are VOC XML (written with quick-xml), boxes 1-based inclusive.
 
 use std::path::{Path, PathBuf};
 
@@ -60,15 +64,29 @@ fn open(p: &Path) -> Res<RgbImage> {
         .to_rgb8())
 }
 
-/// The background rescaled to cover the canvas and centre-cropped to it.
-fn canvas(bg: &RgbImage) -> RgbImage {
+/// The background rescaled to cover the canvas and centre-cropped to it; on reuse, cropped at
+/// random and mirrored at random instead.
+fn canvas(bg: &RgbImage, reuse: bool, rng: &mut ChaCha8Rng) -> RgbImage {
     let f = (W as f64 / bg.width() as f64).max(H as f64 / bg.height() as f64);
     let (w, h) = (
         ((bg.width() as f64 * f).ceil() as u32).max(W),
         ((bg.height() as f64 * f).ceil() as u32).max(H),
     );
     let r = image::imageops::resize(bg, w, h, FilterType::Triangle);
-    image::imageops::crop_imm(&r, (w - W) / 2, (h - H) / 2, W, H).to_image()
+    if !reuse {
+        return image::imageops::crop_imm(&r, (w - W) / 2, (h - H) / 2, W, H).to_image();
+    }
+    let (x0, y0) = (rng.gen_range(0..=w - W), rng.gen_range(0..=h - H));
+    mirror(image::imageops::crop_imm(&r, x0, y0, W, H).to_image(), rng)
+}
+
+/// The image, mirrored left to right with probability 1/2.
+fn mirror(img: RgbImage, rng: &mut ChaCha8Rng) -> RgbImage {
+    if rng.r#gen::<bool>() {
+        image::imageops::flip_horizontal(&img)
+    } else {
+        img
+    }
 }
 
 fn annotation(id: &str, class: &str, b: [u32; 4]) -> Res<Vec<u8>> {
@@ -122,23 +140,53 @@ fn main() -> Res<()> {
     }
     let mut backgrounds = images_of(&src.join("BACKGROUND_Google"))?;
     backgrounds.shuffle(&mut rng);
-    let per_class: usize = counts.iter().sum();
+    // Backgrounds: test's, then val's, then the rest for train (set order 2, 1, 0).
+    let classes = CLASSES.len();
+    let mut pools: [Vec<PathBuf>; 3] = Default::default();
+    let mut rest = backgrounds.into_iter();
+    for set in [2, 1] {
+        pools[set] = rest.by_ref().take(counts[set] * classes).collect();
+        if pools[set].len() < counts[set] * classes {
+            return Err(format!(
+                "BACKGROUND_Google: too few backgrounds for {} val and test composites",
+                (counts[1] + counts[2]) * classes
+            )
+            .into());
+        }
+    }
+    pools[0] = rest.collect();
+    if counts[0] > 0 && pools[0].is_empty() {
+        return Err("BACKGROUND_Google: no background left for the training composites".into());
+    }
+    let mut used = [0usize; 3];
     let mut sets: [Vec<String>; 3] = Default::default();
     let mut n = 0usize;
     for class in CLASSES {
         let mut photos = images_of(&src.join(class))?;
-        if photos.len() < per_class {
-            return Err(format!("{class}: {} photos, {per_class} needed", photos.len()).into());
+        let held_out = counts[1] + counts[2];
+        if photos.len() <= held_out {
+            return Err(format!(
+                "{class}: {} photos, more than {held_out} needed (val and test, and at least \
+                 one for train)",
+                photos.len()
+            )
+            .into());
         }
         photos.shuffle(&mut rng);
-        let mut photos = photos.into_iter();
-        for (set, &count) in counts.iter().enumerate() {
-            for _ in 0..count {
+        let (test, rest) = photos.split_at(counts[2]);
+        let (val, train) = rest.split_at(counts[1]);
+        for (set, mine) in [(0, train), (1, val), (2, test)] {
+            for i in 0..counts[set] {
                 let id = format!("c{n:05}");
-                let bg = &backgrounds[n % backgrounds.len()];
                 n += 1;
-                let mut img = canvas(&open(bg)?);
-                let photo = open(&photos.next().expect("counted"))?;
+                let pool = &pools[set];
+                let bg_reuse = used[set] >= pool.len();
+                let mut img = canvas(&open(&pool[used[set] % pool.len()])?, bg_reuse, &mut rng);
+                used[set] += 1;
+                let mut photo = open(&mine[i % mine.len()])?;
+                if i >= mine.len() {
+                    photo = mirror(photo, &mut rng);
+                }
                 let long = rng.gen_range(0.3..=0.8) * H as f64;
                 let f = long / photo.width().max(photo.height()) as f64;
                 let (pw, ph) = (
