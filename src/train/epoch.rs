@@ -99,7 +99,7 @@ impl Trainer {
         };
         progress.begin(&format!("epoch {e}"), "images", order.len() as u64);
         let r = if let Some(cache) = &self.cache {
-            pass.run(&micros, progress, |_, micro| {
+            pass.run(&micros, progress, |micro| {
                 let (f, t) = cache.micro(seed, e, micro)?;
                 Ok((Input::Frozen(f), t))
             })
@@ -127,7 +127,7 @@ impl Trainer {
                         }
                     }
                 });
-                pass.run(&micros, progress, |_, micro| {
+                pass.run(&micros, progress, |micro| {
                     let (data, targets) = rx.recv().map_err(|_| {
                         Error::Worker("the training decode thread stopped unexpectedly".into())
                     })??;
@@ -197,14 +197,14 @@ impl Pass<'_> {
         &mut self,
         micros: &[(usize, &[usize])],
         progress: &dyn Progress,
-        mut next: impl FnMut(usize, &[usize]) -> Result<(Input, Vec<[f32; 4]>)>,
+        mut next: impl FnMut(&[usize]) -> Result<(Input, Vec<[f32; 4]>)>,
     ) -> Result<(f64, f64)> {
         let (e, boxes) = (self.e, self.boxes);
         let (mut loss_sum, mut wrong, mut seen) = (0f64, 0usize, 0usize);
         let mut acc = GradAccum::new(self.opt.params().len());
         let mut in_batch = 0;
         for (mi, &(batch_len, micro)) in micros.iter().enumerate() {
-            let (input, box_targets) = next(mi, micro)?;
+            let (input, box_targets) = next(micro)?;
             let n = micro.len();
             let labels: Vec<u32> = micro
                 .iter()

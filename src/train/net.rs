@@ -498,14 +498,11 @@ impl TrainNet {
         dropout_rng: Option<&mut impl Rng>,
         scale: f64,
     ) -> Result<Backprop> {
-        let (n, c, h, w) = x.dims4()?;
-        let k = self.fc6_kernel();
-        if c != 3 || h != 32 * k || w != 32 * k || targets.len() != n {
+        let (n, h) = self.input_dims(x)?;
+        if targets.len() != n {
             return Err(Error::Usage(format!(
-                "training inputs must be (N, 3, {s}, {s}) with N targets; got {:?} and {} targets",
-                x.dims(),
-                targets.len(),
-                s = 32 * k
+                "{n} training inputs with {} targets",
+                targets.len()
             )));
         }
         if !self.uses_fast() {
@@ -529,20 +526,25 @@ impl TrainNet {
         self.fast_step(input, n, targets, dropout_rng, scale, x.device())
     }
 
+    /// (N, side) of a training batch (N, 3, side, side) with side = 32 x fc6's kernel, or why not.
+    fn input_dims(&self, x: &Tensor) -> Result<(usize, usize)> {
+        let (n, c, h, w) = x.dims4()?;
+        let s = 32 * self.fc6_kernel();
+        if c != 3 || h != s || w != s {
+            return Err(Error::Usage(format!(
+                "training inputs must be (N, 3, {s}, {s}); got {:?}",
+                x.dims()
+            )));
+        }
+        Ok((n, h))
+    }
+
     /// The frozen prefix's output for a micro-batch `x` (N, 3, 32k, 32k): the input of the
     /// first trainable layer, computed once and fed to [`TrainNet::backprop_features`] any
     /// number of times (`vggfeat train --cache-frozen`). Needs the fast backend and a frozen
     /// prefix without dropout (fc6 frozen with dropout draws new masks every step).
     pub fn frozen_features(&self, x: &Tensor) -> Result<Features> {
-        let (n, c, h, w) = x.dims4()?;
-        let k = self.fc6_kernel();
-        if c != 3 || h != 32 * k || w != 32 * k {
-            return Err(Error::Usage(format!(
-                "training inputs must be (N, 3, {s}, {s}); got {:?}",
-                x.dims(),
-                s = 32 * k
-            )));
-        }
+        let (n, h) = self.input_dims(x)?;
         let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
         self.with_views(|views| {
             if self.dropout > 0.0 && super::backprop::prefix_has_dropout(&self.plan, views)? {
