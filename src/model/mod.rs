@@ -71,11 +71,16 @@ pub enum Precision {
     /// stay f32. On the CPU it needs AVX512-BF16 and runs about twice as fast; descriptors are
     /// within about 1e-2 relative L2 of f32's.
     Bf16,
+    /// int8 products with i32 accumulation: weights quantised once per output channel (in the
+    /// Winograd domain for 3x3 layers), activations per row as they enter each product (no
+    /// calibration step); maps and descriptors stay f32. On the CPU it needs AVX512-VNNI.
+    Int8,
 }
 
 crate::util::choice::choice!(Precision, "precision", crate::error::Param::Precision, [
     Precision::F32 => "f32": "f32 products (the reference).",
     Precision::Bf16 => "bf16": "bf16 products with f32 accumulation: about twice as fast on CPUs with AVX512-BF16.",
+    Precision::Int8 => "int8": "int8 products with i32 accumulation (dynamic quantisation, no calibration): the fastest on CPUs with AVX512-VNNI.",
 ]);
 
 /// How a network runs: the engine and the precision of its products.

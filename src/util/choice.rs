@@ -108,7 +108,7 @@ mod tests {
         let e = parse::<Precision>("f64").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid precision: unknown precision `f64` (expected f32 or bf16)"
+            "invalid precision: unknown precision `f64` (expected f32, bf16 or int8)"
         );
         assert!(matches!(
             e,

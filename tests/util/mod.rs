@@ -197,6 +197,18 @@ pub fn has_bf16() -> bool {
     false
 }
 
+/// Whether this CPU runs `--precision int8` (AVX512-VNNI with AVX512-BW).
+pub fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Appends a regular file member to a tar being built (mode 0644): the one tar writer of the
 /// tests.
 pub fn tar_add<W: std::io::Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8]) {

@@ -67,6 +67,13 @@ impl CandleEngine {
                 }
                 DType::BF16
             }
+            Precision::Int8 => {
+                return Err(Error::Unsupported(
+                    "int8 precision runs on the fast CPU engine only (auto or fast engine, on \
+                     the CPU); candle has no int8 convolution"
+                        .into(),
+                ));
+            }
         };
         let mut layers = Vec::new();
         for l in w.layers() {

@@ -8,7 +8,10 @@
 //!
 //! [`Precision::Bf16`] rounds the GEMM operands (weights once, activations as they enter each
 //! product) to bf16 and accumulates in f32; everything between the products (transforms, bias,
-//! ReLU, pooling, the maps handed out) stays f32.
+//! ReLU, pooling, the maps handed out) stays f32. [`Precision::Int8`] quantises the weights once
+//! per output channel (in the Winograd domain for the 3x3 layers, which then run F(2x2, 3x3))
+//! and each row of the GEMM's left operand as it enters the product (see [`super::gemm`]);
+//! again everything between the products stays f32.
 //!
 //! Work is split over output rows when there are many (each rayon worker unfolds and multiplies
 //! its own chunk, so the unfold is parallel too), and over column panels when there are few
@@ -20,7 +23,7 @@ use candle_core::{Device, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
-use super::gemm::{Epilogue, Lhs, MR, NR, PackedB, gemm, gemm_ptr, to_bf16_rows};
+use super::gemm::{Epilogue, Lhs, MR, NR, PackedB, gemm, gemm_ptr, quantize_rows, to_bf16_rows};
 use super::isa::{Kernel, kernel_for};
 use super::unfold::{Geom, transpose_planes, unfold_nhwc_rows};
 use super::winograd::{Tile, WinogradKernel, conv3x3};
@@ -38,11 +41,11 @@ const CHUNK_BYTES: usize = 6 << 20;
 const FEW_ROWS_BYTES: usize = 64 << 20;
 
 /// The Winograd tile for a kernel: F(4x4, 3x3) in f32, whose transforms f32 absorbs;
-/// F(2x2, 3x3) for bf16 operands, whose 8-bit mantissa cannot take F(4x4)'s larger
+/// F(2x2, 3x3) for bf16 and int8 operands, whose 8 bits cannot take F(4x4)'s larger
 /// transform entries.
 fn tile_for(kernel: Kernel) -> Tile {
     match kernel {
-        Kernel::Bf16 => Tile::F2,
+        Kernel::Bf16 | Kernel::Int8 => Tile::F2,
         Kernel::F32 | Kernel::Portable => Tile::F4,
     }
 }
@@ -208,11 +211,17 @@ impl FastEngine {
         let kk = g.patch();
         let n = cv.cout;
         let mut out = self.take(m * n);
-        let bf = self.kernel == Kernel::Bf16;
+        let kernel = self.kernel;
+        let bf = kernel == Kernel::Bf16;
         let lda = b.lhs_width();
-        // 1x1 convs read the activations in place (f32) or convert them (bf16).
+        // 1x1 convs read the activations in place (f32) or convert them (bf16, int8).
         let in_place = cv.k == 1 && pad == 0;
-        let row_bytes = lda * if bf { 2 } else { 4 };
+        let row_bytes = lda
+            * match kernel {
+                Kernel::Bf16 => 2,
+                Kernel::Int8 => 5,
+                Kernel::F32 | Kernel::Portable => 4,
+            };
         let rows = (CHUNK_BYTES / row_bytes).clamp(64, 16384).min(m.max(1));
         let threads = rayon::current_num_threads();
         let epi = Epilogue {
@@ -228,9 +237,22 @@ impl FastEngine {
                 } else {
                     unfold_nhwc_rows(&x.data, g, r0, r, &mut s.b, lda, bf16::from_f32);
                 }
-            } else if !in_place {
+                return;
+            }
+            if !in_place {
                 s.f.resize(r * kk, 0.0);
                 unfold_nhwc_rows(&x.data, g, r0, r, &mut s.f, kk, |v| v);
+            }
+            if kernel == Kernel::Int8 {
+                let src = if in_place {
+                    &x.data[r0 * kk..(r0 + r) * kk]
+                } else {
+                    &s.f[..r * kk]
+                };
+                s.q.resize(r * lda, 0);
+                s.qs.resize(r, 0.0);
+                s.ql.resize(r, 0.0);
+                quantize_rows(src, kk, kk, r, &mut s.q, lda, &mut s.qs, &mut s.ql);
             }
         };
         if m.div_ceil(rows) >= 2 * threads && threads > 1 {
@@ -242,7 +264,7 @@ impl FastEngine {
                         let s = &mut s.borrow_mut();
                         let (r0, r) = (ci * rows, o.len() / n);
                         prepare(r0, r, s);
-                        let a = operand(bf, in_place, &x.data, r0, r, kk, lda, s);
+                        let a = operand(kernel, in_place, &x.data, r0, r, kk, lda, s);
                         gemm(r, a, lda, b, 0..n, o, n, epi);
                     })
                 });
@@ -256,7 +278,7 @@ impl FastEngine {
             for r0 in (0..m).step_by(rows) {
                 let r = rows.min(m - r0);
                 prepare_parallel(&prepare, r0, r, threads, &mut s);
-                let a = operand(bf, in_place, &x.data, r0, r, kk, lda, &s);
+                let a = operand(kernel, in_place, &x.data, r0, r, kk, lda, &s);
                 let c = SyncPtr(out[r0 * n..].as_mut_ptr());
                 (0..panels.div_ceil(per)).into_par_iter().for_each(|gi| {
                     let cols = gi * per * NR..((gi + 1) * per * NR).min(n);
@@ -294,17 +316,23 @@ fn prepare_parallel(
         .collect();
     s.f.clear();
     s.b.clear();
+    s.q.clear();
+    s.qs.clear();
+    s.ql.clear();
     for p in parts {
         s.f.extend_from_slice(&p.f);
         s.b.extend_from_slice(&p.b);
+        s.q.extend_from_slice(&p.q);
+        s.qs.extend_from_slice(&p.qs);
+        s.ql.extend_from_slice(&p.ql);
     }
 }
 
 /// The left operand of rows `r0 .. r0 + r`: the activations in place (f32 1x1 convs), the
-/// unfolded rows, or their bf16 copy.
+/// unfolded rows, or their bf16 or quantised copy.
 #[allow(clippy::too_many_arguments)]
 fn operand<'a>(
-    bf: bool,
+    kernel: Kernel,
     in_place: bool,
     x: &'a [f32],
     r0: usize,
@@ -313,20 +341,27 @@ fn operand<'a>(
     lda: usize,
     s: &'a Scratch,
 ) -> Lhs<'a> {
-    if bf {
-        Lhs::Bf16(&s.b[..r * lda])
-    } else if in_place {
-        Lhs::F32(&x[r0 * kk..(r0 + r) * kk])
-    } else {
-        Lhs::F32(&s.f[..r * kk])
+    match kernel {
+        Kernel::Bf16 => Lhs::Bf16(&s.b[..r * lda]),
+        Kernel::Int8 => Lhs::U8 {
+            q: &s.q[..r * lda],
+            scale: &s.qs[..r],
+            lo: &s.ql[..r],
+        },
+        Kernel::F32 | Kernel::Portable if in_place => Lhs::F32(&x[r0 * kk..(r0 + r) * kk]),
+        Kernel::F32 | Kernel::Portable => Lhs::F32(&s.f[..r * kk]),
     }
 }
 
-/// Per-thread scratch of the unfold + GEMM path: unfolded rows, and their bf16 copy.
+/// Per-thread scratch of the unfold + GEMM path: unfolded rows, and their bf16 or quantised
+/// copy (u8 values, each row's step and offset).
 #[derive(Default)]
 struct Scratch {
     f: Vec<f32>,
     b: Vec<bf16>,
+    q: Vec<u8>,
+    qs: Vec<f32>,
+    ql: Vec<f32>,
 }
 
 thread_local! {

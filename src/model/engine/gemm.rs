@@ -4,7 +4,12 @@
 //! read in place, row-major. Every conv of the fast engine ends up here: the Winograd products
 //! of the 3x3 layers and the unfold + GEMM of conv1_1 and the head.
 //!
-//! Three kernels, chosen once per engine ([`Isa`]):
+//! Four kernels, chosen once per engine ([`Isa`]):
+//! - [`Kernel::Int8`]: AVX512-VNNI's `vpdpbusd` (four u8 x s8 products per 32-bit lane,
+//!   accumulated in i32): B quantised once per column (symmetric, s8, packed as k-quads
+//!   `[k/4][NR][4]`), A quantised per row (asymmetric, u8: `lo + scale * q`, see
+//!   [`quantize_rows`]); the dequantisation (`sw * (scale * acc + lo * colsum)`), bias and
+//!   ReLU are fused into the micro-kernel's store; twice the bf16 rate;
 //! - [`Kernel::Bf16`]: AVX512-BF16's `vdpbf16ps` (two bf16 products per f32 lane, accumulated
 //!   in f32): A and B in bf16, B packed as k-pairs `[k/2][NR][2]`; about twice the f32 rate;
 //! - [`Kernel::F32`]: an AVX-512F FMA micro-kernel on f32 panels `[k][NR]`;
@@ -46,6 +51,13 @@ enum Packed {
     F32(Vec<f32>),
     /// Panels of NR columns, each `[k/2][NR][2]` (k-pairs together), zero-padded.
     Bf16(Vec<bf16>),
+    /// Panels of NR columns, each `[k/4][NR][4]` (k-quads together), zero-padded, with each
+    /// column's scale and the sum of its quantised values (both padded to whole panels).
+    Int8 {
+        q: Vec<i8>,
+        scale: Vec<f32>,
+        colsum: Vec<f32>,
+    },
 }
 
 /// The left operand: `m` rows of [`PackedB::lhs_width`] values at stride `lda`, in the packed
@@ -56,6 +68,17 @@ pub enum Lhs<'a> {
     F32(&'a [f32]),
     /// bf16 rows (kernel [`Kernel::Bf16`]); an odd k is padded with a zero column.
     Bf16(&'a [bf16]),
+    /// Quantised rows (kernel [`Kernel::Int8`]): row r stands for `lo[r] + scale[r] * q`
+    /// ([`quantize_rows`]); k is padded to a multiple of 4 (the padding's values do not
+    /// matter: B's padding rows are zero).
+    U8 {
+        /// The quantised values.
+        q: &'a [u8],
+        /// Each row's step.
+        scale: &'a [f32],
+        /// Each row's offset (its smallest value).
+        lo: &'a [f32],
+    },
 }
 
 /// What C holds before the product is added, and what happens after.
@@ -115,6 +138,12 @@ impl PackedB {
                     });
                 Packed::Bf16(d)
             }
+            Kernel::Int8 => {
+                let scale: Vec<f32> = (0..cout)
+                    .map(|co| col_scale(w4[co * k..(co + 1) * k].iter().copied()))
+                    .collect();
+                pack_int8(k, cout, &scale, |p, put| fill(p, put))
+            }
         };
         PackedB { k, n: cout, data }
     }
@@ -149,6 +178,18 @@ impl PackedB {
                 }
                 Packed::Bf16(d)
             }
+            Kernel::Int8 => {
+                let scale: Vec<f32> = (0..n)
+                    .map(|j| col_scale((0..k).map(|kk| b[kk * n + j])))
+                    .collect();
+                pack_int8(k, n, &scale, |p, put| {
+                    for kk in 0..k {
+                        for j in 0..NR.min(n - p * NR) {
+                            put(kk, j, b[kk * n + p * NR + j]);
+                        }
+                    }
+                })
+            }
         };
         PackedB { k, n, data }
     }
@@ -157,6 +198,7 @@ impl PackedB {
     pub fn lhs_width(&self) -> usize {
         match self.data {
             Packed::Bf16(_) => self.k.next_multiple_of(2),
+            Packed::Int8 { .. } => self.k.next_multiple_of(4),
             _ => self.k,
         }
     }
@@ -167,7 +209,108 @@ impl PackedB {
             Packed::RowMajor(_) => Kernel::Portable,
             Packed::F32(_) => Kernel::F32,
             Packed::Bf16(_) => Kernel::Bf16,
+            Packed::Int8 { .. } => Kernel::Int8,
         }
+    }
+}
+
+/// The symmetric int8 step of a column: its largest magnitude over 127 (1 for a zero column).
+fn col_scale(v: impl Iterator<Item = f32>) -> f32 {
+    let m = v.fold(0f32, |m, x| m.max(x.abs()));
+    if m > 0.0 { m / 127.0 } else { 1.0 }
+}
+
+/// Packs an int8 B of `k` rows and `n` columns with per-column steps `scale`: `fill(p, put)`
+/// calls `put(row, j, value)` for the values of panel p (column p * NR + j), in any order.
+fn pack_int8(
+    k: usize,
+    n: usize,
+    scale: &[f32],
+    fill: impl Fn(usize, &mut dyn FnMut(usize, usize, f32)) + Sync,
+) -> Packed {
+    let panels = n.div_ceil(NR);
+    let kq = k.div_ceil(4);
+    let mut q = vec![0i8; panels * kq * NR * 4];
+    let mut colsum = vec![0f32; panels * NR];
+    q.par_chunks_mut(kq * NR * 4)
+        .zip(colsum.par_chunks_mut(NR))
+        .enumerate()
+        .for_each(|(p, (d, cs))| {
+            let mut sums = [0i64; NR];
+            fill(p, &mut |row, j, v| {
+                let x = (v / scale[p * NR + j])
+                    .round_ties_even()
+                    .clamp(-127.0, 127.0) as i8;
+                d[((row / 4) * NR + j) * 4 + row % 4] = x;
+                sums[j] += i64::from(x);
+            });
+            for (c, s) in cs.iter_mut().zip(sums) {
+                *c = s as f32;
+            }
+        });
+    let mut sc = vec![0f32; panels * NR];
+    sc[..n].copy_from_slice(scale);
+    Packed::Int8 {
+        q,
+        scale: sc,
+        colsum,
+    }
+}
+
+/// Quantises `rows` rows of `k` f32 values (`src`, rows `lds` apart) to u8 rows of `ld >= k`
+/// values in `q` (the padding zeroed), each row as `lo + scale * q` with `lo` its smallest
+/// value and `scale` its range over 255, rounding to nearest (ties to even): the left operand
+/// of [`Kernel::Int8`], quantised as it enters the product (dynamic: no calibration).
+#[allow(clippy::too_many_arguments)]
+pub fn quantize_rows(
+    src: &[f32],
+    lds: usize,
+    k: usize,
+    rows: usize,
+    q: &mut [u8],
+    ld: usize,
+    scale: &mut [f32],
+    lo: &mut [f32],
+) {
+    assert!(rows == 0 || src.len() >= (rows - 1) * lds + k);
+    assert!(q.len() >= rows * ld && ld >= k && scale.len() >= rows && lo.len() >= rows);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        for r in 0..rows {
+            let (s, d) = (&src[r * lds..r * lds + k], &mut q[r * ld..(r + 1) * ld]);
+            // SAFETY: AVX-512F is present; `s` and `d` are the row's slices.
+            (scale[r], lo[r]) = unsafe { x86::quantize_row(s, d) };
+        }
+        return;
+    }
+    for r in 0..rows {
+        let (s, d) = (&src[r * lds..r * lds + k], &mut q[r * ld..(r + 1) * ld]);
+        (scale[r], lo[r]) = quantize_row(s, d);
+    }
+}
+
+/// One row of [`quantize_rows`], without SIMD (the reference the AVX-512 version is tested
+/// against).
+fn quantize_row(s: &[f32], d: &mut [u8]) -> (f32, f32) {
+    let lo = s.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (lo, hi) = if s.is_empty() { (0.0, 0.0) } else { (lo, hi) };
+    let (step, inv) = steps(lo, hi);
+    for (o, v) in d.iter_mut().zip(s) {
+        *o = ((v - lo) * inv).round_ties_even().clamp(0.0, 255.0) as u8;
+    }
+    d[s.len()..].fill(0);
+    (step, lo)
+}
+
+/// The step of a row whose values span `lo ..= hi` and its inverse (both 0 for a constant row,
+/// which then quantises to 0s standing for `lo`).
+fn steps(lo: f32, hi: f32) -> (f32, f32) {
+    let range = hi - lo;
+    if range > 0.0 && range.is_finite() {
+        (range / 255.0, 255.0 / range)
+    } else {
+        (0.0, 0.0)
     }
 }
 
@@ -238,6 +381,25 @@ pub unsafe fn gemm_ptr(
             (Packed::Bf16(w), Lhs::Bf16(a)) => {
                 assert!(a.len() >= (m - 1) * lda + b.lhs_width());
                 x86::drive_bf16(m, a, lda, b.k.div_ceil(2), w, cols, c, ldc, epi)
+            }
+            #[cfg(target_arch = "x86_64")]
+            (
+                Packed::Int8 { q, scale, colsum },
+                Lhs::U8 {
+                    q: a,
+                    scale: sa,
+                    lo,
+                },
+            ) => {
+                assert!(a.len() >= (m - 1) * lda + b.lhs_width());
+                assert!(sa.len() >= m && lo.len() >= m);
+                let deq = x86::Deq {
+                    row_scale: sa.as_ptr(),
+                    row_lo: lo.as_ptr(),
+                    col_scale: scale.as_ptr(),
+                    col_sum: colsum.as_ptr(),
+                };
+                x86::drive_int8(m, a, lda, b.k.div_ceil(4), q, cols, c, ldc, epi, deq)
             }
             _ => panic!("left operand of the wrong precision for the packed weights"),
         }
@@ -325,6 +487,35 @@ mod x86 {
 
     use super::{Epilogue, KC, MR, NR};
 
+    /// The int8 dequantisation of a product: per-row steps and offsets of A (indexed from the
+    /// product's first row), per-column steps and sums of B (whole panels).
+    #[derive(Clone, Copy)]
+    pub(super) struct Deq {
+        pub row_scale: *const f32,
+        pub row_lo: *const f32,
+        pub col_scale: *const f32,
+        pub col_sum: *const f32,
+    }
+
+    /// How a micro-kernel ends: stores its accumulators (f32, or an int8 product's raw i32
+    /// between passes over k), or dequantises them (the last pass of an int8 product).
+    #[derive(Clone, Copy)]
+    enum Fin {
+        Store {
+            relu: bool,
+        },
+        /// R rows' A steps and offsets at `sa` / `lo`, the block's NR column steps, sums and
+        /// bias (null: none) at `sw`, `cs`, `bias`.
+        Deq {
+            sa: *const f32,
+            lo: *const f32,
+            sw: *const f32,
+            cs: *const f32,
+            bias: *const f32,
+            relu: bool,
+        },
+    }
+
     /// How a micro-kernel starts its accumulators.
     #[derive(Clone, Copy)]
     enum Start {
@@ -391,12 +582,12 @@ mod x86 {
     }
 
     #[inline(always)]
-    unsafe fn store_acc<const R: usize>(
-        acc: [[__m512; 4]; R],
-        c: *mut f32,
-        ldc: usize,
-        relu: bool,
-    ) {
+    unsafe fn store_acc<const R: usize>(acc: [[__m512; 4]; R], c: *mut f32, ldc: usize, fin: Fin) {
+        let relu = match fin {
+            Fin::Store { relu } => relu,
+            // SAFETY: forwarded.
+            Fin::Deq { .. } => return unsafe { store_deq::<R>(acc, c, ldc, fin) },
+        };
         // SAFETY: the callers run with AVX-512F.
         let zero = unsafe { _mm512_setzero_ps() };
         for (r, row) in acc.iter().enumerate() {
@@ -409,6 +600,52 @@ mod x86 {
                 };
                 // SAFETY: C has R rows of NR floats at stride ldc.
                 unsafe { _mm512_storeu_ps(c.add(r * ldc + 16 * j), v) };
+            }
+        }
+    }
+
+    /// Stores int8 accumulators (i32 lanes) dequantised: `sw * (sa * acc + lo * cs) + bias`,
+    /// then the ReLU.
+    ///
+    /// # Safety
+    /// `fin` is [`Fin::Deq`] with its pointers valid for R rows / NR columns; C as in
+    /// [`store_acc`]; the CPU has AVX-512F.
+    #[inline(always)]
+    unsafe fn store_deq<const R: usize>(acc: [[__m512; 4]; R], c: *mut f32, ldc: usize, fin: Fin) {
+        let Fin::Deq {
+            sa,
+            lo,
+            sw,
+            cs,
+            bias,
+            relu,
+        } = fin
+        else {
+            unreachable!("store_deq takes Fin::Deq")
+        };
+        // SAFETY (whole body): as the contract says.
+        unsafe {
+            let zero = _mm512_setzero_ps();
+            let swv: [__m512; 4] = std::array::from_fn(|j| _mm512_loadu_ps(sw.add(16 * j)));
+            let csv: [__m512; 4] = std::array::from_fn(|j| _mm512_loadu_ps(cs.add(16 * j)));
+            let bv: [__m512; 4] = std::array::from_fn(|j| {
+                if bias.is_null() {
+                    zero
+                } else {
+                    _mm512_loadu_ps(bias.add(16 * j))
+                }
+            });
+            for (r, row) in acc.iter().enumerate() {
+                let (s, l) = (_mm512_set1_ps(*sa.add(r)), _mm512_set1_ps(*lo.add(r)));
+                for (j, v) in row.iter().enumerate() {
+                    let a = _mm512_cvtepi32_ps(_mm512_castps_si512(*v));
+                    let t = _mm512_fmadd_ps(a, s, _mm512_mul_ps(l, csv[j]));
+                    let mut o = _mm512_fmadd_ps(t, swv[j], bv[j]);
+                    if relu {
+                        o = _mm512_max_ps(o, zero);
+                    }
+                    _mm512_storeu_ps(c.add(r * ldc + 16 * j), o);
+                }
             }
         }
     }
@@ -459,6 +696,28 @@ mod x86 {
         }
     }
 
+    struct Int8;
+    // SAFETY (every method): as the trait requires; a step is a k-quad, read from A as one
+    // 32-bit word; the accumulators hold i32 lanes (bit casts of the f32 registers).
+    impl Micro for Int8 {
+        type A = u8;
+        const UNIT: usize = 4;
+        type Bv = __m512i;
+        type Av = __m512i;
+        #[inline(always)]
+        unsafe fn load_b(p: *const u8) -> __m512i {
+            unsafe { _mm512_loadu_si512(p.cast()) }
+        }
+        #[inline(always)]
+        unsafe fn bcast(p: *const u8) -> __m512i {
+            unsafe { _mm512_set1_epi32(p.cast::<i32>().read_unaligned()) }
+        }
+        #[inline(always)]
+        unsafe fn madd(acc: __m512, a: __m512i, b: __m512i) -> __m512 {
+            unsafe { _mm512_castsi512_ps(_mm512_dpbusd_epi32(_mm512_castps_si512(acc), a, b)) }
+        }
+    }
+
     /// One micro-kernel call: R rows (R <= MR) by NR columns, `steps` steps of k, in 24 (at
     /// R = MR) accumulator registers.
     ///
@@ -475,7 +734,7 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         start: Start,
-        relu: bool,
+        fin: Fin,
     ) {
         // SAFETY (whole body): the contract above bounds every pointer.
         unsafe {
@@ -497,7 +756,7 @@ mod x86 {
                 ap = ap.add(K::UNIT);
                 bp = bp.add(NR * K::UNIT);
             }
-            store_acc::<R>(acc, c, ldc, relu);
+            store_acc::<R>(acc, c, ldc, fin);
         }
     }
 
@@ -515,6 +774,7 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         epi: Epilogue,
+        deq: Option<Deq>,
     ) {
         let unit = K::UNIT;
         let kc = KC / unit;
@@ -527,7 +787,6 @@ mod x86 {
             let s0 = pass * kc;
             let s = kc.min(steps - s0);
             let last = pass + 1 == passes;
-            let relu = last && epi.relu;
             for p in p0..p1 {
                 let width = (cols.end - p * NR).min(NR);
                 let cc = (p - p0) * NR;
@@ -535,25 +794,42 @@ mod x86 {
                 // go through `tile`.
                 unsafe {
                     let bp = w.add((p * steps + s0) * NR * unit);
+                    // The bias of this panel (NR values), or null.
+                    let bias = match epi.bias {
+                        None => std::ptr::null(),
+                        Some(b) if width == NR => b.as_ptr().add(p * NR),
+                        Some(b) => {
+                            bias_tile[..width].copy_from_slice(&b[p * NR..p * NR + width]);
+                            bias_tile.as_ptr()
+                        }
+                    };
                     let start = if pass > 0 {
                         Start::Load
+                    } else if bias.is_null() || deq.is_some() {
+                        Start::Zero
                     } else {
-                        match epi.bias {
-                            None => Start::Zero,
-                            Some(b) if width == NR => Start::Bias(b.as_ptr().add(p * NR)),
-                            Some(b) => {
-                                bias_tile[..width].copy_from_slice(&b[p * NR..p * NR + width]);
-                                Start::Bias(bias_tile.as_ptr())
-                            }
-                        }
+                        Start::Bias(bias)
                     };
                     let mut r0 = 0;
                     while r0 < m {
                         let rows = MR.min(m - r0);
                         let ap = a.add(r0 * lda + s0 * unit);
                         let cp = c.add(r0 * ldc + cc);
+                        let fin = match deq {
+                            Some(d) if last => Fin::Deq {
+                                sa: d.row_scale.add(r0),
+                                lo: d.row_lo.add(r0),
+                                sw: d.col_scale.add(p * NR),
+                                cs: d.col_sum.add(p * NR),
+                                bias,
+                                relu: epi.relu,
+                            },
+                            _ => Fin::Store {
+                                relu: last && epi.relu && deq.is_none(),
+                            },
+                        };
                         if width == NR {
-                            call::<K>(rows, s, ap, lda, bp, cp, ldc, start, relu);
+                            call::<K>(rows, s, ap, lda, bp, cp, ldc, start, fin);
                         } else {
                             if matches!(start, Start::Load) {
                                 for r in 0..rows {
@@ -564,7 +840,7 @@ mod x86 {
                                     );
                                 }
                             }
-                            call::<K>(rows, s, ap, lda, bp, tile.as_mut_ptr(), NR, start, relu);
+                            call::<K>(rows, s, ap, lda, bp, tile.as_mut_ptr(), NR, start, fin);
                             for r in 0..rows {
                                 std::ptr::copy_nonoverlapping(
                                     tile.as_ptr().add(r * NR),
@@ -591,17 +867,17 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         start: Start,
-        relu: bool,
+        fin: Fin,
     ) {
         // SAFETY: forwarded contract of `Micro::run`.
         unsafe {
             match rows {
-                6 => run::<K, 6>(s, a, lda, b, c, ldc, start, relu),
-                5 => run::<K, 5>(s, a, lda, b, c, ldc, start, relu),
-                4 => run::<K, 4>(s, a, lda, b, c, ldc, start, relu),
-                3 => run::<K, 3>(s, a, lda, b, c, ldc, start, relu),
-                2 => run::<K, 2>(s, a, lda, b, c, ldc, start, relu),
-                _ => run::<K, 1>(s, a, lda, b, c, ldc, start, relu),
+                6 => run::<K, 6>(s, a, lda, b, c, ldc, start, fin),
+                5 => run::<K, 5>(s, a, lda, b, c, ldc, start, fin),
+                4 => run::<K, 4>(s, a, lda, b, c, ldc, start, fin),
+                3 => run::<K, 3>(s, a, lda, b, c, ldc, start, fin),
+                2 => run::<K, 2>(s, a, lda, b, c, ldc, start, fin),
+                _ => run::<K, 1>(s, a, lda, b, c, ldc, start, fin),
             }
         }
     }
@@ -622,7 +898,7 @@ mod x86 {
         epi: Epilogue,
     ) {
         // SAFETY: forwarded.
-        unsafe { drive::<F32>(m, a.as_ptr(), lda, k, w.as_ptr(), cols, c, ldc, epi) }
+        unsafe { drive::<F32>(m, a.as_ptr(), lda, k, w.as_ptr(), cols, c, ldc, epi, None) }
     }
 
     /// # Safety
@@ -641,7 +917,74 @@ mod x86 {
         epi: Epilogue,
     ) {
         // SAFETY: forwarded.
-        unsafe { drive::<Bf16>(m, a.as_ptr(), lda, kp, w.as_ptr(), cols, c, ldc, epi) }
+        unsafe { drive::<Bf16>(m, a.as_ptr(), lda, kp, w.as_ptr(), cols, c, ldc, epi, None) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX512-VNNI and AVX512-BW; the slices cover the operands and `deq`'s
+    /// pointers the rows and panels (see [`super::gemm`]).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn drive_int8(
+        m: usize,
+        a: &[u8],
+        lda: usize,
+        kq: usize,
+        w: &[i8],
+        cols: Range<usize>,
+        c: *mut f32,
+        ldc: usize,
+        epi: Epilogue,
+        deq: Deq,
+    ) {
+        let w = w.as_ptr().cast::<u8>();
+        // SAFETY: forwarded; B's bytes are read only as the s8 operand of vpdpbusd.
+        unsafe { drive::<Int8>(m, a.as_ptr(), lda, kq, w, cols, c, ldc, epi, Some(deq)) }
+    }
+
+    /// One row of [`super::quantize_rows`] with AVX-512F: its range, then the rounded values
+    /// packed to u8 (`vpmovusdb`); returns (step, lo).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `d` is at least as long as `s`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn quantize_row(s: &[f32], d: &mut [u8]) -> (f32, f32) {
+        let k = s.len();
+        if k == 0 {
+            d.fill(0);
+            return (0.0, 0.0);
+        }
+        let mask = |i: usize| -> __mmask16 {
+            let n = (k - i).min(16);
+            if n == 16 { 0xffff } else { (1u16 << n) - 1 }
+        };
+        // SAFETY (whole body): masked loads and stores stay inside `s` and `d`.
+        unsafe {
+            let mut vlo = _mm512_set1_ps(f32::INFINITY);
+            let mut vhi = _mm512_set1_ps(f32::NEG_INFINITY);
+            let mut i = 0;
+            while i < k {
+                let m = mask(i);
+                let v = _mm512_maskz_loadu_ps(m, s.as_ptr().add(i));
+                vlo = _mm512_mask_min_ps(vlo, m, vlo, v);
+                vhi = _mm512_mask_max_ps(vhi, m, vhi, v);
+                i += 16;
+            }
+            let (lo, hi) = (_mm512_reduce_min_ps(vlo), _mm512_reduce_max_ps(vhi));
+            let (step, inv) = super::steps(lo, hi);
+            let (vl, vi) = (_mm512_set1_ps(lo), _mm512_set1_ps(inv));
+            let mut i = 0;
+            while i < k {
+                let m = mask(i);
+                let v = _mm512_maskz_loadu_ps(m, s.as_ptr().add(i));
+                let q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(v, vl), vi));
+                let q = _mm512_max_epi32(q, _mm512_setzero_si512());
+                _mm512_mask_cvtusepi32_storeu_epi8(d.as_mut_ptr().add(i).cast(), m, q);
+                i += 16;
+            }
+            d[k..].fill(0);
+            (step, lo)
+        }
     }
 }
 
@@ -681,10 +1024,66 @@ mod tests {
                     x == y
                 }
                 (Packed::Bf16(x), Packed::Bf16(y)) => x == y,
+                (
+                    Packed::Int8 {
+                        q: x,
+                        scale: sx,
+                        colsum: cx,
+                    },
+                    Packed::Int8 {
+                        q: y,
+                        scale: sy,
+                        colsum: cy,
+                    },
+                ) => x == y && sx == sy && cx == cy,
                 _ => false,
             };
             assert!(same, "{kernel:?}");
         }
+    }
+
+    /// B (k x n) as the int8 packing represents it: `scale[j] * q[k][j]`.
+    fn dequantized_b(b: &PackedB) -> Vec<f32> {
+        let Packed::Int8 { q, scale, .. } = &b.data else {
+            panic!("not int8")
+        };
+        let kq = b.k.div_ceil(4);
+        let mut out = vec![0f32; b.k * b.n];
+        for kk in 0..b.k {
+            for j in 0..b.n {
+                let (p, jj) = (j / NR, j % NR);
+                let v = q[((p * kq + kk / 4) * NR + jj) * 4 + kk % 4];
+                out[kk * b.n + j] = scale[j] * f32::from(v);
+            }
+        }
+        out
+    }
+
+    /// The AVX-512 row quantiser equals the plain one bit for bit, and each value is within half
+    /// a step of what it stands for; the extremes are exact.
+    #[test]
+    fn rows_quantise_to_within_half_a_step() {
+        for k in [1, 5, 16, 17, 40, 513] {
+            let src: Vec<f32> = mat(3 * k, k as u64).iter().map(|v| v * 3.0 + 0.5).collect();
+            let ld = k.next_multiple_of(4) + 4;
+            let (mut q, mut sc, mut lo) = (vec![7u8; 3 * ld], [0f32; 3], [0f32; 3]);
+            quantize_rows(&src, k, k, 3, &mut q, ld, &mut sc, &mut lo);
+            for r in 0..3 {
+                let row = &src[r * k..(r + 1) * k];
+                let mut plain = vec![9u8; ld];
+                assert_eq!(quantize_row(row, &mut plain), (sc[r], lo[r]), "k {k}");
+                assert_eq!(plain, q[r * ld..(r + 1) * ld], "k {k} row {r}");
+                for (v, x) in row.iter().zip(&q[r * ld..]) {
+                    let back = lo[r] + sc[r] * f32::from(*x);
+                    assert!((back - v).abs() <= 0.5001 * sc[r] + 1e-6, "{v} -> {back}");
+                }
+                assert!(q[r * ld + k..(r + 1) * ld].iter().all(|&x| x == 0));
+            }
+        }
+        // A constant row: step 0, every value its offset.
+        let (mut q, mut sc, mut lo) = (vec![1u8; 8], [1f32], [0f32]);
+        quantize_rows(&[2.5; 5], 5, 5, 1, &mut q, 8, &mut sc, &mut lo);
+        assert_eq!((sc[0], lo[0], &q[..]), (0.0, 2.5, &[0u8; 8][..]));
     }
 
     /// Every kernel against an f64 product of the same (for bf16: rounded) operands, on shapes
@@ -709,6 +1108,21 @@ mod tests {
                     Kernel::Bf16 => bf16::from_f32(v).to_f32(),
                     _ => v,
                 };
+                // int8: the operands as quantised (A per row, B per column).
+                let (mut aq, mut qs, mut ql) = (vec![3u8; m * lda], vec![0f32; m], vec![0f32; m]);
+                let (a_ref, b_ref) = if kernel == Kernel::Int8 {
+                    quantize_rows(&a, k, k, m, &mut aq, lda, &mut qs, &mut ql);
+                    let a_ref = (0..m * k)
+                        .map(|i| ql[i / k] + qs[i / k] * f32::from(aq[(i / k) * lda + i % k]))
+                        .collect();
+                    (a_ref, dequantized_b(&pb))
+                } else {
+                    (
+                        a.iter().map(|v| round(*v)).collect(),
+                        b.iter().map(|v| round(*v)).collect(),
+                    )
+                };
+                let (a_ref, b_ref): (Vec<f32>, Vec<f32>) = (a_ref, b_ref);
                 for (cols, relu) in [(0..n, false), ((n / 64) * 64..n, true)] {
                     let epi = Epilogue {
                         bias: Some(&bias),
@@ -717,6 +1131,14 @@ mod tests {
                     let width = cols.len();
                     let mut c = vec![f32::NAN; m * width];
                     match kernel {
+                        Kernel::Int8 => {
+                            let lhs = Lhs::U8 {
+                                q: &aq,
+                                scale: &qs,
+                                lo: &ql,
+                            };
+                            gemm(m, lhs, lda, &pb, cols.clone(), &mut c, width, epi);
+                        }
                         Kernel::Bf16 => {
                             let mut ab = vec![bf16::from_f32(7.0); m * lda];
                             for r in 0..m {
@@ -751,8 +1173,7 @@ mod tests {
                             let mut want = f64::from(bias[j]);
                             let mut mag = want.abs();
                             for kk in 0..k {
-                                let p = f64::from(round(a[r * k + kk]))
-                                    * f64::from(round(b[kk * n + j]));
+                                let p = f64::from(a_ref[r * k + kk]) * f64::from(b_ref[kk * n + j]);
                                 want += p;
                                 mag += p.abs();
                             }
@@ -760,8 +1181,10 @@ mod tests {
                                 want = want.max(0.0);
                             }
                             let got = f64::from(c[r * width + jj]);
+                            // int8 dequantises in f32 from an i32 sum: a little more rounding.
+                            let tol = if kernel == Kernel::Int8 { 1e-5 } else { 1e-6 };
                             assert!(
-                                (got - want).abs() <= 1e-6 * mag.max(1.0),
+                                (got - want).abs() <= tol * mag.max(1.0),
                                 "{kernel:?} {m}x{n}x{k} cols {cols:?} [{r}][{j}]: {got} vs {want}"
                             );
                         }

@@ -2,8 +2,8 @@
 //! cannot run here.
 //!
 //! `VGGFEAT_MAX_ISA` caps what is used, as oneDNN's `ONEDNN_MAX_CPU_ISA` does: `portable` (no
-//! hand-written SIMD: the `gemm` crate, f32 only), `avx512` (f32 micro-kernels, no bf16) or
-//! `avx512-bf16` (everything; the default). It exists to check the slower paths on a fast CPU
+//! hand-written SIMD: the `gemm` crate, f32 only), `avx512` (f32 micro-kernels, no bf16 or
+//! int8), `avx512-vnni` (f32 and int8) or `avx512-bf16` (everything; the default). It exists to check the slower paths on a fast CPU
 //! and to reproduce another machine's behaviour.
 
 use crate::error::{Error, Result};
@@ -21,6 +21,8 @@ pub enum Kernel {
     F32,
     /// bf16 products with f32 accumulation through AVX512-BF16's `vdpbf16ps`.
     Bf16,
+    /// u8 x s8 products with i32 accumulation through AVX512-VNNI's `vpdpbusd`.
+    Int8,
 }
 
 impl Kernel {
@@ -30,29 +32,48 @@ impl Kernel {
             Kernel::Portable => "portable f32 GEMM (gemm crate)",
             Kernel::F32 => "AVX-512F f32 micro-kernels",
             Kernel::Bf16 => "AVX512-BF16 vdpbf16ps, f32 accumulation",
+            Kernel::Int8 => {
+                "AVX512-VNNI vpdpbusd, i32 accumulation, dynamic per-row u8 activations"
+            }
         }
     }
 }
 
-/// Instruction-set levels, in order.
+/// Instruction-set levels, in order (as caps; what a CPU has is [`Found`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
     Portable,
     Avx512,
+    Avx512Vnni,
     Avx512Bf16,
 }
 
-fn detected() -> Level {
+/// What this CPU has: AVX-512F, and on top of it VNNI and BF16 (either may come without the
+/// other: Ice Lake has VNNI only).
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    avx512: bool,
+    vnni: bool,
+    bf16: bool,
+}
+
+fn detected() -> Found {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            if std::arch::is_x86_feature_detected!("avx512bf16") {
-                return Level::Avx512Bf16;
-            }
-            return Level::Avx512;
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") {
+            return Found {
+                avx512: true,
+                vnni: has!("avx512vnni") && has!("avx512bw"),
+                bf16: has!("avx512bf16"),
+            };
         }
     }
-    Level::Portable
+    Found {
+        avx512: false,
+        vnni: false,
+        bf16: false,
+    }
 }
 
 fn cap() -> Result<Option<Level>> {
@@ -61,9 +82,10 @@ fn cap() -> Result<Option<Level>> {
         Ok(v) => match v.as_str() {
             "portable" => Ok(Some(Level::Portable)),
             "avx512" => Ok(Some(Level::Avx512)),
+            "avx512-vnni" => Ok(Some(Level::Avx512Vnni)),
             "avx512-bf16" | "" => Ok(Some(Level::Avx512Bf16)),
             _ => Err(Error::Usage(format!(
-                "{MAX_ISA_VAR}={v}: expected portable, avx512 or avx512-bf16"
+                "{MAX_ISA_VAR}={v}: expected portable, avx512, avx512-vnni or avx512-bf16"
             ))),
         },
     }
@@ -73,18 +95,27 @@ fn cap() -> Result<Option<Level>> {
 /// does not allow it.
 pub fn kernel_for(precision: Precision) -> Result<Kernel> {
     let found = detected();
-    let level = match cap()? {
-        Some(c) => c.min(found),
-        None => found,
-    };
+    let cap = cap()?.unwrap_or(Level::Avx512Bf16);
     match precision {
-        Precision::F32 => Ok(if level >= Level::Avx512 {
+        Precision::F32 => Ok(if found.avx512 && cap >= Level::Avx512 {
             Kernel::F32
         } else {
             Kernel::Portable
         }),
-        Precision::Bf16 if level >= Level::Avx512Bf16 => Ok(Kernel::Bf16),
-        Precision::Bf16 => Err(Error::Unsupported(if found >= Level::Avx512Bf16 {
+        Precision::Int8 if found.vnni && cap >= Level::Avx512Vnni => Ok(Kernel::Int8),
+        Precision::Int8 => Err(Error::Unsupported(if found.vnni {
+            format!(
+                "int8 precision needs AVX512-VNNI, which {MAX_ISA_VAR} turns off; unset it \
+                 or use f32 or bf16 precision"
+            )
+        } else {
+            "int8 precision needs a CPU with AVX512-VNNI (vpdpbusd: Intel Cascade Lake, Ice \
+             Lake, Sapphire Rapids or later, AMD Zen 4 or later); this CPU lacks it: use f32 \
+             precision (vggfeat has no emulated int8 path: it would be slower than f32)"
+                .to_string()
+        })),
+        Precision::Bf16 if found.bf16 && cap >= Level::Avx512Bf16 => Ok(Kernel::Bf16),
+        Precision::Bf16 => Err(Error::Unsupported(if found.bf16 {
             format!(
                 "bf16 precision needs AVX512-BF16, which {MAX_ISA_VAR} turns off; unset it \
                  or use f32 precision"
@@ -103,16 +134,21 @@ pub fn kernel_for(precision: Precision) -> Result<Kernel> {
 #[cfg(test)]
 pub fn available() -> Vec<Kernel> {
     let mut v = vec![Kernel::Portable];
-    let level = detected();
-    if level >= Level::Avx512 {
+    let found = detected();
+    if found.avx512 {
         v.push(Kernel::F32);
     } else {
         eprintln!("skipped: Kernel::F32 (this CPU lacks AVX-512F)");
     }
-    if level >= Level::Avx512Bf16 {
+    if found.bf16 {
         v.push(Kernel::Bf16);
     } else {
         eprintln!("skipped: Kernel::Bf16 (this CPU lacks AVX512-BF16)");
+    }
+    if found.vnni {
+        v.push(Kernel::Int8);
+    } else {
+        eprintln!("skipped: Kernel::Int8 (this CPU lacks AVX512-VNNI)");
     }
     v
 }

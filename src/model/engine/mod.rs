@@ -151,11 +151,17 @@ pub fn gemm_probe(
         (0..threads.max(1)).into_par_iter().for_each(|_| {
             let af = vec![0.5f32; m * lda];
             let ab = vec![half::bf16::from_f32(0.5); m * lda];
+            let (aq, qs, ql) = (vec![128u8; m * lda], vec![0.01f32; m], vec![0f32; m]);
             let mut c = vec![0f32; m * n];
             for _ in 0..reps {
                 for b in &packed {
                     let a = match kernel {
                         isa::Kernel::Bf16 => gemm::Lhs::Bf16(&ab),
+                        isa::Kernel::Int8 => gemm::Lhs::U8 {
+                            q: &aq,
+                            scale: &qs,
+                            lo: &ql,
+                        },
                         _ => gemm::Lhs::F32(&af),
                     };
                     gemm::gemm(m, a, lda, b, 0..n, &mut c, n, gemm::Epilogue::NONE);

@@ -2,7 +2,7 @@
 //! Gray, CVPR 2016), in two tile sizes:
 //!
 //! - F(2x2, 3x3): 4x4 input tiles, 16 products per output pair per 2x2 outputs (2.25x fewer
-//!   than direct); transform entries 0, +-1, +-1/2, so bf16 operands stay accurate;
+//!   than direct); transform entries 0, +-1, +-1/2, so bf16 and int8 operands stay accurate;
 //! - F(4x4, 3x3): 6x6 input tiles, 36 products per 4x4 outputs (4x fewer than direct); the
 //!   points 0, +-1, +-2 give larger transform entries (up to 8 in `A`, 5 in `B`), which f32
 //!   absorbs (the fixtures' 1e-4 holds) but bf16's 8-bit mantissa does not.
@@ -19,7 +19,7 @@
 use half::bf16;
 use rayon::prelude::*;
 
-use super::gemm::{Epilogue, Lhs, MR, PackedB, gemm};
+use super::gemm::{Epilogue, Lhs, MR, PackedB, gemm, quantize_rows};
 use super::isa::Kernel;
 use super::simd::{Arr, Vf};
 #[cfg(target_arch = "x86_64")]
@@ -123,11 +123,15 @@ impl WinogradKernel {
     }
 }
 
-/// Per-thread scratch: the transformed tiles (in one of the two precisions) and the products.
+/// Per-thread scratch: the transformed tiles (in one of the two precisions), one plane of them
+/// quantised for int8 (values, and each row's step and offset), and the products.
 #[derive(Default)]
 struct Scratch {
     vf: Vec<f32>,
     vb: Vec<bf16>,
+    vq: Vec<u8>,
+    qs: Vec<f32>,
+    ql: Vec<f32>,
     m: Vec<f32>,
 }
 
@@ -202,7 +206,12 @@ pub fn conv3x3(
     }
     let kernel = k.kernel_of();
     let lda = k.u[0].lhs_width();
-    let esize = if kernel == Kernel::Bf16 { 2 } else { 4 };
+    // Bytes per transformed value: bf16, f32, or f32 and (one plane at a time) its u8.
+    let esize = match kernel {
+        Kernel::Bf16 => 2,
+        Kernel::Int8 => 5,
+        Kernel::F32 | Kernel::Portable => 4,
+    };
     // Tiles per chunk: within the scratch budget (or MIN_TILES), a multiple of MR, and spread
     // evenly over the threads.
     let per_tile = a * a * (lda * esize + cout * 4);
@@ -227,10 +236,24 @@ pub fn conv3x3(
         };
         // SAFETY: the buffer behind `v` holds alpha^2 planes of t rows of lda values.
         unsafe { simd.input(x, Chunk { geo, t0, t }, cin, lda, v) };
+        if kernel == Kernel::Int8 {
+            s.vq.resize(t * lda, 0);
+            s.qs.resize(t, 0.0);
+            s.ql.resize(t, 0.0);
+        }
         for xi in 0..a * a {
             let plane = xi * t * lda..(xi + 1) * t * lda;
             let v = if bf {
                 Lhs::Bf16(&s.vb[plane])
+            } else if kernel == Kernel::Int8 {
+                // Each tile's row of this plane quantised as it enters the product.
+                let (q, sc, lo) = (&mut s.vq, &mut s.qs, &mut s.ql);
+                quantize_rows(&s.vf[plane], lda, cin, t, q, lda, sc, lo);
+                Lhs::U8 {
+                    q: &s.vq[..],
+                    scale: &s.qs[..],
+                    lo: &s.ql[..],
+                }
             } else {
                 Lhs::F32(&s.vf[plane])
             };
@@ -761,10 +784,16 @@ mod tests {
                         .iter()
                         .zip(&want)
                         .fold(0f64, |m, (a, b)| m.max((f64::from(*a) - b).abs()));
-                    if kernel == Kernel::Bf16 {
+                    if matches!(kernel, Kernel::Bf16 | Kernel::Int8) {
                         // F(4x4) in bf16 is about 3x less accurate than F(2x2) (single layer:
-                        // ~1.3e-2 against ~4e-3), which is why the engine never pairs them.
-                        let bound = if tile == Tile::F2 { 1e-2 } else { 3e-2 };
+                        // ~1.3e-2 against ~4e-3), which is why the engine never pairs them;
+                        // int8 likewise (F(2x2): 0.4-8e-3 here; F(4x4): 1e-3 to 4e-2).
+                        let bound = match (kernel, tile) {
+                            (Kernel::Bf16, Tile::F2) => 1e-2,
+                            (Kernel::Bf16, Tile::F4) => 3e-2,
+                            (_, Tile::F2) => 1.5e-2,
+                            (_, Tile::F4) => 8e-2,
+                        };
                         assert!(
                             err <= bound * norm,
                             "{kernel:?} {tile:?} {n}x{h}x{w}x{cin}->{cout}: rel L2 {}",
