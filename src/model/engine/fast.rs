@@ -23,7 +23,9 @@ use candle_core::{Device, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
-use super::gemm::{Epilogue, Lhs, MR, NR, PackedB, gemm, gemm_ptr, quantize_rows, to_bf16_rows};
+use super::gemm::{
+    Epilogue, Lhs, MR, NR, PackedB, gemm, gemm_ptr, quantize_rows, row_block, to_bf16_rows,
+};
 use super::isa::{Kernel, kernel_for};
 use super::unfold::{Geom, transpose_planes, unfold_nhwc_rows};
 use super::winograd::{Tile, WinogradKernel, conv3x3};
@@ -222,7 +224,8 @@ impl FastEngine {
                 Kernel::Int8 => 5,
                 Kernel::F32 | Kernel::Portable => 4,
             };
-        let rows = (CHUNK_BYTES / row_bytes).clamp(64, 16384).min(m.max(1));
+        let rb = row_block(kernel);
+        let rows = ((CHUNK_BYTES / row_bytes).clamp(64, 16384) / rb * rb).min(m.max(1));
         let threads = rayon::current_num_threads();
         let epi = Epilogue {
             bias: Some(&cv.b),

@@ -10,6 +10,9 @@
 //!   `[k/4][NR][4]`), A quantised per row (asymmetric, u8: `lo + scale * q`, see
 //!   [`quantize_rows`]); the dequantisation (`sw * (scale * acc + lo * colsum)`), bias and
 //!   ReLU are fused into the micro-kernel's store; twice the bf16 rate;
+//!   On CPUs with AMX-INT8 (Intel Sapphire Rapids and later) whole 32-row blocks run on the
+//!   tile unit instead (`tdpbusd`: a 16 x 64 by 64 x 16 product per instruction, on the same
+//!   packed B, whose k-quad panels are AMX's B-tile layout), the rest on `vpdpbusd`;
 //! - [`Kernel::Bf16`]: AVX512-BF16's `vdpbf16ps` (two bf16 products per f32 lane, accumulated
 //!   in f32): A and B in bf16, B packed as k-pairs `[k/2][NR][2]`; about twice the f32 rate;
 //! - [`Kernel::F32`]: an AVX-512F FMA micro-kernel on f32 panels `[k][NR]`;
@@ -198,7 +201,7 @@ impl PackedB {
     pub fn lhs_width(&self) -> usize {
         match self.data {
             Packed::Bf16(_) => self.k.next_multiple_of(2),
-            Packed::Int8 { .. } => self.k.next_multiple_of(4),
+            Packed::Int8 { .. } => int8_quads(self.k) * 4,
             _ => self.k,
         }
     }
@@ -212,6 +215,12 @@ impl PackedB {
             Packed::Int8 { .. } => Kernel::Int8,
         }
     }
+}
+
+/// The k-quads of an int8 B of depth `k`: k padded to a multiple of 64, the depth of one AMX
+/// tile (the padding rows are zero, so any values of A there add nothing).
+fn int8_quads(k: usize) -> usize {
+    k.next_multiple_of(64) / 4
 }
 
 /// The symmetric int8 step of a column: its largest magnitude over 127 (1 for a zero column).
@@ -229,7 +238,7 @@ fn pack_int8(
     fill: impl Fn(usize, &mut dyn FnMut(usize, usize, f32)) + Sync,
 ) -> Packed {
     let panels = n.div_ceil(NR);
-    let kq = k.div_ceil(4);
+    let kq = int8_quads(k);
     let mut q = vec![0i8; panels * kq * NR * 4];
     let mut colsum = vec![0f32; panels * NR];
     q.par_chunks_mut(kq * NR * 4)
@@ -255,6 +264,18 @@ fn pack_int8(
         scale: sc,
         colsum,
     }
+}
+
+/// The rows a caller should hand the GEMM at once in multiples of, for `kernel`: 32 for int8 on
+/// a CPU with AMX-INT8 (whose tiles take whole 32-row blocks; a rest runs on VNNI, several
+/// times slower), else [`MR`].
+pub fn row_block(kernel: Kernel) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Int8 && x86::amx_ready() {
+        return 32;
+    }
+    let _ = kernel;
+    MR
 }
 
 /// Quantises `rows` rows of `k` f32 values (`src`, rows `lds` apart) to u8 rows of `ld >= k`
@@ -399,7 +420,32 @@ pub unsafe fn gemm_ptr(
                     col_scale: scale.as_ptr(),
                     col_sum: colsum.as_ptr(),
                 };
-                x86::drive_int8(m, a, lda, b.k.div_ceil(4), q, cols, c, ldc, epi, deq)
+                let kq = int8_quads(b.k);
+                // Whole 32-row blocks on AMX where there is one, the rest on VNNI.
+                let tiled = if x86::amx_ready() { m / 32 * 32 } else { 0 };
+                if tiled > 0 {
+                    x86::drive_amx(tiled, a, lda, kq, q, cols.clone(), c, ldc, epi, deq);
+                }
+                if tiled < m {
+                    let deq = x86::Deq {
+                        row_scale: sa[tiled..].as_ptr(),
+                        row_lo: lo[tiled..].as_ptr(),
+                        ..deq
+                    };
+                    let c = c.add(tiled * ldc);
+                    x86::drive_int8(
+                        m - tiled,
+                        &a[tiled * lda..],
+                        lda,
+                        kq,
+                        q,
+                        cols,
+                        c,
+                        ldc,
+                        epi,
+                        deq,
+                    )
+                }
             }
             _ => panic!("left operand of the wrong precision for the packed weights"),
         }
@@ -942,6 +988,188 @@ mod x86 {
         unsafe { drive::<Int8>(m, a.as_ptr(), lda, kq, w, cols, c, ldc, epi, Some(deq)) }
     }
 
+    /// Whether AMX-INT8 runs here: the CPU has it (CPUID leaf 7: AMX-TILE, AMX-INT8), the
+    /// kernel lets this process use the tile data (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, asked
+    /// once), and `VGGFEAT_NO_AMX` is unset (to measure or test the VNNI path on such a CPU).
+    pub(super) fn amx_ready() -> bool {
+        static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *READY.get_or_init(|| {
+            if std::env::var_os("VGGFEAT_NO_AMX").is_some() {
+                return false;
+            }
+            // CPUID leaf 7 exists on every x86-64 CPU with AVX-512 (the only callers).
+            let l7 = __cpuid_count(7, 0);
+            let (tile, int8) = (l7.edx & (1 << 24) != 0, l7.edx & (1 << 25) != 0);
+            if !(tile && int8) {
+                return false;
+            }
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: a plain system call with integer arguments.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                ) == 0
+            }
+        })
+    }
+
+    /// The tile configuration: palette 1, eight tiles of 16 rows by 64 bytes (tmm0-3 the i32
+    /// accumulators of a 32 x 32 block, tmm4-5 two 16-row slices of A, tmm6-7 two 16-column
+    /// slices of B).
+    #[repr(C, align(64))]
+    struct TileConfig([u8; 64]);
+
+    impl TileConfig {
+        fn new() -> Self {
+            let mut c = [0u8; 64];
+            c[0] = 1;
+            for t in 0..8 {
+                c[16 + 2 * t..18 + 2 * t].copy_from_slice(&64u16.to_le_bytes());
+                c[48 + t] = 16;
+            }
+            TileConfig(c)
+        }
+    }
+
+    /// C (32 x 32 i32, rows `ldc` bytes apart) = A (32 rows at `a`, `lda` bytes apart) times
+    /// B (`blocks` blocks of 16 k-quads, each quad row 256 bytes apart, 32 columns at `b`) on
+    /// AMX, in one asm block so that nothing runs between the tile instructions.
+    ///
+    /// # Safety
+    /// The tile configuration of [`TileConfig::new`] is loaded on this thread; the pointers
+    /// cover the operands; `blocks >= 1`.
+    #[inline(always)]
+    unsafe fn amx_block(a: *const u8, lda: usize, b: *const u8, blocks: usize, c: *mut i32) {
+        let (ldb, ldc): (usize, usize) = (NR * 4, 32 * 4);
+        // SAFETY: as the contract says; the tile registers are used by no other code.
+        unsafe {
+            std::arch::asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                "2:",
+                "tileloadd tmm4, [{a0} + {lda}]",
+                "tileloadd tmm5, [{a1} + {lda}]",
+                "tileloadd tmm6, [{b0} + {ldb}]",
+                "tileloadd tmm7, [{b0} + {ldb} + 64]",
+                "tdpbusd tmm0, tmm4, tmm6",
+                "tdpbusd tmm1, tmm4, tmm7",
+                "tdpbusd tmm2, tmm5, tmm6",
+                "tdpbusd tmm3, tmm5, tmm7",
+                "add {a0}, 64",
+                "add {a1}, 64",
+                "add {b0}, {bstep}",
+                "dec {n}",
+                "jnz 2b",
+                "tilestored [{c0} + {ldc}], tmm0",
+                "tilestored [{c0} + {ldc} + 64], tmm1",
+                "tilestored [{c2} + {ldc}], tmm2",
+                "tilestored [{c2} + {ldc} + 64], tmm3",
+                a0 = inout(reg) a => _,
+                a1 = inout(reg) a.add(16 * lda) => _,
+                b0 = inout(reg) b => _,
+                n = inout(reg) blocks => _,
+                lda = in(reg) lda,
+                ldb = in(reg) ldb,
+                bstep = const 16 * NR * 4,
+                c0 = in(reg) c,
+                c2 = in(reg) c.add(16 * 32),
+                ldc = in(reg) ldc,
+                options(nostack),
+            );
+        }
+    }
+
+    /// [`drive_int8`] on AMX for `m` rows (a multiple of 32): 32 x 32 blocks of C, each
+    /// accumulated in tiles over the whole depth, then dequantised (as [`store_deq`]) from a
+    /// stack buffer into C, partial column blocks masked.
+    ///
+    /// # Safety
+    /// [`amx_ready`] is true; as [`drive_int8`] otherwise.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn drive_amx(
+        m: usize,
+        a: &[u8],
+        lda: usize,
+        kq: usize,
+        w: &[i8],
+        cols: Range<usize>,
+        c: *mut f32,
+        ldc: usize,
+        epi: Epilogue,
+        deq: Deq,
+    ) {
+        debug_assert!(m.is_multiple_of(32) && kq.is_multiple_of(16));
+        let cfg = TileConfig::new();
+        let mut acc = Align64([0i32; 32 * 32]);
+        let (p0, p1) = (cols.start / NR, cols.end.div_ceil(NR));
+        // SAFETY (whole body): the asserts of `gemm_ptr` bound A, B, C and the scales; the
+        // tile configuration is loaded before the first tile instruction and released after.
+        unsafe {
+            std::arch::asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack));
+            let zero = _mm512_setzero_ps();
+            for p in p0..p1 {
+                let bp = w.as_ptr().cast::<u8>().add(p * kq * NR * 4);
+                for j0 in [0, 32] {
+                    let col = p * NR + j0;
+                    if col >= cols.end {
+                        break;
+                    }
+                    let valid = (cols.end - col).min(32);
+                    let masks: [__mmask16; 2] = std::array::from_fn(|h| {
+                        let n = valid.saturating_sub(16 * h).min(16);
+                        if n == 16 { 0xffff } else { (1u16 << n) - 1 }
+                    });
+                    let ld = |base: *const f32, h: usize| -> __m512 {
+                        _mm512_maskz_loadu_ps(masks[h], base.add(col + 16 * h))
+                    };
+                    let sw = [ld(deq.col_scale, 0), ld(deq.col_scale, 1)];
+                    let cs = [ld(deq.col_sum, 0), ld(deq.col_sum, 1)];
+                    let bias = match epi.bias {
+                        Some(b) => [ld(b.as_ptr(), 0), ld(b.as_ptr(), 1)],
+                        None => [zero; 2],
+                    };
+                    for r0 in (0..m).step_by(32) {
+                        let ap = a.as_ptr().add(r0 * lda);
+                        amx_block(ap, lda, bp.add(j0 * 4), kq / 16, acc.0.as_mut_ptr());
+                        for r in 0..32 {
+                            let s = _mm512_set1_ps(*deq.row_scale.add(r0 + r));
+                            let l = _mm512_set1_ps(*deq.row_lo.add(r0 + r));
+                            let out = c.add((r0 + r) * ldc + col - cols.start);
+                            for h in 0..2 {
+                                if masks[h] == 0 {
+                                    break;
+                                }
+                                let v =
+                                    _mm512_loadu_si512(acc.0.as_ptr().add(r * 32 + 16 * h).cast());
+                                let t = _mm512_fmadd_ps(
+                                    _mm512_cvtepi32_ps(v),
+                                    s,
+                                    _mm512_mul_ps(l, cs[h]),
+                                );
+                                let mut o = _mm512_fmadd_ps(t, sw[h], bias[h]);
+                                if epi.relu {
+                                    o = _mm512_max_ps(o, zero);
+                                }
+                                _mm512_mask_storeu_ps(out.add(16 * h), masks[h], o);
+                            }
+                        }
+                    }
+                }
+            }
+            std::arch::asm!("tilerelease", options(nostack));
+        }
+    }
+
+    /// A 64-byte aligned buffer (tile stores).
+    #[repr(C, align(64))]
+    struct Align64<T>(T);
+
     /// One row of [`super::quantize_rows`] with AVX-512F: its range, then the rounded values
     /// packed to u8 (`vpmovusdb`); returns (step, lo).
     ///
@@ -1047,7 +1275,7 @@ mod tests {
         let Packed::Int8 { q, scale, .. } = &b.data else {
             panic!("not int8")
         };
-        let kq = b.k.div_ceil(4);
+        let kq = int8_quads(b.k);
         let mut out = vec![0f32; b.k * b.n];
         for kk in 0..b.k {
             for j in 0..b.n {
@@ -1086,6 +1314,56 @@ mod tests {
         assert_eq!((sc[0], lo[0], &q[..]), (0.0, 2.5, &[0u8; 8][..]));
     }
 
+    /// On a CPU with AMX-INT8, the tile path and the VNNI path give the same products bit for
+    /// bit (both sum the same integers exactly, then dequantise with the same operations), over
+    /// several 32-row blocks, a partial column block, a depth that is not a multiple of 64,
+    /// bias and ReLU.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn amx_and_vnni_give_the_same_int8_products() {
+        if !x86::amx_ready() {
+            eprintln!("skipped: AMX-INT8 is not usable here (only the VNNI path runs)");
+            return;
+        }
+        let (m, n, k) = (96, 80, 300);
+        let (a, b, bias) = (mat(m * k, 11), mat(k * n, 12), mat(n, 13));
+        let pb = PackedB::new(&b, k, n, Kernel::Int8);
+        let lda = pb.lhs_width();
+        let (mut q, mut qs, mut ql) = (vec![0u8; m * lda], vec![0f32; m], vec![0f32; m]);
+        quantize_rows(&a, k, k, m, &mut q, lda, &mut qs, &mut ql);
+        let Packed::Int8 {
+            q: w,
+            scale,
+            colsum,
+        } = &pb.data
+        else {
+            unreachable!()
+        };
+        let deq = x86::Deq {
+            row_scale: qs.as_ptr(),
+            row_lo: ql.as_ptr(),
+            col_scale: scale.as_ptr(),
+            col_sum: colsum.as_ptr(),
+        };
+        let epi = Epilogue {
+            bias: Some(&bias),
+            relu: true,
+        };
+        let kq = int8_quads(k);
+        let (mut tiles, mut vnni) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+        // SAFETY: AMX and VNNI are present (amx_ready); the buffers cover the operands.
+        unsafe {
+            x86::drive_amx(m, &q, lda, kq, w, 0..n, tiles.as_mut_ptr(), n, epi, deq);
+            x86::drive_int8(m, &q, lda, kq, w, 0..n, vnni.as_mut_ptr(), n, epi, deq);
+        }
+        assert!(
+            tiles
+                .iter()
+                .zip(&vnni)
+                .all(|(x, y)| x.to_bits() == y.to_bits())
+        );
+    }
+
     /// Every kernel against an f64 product of the same (for bf16: rounded) operands, on shapes
     /// with partial row blocks, partial panels, odd depths, several passes over k, column
     /// sub-ranges, bias and ReLU.
@@ -1098,6 +1376,10 @@ mod tests {
                 (13, 128, 64),
                 (6, 64, 1100),
                 (20, 200, 513),
+                // Whole 32-row blocks (AMX-INT8 where there is one) and a rest.
+                (70, 100, 300),
+                (64, 64, 64),
+                (33, 130, 27),
             ] {
                 let a = mat(m * k, 1);
                 let b = mat(k * n, 2);

@@ -19,7 +19,7 @@
 use half::bf16;
 use rayon::prelude::*;
 
-use super::gemm::{Epilogue, Lhs, MR, PackedB, gemm, quantize_rows};
+use super::gemm::{Epilogue, Lhs, PackedB, gemm, quantize_rows, row_block};
 use super::isa::Kernel;
 use super::simd::{Arr, Vf};
 #[cfg(target_arch = "x86_64")]
@@ -212,13 +212,15 @@ pub fn conv3x3(
         Kernel::Int8 => 5,
         Kernel::F32 | Kernel::Portable => 4,
     };
-    // Tiles per chunk: within the scratch budget (or MIN_TILES), a multiple of MR, and spread
+    // Tiles per chunk: within the scratch budget (or MIN_TILES), a multiple of the GEMM's row
+    // block, and spread
     // evenly over the threads.
     let per_tile = a * a * (lda * esize + cout * 4);
-    let max_chunk = (CHUNK_BYTES / per_tile).max(MIN_TILES) / MR * MR;
+    let rb = row_block(kernel);
+    let max_chunk = ((CHUNK_BYTES / per_tile).max(MIN_TILES) / rb * rb).max(rb);
     let threads = rayon::current_num_threads().max(1);
     let n_chunks = tiles.div_ceil(max_chunk).div_ceil(threads) * threads;
-    let chunk = tiles.div_ceil(n_chunks).next_multiple_of(MR).max(MR);
+    let chunk = tiles.div_ceil(n_chunks).next_multiple_of(rb).max(rb);
     let n_chunks = tiles.div_ceil(chunk);
     let simd = Simd::for_kernel(kernel);
     let out_ptr = SyncPtr(out.as_mut_ptr());
