@@ -8,6 +8,10 @@ workloads of examples/bench_net.rs: 224x224 at batch 8, dense Q = 384 and 512 at
   --runtime openvino-f32       OpenVINO CPU plugin with INFERENCE_PRECISION_HINT=f32
   --runtime openvino           OpenVINO CPU plugin with its defaults (bf16 on a CPU with
                                AVX512-BF16 or AMX; it prints the precision it chose)
+  --runtime openvino-int8      the INT8 model NNCF's post-training quantization makes of the
+                               same net (`nncf.quantize` with its defaults, 20 calibration
+                               inputs drawn like the benchmark's), made once, run with
+                               OpenVINO's defaults
 
 OpenVINO compiles a static-shape model per workload (its fastest mode; compile time is not
 counted). Prints one JSON line per workload; with --peak-q Q, one forward of an image and its
@@ -54,6 +58,23 @@ def export_onnx(path):
     os.replace(tmp, path)
 
 
+def quantize_int8(path, out):
+    """NNCF's INT8 model of the ONNX net at `path`, written once to `out` (.xml)."""
+    if os.path.exists(out):
+        return
+    import nncf
+    import openvino as ov
+
+    m = ov.Core().read_model(path)
+    m.reshape({"x": [-1, 3, -1, -1]})
+    rng = np.random.default_rng(1)
+    calib = [rng.standard_normal((1, 3, 224, 224), dtype=np.float32) for _ in range(20)]
+    q = nncf.quantize(m, nncf.Dataset(calib), subset_size=len(calib))
+    ov.save_model(q, out + ".tmp.xml")
+    os.replace(out + ".tmp.bin", out[: -len(".xml")] + ".bin")
+    os.replace(out + ".tmp.xml", out)
+
+
 class Ort:
     def __init__(self, path, threads):
         import onnxruntime as ort
@@ -70,7 +91,7 @@ class Ort:
 
 
 class Ov:
-    def __init__(self, path, threads, f32):
+    def __init__(self, path, threads, f32, name):
         import openvino as ov
 
         self.core = ov.Core()
@@ -78,7 +99,7 @@ class Ov:
         self.cfg = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
         if f32:
             self.cfg["INFERENCE_PRECISION_HINT"] = "f32"
-        self.name = "openvino-f32" if f32 else "openvino"
+        self.name = name
         self.precision = None
 
     def prepare(self, shape):
@@ -97,14 +118,22 @@ class Ov:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runtime", required=True, choices=["onnxruntime", "openvino", "openvino-f32"])
+    ap.add_argument("--runtime", required=True,
+                    choices=["onnxruntime", "openvino", "openvino-f32", "openvino-int8"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--onnx", default="target/bench-vgg16-dense.onnx")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--peak-q", type=int)
     a = ap.parse_args()
     export_onnx(a.onnx)
-    rt = Ort(a.onnx, a.threads) if a.runtime == "onnxruntime" else Ov(a.onnx, a.threads, a.runtime == "openvino-f32")
+    if a.runtime == "onnxruntime":
+        rt = Ort(a.onnx, a.threads)
+    elif a.runtime == "openvino-int8":
+        xml = a.onnx[: -len(".onnx")] + "-int8.xml"
+        quantize_int8(a.onnx, xml)
+        rt = Ov(xml, a.threads, False, a.runtime)
+    else:
+        rt = Ov(a.onnx, a.threads, a.runtime == "openvino-f32", a.runtime)
     rng = np.random.default_rng(0)
     if a.peak_q:
         q = a.peak_q

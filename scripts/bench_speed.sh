@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Network-only speed and peak memory of vggfeat's fast CPU path (f32 and bf16) against the CPU
+# Network-only speed and peak memory of vggfeat's fast CPU path (f32, bf16, int8) against the CPU
 # runtimes a user could pick instead, same machine, same run, same workloads (VGG-16, random
 # weights): classic 224x224 at batch 8, dense (fc8 map) at Q = 384 and 512 on Q x Q inputs at
 # batch 1; peak RSS for one image + flip at Q = 768.
@@ -8,14 +8,15 @@
 #   ONNX Runtime   the same dense VGG-16 exported with torch.onnx.export, CPU provider
 #   OpenVINO f32   that ONNX model, INFERENCE_PRECISION_HINT=f32
 #   OpenVINO       that ONNX model with its defaults (bf16 on a CPU with AVX512-BF16 or AMX)
+#   OpenVINO INT8  NNCF's post-training INT8 quantization of that model (20 calibration inputs)
 #
 #   bash scripts/bench_speed.sh            # makes a throwaway venv (torch, onnxruntime, openvino)
 #   BENCH_PY=/path/to/python bash scripts/bench_speed.sh   # a Python that has them
 #   ROUNDS=3 bash scripts/bench_speed.sh   # rounds (default 2); the best of them is kept
 #
 # Not run in CI (about 15 minutes for 2 rounds on 2 cores). Prints JSON lines, then a table of
-# images/s per runtime and the ratios vggfeat f32 / OpenVINO f32 and vggfeat bf16 / OpenVINO
-# (default), and the GEMM limits (`examples/bench_gemm.rs`) with each vggfeat rate as a share
+# images/s per runtime and the ratios vggfeat f32 / OpenVINO f32, vggfeat bf16 / OpenVINO
+# (default) and vggfeat int8 / OpenVINO INT8, and the GEMM limits (`examples/bench_gemm.rs`) with each vggfeat rate as a share
 # of its precision's limit in direct-convolution FLOPs (Winograd does fewer multiplies, so this
 # can pass 100 %). Rounds run the runtimes in turn so that they share any drift of the machine.
 set -euo pipefail
@@ -32,15 +33,17 @@ for r in $(seq "$ROUNDS"); do
   echo "== round $r" >&2
   ./target/release/examples/bench_net --engine fast | tee -a "$out"
   ./target/release/examples/bench_net --engine fast --precision bf16 | tee -a "$out"
+  ./target/release/examples/bench_net --engine fast --precision int8 | tee -a "$out"
   GLIBC_TUNABLES=$TUNE "$PY" scripts/bench_torch.py --threads 2 | tee -a "$out"
-  for rt in onnxruntime openvino-f32 openvino; do
+  for rt in onnxruntime openvino-f32 openvino openvino-int8; do
     "$PY" scripts/bench_runtimes.py --runtime $rt --threads 2 2>/dev/null | tee -a "$out"
   done
 done
 ./target/release/examples/bench_net --engine fast --peak-q 768 | tee -a "$out"
 ./target/release/examples/bench_net --engine fast --precision bf16 --peak-q 768 | tee -a "$out"
+./target/release/examples/bench_net --engine fast --precision int8 --peak-q 768 | tee -a "$out"
 GLIBC_TUNABLES=$TUNE "$PY" scripts/bench_torch.py --threads 2 --peak-q 768 | tee -a "$out"
-for rt in onnxruntime openvino-f32 openvino; do
+for rt in onnxruntime openvino-f32 openvino openvino-int8; do
   "$PY" scripts/bench_runtimes.py --runtime $rt --threads 2 --peak-q 768 2>/dev/null | tee -a "$out"
 done
 "$PY" - "$out" "$ROUNDS" <<'PY'
@@ -54,17 +57,18 @@ for r in rows:
         k = (r["impl"], r["workload"])
         if k not in best or r["images_per_s"] > best[k]["images_per_s"]:
             best[k] = r
-cols = [("vggfeat-Fast", "vggfeat f32"), ("vggfeat-Fast-bf16", "vggfeat bf16"), ("pytorch", "PyTorch"),
-        ("onnxruntime", "ONNX Runtime"), ("openvino-f32", "OpenVINO f32"), ("openvino", "OpenVINO default")]
+cols = [("vggfeat-Fast", "vggfeat f32"), ("vggfeat-Fast-bf16", "vggfeat bf16"),
+        ("vggfeat-Fast-int8", "vggfeat int8"), ("pytorch", "PyTorch"), ("onnxruntime", "ONNX Runtime"),
+        ("openvino-f32", "OpenVINO f32"), ("openvino", "OpenVINO default"), ("openvino-int8", "OpenVINO INT8")]
 print(f"\nimages/s, best of {sys.argv[2]} rounds; ratios in the same run")
-print("| workload | " + " | ".join(c[1] for c in cols) + " | f32 / OV f32 | bf16 / OV default | f32 / PyTorch |")
-print("| --- | " + " | ".join("--:" for _ in cols) + " | --: | --: | --: |")
+print("| workload | " + " | ".join(c[1] for c in cols) + " | f32 / OV f32 | bf16 / OV default | int8 / OV INT8 | f32 / PyTorch |")
+print("| --- | " + " | ".join("--:" for _ in cols) + " | --: | --: | --: | --: |")
 for w, label in [("classic224", "224 x 224, batch 8"), ("dense384", "dense Q = 384"), ("dense512", "dense Q = 512")]:
     v = {c: best.get((c, w), {}).get("images_per_s") for c, _ in cols}
     def ratio(a, b):
         return f"**{v[a] / v[b]:.2f}x**" if v[a] and v[b] else "-"
     cells = " | ".join(f"{v[c]:.2f}" if v[c] else "-" for c, _ in cols)
-    print(f"| {label} | {cells} | {ratio('vggfeat-Fast', 'openvino-f32')} | {ratio('vggfeat-Fast-bf16', 'openvino')} | {ratio('vggfeat-Fast', 'pytorch')} |")
+    print(f"| {label} | {cells} | {ratio('vggfeat-Fast', 'openvino-f32')} | {ratio('vggfeat-Fast-bf16', 'openvino')} | {ratio('vggfeat-Fast-int8', 'openvino-int8')} | {ratio('vggfeat-Fast', 'pytorch')} |")
 prec = {r["impl"]: r.get("precision") for r in rows if r.get("impl") == "openvino" and "precision" in r}
 if prec:
     print(f"\nOpenVINO's default inference precision here: {prec['openvino']}")

@@ -11,7 +11,10 @@
 //! ReLU, pooling, the maps handed out) stays f32. [`Precision::Int8`] quantises the weights once
 //! per output channel (in the Winograd domain for the 3x3 layers, which then run F(2x2, 3x3))
 //! and each row of the GEMM's left operand as it enters the product (see [`super::gemm`]);
-//! again everything between the products stays f32.
+//! again everything between the products stays f32. On a CPU with AMX-INT8 the 3x3 layers run
+//! as direct int8 convolutions on the tile unit instead ([`super::amx_conv`]: one step per
+//! image and layer for the activations), with the 2x2 pool fused; Winograd takes over for an
+//! input it refuses (a negative value).
 //!
 //! Work is split over output rows when there are many (each rayon worker unfolds and multiplies
 //! its own chunk, so the unfold is parallel too), and over column panels when there are few
@@ -23,6 +26,7 @@ use candle_core::{Device, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
+use super::amx_conv::{self, AmxConv};
 use super::gemm::{
     Epilogue, Lhs, MR, NR, PackedB, gemm, gemm_ptr, quantize_rows, row_block, to_bf16_rows,
 };
@@ -64,6 +68,8 @@ struct FastConv {
     b: Vec<f32>,
     /// The same kernel in the Winograd domain, for 3x3 / pad 1 layers when enabled.
     wino: Option<WinogradKernel>,
+    /// int8 on AMX: the direct 3x3 path (tried first; Winograd runs an input it refuses).
+    amx: Option<AmxConv>,
 }
 
 impl FastConv {
@@ -71,6 +77,11 @@ impl FastConv {
         let (cout, cin, k, _) = p.weight.dims4()?;
         // The first layer (3 input channels) gains little from Winograd: keep the GEMM.
         let use_wino = winograd && k == 3 && pad == 1 && cin >= 8;
+        let amx = if use_wino && kernel == Kernel::Int8 {
+            with_values(&p.weight, |w4| AmxConv::new(w4, cout, cin))?
+        } else {
+            None
+        };
         let (w, wino) = with_values(&p.weight, |w4| {
             if use_wino {
                 let wk = WinogradKernel::new(w4, cout, cin, tile_for(kernel), kernel);
@@ -86,6 +97,7 @@ impl FastConv {
             w,
             b: p.bias.to_vec1()?,
             wino,
+            amx,
         })
     }
 }
@@ -396,6 +408,14 @@ impl Backend for FastEngine {
             pad, relu, param, ..
         } = *c;
         let cv = &self.convs[param];
+        if let Some(ac) = &cv.amx {
+            let mut out = self.take(x.n * x.h * x.w * cv.cout);
+            if amx_conv::conv3x3(&x.data, x.n, x.h, x.w, ac, &cv.b, relu, false, &mut out) {
+                let (h, w) = (x.h, x.w);
+                return Ok(self.next(x, h, w, cv.cout, out));
+            }
+            self.give(out);
+        }
         if let Some(wk) = &cv.wino {
             let mut out = self.take(x.n * x.h * x.w * cv.cout);
             conv3x3(&x.data, x.n, x.h, x.w, wk, &cv.b, relu, false, &mut out);
@@ -407,6 +427,14 @@ impl Backend for FastEngine {
 
     fn conv_pool(&self, x: Act, c: &Conv, step: &Step, pool: &Step) -> Result<Act> {
         let cv = &self.convs[c.param];
+        if let Some(ac) = &cv.amx {
+            let (h, w) = (x.h / 2, x.w / 2);
+            let mut out = self.take(x.n * h * w * cv.cout);
+            if amx_conv::conv3x3(&x.data, x.n, x.h, x.w, ac, &cv.b, c.relu, true, &mut out) {
+                return Ok(self.next(x, h, w, cv.cout, out));
+            }
+            self.give(out);
+        }
         let Some(wk) = &cv.wino else {
             let y = self.conv(x, c, step)?;
             return self.pool(y, pool);

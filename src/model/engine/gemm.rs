@@ -206,6 +206,15 @@ impl PackedB {
         }
     }
 
+    /// An int8 matrix's packed k-quad panels, per-column steps and sums (both padded to whole
+    /// panels); None for the other kernels.
+    pub(crate) fn int8_parts(&self) -> Option<(&[i8], &[f32], &[f32])> {
+        match &self.data {
+            Packed::Int8 { q, scale, colsum } => Some((q, scale, colsum)),
+            _ => None,
+        }
+    }
+
     /// The kernel the matrix is packed for.
     pub fn kernel(&self) -> Kernel {
         match self.data {
@@ -219,7 +228,7 @@ impl PackedB {
 
 /// The k-quads of an int8 B of depth `k`: k padded to a multiple of 64, the depth of one AMX
 /// tile (the padding rows are zero, so any values of A there add nothing).
-fn int8_quads(k: usize) -> usize {
+pub(crate) fn int8_quads(k: usize) -> usize {
     k.next_multiple_of(64) / 4
 }
 
@@ -524,7 +533,7 @@ unsafe fn portable(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     //! The AVX-512 micro-kernels and their drivers.
     use std::arch::x86_64::*;
     use std::ops::Range;
@@ -991,7 +1000,7 @@ mod x86 {
     /// Whether AMX-INT8 runs here: the CPU has it (CPUID leaf 7: AMX-TILE, AMX-INT8), the
     /// kernel lets this process use the tile data (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, asked
     /// once), and `VGGFEAT_NO_AMX` is unset (to measure or test the VNNI path on such a CPU).
-    pub(super) fn amx_ready() -> bool {
+    pub(crate) fn amx_ready() -> bool {
         static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *READY.get_or_init(|| {
             if std::env::var_os("VGGFEAT_NO_AMX").is_some() {
@@ -1168,7 +1177,162 @@ mod x86 {
 
     /// A 64-byte aligned buffer (tile stores).
     #[repr(C, align(64))]
-    struct Align64<T>(T);
+    pub(crate) struct Align64<T>(pub T);
+
+    /// The tile primitives of a caller that walks its own A addresses (the direct int8
+    /// convolution, `super::super::amx_conv`): the same four accumulators as
+    /// [`amx_block`], fed one 64-deep step at a time.
+    pub(crate) mod tiles {
+        use super::TileConfig;
+
+        /// Loads the tile configuration on this thread.
+        ///
+        /// # Safety
+        /// [`super::amx_ready`] is true.
+        pub(crate) unsafe fn begin() {
+            let cfg = TileConfig::new();
+            // SAFETY: AMX is enabled for this process; the configuration is 64 valid bytes.
+            unsafe { std::arch::asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack)) };
+        }
+
+        /// Releases the tiles of this thread.
+        ///
+        /// # Safety
+        /// [`begin`] ran on this thread.
+        pub(crate) unsafe fn end() {
+            // SAFETY: as the contract says.
+            unsafe { std::arch::asm!("tilerelease", options(nostack)) };
+        }
+
+        /// Zeroes the four accumulators.
+        ///
+        /// # Safety
+        /// [`begin`] ran on this thread.
+        pub(crate) unsafe fn zero() {
+            // SAFETY: as the contract says.
+            unsafe {
+                std::arch::asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    options(nostack, nomem)
+                )
+            };
+        }
+
+        /// Adds one step: rows 0-15 of the block from `a0`, rows 16-31 from `a1` (64 u8 each,
+        /// rows `lda` bytes apart), times 16 k-quads of 32 columns: columns 0-15 at `b`,
+        /// 16-31 at `b + b1`, quad rows `ldb` bytes apart.
+        ///
+        /// # Safety
+        /// [`begin`] ran on this thread; the pointers cover 16 rows each.
+        #[inline(always)]
+        pub(crate) unsafe fn step(
+            a0: *const u8,
+            a1: *const u8,
+            lda: usize,
+            b: *const u8,
+            b1: usize,
+            ldb: usize,
+        ) {
+            // SAFETY: as the contract says.
+            unsafe {
+                std::arch::asm!(
+                    "tileloadd tmm4, [{a0} + {lda}]",
+                    "tileloadd tmm5, [{a1} + {lda}]",
+                    "tileloadd tmm6, [{b} + {ldb}]",
+                    "tileloadd tmm7, [{b1} + {ldb}]",
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tdpbusd tmm1, tmm4, tmm7",
+                    "tdpbusd tmm2, tmm5, tmm6",
+                    "tdpbusd tmm3, tmm5, tmm7",
+                    a0 = in(reg) a0,
+                    a1 = in(reg) a1,
+                    lda = in(reg) lda,
+                    b = in(reg) b,
+                    b1 = in(reg) b.add(b1),
+                    ldb = in(reg) ldb,
+                    options(nostack, readonly),
+                )
+            };
+        }
+
+        /// Stores the accumulators as a 32 x 32 i32 block (rows 128 bytes apart) at `c`.
+        ///
+        /// # Safety
+        /// [`begin`] ran on this thread; `c` holds 1024 i32.
+        pub(crate) unsafe fn store(c: *mut i32) {
+            // SAFETY: as the contract says.
+            unsafe {
+                std::arch::asm!(
+                    "tilestored [{c0} + {ldc}], tmm0",
+                    "tilestored [{c0} + {ldc} + 64], tmm1",
+                    "tilestored [{c2} + {ldc}], tmm2",
+                    "tilestored [{c2} + {ldc} + 64], tmm3",
+                    c0 = in(reg) c,
+                    c2 = in(reg) c.add(16 * 32),
+                    ldc = in(reg) 128usize,
+                    options(nostack),
+                )
+            };
+        }
+    }
+
+    /// The smallest and largest of `s` (+inf and -inf when empty).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn range(s: &[f32]) -> (f32, f32) {
+        let k = s.len();
+        // SAFETY (whole body): masked loads stay inside `s`.
+        unsafe {
+            let mut vlo = _mm512_set1_ps(f32::INFINITY);
+            let mut vhi = _mm512_set1_ps(f32::NEG_INFINITY);
+            let mut i = 0;
+            while i + 16 <= k {
+                let v = _mm512_loadu_ps(s.as_ptr().add(i));
+                vlo = _mm512_min_ps(vlo, v);
+                vhi = _mm512_max_ps(vhi, v);
+                i += 16;
+            }
+            if i < k {
+                let m: __mmask16 = (1u16 << (k - i)) - 1;
+                let v = _mm512_maskz_loadu_ps(m, s.as_ptr().add(i));
+                vlo = _mm512_mask_min_ps(vlo, m, vlo, v);
+                vhi = _mm512_mask_max_ps(vhi, m, vhi, v);
+            }
+            (_mm512_reduce_min_ps(vlo), _mm512_reduce_max_ps(vhi))
+        }
+    }
+
+    /// `dst[i] = round(src[i] * inv)`, saturated to 0..=255 (`vpmovusdb`): a non-negative map
+    /// quantised with one step.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `dst` is at least as long as `src`.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn quantize_scaled(src: &[f32], dst: &mut [u8], inv: f32) {
+        let k = src.len();
+        assert!(dst.len() >= k);
+        // SAFETY (whole body): masked loads and stores stay inside `src` and `dst`.
+        unsafe {
+            let vi = _mm512_set1_ps(inv);
+            let mut i = 0;
+            while i < k {
+                let n = (k - i).min(16);
+                let m: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+                let v = _mm512_maskz_loadu_ps(m, src.as_ptr().add(i));
+                let q = _mm512_max_epi32(
+                    _mm512_cvtps_epi32(_mm512_mul_ps(v, vi)),
+                    _mm512_setzero_si512(),
+                );
+                _mm512_mask_cvtusepi32_storeu_epi8(dst.as_mut_ptr().add(i).cast(), m, q);
+                i += 16;
+            }
+        }
+    }
 
     /// One row of [`super::quantize_rows`] with AVX-512F: its range, then the rounded values
     /// packed to u8 (`vpmovusdb`); returns (step, lo).
@@ -1188,17 +1352,7 @@ mod x86 {
         };
         // SAFETY (whole body): masked loads and stores stay inside `s` and `d`.
         unsafe {
-            let mut vlo = _mm512_set1_ps(f32::INFINITY);
-            let mut vhi = _mm512_set1_ps(f32::NEG_INFINITY);
-            let mut i = 0;
-            while i < k {
-                let m = mask(i);
-                let v = _mm512_maskz_loadu_ps(m, s.as_ptr().add(i));
-                vlo = _mm512_mask_min_ps(vlo, m, vlo, v);
-                vhi = _mm512_mask_max_ps(vhi, m, vhi, v);
-                i += 16;
-            }
-            let (lo, hi) = (_mm512_reduce_min_ps(vlo), _mm512_reduce_max_ps(vhi));
+            let (lo, hi) = range(s);
             let (step, inv) = super::steps(lo, hi);
             let (vl, vi) = (_mm512_set1_ps(lo), _mm512_set1_ps(inv));
             let mut i = 0;

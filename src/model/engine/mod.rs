@@ -6,10 +6,12 @@
 //! - [`candle`]: candle's ops on any device (the reference; cuDNN on CUDA);
 //! - [`fast`]: the CPU engine, channels-last, Winograd for 3x3 layers and unfold + GEMM
 //!   elsewhere ([`winograd`], [`unfold`]), every product in [`gemm`]'s packed micro-kernels
-//!   (f32 or bf16, chosen per CPU by [`isa`]).
+//!   (f32, bf16 or int8, chosen per CPU by [`isa`]); int8 3x3 layers on AMX as direct
+//!   convolutions ([`amx_conv`]).
 //!
 //! [`unfold`] is also training's: one place owns im2col, col2im and kernel reordering.
 
+mod amx_conv;
 pub(crate) mod candle;
 pub(crate) mod direct;
 mod fast;
