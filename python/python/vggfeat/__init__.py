@@ -207,7 +207,8 @@ class Extractor:
     them (safetensors, ``.pth``, Keras ``.h5``); ``layer`` (``"fc7"``, ``"pool5"``, ... ; default
     fc7, or pool5 for weights without fc layers); ``scales`` (smallest image side Q); ``flip``;
     ``preprocess`` (``"auto"``: the checkpoint's, ``"torchvision"``, ``"caffe"``);
-    ``precision`` (``"f32"``, ``"bf16"`` on CPUs with AVX512-BF16); ``aggregate``; ``threads``
+    ``precision`` (``"f32"``, ``"bf16"`` on CPUs with AVX512-BF16, ``"int8"`` on CPUs with
+    AVX512-VNNI); ``aggregate``; ``threads``
     (compute threads, default all cores); ``batch`` (inputs per forward pass); ``engine``;
     ``device``; ``max_pixels``; ``decode_threads``; ``progress`` (``True`` for a bar, or a
     callable ``progress(event, *args)``).
