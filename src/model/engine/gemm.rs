@@ -999,11 +999,16 @@ pub(crate) mod x86 {
 
     /// Whether AMX-INT8 runs here: the CPU has it (CPUID leaf 7: AMX-TILE, AMX-INT8), the
     /// kernel lets this process use the tile data (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, asked
-    /// once), and `VGGFEAT_NO_AMX` is unset (to measure or test the VNNI path on such a CPU).
+    /// once), `VGGFEAT_NO_AMX` is unset (to measure or test the VNNI path on such a CPU) and
+    /// `VGGFEAT_MAX_ISA` caps nothing (AMX is above every level it names but the last).
     pub(crate) fn amx_ready() -> bool {
         static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *READY.get_or_init(|| {
             if std::env::var_os("VGGFEAT_NO_AMX").is_some() {
+                return false;
+            }
+            let cap = std::env::var(crate::model::engine::isa::MAX_ISA_VAR);
+            if cap.is_ok_and(|c| !c.is_empty() && c != "avx512-bf16") {
                 return false;
             }
             // CPUID leaf 7 exists on every x86-64 CPU with AVX-512 (the only callers).

@@ -3,7 +3,8 @@
 //!
 //! `VGGFEAT_MAX_ISA` caps what is used, as oneDNN's `ONEDNN_MAX_CPU_ISA` does: `portable` (no
 //! hand-written SIMD: the `gemm` crate, f32 only), `avx512` (f32 micro-kernels, no bf16 or
-//! int8), `avx512-vnni` (f32 and int8) or `avx512-bf16` (everything; the default). It exists to check the slower paths on a fast CPU
+//! int8), `avx512-vnni` (f32 and int8 on VNNI, no AMX) or `avx512-bf16` (everything, AMX
+//! included; the default). It exists to check the slower paths on a fast CPU
 //! and to reproduce another machine's behaviour.
 
 use crate::error::{Error, Result};
