@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ov_extract import CFG, MEAN_BGR, rescale  # noqa: E402
+from ov_extract import MEAN_BGR, conv_body, rescale  # noqa: E402
 
 
 def main():
@@ -35,22 +35,11 @@ def main():
     t0 = time.perf_counter()
     import torch
     from PIL import Image
-    from safetensors.torch import load_file
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     dtype = torch.bfloat16 if a.precision == "bf16" else torch.float32
-    layers, c_in = [], 3
-    for v in CFG:
-        if v == "M":
-            layers.append(torch.nn.MaxPool2d(2, 2))
-        else:
-            layers += [torch.nn.Conv2d(c_in, v, 3, padding=1), torch.nn.ReLU()]
-            c_in = v
-    body = torch.nn.Sequential(*layers).eval()
-    sd = {k[len("features."):]: v.float() for k, v in load_file(a.weights).items()}
-    body.load_state_dict(sd)
-    body = body.to(a.device, dtype)
+    body = conv_body(a.weights).to(a.device, dtype)
     paths = sorted(os.path.join(a.images, f) for f in os.listdir(a.images))
     rows, net = [], 0.0
     with torch.inference_mode():

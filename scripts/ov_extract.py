@@ -38,8 +38,8 @@ MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32).reshape(3, 1, 1)
 CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
 
-def export(weights, path):
-    """The torchvision-named conv body in `weights` as ONNX with dynamic height and width."""
+def conv_body(weights):
+    """The torchvision-named conv body in `weights` (safetensors) as a PyTorch module, f32."""
     import torch
     from safetensors.torch import load_file
 
@@ -53,6 +53,14 @@ def export(weights, path):
             c_in = v
     body = torch.nn.Sequential(*layers).eval()
     body.load_state_dict({k[len("features."):]: v for k, v in sd.items()})
+    return body
+
+
+def export(weights, path):
+    """The torchvision-named conv body in `weights` as ONNX with dynamic height and width."""
+    import torch
+
+    body = conv_body(weights)
     with torch.no_grad():
         torch.onnx.export(body, (torch.zeros(2, 3, 224, 224),), path, input_names=["x"],
                           output_names=["pool5"], dynamic_axes={"x": {2: "h", 3: "w"}},

@@ -171,8 +171,10 @@ fn run(x: &[f32], d: Dims, k: &AmxConv, e: Epi, out: &mut [f32]) -> bool {
     // 16-pixel segment reads past the edge (their products are never stored). Only the padding
     // and the slack are zeroed; the rest is overwritten.
     let (ph, pw) = (h + 2, w + 2);
-    Q.with(|q| {
-        let q = &mut q.borrow_mut();
+    // The buffer is taken out of the thread-local while in use (the rayon work below may run
+    // another forward on this thread, which then gets a fresh buffer), and put back after.
+    let mut q = Q.with(|q| std::mem::take(&mut *q.borrow_mut()));
+    {
         let len = (n * ph * pw + 2 * pw + 32) * cin;
         if q.len() < len {
             q.resize(len, 0);
@@ -199,6 +201,12 @@ fn run(x: &[f32], d: Dims, k: &AmxConv, e: Epi, out: &mut [f32]) -> bool {
                 unsafe { quantize_scaled(src, &mut dst[cin..(w + 1) * cin], inv) };
             });
         convolve(&q[..len], d, k, e, &steps, out);
+    }
+    Q.with(|slot| {
+        let slot = &mut *slot.borrow_mut();
+        if slot.capacity() < q.capacity() {
+            *slot = q;
+        }
     });
     true
 }
@@ -363,6 +371,7 @@ impl Job<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::engine::winograd::tests::{assert_pooled, direct};
 
     /// Non-negative pseudo-random values (a ReLU's output: a quarter of them zero).
     fn relu_vals(len: usize, seed: u64) -> Vec<f32> {
@@ -396,31 +405,7 @@ mod tests {
                 .collect();
             let bias: Vec<f32> = relu_vals(cout, 3).iter().map(|v| v - 1.0).collect();
             let k = AmxConv::new(&wt, cout, cin).expect("AMX is usable");
-            let mut want = vec![0f64; n * h * w * cout];
-            for img in 0..n {
-                for y in 0..h {
-                    for xx in 0..w {
-                        for co in 0..cout {
-                            let mut s = f64::from(bias[co]);
-                            for ky in 0..3 {
-                                for kx in 0..3 {
-                                    let (iy, ix) = (y as isize + ky - 1, xx as isize + kx - 1);
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                        continue;
-                                    }
-                                    let px = ((img * h + iy as usize) * w + ix as usize) * cin;
-                                    for ci in 0..cin {
-                                        let wv = wt
-                                            [((co * cin + ci) * 3 + ky as usize) * 3 + kx as usize];
-                                        s += f64::from(x[px + ci]) * f64::from(wv);
-                                    }
-                                }
-                            }
-                            want[((img * h + y) * w + xx) * cout + co] = s.max(0.0);
-                        }
-                    }
-                }
-            }
+            let want = direct(&x, n, h, w, cin, &wt, &bias, cout);
             let rel = |got: &[f32], want: &[f64]| {
                 let e: f64 = got
                     .iter()
@@ -434,24 +419,9 @@ mod tests {
             assert!(conv3x3(&x, n, h, w, &k, &bias, true, false, &mut got));
             let r = rel(&got, &want);
             assert!(r < 1e-2, "{n}x{h}x{w}x{cin}->{cout}: rel L2 {r:.2e}");
-            let (oh, ow) = (h / 2, w / 2);
-            let mut pooled = vec![f32::NAN; n * oh * ow * cout];
+            let mut pooled = vec![f32::NAN; n * (h / 2) * (w / 2) * cout];
             assert!(conv3x3(&x, n, h, w, &k, &bias, true, true, &mut pooled));
-            for img in 0..n {
-                for y in 0..oh {
-                    for xx in 0..ow {
-                        for c in 0..cout {
-                            let at =
-                                |yy: usize, xq: usize| got[((img * h + yy) * w + xq) * cout + c];
-                            let m = at(2 * y, 2 * xx)
-                                .max(at(2 * y, 2 * xx + 1))
-                                .max(at(2 * y + 1, 2 * xx))
-                                .max(at(2 * y + 1, 2 * xx + 1));
-                            assert_eq!(pooled[((img * oh + y) * ow + xx) * cout + c], m, "pool");
-                        }
-                    }
-                }
-            }
+            assert_pooled(&got, &pooled, (n, h, w, cout), "amx");
             let mut neg = x.clone();
             neg[0] = -1.0;
             let mut untouched = vec![7f32; n * h * w * cout];

@@ -698,7 +698,7 @@ unsafe fn output_tiles<V: Vf, const A: usize, const M: usize>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::engine::isa::available;
 
@@ -713,9 +713,10 @@ mod tests {
             .collect()
     }
 
-    /// Direct 3x3 convolution, padding 1, channels-last, in f64, with bias and ReLU.
+    /// Direct 3x3 convolution, padding 1, channels-last, in f64, with bias and ReLU (the
+    /// reference of the int8 direct path's test too).
     #[allow(clippy::too_many_arguments)]
-    fn direct(
+    pub(crate) fn direct(
         x: &[f32],
         n: usize,
         h: usize,
@@ -752,6 +753,34 @@ mod tests {
             }
         }
         out
+    }
+
+    /// `pooled` is the 2x2 max-pool of the (n, h, w, c) map `full`, odd edges dropped.
+    pub(crate) fn assert_pooled(
+        full: &[f32],
+        pooled: &[f32],
+        (n, h, w, c): (usize, usize, usize, usize),
+        what: &str,
+    ) {
+        let (ph, pw) = (h / 2, w / 2);
+        for img in 0..n {
+            for y in 0..ph {
+                for xx in 0..pw {
+                    for ch in 0..c {
+                        let at = |yy: usize, xq: usize| full[((img * h + yy) * w + xq) * c + ch];
+                        let m = at(2 * y, 2 * xx)
+                            .max(at(2 * y, 2 * xx + 1))
+                            .max(at(2 * y + 1, 2 * xx))
+                            .max(at(2 * y + 1, 2 * xx + 1));
+                        assert_eq!(
+                            pooled[((img * ph + y) * pw + xx) * c + ch],
+                            m,
+                            "{what} pool"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Both tile sizes on every kernel against a direct convolution: odd sizes (partial tiles),
@@ -807,29 +836,14 @@ mod tests {
                             "{kernel:?} {tile:?} {n}x{h}x{w}x{cin}->{cout}: max {max}"
                         );
                     }
-                    let (ph, pw) = (h / 2, w / 2);
-                    let mut pooled = vec![f32::NAN; n * ph * pw * cout];
+                    let mut pooled = vec![f32::NAN; n * (h / 2) * (w / 2) * cout];
                     conv3x3(&x, n, h, w, &k, &bias, true, true, &mut pooled);
-                    for img in 0..n {
-                        for y in 0..ph {
-                            for xx in 0..pw {
-                                for c in 0..cout {
-                                    let at = |yy: usize, xq: usize| {
-                                        got[((img * h + yy) * w + xq) * cout + c]
-                                    };
-                                    let m = at(2 * y, 2 * xx)
-                                        .max(at(2 * y, 2 * xx + 1))
-                                        .max(at(2 * y + 1, 2 * xx))
-                                        .max(at(2 * y + 1, 2 * xx + 1));
-                                    assert_eq!(
-                                        pooled[((img * ph + y) * pw + xx) * cout + c],
-                                        m,
-                                        "{kernel:?} {tile:?} pool"
-                                    );
-                                }
-                            }
-                        }
-                    }
+                    assert_pooled(
+                        &got,
+                        &pooled,
+                        (n, h, w, cout),
+                        &format!("{kernel:?} {tile:?}"),
+                    );
                 }
             }
         }
