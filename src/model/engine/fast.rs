@@ -230,12 +230,7 @@ impl FastEngine {
         let lda = b.lhs_width();
         // 1x1 convs read the activations in place (f32) or convert them (bf16, int8).
         let in_place = cv.k == 1 && pad == 0;
-        let row_bytes = lda
-            * match kernel {
-                Kernel::Bf16 => 2,
-                Kernel::Int8 => 5,
-                Kernel::F32 | Kernel::Portable => 4,
-            };
+        let row_bytes = lda * kernel.lhs_bytes();
         let rb = row_block(kernel);
         let rows = ((CHUNK_BYTES / row_bytes).clamp(64, 16384) / rb * rb).min(m.max(1));
         let threads = rayon::current_num_threads();

@@ -1048,53 +1048,29 @@ pub(crate) mod x86 {
         }
     }
 
-    /// C (32 x 32 i32, rows `ldc` bytes apart) = A (32 rows at `a`, `lda` bytes apart) times
-    /// B (`blocks` blocks of 16 k-quads, each quad row 256 bytes apart, 32 columns at `b`) on
-    /// AMX, in one asm block so that nothing runs between the tile instructions.
+    /// C (32 x 32 i32, rows 128 bytes apart) = A (32 rows at `a`, `lda` bytes apart) times
+    /// B (`blocks` blocks of 16 k-quads, each quad row `NR * 4` bytes apart, 32 columns at `b`)
+    /// on AMX, through the same tile steps as the direct convolution.
     ///
     /// # Safety
-    /// The tile configuration of [`TileConfig::new`] is loaded on this thread; the pointers
-    /// cover the operands; `blocks >= 1`.
+    /// [`tiles::begin`] ran on this thread; the pointers cover the operands.
     #[inline(always)]
     unsafe fn amx_block(a: *const u8, lda: usize, b: *const u8, blocks: usize, c: *mut i32) {
-        let (ldb, ldc): (usize, usize) = (NR * 4, 32 * 4);
-        // SAFETY: as the contract says; the tile registers are used by no other code.
+        // SAFETY: as the contract says.
         unsafe {
-            std::arch::asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                "2:",
-                "tileloadd tmm4, [{a0} + {lda}]",
-                "tileloadd tmm5, [{a1} + {lda}]",
-                "tileloadd tmm6, [{b0} + {ldb}]",
-                "tileloadd tmm7, [{b0} + {ldb} + 64]",
-                "tdpbusd tmm0, tmm4, tmm6",
-                "tdpbusd tmm1, tmm4, tmm7",
-                "tdpbusd tmm2, tmm5, tmm6",
-                "tdpbusd tmm3, tmm5, tmm7",
-                "add {a0}, 64",
-                "add {a1}, 64",
-                "add {b0}, {bstep}",
-                "dec {n}",
-                "jnz 2b",
-                "tilestored [{c0} + {ldc}], tmm0",
-                "tilestored [{c0} + {ldc} + 64], tmm1",
-                "tilestored [{c2} + {ldc}], tmm2",
-                "tilestored [{c2} + {ldc} + 64], tmm3",
-                a0 = inout(reg) a => _,
-                a1 = inout(reg) a.add(16 * lda) => _,
-                b0 = inout(reg) b => _,
-                n = inout(reg) blocks => _,
-                lda = in(reg) lda,
-                ldb = in(reg) ldb,
-                bstep = const 16 * NR * 4,
-                c0 = in(reg) c,
-                c2 = in(reg) c.add(16 * 32),
-                ldc = in(reg) ldc,
-                options(nostack),
-            );
+            tiles::zero();
+            for s in 0..blocks {
+                let ap = a.add(64 * s);
+                tiles::step(
+                    ap,
+                    ap.add(16 * lda),
+                    lda,
+                    b.add(s * 16 * NR * 4),
+                    64,
+                    NR * 4,
+                );
+            }
+            tiles::store(c);
         }
     }
 
@@ -1119,13 +1095,12 @@ pub(crate) mod x86 {
         deq: Deq,
     ) {
         debug_assert!(m.is_multiple_of(32) && kq.is_multiple_of(16));
-        let cfg = TileConfig::new();
         let mut acc = Align64([0i32; 32 * 32]);
         let (p0, p1) = (cols.start / NR, cols.end.div_ceil(NR));
         // SAFETY (whole body): the asserts of `gemm_ptr` bound A, B, C and the scales; the
         // tile configuration is loaded before the first tile instruction and released after.
         unsafe {
-            std::arch::asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack));
+            tiles::begin();
             let zero = _mm512_setzero_ps();
             for p in p0..p1 {
                 let bp = w.as_ptr().cast::<u8>().add(p * kq * NR * 4);
@@ -1176,7 +1151,7 @@ pub(crate) mod x86 {
                     }
                 }
             }
-            std::arch::asm!("tilerelease", options(nostack));
+            tiles::end();
         }
     }
 

@@ -27,6 +27,16 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Scratch bytes per value of a product's left operand: its f32 form, or its bf16 copy,
+    /// or (int8) the f32 it is quantised from and its u8.
+    pub fn lhs_bytes(self) -> usize {
+        match self {
+            Kernel::Bf16 => 2,
+            Kernel::Int8 => 5,
+            Kernel::F32 | Kernel::Portable => 4,
+        }
+    }
+
     /// What the kernel is, for run headers and `stats.json`.
     pub fn describe(self) -> &'static str {
         match self {

@@ -207,11 +207,7 @@ pub fn conv3x3(
     let kernel = k.kernel_of();
     let lda = k.u[0].lhs_width();
     // Bytes per transformed value: bf16, f32, or f32 and (one plane at a time) its u8.
-    let esize = match kernel {
-        Kernel::Bf16 => 2,
-        Kernel::Int8 => 5,
-        Kernel::F32 | Kernel::Portable => 4,
-    };
+    let esize = kernel.lhs_bytes();
     // Tiles per chunk: within the scratch budget (or MIN_TILES), a multiple of the GEMM's row
     // block, and spread
     // evenly over the threads.
