@@ -13,7 +13,7 @@ use vggfeat::model::config::ConfigName;
 use vggfeat::model::{Engine, InitScheme, VggWeights};
 use vggfeat::train::Targets;
 use vggfeat::train::net::TrainNet;
-use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
+use vggfeat::train::optim::{GradAccum, OptimParams, Optimizer};
 
 /// Timed steps after the first (a warm-up); the median is reported.
 const STEPS: usize = 10;
@@ -36,7 +36,7 @@ fn main() -> vggfeat::Result<()> {
     let w = VggWeights::random_with_fc6(config, div, Some(fc), crop / 32, 20, InitScheme::He, 0)?;
     let mut net = TrainNet::new(w, &Device::Cpu, frozen, 0.5, false)?;
     net.set_engine(engine)?;
-    let mut opt = Sgd::new(net.params().to_vec(), SgdParams::default())?;
+    let mut opt = Optimizer::new(net.params().to_vec(), OptimParams::default())?;
     let x = Tensor::randn(0f32, 1.0, (batch, 3, crop, crop), &Device::Cpu)?;
     let targets = Targets::Classes((0..batch as u32).map(|i| i % 20).collect());
     let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);

@@ -200,8 +200,12 @@ params! {
     MicroBatch => "micro_batch",
     /// Learning rate.
     Lr => "lr",
-    /// SGD momentum.
+    /// SGD momentum (Adam's first beta).
     Momentum => "momentum",
+    /// The update rule: SGD or Adam.
+    Optimizer => "optimizer",
+    /// What fc6 does to its input first.
+    Fc6Input => "fc6_input",
     /// Weight decay.
     WeightDecay => "weight_decay",
     /// Weight decay of biases.
@@ -259,8 +263,11 @@ mod tests {
         for p in Param::ALL {
             let n = p.name();
             assert!(seen.insert(n), "{n} twice");
+            // Digits only after a letter (`fc6_input`, the paper's layer name).
             assert!(
-                n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                n.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+                    && n.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{n}"
             );
         }

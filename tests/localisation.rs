@@ -10,11 +10,13 @@ use std::path::Path;
 use candle_core::Device;
 use serde_json::Value;
 use vggfeat::localise::{
-    Guess, Rect, Regression, ScoredBox, Truth, greedy_merge, gt_class_error, localisation_error,
+    Guess, LocProtocol, Rect, Regression, ScoredBox, Truth, greedy_merge, gt_class_error,
+    localisation_error,
 };
-use vggfeat::model::InitScheme;
 use vggfeat::model::config::ConfigName;
-use vggfeat::train::{Task, Trainer};
+use vggfeat::model::{Fc6Input, InitScheme};
+use vggfeat::train::optim::Method;
+use vggfeat::train::{Init, Task, Trainer};
 use vggfeat::util::Silent;
 
 use crate::util;
@@ -251,6 +253,21 @@ fn raw(p: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
         .collect()
 }
 
+/// The checkpoints of two run folders (model, optimizer, best) hold the same tensors, bit for bit.
+fn assert_same_run_files(one: &Path, two: &Path) {
+    for file in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "best.safetensors",
+    ] {
+        let (a, b) = (raw(&one.join(file)), raw(&two.join(file)));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (k, v) in &a {
+            assert!(v == &b[k], "{file} {k} differs after resuming");
+        }
+    }
+}
+
 /// A localisation run (PCR over 2 classes): the odd annotations are reported (in problems.txt,
 /// params.json and the trainer), the log has the localisation columns, the checkpoint names its
 /// box head, and a run resumed after epoch 1 ends bit for bit where an uninterrupted one does.
@@ -295,17 +312,7 @@ fn a_localisation_run_reports_bad_annotations_and_resumes_exactly() {
     let mut t = Trainer::resume(&two, Some(3)).unwrap();
     assert_eq!(t.state().epoch, 1);
     t.run(&Silent, |_| {}).unwrap();
-    for file in [
-        "model.safetensors",
-        "optimizer.safetensors",
-        "best.safetensors",
-    ] {
-        let (a, b) = (raw(&one.join(file)), raw(&two.join(file)));
-        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-        for (k, v) in &a {
-            assert!(v == &b[k], "{file} {k} differs after resuming");
-        }
-    }
+    assert_same_run_files(&one, &two);
     let w = vggfeat::model::checkpoint::load(&one.join("model.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(w.metadata["vggfeat.box_head"], "pcr");
     assert_eq!(w.num_classes(), Some(8), "4 outputs per class");
@@ -365,6 +372,86 @@ fn a_localisation_run_reports_bad_annotations_and_resumes_exactly() {
         .check()
         .unwrap_err();
     assert!(e.to_string().contains("localisation only"), "{e}");
+}
+
+/// The recipe of results/localisation: an SCR head on a frozen body, fc6 on the square root of
+/// pool5 and Adam. A run resumed after epoch 1 ends bit for bit where an uninterrupted one does
+/// (Adam's moments and step count are saved), the checkpoint records the root and `info` names
+/// it, `localise` applies it, and what cannot hold is refused: the root with a trainable conv,
+/// and a pretrained fc6 fine-tuned on another input than its own.
+#[test]
+fn an_adam_run_on_square_rooted_features_resumes_exactly() {
+    let d = tempfile::tempdir().unwrap();
+    let kit = d.path().join("kit");
+    box_devkit(&kit, 4, false);
+    let builder = |out: &Path, epochs: usize| {
+        loc_builder(&kit, out, epochs)
+            .regression(Regression::Scr)
+            .freeze_through(Some("pool5".parse().unwrap()))
+            .optimizer(Method::Adam)
+            .weight_decay(1e-3)
+            .fc6_input(Fc6Input::Sqrt)
+    };
+    let (one, two) = (d.path().join("straight"), d.path().join("resumed"));
+    Trainer::start(&builder(&one, 3).check().unwrap())
+        .unwrap()
+        .run(&Silent, |_| {})
+        .unwrap();
+    Trainer::start(&builder(&two, 1).check().unwrap())
+        .unwrap()
+        .run(&Silent, |_| {})
+        .unwrap();
+    let mut t = Trainer::resume(&two, Some(3)).unwrap();
+    assert_eq!(t.state().epoch, 1);
+    t.run(&Silent, |_| {}).unwrap();
+    assert_same_run_files(&one, &two);
+    let opt = raw(&one.join("optimizer.safetensors"));
+    assert!(
+        opt.contains_key("fc6.weight.exp_avg_sq"),
+        "{:?}",
+        opt.keys()
+    );
+    // 9 training objects in batches of 6: 2 steps an epoch.
+    assert_eq!(opt["adam.step"], vec![6.0]);
+    let model = one.join("model.safetensors");
+    let w = vggfeat::model::checkpoint::load(&model, &Device::Cpu).unwrap();
+    assert_eq!(w.metadata["vggfeat.fc6_input"], "sqrt");
+    let info = vggfeat::info(&model).unwrap().to_string();
+    assert!(info.contains("square root of the input"), "{info}");
+    let p = vggfeat::LocaliseParams::new()
+        .input(&kit)
+        .out(d.path().join("boxes"))
+        .localisers(vec![vggfeat::localise::LocSource::Net(one.clone())])
+        .gt_class(true)
+        .protocol(LocProtocol::Dense)
+        .scales(vec![48])
+        .voc_split("val")
+        .check()
+        .unwrap();
+    let r = vggfeat::localise(&p, &Silent).unwrap();
+    assert!(r.localisation_error.unwrap().gt_class.is_some());
+    // The root needs every conv frozen.
+    let e = builder(&d.path().join("x"), 1)
+        .freeze_through(Some("conv5_1".parse().unwrap()))
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("invalid fc6_input: sqrt needs every conv frozen"),
+        "{e}"
+    );
+    // Fine-tuning the rooted fc6 on pool5 as it is would change what it computes: refused.
+    let e = builder(&d.path().join("y"), 1)
+        .fc6_input(Fc6Input::Identity)
+        .init(Init::Pretrained(model.clone()))
+        .check()
+        .and_then(|p| Trainer::start(&p).map(|_| ()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("has an fc6 trained on input `sqrt`; this run gives fc6 `identity`"),
+        "{e}"
+    );
 }
 
 /// `vggfeat train --task localise` then `vggfeat localise` on the devkit: both protocols write

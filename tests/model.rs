@@ -455,3 +455,53 @@ fn bf16_per_scale_descriptors_match_pytorch_within_1e_2() {
         worst.0, worst.1
     );
 }
+
+/// A net whose metadata says `vggfeat.fc6_input = sqrt` (`vggfeat train --fc6-input sqrt`):
+/// every engine's head equals a plain matrix product of the element-wise root of its own pool5
+/// (which the tests above pin against PyTorch), to the network tolerance; an unknown transform
+/// is refused naming the file.
+#[test]
+fn square_rooted_fc6_input_is_applied_by_every_engine() {
+    let r = util::reference(&util::tiny());
+    let mut w = checkpoint::load(&util::tiny().join("weights.safetensors"), &Device::Cpu).unwrap();
+    w.metadata.insert("vggfeat.fc6_input".into(), "sqrt".into());
+    let x = &r["fixed224.input"];
+    for engine in [Engine::Candle, Engine::Fast, Engine::FastGemm] {
+        let net = Vgg::new(w.clone(), &Device::Cpu, engine).unwrap();
+        let head = net.weights().head.as_ref().unwrap();
+        let fc = |x: &Tensor, p: &vggfeat::model::ConvParams, relu: bool| {
+            let wt = p.weight.flatten_from(1).unwrap().t().unwrap();
+            let y = x.matmul(&wt).unwrap().broadcast_add(&p.bias).unwrap();
+            if relu { y.relu().unwrap() } else { y }
+        };
+        let p5 = net.forward_features(x).unwrap();
+        let rooted = p5.sqrt().unwrap().flatten_from(1).unwrap();
+        let fc7 = fc(&fc(&rooted, &head.fc6, true), &head.fc7, true);
+        let logits = fc(&fc7, head.fc8.as_ref().unwrap(), false);
+        let dense = net.forward_to(x, LayerName::Fc8).unwrap();
+        util::assert_close(
+            &format!("{engine:?} sqrt head"),
+            &dense.flatten_from(1).unwrap(),
+            &logits,
+        );
+        // Not the identity head's numbers.
+        let d = (dense.flatten_from(1).unwrap() - &r["fixed224.logits"])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d > 1e-2, "{engine:?}: the root changed nothing ({d})");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.safetensors");
+    let mut meta = w.metadata.clone();
+    meta.insert("vggfeat.fc6_input".into(), "cube".into());
+    checkpoint::save_torchvision(&w, &bad, &meta).unwrap();
+    let e = checkpoint::load(&bad, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bad.safetensors") && e.contains("cube"), "{e}");
+}

@@ -12,7 +12,7 @@ use vggfeat::model::config::{ConfigName, LayerName};
 use vggfeat::model::{Engine, Vgg};
 use vggfeat::model::{InitScheme, VggWeights};
 use vggfeat::train::net::{self, Init, NetShape, TrainNet};
-use vggfeat::train::optim::{GradAccum, Sgd, SgdParams};
+use vggfeat::train::optim::{GradAccum, OptimParams, Optimizer};
 use vggfeat::train::{Targets, TrainParams, TrainValidParams, Trainer};
 use vggfeat::util::Silent;
 
@@ -23,7 +23,7 @@ fn vals(t: &Tensor) -> Vec<f32> {
 }
 
 /// One SGD step on a batch; returns the loss before the step.
-fn step(net: &TrainNet, opt: &mut Sgd, x: &Tensor, y: &Tensor) -> f32 {
+fn step(net: &TrainNet, opt: &mut Optimizer, x: &Tensor, y: &Tensor) -> f32 {
     let logits = net.forward(x, None::<&mut ChaCha8Rng>).unwrap();
     let loss = candle_nn::loss::cross_entropy(&logits, y).unwrap();
     let mut acc = GradAccum::new(opt.params().len());
@@ -37,12 +37,13 @@ fn tiny_net_drives_the_loss_of_a_handful_of_images_near_zero() {
     let w =
         VggWeights::random_with_fc6(ConfigName::A, 16, Some(32), 1, 4, InitScheme::He, 0).unwrap();
     let net = TrainNet::new(w, &Device::Cpu, Vec::new(), 0.0, false).unwrap();
-    let mut opt = Sgd::new(
+    let mut opt = Optimizer::new(
         net.params().to_vec(),
-        SgdParams {
+        OptimParams {
             lr: 0.01,
             momentum: 0.9,
             weight_decay: 0.0,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -417,7 +418,7 @@ fn frozen_layers_stay_fixed_while_the_rest_trains() {
         VggWeights::random_with_fc6(ConfigName::A, 16, Some(16), 1, 3, InitScheme::He, 0).unwrap();
     let frozen = net::frozen_layers(ConfigName::A, "pool4".parse().unwrap()).unwrap();
     let net = TrainNet::new(w.clone(), &Device::Cpu, frozen, 0.0, false).unwrap();
-    let mut opt = Sgd::new(net.params().to_vec(), SgdParams::default()).unwrap();
+    let mut opt = Optimizer::new(net.params().to_vec(), OptimParams::default()).unwrap();
     let x = Tensor::randn(0f32, 1.0, (4, 3, 32, 32), &Device::Cpu).unwrap();
     let y = Tensor::new(&[0u32, 1, 2, 0], &Device::Cpu).unwrap();
     for _ in 0..3 {
@@ -447,7 +448,11 @@ fn frozen_layers_stay_fixed_while_the_rest_trains() {
 #[test]
 fn invalid_parameters_are_refused_with_reasons() {
     let ok = tiny_builder(Path::new("d"), Path::new("o"), 1);
-    let cases: [(TrainParams, &str); 10] = [
+    let cases: [(TrainParams, &str); 11] = [
+        (
+            ok.clone().fc6_input(vggfeat::model::Fc6Input::Sqrt),
+            "invalid fc6_input: sqrt needs every conv frozen",
+        ),
         (ok.clone().crop(100), "multiple of 32"),
         (ok.clone().scale("24".parse().unwrap()), "below the crop"),
         (ok.clone().micro_batch(7), "micro-batch"),

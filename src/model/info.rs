@@ -76,9 +76,13 @@ pub fn describe(w: &VggWeights) -> ModelInfo {
                     kernel,
                     relu,
                     param,
+                    sqrt_input,
                     ..
                 }) => {
                     let kind = match s.name {
+                        LayerName::Fc6 if sqrt_input => format!(
+                            "square root of the input, conv {kernel}x{kernel} + ReLU (dense head)"
+                        ),
                         LayerName::Fc6 => format!("conv {kernel}x{kernel} + ReLU (dense head)"),
                         LayerName::Fc8 => "conv 1x1 (class scores)".to_string(),
                         _ if relu => format!("conv {kernel}x{kernel} + ReLU"),

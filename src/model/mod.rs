@@ -35,7 +35,7 @@ pub use engine::{FeatureMap, Layout, gemm_probe};
 pub use info::{LayerInfo, ModelInfo, describe, info};
 pub use init::InitScheme;
 pub use params::{ConvParams, Format, HeadParams, Naming, VggWeights};
-pub use plan::Plan;
+pub use plan::{Fc6Input, Plan};
 
 /// Which implementation runs the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

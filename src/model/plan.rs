@@ -26,6 +26,66 @@ pub struct Conv {
     pub relu: bool,
     /// Index of the layer's weights in [`VggWeights::layers`].
     pub param: usize,
+    /// Whether the input is replaced by its element-wise square root first (fc6 of a net
+    /// trained with [`Fc6Input::Sqrt`]; the input is a pool5 map, never negative, and is
+    /// clamped at 0 all the same).
+    pub sqrt_input: bool,
+}
+
+/// What fc6 does to its input before its product: the paper's identity, or the element-wise
+/// square root (`vggfeat train --fc6-input sqrt`), a power normalisation that puts frozen
+/// features of a scale far from ImageNet's (HED's pool5 has an L2 norm near 2,500) within
+/// reach of a small head (results/localisation). A checkpoint records it in its metadata
+/// ([`crate::model::checkpoint::meta::FC6_INPUT`]), and [`Plan::new`] reads it there, so that
+/// every engine and command applies it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fc6Input {
+    /// pool5 as it is (the paper's).
+    #[default]
+    Identity,
+    /// The element-wise square root of pool5.
+    Sqrt,
+}
+
+impl std::str::FromStr for Fc6Input {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "identity" => Ok(Fc6Input::Identity),
+            "sqrt" => Ok(Fc6Input::Sqrt),
+            _ => Err(Error::param(
+                Param::Fc6Input,
+                format!("`{s}`: expected identity (the paper's) or sqrt"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Fc6Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fc6Input::Identity => "identity",
+            Fc6Input::Sqrt => "sqrt",
+        })
+    }
+}
+
+impl Fc6Input {
+    /// The transform `w`'s metadata names (the identity when it names none); an unknown name
+    /// is an error naming the file.
+    pub fn of(w: &VggWeights) -> Result<Fc6Input> {
+        match w.metadata.get(crate::model::checkpoint::meta::FC6_INPUT) {
+            None => Ok(Fc6Input::Identity),
+            Some(v) => v.parse().map_err(|e: Error| Error::Data {
+                path: w.path.clone(),
+                reason: format!(
+                    "metadata {}: {e}",
+                    crate::model::checkpoint::meta::FC6_INPUT
+                ),
+            }),
+        }
+    }
 }
 
 /// The shape of a layer with weights: its name, kernel side and output channels.
@@ -116,7 +176,9 @@ pub struct Plan {
 
 impl Plan {
     /// The plan of `w`: its configuration's body with the checkpoint's widths, and its head if
-    /// it has fc layers.
+    /// it has fc layers, whose fc6 takes the input transform of `w`'s metadata
+    /// ([`Fc6Input::of`]; the checkpoint loader has refused a name it does not know, and one
+    /// set in memory after loading reads as the identity).
     pub fn new(w: &VggWeights) -> Plan {
         let shapes: Vec<LayerShape> = w
             .layers()
@@ -127,7 +189,8 @@ impl Plan {
                 out: l.out_channels(),
             })
             .collect();
-        Plan::from_shapes(w.config, &shapes)
+        let fc6_input = Fc6Input::of(w).unwrap_or_default();
+        Plan::from_shapes(w.config, &shapes, fc6_input)
     }
 
     /// The plan of `config` with its ImageNet widths divided by `width_div`, and a head when
@@ -157,12 +220,12 @@ impl Plan {
                 .map(|(name, kernel, out)| LayerShape { name, kernel, out }),
             );
         }
-        Plan::from_shapes(config, &shapes)
+        Plan::from_shapes(config, &shapes, Fc6Input::Identity)
     }
 
     /// The plan of `config` whose layers with weights have `shapes` (network order: the body's
     /// convs, then fc6, fc7 and optionally fc8).
-    fn from_shapes(config: ConfigName, shapes: &[LayerShape]) -> Plan {
+    fn from_shapes(config: ConfigName, shapes: &[LayerShape], fc6_input: Fc6Input) -> Plan {
         let mut steps = Vec::new();
         let (mut channels, mut stride) = (3, 1);
         let body_convs = shapes.iter().take_while(|s| !s.name.is_head()).count();
@@ -177,6 +240,7 @@ impl Plan {
                         pad: kernel / 2,
                         relu: true,
                         param: param - 1,
+                        sqrt_input: false,
                     })
                 }
                 Spec::Lrn => Op::Lrn,
@@ -203,6 +267,7 @@ impl Plan {
                     pad: 0,
                     relu: !last,
                     param: body_convs + k,
+                    sqrt_input: s.name == LayerName::Fc6 && fc6_input == Fc6Input::Sqrt,
                 }),
                 channels: s.out,
                 stride,

@@ -39,6 +39,7 @@ use rayon::prelude::*;
 use super::loss::Targets;
 use crate::error::{Error, Result};
 use crate::model::engine::direct;
+use crate::model::engine::fast::sqrt_in_place;
 use crate::model::engine::gemm::{Epilogue, Lhs, NR, PackedB, gemm};
 use crate::model::engine::isa::Kernel;
 use crate::model::engine::unfold::{
@@ -177,6 +178,11 @@ fn forward_step(
     kernel: Kernel,
 ) -> Result<(Map, Option<Vec<u8>>)> {
     match op {
+        Op::Conv(c) if c.sqrt_input => {
+            let mut r = x.clone();
+            sqrt_in_place(&mut r.data);
+            Ok((conv_forward(&r, &layers[c.param], c, kernel), None))
+        }
         Op::Conv(c) => Ok((conv_forward(x, &layers[c.param], c, kernel), None)),
         Op::Pool => {
             let (y, idx) = pool_forward(x);
@@ -257,8 +263,26 @@ pub(crate) fn step(
     };
     let n = acts[start].as_ref().expect("set").n;
     for (i, st) in steps.iter().enumerate().skip(start) {
+        let mut op = st.op;
+        if let Op::Conv(c) = op
+            && c.sqrt_input
+        {
+            // The step's input becomes its square root in place, so that the weight gradient
+            // sees what the product saw. No gradient goes through the root: the parameters
+            // refuse it unless every conv is frozen, so the backward stops at this step.
+            if i > first {
+                return Err(Error::Internal(
+                    "a square-rooted fc6 input after a trainable layer".into(),
+                ));
+            }
+            sqrt_in_place(&mut acts[i].as_mut().expect("computed").data);
+            op = Op::Conv(Conv {
+                sqrt_input: false,
+                ..c
+            });
+        }
         let xin = acts[i].as_ref().expect("computed");
-        let (mut y, idx) = forward_step(st.op, xin, layers, kernel)?;
+        let (mut y, idx) = forward_step(op, xin, layers, kernel)?;
         argmax[i] = idx;
         if let (true, Some(r)) = (st.dropout && p > 0.0, rng.as_mut()) {
             let m = dropout_mask(y.data.len(), p, r);

@@ -14,7 +14,7 @@ use super::log::EpochMetrics;
 use super::loss::Targets;
 use super::net::{Features, TrainNet};
 use super::optim::GradAccum;
-use super::optim::Sgd;
+use super::optim::Optimizer;
 use super::rng::stream;
 use super::schedule::Decision;
 use super::trainer::Trainer;
@@ -183,7 +183,7 @@ enum Input {
 /// What one training pass works on.
 struct Pass<'a> {
     net: &'a TrainNet,
-    opt: &'a mut Sgd,
+    opt: &'a mut Optimizer,
     split: &'a Split,
     boxes: Option<&'a BoxData>,
     seed: u64,

@@ -9,6 +9,9 @@
 //! the validation top-1 and top-5 errors under the paper's dense test protocol (the same
 //! [`crate::classify::class_probs`] that `vggfeat classify` uses) and a checkpoint
 //! (`checkpoint`); the run folder has the split, parameters, metrics CSV and plot (`log`).
+//! Two options leave the recipe, for heads on frozen features far from ImageNet's scale
+//! (results/localisation): Adam instead of SGD (`optimizer`), and fc6 on the square root of
+//! pool5 (`fc6_input`, [`crate::model::Fc6Input`]).
 //!
 //! Files: `params` (what a run is asked and what it resolved to), `trainer` (starting,
 //! resuming, saving), `epoch` (one epoch: training pass and validation), `cache` (a frozen

@@ -781,9 +781,16 @@ impl<R: Rng> Backend for Pass<'_, '_, R> {
 
     fn conv(&self, x: Tensor, c: &Conv, step: &Step) -> Result<Tensor> {
         let Conv {
-            pad, relu, param, ..
+            pad,
+            relu,
+            param,
+            sqrt_input,
+            ..
         } = *c;
         let p = self.layers[param];
+        // The square root's gradient is not needed: the params refuse it unless every conv is
+        // frozen, and nothing below fc6 then tracks one.
+        let x = if sqrt_input { x.relu()?.sqrt()? } else { x };
         let y = super::conv::conv2d(&x, &p.weight, &p.bias, pad, relu)?;
         let mut rng = self.rng.borrow_mut();
         match rng.as_mut() {
@@ -935,17 +942,27 @@ mod tests {
             boxes,
             classes: None,
         };
+        // The last case's fc6 takes the square root of pool5 (`--fc6-input sqrt`, every conv
+        // frozen).
         let cases = [
-            (ConfigName::A, 8, 2, None, 1.0, &classes, 5),
-            (ConfigName::D, 16, 1, None, 0.5, &classes, 5),
-            (ConfigName::C, 16, 1, Some("pool2"), 1.0, &classes, 5),
-            (ConfigName::A, 16, 2, Some("conv3_2"), 0.5, &pcr, 8),
-            (ConfigName::A, 16, 1, None, 1.0, &scr, 4),
+            (ConfigName::A, 8, 2, None, 1.0, &classes, 5, false),
+            (ConfigName::D, 16, 1, None, 0.5, &classes, 5, false),
+            (ConfigName::C, 16, 1, Some("pool2"), 1.0, &classes, 5, false),
+            (ConfigName::A, 16, 2, Some("conv3_2"), 0.5, &pcr, 8, false),
+            (ConfigName::A, 16, 1, None, 1.0, &scr, 4, false),
+            (ConfigName::A, 16, 2, Some("pool5"), 1.0, &scr, 4, true),
         ];
-        for (config, div, k, freeze, scale, targets, outputs) in cases {
-            let w =
+        for (config, div, k, freeze, scale, targets, outputs, sqrt) in cases {
+            let mut w =
                 VggWeights::random_with_fc6(config, div, Some(16), k, outputs, InitScheme::He, 3)
                     .unwrap();
+            let plain = w.clone();
+            if sqrt {
+                w.metadata.insert(
+                    crate::model::checkpoint::meta::FC6_INPUT.into(),
+                    "sqrt".into(),
+                );
+            }
             let frozen = match freeze {
                 Some(l) => frozen_layers(config, l.parse().unwrap()).unwrap(),
                 None => Vec::new(),
@@ -980,6 +997,16 @@ mod tests {
                 "{config} loss"
             );
             assert!(rel_err(&a.logits, &b.logits) < 1e-4, "{config} logits");
+            if sqrt {
+                // The root is taken: the same weights without it give other outputs.
+                let mut identity =
+                    TrainNet::new(plain, &Device::Cpu, fast.frozen().to_vec(), 0.5, false).unwrap();
+                identity.set_engine(Engine::Fast).unwrap();
+                let c = identity
+                    .backprop(&x, targets, Some(&mut ChaCha8Rng::seed_from_u64(9)), scale)
+                    .unwrap();
+                assert!(rel_err(&c.logits, &a.logits) > 1e-2, "sqrt not applied");
+            }
             assert_eq!(a.grads.len(), fast.params().len());
             for ((ga, gb), p) in a.grads.iter().zip(&b.grads).zip(fast.params()) {
                 let (ga, gb) = (ga.as_ref().unwrap(), gb.as_ref().unwrap());

@@ -1,5 +1,7 @@
-//! Mini-batch SGD with momentum and weight decay over candle [`Var`]s, in PyTorch's formulation
-//! (`torch.optim.SGD(momentum=mu, weight_decay=wd, dampening=0, nesterov=False)`):
+//! The optimisers of a training run over candle [`Var`]s, in PyTorch's formulations.
+//!
+//! Mini-batch SGD with momentum and weight decay, the paper's ([`Method::Sgd`];
+//! `torch.optim.SGD(momentum=mu, weight_decay=wd, dampening=0, nesterov=False)`):
 //!
 //! ```text
 //! g = grad + wd * w        (wd only for parameters marked `decay`)
@@ -7,10 +9,23 @@
 //! w = w - lr * v
 //! ```
 //!
-//! candle_nn's `SGD` has neither momentum nor weight decay, hence this module. Gradients of
-//! several micro-batches are summed by [`GradAccum`] before one [`Sgd::step`] (gradient
-//! accumulation to an effective batch). The momentum buffers are the optimiser's state, saved
-//! and restored by the checkpoint code through [`Sgd::buffers`] and [`Sgd::set_buffers`].
+//! Adam ([`Method::Adam`]; `torch.optim.Adam(betas=(mu, 0.999), eps=1e-8, weight_decay=wd)`,
+//! weight decay as an L2 term of the gradient, not AdamW's), step t counted from 1:
+//!
+//! ```text
+//! g = grad + wd * w
+//! m = m + (1 - mu) * (g - m)             (PyTorch's lerp)
+//! v = 0.999 * v + 0.001 * g * g
+//! w = w - lr / (1 - mu^t) * m / (sqrt(v) / sqrt(1 - 0.999^t) + 1e-8)
+//! ```
+//!
+//! Not the paper's: it is there for heads on frozen features whose scale is far from what the
+//! paper's SGD rate suits (results/localisation). candle_nn's `SGD` has neither momentum nor
+//! weight decay and its `AdamW` decays weights the AdamW way, hence this module. Gradients of
+//! several micro-batches are summed by [`GradAccum`] before one [`Optimizer::step`] (gradient
+//! accumulation to an effective batch). The buffers (SGD's momentum; Adam's two moments and its
+//! step count) are the optimiser's state, saved and restored by the checkpoint code through
+//! [`Optimizer::buffers`] and [`Optimizer::set_buffers`].
 
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
@@ -29,29 +44,71 @@ pub struct Trainable {
     pub decay: bool,
 }
 
-/// Hyper-parameters of [`Sgd`].
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SgdParams {
-    /// Learning rate. Default 0.01 (the paper's initial rate); must be > 0 and finite.
-    pub lr: f64,
-    /// Momentum mu. Default 0.9 (the paper's); in [0, 1).
-    pub momentum: f64,
-    /// L2 weight decay wd, added to the gradient as `wd * w`. Default 5e-4 (the paper's);
-    /// >= 0 and finite.
-    pub weight_decay: f64,
+/// The update rule (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// SGD with momentum, the paper's.
+    #[default]
+    Sgd,
+    /// Adam, with the momentum as its first beta.
+    Adam,
 }
 
-impl Default for SgdParams {
-    fn default() -> Self {
-        SgdParams {
-            lr: 0.01,
-            momentum: 0.9,
-            weight_decay: 5e-4,
+impl std::str::FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "sgd" => Ok(Method::Sgd),
+            "adam" => Ok(Method::Adam),
+            _ => Err(Error::param(
+                Param::Optimizer,
+                format!("`{s}`: expected sgd (the paper's) or adam"),
+            )),
         }
     }
 }
 
-impl SgdParams {
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::Sgd => "sgd",
+            Method::Adam => "adam",
+        })
+    }
+}
+
+/// Adam's second beta and epsilon (PyTorch's defaults).
+const ADAM_BETA2: f64 = 0.999;
+const ADAM_EPS: f64 = 1e-8;
+
+/// Hyper-parameters of [`Optimizer`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimParams {
+    /// Learning rate. Default 0.01 (the paper's initial rate); must be > 0 and finite.
+    pub lr: f64,
+    /// Momentum mu (Adam's first beta). Default 0.9 (the paper's); in [0, 1).
+    pub momentum: f64,
+    /// L2 weight decay wd, added to the gradient as `wd * w`. Default 5e-4 (the paper's);
+    /// >= 0 and finite.
+    pub weight_decay: f64,
+    /// The update rule. Default [`Method::Sgd`]; runs recorded before Adam existed read SGD.
+    #[serde(default)]
+    pub method: Method,
+}
+
+impl Default for OptimParams {
+    fn default() -> Self {
+        OptimParams {
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            method: Method::Sgd,
+        }
+    }
+}
+
+impl OptimParams {
     /// Checks the ranges given in the field docs.
     pub fn check(&self) -> Result<()> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
@@ -134,26 +191,48 @@ impl GradAccum {
     }
 }
 
-/// SGD with momentum and weight decay (see the module docs).
+/// SGD with momentum or Adam, with weight decay (see the module docs).
 #[derive(Debug)]
-pub struct Sgd {
+pub struct Optimizer {
     params: Vec<Trainable>,
-    hp: SgdParams,
+    hp: OptimParams,
+    /// SGD's momentum buffers, or Adam's first moments.
     buffers: Vec<Tensor>,
+    /// Adam's second moments (empty for SGD).
+    second: Vec<Tensor>,
+    /// Adam's steps taken (PyTorch's `step`, one count for every parameter: a parameter no
+    /// gradient reached is not updated, and the runs here reach every one).
+    steps: u64,
 }
 
-impl Sgd {
-    /// An optimiser over `params` with zero momentum buffers.
-    pub fn new(params: Vec<Trainable>, hp: SgdParams) -> Result<Self> {
+/// The name of Adam's second moment of parameter `name`, and of its step count, in the saved
+/// state.
+fn second_name(name: &str) -> String {
+    format!("{name}.exp_avg_sq")
+}
+const ADAM_STEPS: &str = "adam.step";
+
+impl Optimizer {
+    /// An optimiser over `params` with zero buffers.
+    pub fn new(params: Vec<Trainable>, hp: OptimParams) -> Result<Self> {
         hp.check()?;
-        let buffers = params
-            .iter()
-            .map(|p| p.var.as_tensor().zeros_like())
-            .collect::<candle_core::Result<_>>()?;
-        Ok(Sgd {
+        let zeros = || -> Result<Vec<Tensor>> {
+            Ok(params
+                .iter()
+                .map(|p| p.var.as_tensor().zeros_like())
+                .collect::<candle_core::Result<_>>()?)
+        };
+        let buffers = zeros()?;
+        let second = match hp.method {
+            Method::Sgd => Vec::new(),
+            Method::Adam => zeros()?,
+        };
+        Ok(Optimizer {
             params,
             hp,
             buffers,
+            second,
+            steps: 0,
         })
     }
 
@@ -169,18 +248,26 @@ impl Sgd {
 
     /// Sets the learning rate (the schedule's decision); must be > 0.
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        SgdParams { lr, ..self.hp }.check()?;
+        OptimParams { lr, ..self.hp }.check()?;
         self.hp.lr = lr;
         Ok(())
     }
 
     /// One update from accumulated gradients. A parameter no gradient reached keeps its value
-    /// and momentum (as in PyTorch, which skips parameters whose `.grad` is None).
+    /// and buffers (as in PyTorch, which skips parameters whose `.grad` is None).
     pub fn step(&mut self, grads: &GradAccum) -> Result<()> {
-        let SgdParams {
+        match self.hp.method {
+            Method::Sgd => self.sgd_step(grads),
+            Method::Adam => self.adam_step(grads),
+        }
+    }
+
+    fn sgd_step(&mut self, grads: &GradAccum) -> Result<()> {
+        let OptimParams {
             lr,
             momentum,
             weight_decay,
+            ..
         } = self.hp;
         for (i, p) in self.params.iter().enumerate() {
             let Some(g) = grads.get(i) else { continue };
@@ -218,40 +305,156 @@ impl Sgd {
         Ok(())
     }
 
-    /// The momentum buffers, named like the parameters.
-    pub fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.params
+    /// Adam, each element's f32 operations in PyTorch's order (its single-tensor
+    /// `_single_tensor_adam`); on the CPU fused into three in-place passes (first moment,
+    /// second moment, weights), elsewhere as tensor expressions.
+    fn adam_step(&mut self, grads: &GradAccum) -> Result<()> {
+        let OptimParams {
+            lr,
+            momentum: beta1,
+            weight_decay,
+            ..
+        } = self.hp;
+        self.steps += 1;
+        let t = self.steps as i32;
+        // The scalars in f64, as PyTorch computes them from Python floats.
+        let step_size = lr / (1.0 - beta1.powi(t));
+        let bc2_sqrt = (1.0 - ADAM_BETA2.powi(t)).sqrt();
+        for (i, p) in self.params.iter().enumerate() {
+            let Some(g) = grads.get(i) else { continue };
+            let wd = if p.decay { weight_decay } else { 0.0 };
+            let w = p.var.as_tensor();
+            let (m, v) = (&self.buffers[i], &self.second[i]);
+            if [w, g, m, v]
+                .iter()
+                .all(|t| t.device().is_cpu() && t.is_contiguous())
+            {
+                let decay = (wd != 0.0).then_some(wd as f32);
+                m.inplace_op3(
+                    w,
+                    g,
+                    &AdamMoment {
+                        decay,
+                        keep: beta1 as f32,
+                        rest: (1.0 - beta1) as f32,
+                        second: false,
+                    },
+                )?;
+                v.inplace_op3(
+                    w,
+                    g,
+                    &AdamMoment {
+                        decay,
+                        keep: ADAM_BETA2 as f32,
+                        rest: (1.0 - ADAM_BETA2) as f32,
+                        second: true,
+                    },
+                )?;
+                w.inplace_op3(
+                    m,
+                    v,
+                    &AdamDescend {
+                        step_size: step_size as f32,
+                        bc2_sqrt: bc2_sqrt as f32,
+                        eps: ADAM_EPS as f32,
+                    },
+                )?;
+                continue;
+            }
+            let w = w.detach();
+            let g = if wd != 0.0 {
+                (g + (&w * wd)?)?
+            } else {
+                g.clone()
+            };
+            // exp_avg.lerp_(g, 1 - beta1): m + (1 - beta1) * (g - m).
+            let m = (m + ((&g - m)? * (1.0 - beta1))?)?;
+            // exp_avg_sq.mul_(beta2).addcmul_(g, g, value = 1 - beta2).
+            let v = ((v * ADAM_BETA2)? + ((&g * &g)? * (1.0 - ADAM_BETA2))?)?;
+            // denom = exp_avg_sq.sqrt() / bc2_sqrt + eps; w.addcdiv_(m, denom, -step_size).
+            let denom = ((v.sqrt()? / bc2_sqrt)? + ADAM_EPS)?;
+            let new_w = (&w - ((&m / &denom)? * step_size)?)?;
+            p.var.set(&new_w)?;
+            self.buffers[i] = m;
+            self.second[i] = v;
+        }
+        Ok(())
+    }
+
+    /// The state to save, named: SGD's momentum buffers under the parameters' names; for Adam,
+    /// the first moments under those names, the second moments under `<name>.exp_avg_sq` and
+    /// the step count as `adam.step` (one f64).
+    pub fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out: Vec<(String, Tensor)> = self
+            .params
             .iter()
             .zip(&self.buffers)
             .map(|(p, b)| (p.name.clone(), b.clone()))
-            .collect()
+            .collect();
+        if self.hp.method == Method::Adam {
+            out.extend(
+                self.params
+                    .iter()
+                    .zip(&self.second)
+                    .map(|(p, b)| (second_name(&p.name), b.clone())),
+            );
+            out.push((
+                ADAM_STEPS.into(),
+                Tensor::new(&[self.steps as f64], &candle_core::Device::Cpu)?,
+            ));
+        }
+        Ok(out)
     }
 
-    /// Restores momentum buffers saved by [`Sgd::buffers`]: every parameter must have one, with
-    /// its shape.
+    /// Restores the state saved by [`Optimizer::buffers`]: every parameter must have its
+    /// buffers, with its shape, and nothing else may be there.
     pub fn set_buffers(
         &mut self,
         saved: &std::collections::BTreeMap<String, Tensor>,
     ) -> Result<()> {
-        for (p, b) in self.params.iter().zip(self.buffers.iter_mut()) {
+        let fetch = |name: &str, p: &Trainable| -> Result<Tensor> {
             let t = saved
-                .get(&p.name)
-                .ok_or_else(|| Error::Usage(format!("no momentum buffer for `{}`", p.name)))?;
+                .get(name)
+                .ok_or_else(|| Error::Usage(format!("no optimizer buffer `{name}`")))?;
             if t.dims() != p.var.dims() {
                 return Err(Error::Usage(format!(
-                    "momentum buffer `{}` has shape {:?}, the parameter {:?}",
-                    p.name,
+                    "optimizer buffer `{name}` has shape {:?}, the parameter {:?}",
                     t.dims(),
                     p.var.dims()
                 )));
             }
-            *b = t.to_device(p.var.device())?;
+            Ok(t.to_device(p.var.device())?)
+        };
+        for (p, b) in self.params.iter().zip(self.buffers.iter_mut()) {
+            *b = fetch(&p.name, p)?;
         }
-        if saved.len() != self.params.len() {
+        let mut expected = self.params.len();
+        if self.hp.method == Method::Adam {
+            for (p, b) in self.params.iter().zip(self.second.iter_mut()) {
+                *b = fetch(&second_name(&p.name), p)?;
+            }
+            let steps = saved
+                .get(ADAM_STEPS)
+                .ok_or_else(|| Error::Usage(format!("no optimizer buffer `{ADAM_STEPS}`")))?
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec1::<f64>()?;
+            match steps.as_slice() {
+                [s] if *s >= 0.0 && s.fract() == 0.0 => self.steps = *s as u64,
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "optimizer buffer `{ADAM_STEPS}` is {steps:?}, not one step count"
+                    )));
+                }
+            }
+            expected = 2 * self.params.len() + 1;
+        }
+        if saved.len() != expected {
             return Err(Error::Usage(format!(
-                "{} momentum buffers for {} parameters",
+                "{} optimizer buffers for {} parameters ({}: {expected} expected)",
                 saved.len(),
-                self.params.len()
+                self.params.len(),
+                self.hp.method
             )));
         }
         Ok(())
@@ -340,6 +543,91 @@ impl InplaceOp3 for Momentum {
     }
 }
 
+/// One of Adam's moments, in place: with `gd = g + decay * w`, the first
+/// `m = m + rest * (gd - m)` (PyTorch's lerp), the second `v = keep * v + rest * gd * gd`, where
+/// `rest = 1 - keep` is computed in f64 (as PyTorch's Python floats) and rounded once.
+struct AdamMoment {
+    decay: Option<f32>,
+    keep: f32,
+    rest: f32,
+    second: bool,
+}
+
+impl InplaceOp3 for AdamMoment {
+    fn name(&self) -> &'static str {
+        "vggfeat-adam-moment"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let (m, w, g) = (values_mut(dst, dst_l)?, values(w, wl)?, values(g, gl)?);
+        let (decay, keep, rest, second) = (self.decay, self.keep, self.rest, self.second);
+        m.par_chunks_mut(PAR_CHUNK)
+            .zip(w.par_chunks(PAR_CHUNK))
+            .zip(g.par_chunks(PAR_CHUNK))
+            .for_each(|((m, w), g)| {
+                for ((m, w), g) in m.iter_mut().zip(w).zip(g) {
+                    let g = match decay {
+                        Some(d) => g + w * d,
+                        None => *g,
+                    };
+                    *m = if second {
+                        *m * keep + g * g * rest
+                    } else {
+                        *m + (g - *m) * rest
+                    };
+                }
+            });
+        Ok(())
+    }
+}
+
+/// Adam's update, in place on w: `w = w - step_size * m / (sqrt(v) / bc2_sqrt + eps)`.
+struct AdamDescend {
+    step_size: f32,
+    bc2_sqrt: f32,
+    eps: f32,
+}
+
+impl InplaceOp3 for AdamDescend {
+    fn name(&self) -> &'static str {
+        "vggfeat-adam-descend"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        m: &CpuStorage,
+        ml: &Layout,
+        v: &CpuStorage,
+        vl: &Layout,
+    ) -> candle_core::Result<()> {
+        let (w, m, v) = (values_mut(dst, dst_l)?, values(m, ml)?, values(v, vl)?);
+        let Self {
+            step_size,
+            bc2_sqrt,
+            eps,
+        } = *self;
+        w.par_chunks_mut(PAR_CHUNK)
+            .zip(m.par_chunks(PAR_CHUNK))
+            .zip(v.par_chunks(PAR_CHUNK))
+            .for_each(|((w, m), v)| {
+                for ((w, m), v) in w.iter_mut().zip(m).zip(v) {
+                    *w -= step_size * (m / (v.sqrt() / bc2_sqrt + eps));
+                }
+            });
+        Ok(())
+    }
+}
+
 /// `w = w - lr * v`, in place on w.
 struct Descend {
     lr: f32,
@@ -403,12 +691,13 @@ mod tests {
                 decay: false,
             },
         ];
-        let hp = SgdParams {
+        let hp = OptimParams {
             lr: 0.1,
             momentum: 0.9,
             weight_decay: 0.01,
+            method: Method::Sgd,
         };
-        let mut opt = Sgd::new(params, hp).unwrap();
+        let mut opt = Optimizer::new(params, hp).unwrap();
         let grads = GradAccum {
             sums: vec![
                 Some(Tensor::new(&[0.1f32, 0.2], &Device::Cpu).unwrap()),
@@ -429,15 +718,119 @@ mod tests {
         assert!(close(&vals(&w), &[0.968111, -2.052182]), "{:?}", vals(&w));
         // v = 0.9 * 0.3 + 0.3 = 0.57; b = 0.47 - 0.057
         assert!(close(&vals(&b), &[0.413]), "{:?}", vals(&b));
-        let bufs = opt.buffers();
+        let bufs = opt.buffers().unwrap();
         let v: Vec<f32> = bufs[0].1.to_vec1().unwrap();
         assert!(close(&v, &[0.20889, 0.34182]), "{v:?}");
+    }
+
+    /// Three Adam steps, a saved state and a resume, pinned against PyTorch 2 (to 1e-6; f32):
+    /// ```python
+    /// w = torch.tensor([1.0, -2.0], requires_grad=True); b = torch.tensor([0.5], requires_grad=True)
+    /// opt = torch.optim.Adam([{"params": [w], "weight_decay": 0.01},
+    ///                         {"params": [b], "weight_decay": 0.0}], lr=0.1, betas=(0.8, 0.999))
+    /// for k in range(3):
+    ///     w.grad = torch.tensor([0.1, 0.2]) * (k + 1); b.grad = torch.tensor([0.3]) * (-1) ** k
+    ///     opt.step()
+    /// # after each step: w = [0.9000000, -2.0999999], [0.8012143, -2.1979194],
+    /// #   [0.7014564, -2.2969196]; b = [0.4], [0.4111111], [0.3766849]
+    /// # opt.state[w]: exp_avg [0.10912243, 0.19928417], exp_avg_sq [1.5058463e-4, 5.0994067e-4]
+    /// ```
+    #[test]
+    fn adam_matches_pytorch_and_resumes_exactly() {
+        let make = || {
+            let (w, b) = (var(&[1.0, -2.0]), var(&[0.5]));
+            let params = vec![
+                Trainable {
+                    name: "w".into(),
+                    var: w.clone(),
+                    decay: true,
+                },
+                Trainable {
+                    name: "b".into(),
+                    var: b.clone(),
+                    decay: false,
+                },
+            ];
+            let hp = OptimParams {
+                lr: 0.1,
+                momentum: 0.8,
+                weight_decay: 0.01,
+                method: Method::Adam,
+            };
+            (Optimizer::new(params, hp).unwrap(), w, b)
+        };
+        let grads = |k: usize| GradAccum {
+            sums: vec![
+                Some(
+                    Tensor::new(
+                        &[0.1f32 * (k + 1) as f32, 0.2 * (k + 1) as f32],
+                        &Device::Cpu,
+                    )
+                    .unwrap(),
+                ),
+                Some(
+                    Tensor::new(
+                        &[0.3f32 * if k.is_multiple_of(2) { 1.0 } else { -1.0 }],
+                        &Device::Cpu,
+                    )
+                    .unwrap(),
+                ),
+            ],
+        };
+        let close = |a: &[f32], b: &[f64]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| (f64::from(*x) - y).abs() < 1e-6)
+        };
+        let want_w = [
+            [0.9000000, -2.0999999],
+            [0.8012143, -2.1979194],
+            [0.7014564, -2.2969196],
+        ];
+        let want_b = [0.4, 0.4111111, 0.3766849];
+        let (mut opt, w, b) = make();
+        for k in 0..3 {
+            opt.step(&grads(k)).unwrap();
+            assert!(close(&vals(&w), &want_w[k]), "step {k}: {:?}", vals(&w));
+            assert!(close(&vals(&b), &[want_b[k]]), "step {k}: {:?}", vals(&b));
+        }
+        let saved: std::collections::BTreeMap<String, Tensor> =
+            opt.buffers().unwrap().into_iter().collect();
+        let m: Vec<f32> = saved["w"].to_vec1().unwrap();
+        let v: Vec<f32> = saved["w.exp_avg_sq"].to_vec1().unwrap();
+        assert!(close(&m, &[0.10912243, 0.19928417]), "{m:?}");
+        assert!(close(&v, &[1.5058463e-4, 5.0994067e-4]), "{v:?}");
+        assert_eq!(
+            saved.len(),
+            5,
+            "two moments per parameter and the step count"
+        );
+        // A run resumed after step 2 from the saved state equals the uninterrupted one, bit
+        // for bit.
+        let (mut a, wa, _) = make();
+        a.step(&grads(0)).unwrap();
+        a.step(&grads(1)).unwrap();
+        let state: std::collections::BTreeMap<String, Tensor> =
+            a.buffers().unwrap().into_iter().collect();
+        let (mut r, wr, _) = make();
+        wr.set(wa.as_tensor()).unwrap();
+        r.set_buffers(&state).unwrap();
+        r.step(&grads(2)).unwrap();
+        assert_eq!(vals(&wr), vals(&w));
+        // An SGD state does not restore an Adam run.
+        let mut sgd_state = state.clone();
+        sgd_state.retain(|k, _| !k.contains('.'));
+        let e = r.set_buffers(&sgd_state).unwrap_err().to_string();
+        assert!(e.contains("no optimizer buffer `w.exp_avg_sq`"), "{e}");
+        assert_eq!("ADAM".parse::<Method>().unwrap(), Method::Adam);
+        assert!("rmsprop".parse::<Method>().is_err());
     }
 
     #[test]
     fn weight_decay_alone_shrinks_weights_not_biases() {
         let (w, b) = (var(&[2.0, -4.0]), var(&[1.0]));
-        let mut opt = Sgd::new(
+        let mut opt = Optimizer::new(
             vec![
                 Trainable {
                     name: "w".into(),
@@ -450,10 +843,11 @@ mod tests {
                     decay: false,
                 },
             ],
-            SgdParams {
+            OptimParams {
                 lr: 0.5,
                 momentum: 0.0,
                 weight_decay: 0.1,
+                method: Method::Sgd,
             },
         )
         .unwrap();
@@ -476,20 +870,20 @@ mod tests {
     #[test]
     fn missing_gradient_leaves_the_parameter_alone_and_bad_params_are_refused() {
         let w = var(&[1.0]);
-        let mut opt = Sgd::new(
+        let mut opt = Optimizer::new(
             vec![Trainable {
                 name: "w".into(),
                 var: w.clone(),
                 decay: true,
             }],
-            SgdParams::default(),
+            OptimParams::default(),
         )
         .unwrap();
         opt.step(&GradAccum::new(1)).unwrap();
         assert_eq!(vals(&w), vec![1.0]);
         assert!(opt.set_lr(0.0).is_err());
         assert!(
-            SgdParams {
+            OptimParams {
                 momentum: 1.0,
                 ..Default::default()
             }
@@ -502,6 +896,6 @@ mod tests {
             Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap(),
         );
         let e = opt.set_buffers(&saved).unwrap_err().to_string();
-        assert!(e.contains("momentum buffer `w` has shape [2]"), "{e}");
+        assert!(e.contains("optimizer buffer `w` has shape [2]"), "{e}");
     }
 }

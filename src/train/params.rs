@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 
 use super::augment::TrainScale;
 use super::net::{self, Init, InitReport};
-use super::optim::SgdParams;
+use super::optim::{Method, OptimParams};
 use super::schedule::Plateau;
 use crate::dataset::SplitParams;
 use crate::error::{Error, Param, Result};
 use crate::localise::Regression;
-use crate::model::InitScheme;
 use crate::model::config::{ConfigName, LayerName};
 use crate::model::{DeviceSpec, Engine};
+use crate::model::{Fc6Input, InitScheme};
 use crate::preprocess::{Normalization, Preprocess};
 
 /// Checked parameters of a training run; obtained only from [`TrainParams::check`] (a run's
@@ -33,7 +33,7 @@ pub struct TrainValidParams {
     pub(crate) test_scale: Option<u32>,
     pub(crate) batch: usize,
     pub(crate) micro_batch: usize,
-    pub(crate) sgd: SgdParams,
+    pub(crate) sgd: OptimParams,
     pub(crate) decay_biases: bool,
     pub(crate) dropout: f32,
     pub(crate) lr_factor: f64,
@@ -71,6 +71,9 @@ pub struct TrainValidParams {
     /// Where the frozen cache is kept between runs (none: in memory only).
     #[serde(default)]
     pub(crate) cache_dir: Option<PathBuf>,
+    /// What fc6 does to its input; runs recorded before it existed read the identity.
+    #[serde(default)]
+    pub(crate) fc6_input: Fc6Input,
     /// With [`Init::Resume`]: the new epoch limit, if one was given.
     #[serde(skip)]
     pub(crate) new_epochs: Option<usize>,
@@ -266,8 +269,18 @@ setters! {
     micro_batch(micro_batch: usize) => MicroBatch;
     /// Initial learning rate. Default 0.01; finite, > 0.
     lr(sgd.lr: f64) => Lr;
-    /// Momentum. Default 0.9; in [0, 1).
+    /// Momentum (Adam's first beta). Default 0.9; in [0, 1).
     momentum(sgd.momentum: f64) => Momentum;
+    /// The update rule: [`Method::Sgd`] (default, the paper's) or [`Method::Adam`] (PyTorch's,
+    /// betas (momentum, 0.999), eps 1e-8, weight decay in the gradient; see
+    /// [`super::optim`]).
+    optimizer(sgd.method: Method) => Optimizer;
+    /// What fc6 does to its input before the product: [`Fc6Input::Identity`] (default, the
+    /// paper's) or [`Fc6Input::Sqrt`], the element-wise square root of pool5 (a power
+    /// normalisation for frozen features of a scale far from ImageNet's; needs every conv
+    /// frozen, `freeze_through` pool5 or later). Saved in the checkpoints' metadata, so that
+    /// every command that loads the net applies it.
+    fc6_input(fc6_input: Fc6Input) => Fc6Input;
     /// L2 weight decay. Default 5e-4; finite, >= 0.
     weight_decay(sgd.weight_decay: f64) => WeightDecay;
     /// Apply weight decay to biases too. Default false (Caffe's `decay_mult: 0` for biases).
@@ -335,6 +348,7 @@ impl TrainParams {
                 freeze_through: None,
                 cache_frozen: 0,
                 cache_dir: None,
+                fc6_input: Fc6Input::Identity,
                 width_div: 1,
                 fc_width: None,
                 crop: 224,
@@ -342,7 +356,7 @@ impl TrainParams {
                 test_scale: None,
                 batch: 256,
                 micro_batch: 16,
-                sgd: SgdParams::default(),
+                sgd: OptimParams::default(),
                 decay_biases: false,
                 dropout: 0.5,
                 lr_factor: 10.0,
@@ -521,6 +535,18 @@ impl TrainParams {
         }
         if let (Some(l), Some(c)) = (p.freeze_through, p.config) {
             net::frozen_layers(c, l)?;
+        }
+        if p.fc6_input == Fc6Input::Sqrt
+            && !p
+                .freeze_through
+                .is_some_and(|l| l == LayerName::Pool(5) || l.is_head())
+        {
+            return bad(
+                Param::Fc6Input,
+                "sqrt needs every conv frozen (freeze_through pool5 or later): no gradient is \
+                 taken through the square root"
+                    .into(),
+            );
         }
         if p.cache_frozen > 64 {
             return bad(

@@ -12,13 +12,14 @@ use super::checkpoint::{self, RunDir, RunState};
 use super::localise::{self, BoxData};
 use super::log::{self, EpochMetrics};
 use super::net::{self, Init, NetShape, TrainNet};
-use super::optim::Sgd;
+use super::optim::Optimizer;
 use super::params::{Resolved, RunRecord, Summary, Task, TrainParams, TrainValidParams};
 use super::rng::RNG_NOTE;
 use super::schedule::Plateau;
 use crate::dataset::{Dataset, Split, SplitParams, sample_split};
 use crate::error::{Error, Param, Result};
 use crate::image_io::DecodeOptions;
+use crate::model::Fc6Input;
 use crate::model::checkpoint::{expected_normalization, meta};
 use crate::model::config::{IMAGENET_FC_WIDTH, LayerName};
 use crate::util::{Progress, read_json, write_json};
@@ -30,7 +31,7 @@ pub struct Trainer {
     pub(super) ds: Dataset,
     pub(super) split: Split,
     pub(super) net: TrainNet,
-    pub(super) opt: Sgd,
+    pub(super) opt: Optimizer,
     pub(super) state: RunState,
     pub(super) augment: Augment,
     pub(super) device: Device,
@@ -149,6 +150,28 @@ impl Trainer {
             let flat: Vec<f32> = box_bias.iter().flatten().copied().collect();
             fc8.bias = candle_core::Tensor::from_vec(flat, fc8.bias.shape(), fc8.bias.device())?;
         }
+        // fc6's input transform: recorded in the weights, so that the plan, the checkpoints and
+        // every command loading them apply it. A pretrained fc6 keeps the transform it was
+        // trained with, or the run is refused.
+        if let Some(src) = &source
+            && !init_report.random.iter().any(|l| l == "fc6")
+            && src.head.is_some()
+            && Fc6Input::of(src)? != params.fc6_input
+        {
+            return Err(Error::param(
+                Param::Fc6Input,
+                format!(
+                    "{} has an fc6 trained on input `{}`; this run gives fc6 `{}`",
+                    src.path.display(),
+                    Fc6Input::of(src)?,
+                    params.fc6_input
+                ),
+            ));
+        }
+        if params.fc6_input != Fc6Input::Identity {
+            w.metadata
+                .insert(meta::FC6_INPUT.into(), params.fc6_input.to_string());
+        }
         let norm = params
             .preprocess
             .map_or_else(|| expected_normalization(&w).map(|n| n.0), Ok)?;
@@ -164,7 +187,7 @@ impl Trainer {
             params.decay_biases,
         )?;
         net.set_engine(params.engine)?;
-        let opt = Sgd::new(net.params().to_vec(), params.sgd)?;
+        let opt = Optimizer::new(net.params().to_vec(), params.sgd)?;
 
         // Colour PCA from a seeded sample of training images.
         let decode = DecodeOptions::default();
@@ -283,7 +306,7 @@ impl Trainer {
             record.params.decay_biases,
         )?;
         net.set_engine(record.params.engine)?;
-        let mut opt = Sgd::new(net.params().to_vec(), record.params.sgd)?;
+        let mut opt = Optimizer::new(net.params().to_vec(), record.params.sgd)?;
         opt.set_lr(state.schedule.lr)?;
         opt.set_buffers(&buffers).map_err(|e| Error::Data {
             path: dir.optimizer(),
@@ -300,7 +323,7 @@ impl Trainer {
         split: Split,
         boxes: Option<BoxData>,
         net: TrainNet,
-        opt: Sgd,
+        opt: Optimizer,
         state: RunState,
         device: Device,
     ) -> Result<Self> {
@@ -323,6 +346,9 @@ impl Trainer {
         );
         if let Some(b) = &boxes {
             metadata.insert(meta::BOX_HEAD.into(), b.regression.to_string());
+        }
+        if p.fc6_input != Fc6Input::Identity {
+            metadata.insert(meta::FC6_INPUT.into(), p.fc6_input.to_string());
         }
         Ok(Trainer {
             record,
@@ -409,7 +435,7 @@ impl Trainer {
         if improved {
             checkpoint::save_model(&w, &self.dir.best(), e, &self.metadata)?;
         }
-        checkpoint::save_optimizer(&self.opt.buffers(), &self.dir.optimizer(), e)?;
+        checkpoint::save_optimizer(&self.opt.buffers()?, &self.dir.optimizer(), e)?;
         self.state.history.last_mut().expect("pushed").seconds = t0.elapsed().as_secs_f64();
         write_json(&self.dir.state(), &self.state)?;
         log::write_csv(

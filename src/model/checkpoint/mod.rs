@@ -53,6 +53,9 @@ pub mod meta {
     /// The box-regression head of a localisation net written by `vggfeat train --task
     /// localise`: `scr` or `pcr` ([`crate::localise::Regression`]); absent for a classifier.
     pub const BOX_HEAD: &str = "vggfeat.box_head";
+    /// What fc6 does to its input first ([`crate::model::plan::Fc6Input`]): `sqrt`, or absent
+    /// (the paper's identity).
+    pub const FC6_INPUT: &str = "vggfeat.fc6_input";
     /// The epoch of a training checkpoint (model and optimizer files).
     pub const EPOCH: &str = "vggfeat.epoch";
     /// Layers of a Keras file left out because they are not VGG layers (e.g. HED's side
@@ -439,6 +442,7 @@ fn read_pth(path: &Path) -> Result<RawCheckpoint> {
 pub fn load(path: &Path, device: &Device) -> Result<VggWeights> {
     let raw = read_raw(path)?;
     let w = from_raw(raw)?;
+    crate::model::Fc6Input::of(&w)?;
     if device.is_cpu() {
         Ok(w)
     } else {

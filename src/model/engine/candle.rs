@@ -92,9 +92,14 @@ impl Backend for CandleEngine {
 
     fn conv(&self, x: Tensor, c: &Conv, _: &Step) -> Result<Tensor> {
         let Conv {
-            pad, relu, param, ..
+            pad,
+            relu,
+            param,
+            sqrt_input,
+            ..
         } = *c;
         let p = &self.layers[param];
+        let x = if sqrt_input { x.relu()?.sqrt()? } else { x };
         conv_bias_relu(&x, &p.weight, &p.bias, pad, relu)
     }
 

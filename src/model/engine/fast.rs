@@ -395,13 +395,26 @@ impl SyncPtr {
     }
 }
 
+/// `v = sqrt(max(v, 0))` for every element ([`Conv::sqrt_input`]), in parallel chunks.
+pub(crate) fn sqrt_in_place(data: &mut [f32]) {
+    data.par_chunks_mut(1 << 14)
+        .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0).sqrt()));
+}
+
 impl Backend for FastEngine {
     type Act = Act;
 
-    fn conv(&self, x: Act, c: &Conv, _: &Step) -> Result<Act> {
+    fn conv(&self, mut x: Act, c: &Conv, _: &Step) -> Result<Act> {
         let Conv {
-            pad, relu, param, ..
+            pad,
+            relu,
+            param,
+            sqrt_input,
+            ..
         } = *c;
+        if sqrt_input {
+            sqrt_in_place(&mut x.data);
+        }
         let cv = &self.convs[param];
         if let Some(ac) = &cv.amx {
             let mut out = self.take(x.n * x.h * x.w * cv.cout);

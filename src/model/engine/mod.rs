@@ -14,7 +14,7 @@
 mod amx_conv;
 pub(crate) mod candle;
 pub(crate) mod direct;
-mod fast;
+pub(crate) mod fast;
 pub(crate) mod gemm;
 pub(crate) mod isa;
 mod simd;

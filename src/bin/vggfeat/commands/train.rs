@@ -12,7 +12,8 @@ use crate::EXIT_OK;
 use crate::choice::{Choice, lib_parser};
 use crate::progress::Shown;
 use vggfeat::localise::Regression;
-use vggfeat::model::{Engine, InitScheme};
+use vggfeat::model::{Engine, Fc6Input, InitScheme};
+use vggfeat::train::optim::Method;
 use vggfeat::train::{EpochMetrics, Init, Task, TrainScale};
 use vggfeat::{
     ConfigName, DeviceSpec, LayerName, Preprocess, TrainParams, TrainSummary, TrainValidParams,
@@ -107,6 +108,15 @@ pub struct TrainArgs {
     /// Momentum, in [0, 1). [default: 0.9]
     #[arg(long)]
     pub momentum: Option<f64>,
+    /// The update rule: sgd (the paper's) or adam (PyTorch's Adam with betas (--momentum,
+    /// 0.999), for heads on frozen features far from the paper's scale). [default: sgd]
+    #[arg(long, value_parser = lib_parser::<Method>)]
+    pub optimizer: Option<Method>,
+    /// What fc6 does to pool5 first: identity (the paper's) or sqrt (element-wise square
+    /// root; needs --freeze-through pool5 or later). Recorded in the checkpoints, so that
+    /// every command loading them applies it. [default: identity]
+    #[arg(long, value_parser = lib_parser::<Fc6Input>)]
+    pub fc6_input: Option<Fc6Input>,
     /// L2 weight decay (weights only unless --decay-biases). [default: 5e-4]
     #[arg(long)]
     pub weight_decay: Option<f64>,
@@ -195,6 +205,8 @@ impl TryFrom<&TrainArgs> for TrainValidParams {
             micro_batch,
             lr,
             momentum,
+            optimizer,
+            fc6_input,
             weight_decay,
             dropout,
             lr_factor,
