@@ -6,7 +6,7 @@
 //! | `split.csv` | the train/val split (`id,label,set`; `test` = validation), [`crate::dataset::Split`]'s format |
 //! | `model.safetensors` | the latest weights, torchvision names ([`crate::model::checkpoint::save_torchvision`]), loadable by `info`, `classify`, `extract` |
 //! | `best.safetensors` | the weights of the epoch with the lowest validation top-1 error |
-//! | `optimizer.safetensors` | the SGD momentum buffers, named `conv1_1.weight` .. `fc8.bias` |
+//! | `optimizer.safetensors` | the optimiser's state: SGD's momentum buffers, named `conv1_1.weight` .. `fc8.bias`; for Adam its first moments under those names, its second moments as `<name>.exp_avg_sq` and its step count as `adam.step` |
 //! | `state.json` | epoch counter, schedule, colour PCA, history, stop reason |
 //! | `metrics.csv`, `metrics.svg` | the per-epoch log and its plot |
 //!
@@ -103,7 +103,7 @@ pub fn save_model(
     ckpt::save_torchvision(w, path, &m)
 }
 
-/// Saves the momentum buffers with the epoch in the metadata.
+/// Saves the optimiser's buffers (`Optimizer::buffers`) with the epoch in the metadata.
 pub fn save_optimizer(buffers: &[(String, Tensor)], path: &Path, epoch: usize) -> Result<()> {
     let cpu: Vec<(String, Tensor)> = buffers
         .iter()
@@ -120,7 +120,7 @@ pub fn save_optimizer(buffers: &[(String, Tensor)], path: &Path, epoch: usize) -
     write_atomic(path, &bytes)
 }
 
-/// Reads the momentum buffers and the epoch they belong to.
+/// Reads the optimiser's buffers and the epoch they belong to.
 pub fn load_optimizer(path: &Path) -> Result<(BTreeMap<String, Tensor>, usize)> {
     let raw = ckpt::read_raw(path)?;
     let epoch = epoch_of(path, &raw.metadata)?;
