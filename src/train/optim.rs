@@ -678,17 +678,8 @@ mod tests {
         v.as_tensor().to_vec1().unwrap()
     }
 
-    /// Two steps pinned against numbers computed by hand, which PyTorch reproduces:
-    /// ```python
-    /// w = torch.tensor([1.0, -2.0], requires_grad=True); b = torch.tensor([0.5], requires_grad=True)
-    /// opt = torch.optim.SGD([{"params": [w], "weight_decay": 0.01},
-    ///                        {"params": [b], "weight_decay": 0.0}], lr=0.1, momentum=0.9)
-    /// for _ in range(2):
-    ///     w.grad = torch.tensor([0.1, 0.2]); b.grad = torch.tensor([0.3]); opt.step()
-    /// # w = [0.968111, -2.052182], b = [0.413]
-    /// ```
-    #[test]
-    fn two_steps_match_hand_computed_values() {
+    /// A weight `w` = [1, -2] with decay and a bias `b` = [0.5] without, as trainables.
+    fn weight_and_bias() -> (Vec<Trainable>, Var, Var) {
         let (w, b) = (var(&[1.0, -2.0]), var(&[0.5]));
         let params = vec![
             Trainable {
@@ -702,6 +693,21 @@ mod tests {
                 decay: false,
             },
         ];
+        (params, w, b)
+    }
+
+    /// Two steps pinned against numbers computed by hand, which PyTorch reproduces:
+    /// ```python
+    /// w = torch.tensor([1.0, -2.0], requires_grad=True); b = torch.tensor([0.5], requires_grad=True)
+    /// opt = torch.optim.SGD([{"params": [w], "weight_decay": 0.01},
+    ///                        {"params": [b], "weight_decay": 0.0}], lr=0.1, momentum=0.9)
+    /// for _ in range(2):
+    ///     w.grad = torch.tensor([0.1, 0.2]); b.grad = torch.tensor([0.3]); opt.step()
+    /// # w = [0.968111, -2.052182], b = [0.413]
+    /// ```
+    #[test]
+    fn two_steps_match_hand_computed_values() {
+        let (params, w, b) = weight_and_bias();
         let hp = OptimParams {
             lr: 0.1,
             momentum: 0.9,
@@ -749,19 +755,7 @@ mod tests {
     #[test]
     fn adam_matches_pytorch_and_resumes_exactly() {
         let make = || {
-            let (w, b) = (var(&[1.0, -2.0]), var(&[0.5]));
-            let params = vec![
-                Trainable {
-                    name: "w".into(),
-                    var: w.clone(),
-                    decay: true,
-                },
-                Trainable {
-                    name: "b".into(),
-                    var: b.clone(),
-                    decay: false,
-                },
-            ];
+            let (params, w, b) = weight_and_bias();
             let hp = OptimParams {
                 lr: 0.1,
                 momentum: 0.8,
