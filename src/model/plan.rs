@@ -48,28 +48,10 @@ pub enum Fc6Input {
     Sqrt,
 }
 
-impl std::str::FromStr for Fc6Input {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "identity" => Ok(Fc6Input::Identity),
-            "sqrt" => Ok(Fc6Input::Sqrt),
-            _ => Err(Error::param(
-                Param::Fc6Input,
-                format!("`{s}`: expected identity (the paper's) or sqrt"),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Fc6Input {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Fc6Input::Identity => "identity",
-            Fc6Input::Sqrt => "sqrt",
-        })
-    }
-}
+crate::util::choice::choice!(Fc6Input, "fc6 input", Param::Fc6Input, [
+    Fc6Input::Identity => "identity": "pool5 as it is (the paper's).",
+    Fc6Input::Sqrt => "sqrt": "The element-wise square root of pool5 (every conv frozen).",
+]);
 
 impl Fc6Input {
     /// The transform `w`'s metadata names (the identity when it names none); an unknown name

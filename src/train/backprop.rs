@@ -170,6 +170,22 @@ fn image_map(x: &[f32], n: usize, s: usize) -> Map {
     input
 }
 
+/// Takes a square-rooted fc6 input's root in place ([`Conv::sqrt_input`]) and returns the step
+/// with the root done, for [`forward_step`]: the stored input is then what the product saw,
+/// which the weight gradient reads.
+fn root_input(op: Op, x: &mut Map) -> Op {
+    match op {
+        Op::Conv(c) if c.sqrt_input => {
+            sqrt_in_place(&mut x.data);
+            Op::Conv(Conv {
+                sqrt_input: false,
+                ..c
+            })
+        }
+        op => op,
+    }
+}
+
 /// One step's forward (no dropout): its output, and a max-pool's choices.
 fn forward_step(
     op: Op,
@@ -178,12 +194,10 @@ fn forward_step(
     kernel: Kernel,
 ) -> Result<(Map, Option<Vec<u8>>)> {
     match op {
-        Op::Conv(c) if c.sqrt_input => {
-            let mut r = x.clone();
-            sqrt_in_place(&mut r.data);
-            Ok((conv_forward(&r, &layers[c.param], c, kernel), None))
+        Op::Conv(c) => {
+            debug_assert!(!c.sqrt_input, "the root is taken by root_input");
+            Ok((conv_forward(x, &layers[c.param], c, kernel), None))
         }
-        Op::Conv(c) => Ok((conv_forward(x, &layers[c.param], c, kernel), None)),
         Op::Pool => {
             let (y, idx) = pool_forward(x);
             Ok((y, Some(idx)))
@@ -208,7 +222,8 @@ pub(crate) fn frozen_prefix(
     let first = first_trainable(plan, layers)?;
     let mut cur = image_map(x, n, s);
     for st in &plan.steps()[..first] {
-        cur = forward_step(st.op, &cur, layers, kernel)?.0;
+        let op = root_input(st.op, &mut cur);
+        cur = forward_step(op, &cur, layers, kernel)?.0;
     }
     Ok(cur)
 }
@@ -263,24 +278,14 @@ pub(crate) fn step(
     };
     let n = acts[start].as_ref().expect("set").n;
     for (i, st) in steps.iter().enumerate().skip(start) {
-        let mut op = st.op;
-        if let Op::Conv(c) = op
-            && c.sqrt_input
-        {
-            // The step's input becomes its square root in place, so that the weight gradient
-            // sees what the product saw. No gradient goes through the root: the parameters
-            // refuse it unless every conv is frozen, so the backward stops at this step.
-            if i > first {
-                return Err(Error::Internal(
-                    "a square-rooted fc6 input after a trainable layer".into(),
-                ));
-            }
-            sqrt_in_place(&mut acts[i].as_mut().expect("computed").data);
-            op = Op::Conv(Conv {
-                sqrt_input: false,
-                ..c
-            });
+        // No gradient goes through a root: the parameters refuse it unless every conv is
+        // frozen, so the backward stops at its step.
+        if i > first && matches!(st.op, Op::Conv(c) if c.sqrt_input) {
+            return Err(Error::Internal(
+                "a square-rooted fc6 input after a trainable layer".into(),
+            ));
         }
+        let op = root_input(st.op, acts[i].as_mut().expect("computed"));
         let xin = acts[i].as_ref().expect("computed");
         let (mut y, idx) = forward_step(op, xin, layers, kernel)?;
         argmax[i] = idx;

@@ -55,28 +55,10 @@ pub enum Method {
     Adam,
 }
 
-impl std::str::FromStr for Method {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "sgd" => Ok(Method::Sgd),
-            "adam" => Ok(Method::Adam),
-            _ => Err(Error::param(
-                Param::Optimizer,
-                format!("`{s}`: expected sgd (the paper's) or adam"),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Method::Sgd => "sgd",
-            Method::Adam => "adam",
-        })
-    }
-}
+crate::util::choice::choice!(Method, "optimizer", Param::Optimizer, [
+    Method::Sgd => "sgd": "SGD with momentum (the paper's).",
+    Method::Adam => "adam": "Adam, betas (momentum, 0.999), eps 1e-8, L2 weight decay.",
+]);
 
 /// Adam's second beta and epsilon (PyTorch's defaults).
 const ADAM_BETA2: f64 = 0.999;
@@ -483,6 +465,25 @@ fn values_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> candle_core::Result<&'a 
 /// Elements per parallel task of the fused passes.
 const PAR_CHUNK: usize = 1 << 16;
 
+/// `f(dst, a, b)` for every element of a three-operand in-place op, in parallel chunks.
+fn each3(
+    (dst, dst_l): (&mut CpuStorage, &Layout),
+    (a, al): (&CpuStorage, &Layout),
+    (b, bl): (&CpuStorage, &Layout),
+    f: impl Fn(&mut f32, f32, f32) + Sync,
+) -> candle_core::Result<()> {
+    let (d, a, b) = (values_mut(dst, dst_l)?, values(a, al)?, values(b, bl)?);
+    d.par_chunks_mut(PAR_CHUNK)
+        .zip(a.par_chunks(PAR_CHUNK))
+        .zip(b.par_chunks(PAR_CHUNK))
+        .for_each(|((d, a), b)| {
+            for ((d, a), b) in d.iter_mut().zip(a).zip(b) {
+                f(d, *a, *b);
+            }
+        });
+    Ok(())
+}
+
 /// `sum += g`, in place.
 struct AddInPlace;
 
@@ -526,21 +527,14 @@ impl InplaceOp3 for Momentum {
         g: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<()> {
-        let (v, w, g) = (values_mut(dst, dst_l)?, values(w, wl)?, values(g, gl)?);
         let (mu, decay) = (self.momentum, self.decay);
-        v.par_chunks_mut(PAR_CHUNK)
-            .zip(w.par_chunks(PAR_CHUNK))
-            .zip(g.par_chunks(PAR_CHUNK))
-            .for_each(|((v, w), g)| {
-                for ((v, w), g) in v.iter_mut().zip(w).zip(g) {
-                    let g = match decay {
-                        Some(d) => g + w * d,
-                        None => *g,
-                    };
-                    *v = *v * mu + g;
-                }
-            });
-        Ok(())
+        each3((dst, dst_l), (w, wl), (g, gl), |v, w, g| {
+            let g = match decay {
+                Some(d) => g + w * d,
+                None => g,
+            };
+            *v = *v * mu + g;
+        })
     }
 }
 
@@ -578,25 +572,18 @@ impl InplaceOp3 for AdamMoment {
         g: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<()> {
-        let (m, w, g) = (values_mut(dst, dst_l)?, values(w, wl)?, values(g, gl)?);
         let (decay, keep, rest, second) = (self.decay, self.keep, self.rest, self.second);
-        m.par_chunks_mut(PAR_CHUNK)
-            .zip(w.par_chunks(PAR_CHUNK))
-            .zip(g.par_chunks(PAR_CHUNK))
-            .for_each(|((m, w), g)| {
-                for ((m, w), g) in m.iter_mut().zip(w).zip(g) {
-                    let g = match decay {
-                        Some(d) => g + w * d,
-                        None => *g,
-                    };
-                    *m = flush(if second {
-                        *m * keep + g * g * rest
-                    } else {
-                        *m + (g - *m) * rest
-                    });
-                }
+        each3((dst, dst_l), (w, wl), (g, gl), |m, w, g| {
+            let g = match decay {
+                Some(d) => g + w * d,
+                None => g,
+            };
+            *m = flush(if second {
+                *m * keep + g * g * rest
+            } else {
+                *m + (g - *m) * rest
             });
-        Ok(())
+        })
     }
 }
 
@@ -621,21 +608,14 @@ impl InplaceOp3 for AdamDescend {
         v: &CpuStorage,
         vl: &Layout,
     ) -> candle_core::Result<()> {
-        let (w, m, v) = (values_mut(dst, dst_l)?, values(m, ml)?, values(v, vl)?);
         let Self {
             step_size,
             bc2_sqrt,
             eps,
         } = *self;
-        w.par_chunks_mut(PAR_CHUNK)
-            .zip(m.par_chunks(PAR_CHUNK))
-            .zip(v.par_chunks(PAR_CHUNK))
-            .for_each(|((w, m), v)| {
-                for ((w, m), v) in w.iter_mut().zip(m).zip(v) {
-                    *w = flush(*w - step_size * (m / (v.sqrt() / bc2_sqrt + eps)));
-                }
-            });
-        Ok(())
+        each3((dst, dst_l), (m, ml), (v, vl), |w, m, v| {
+            *w = flush(*w - step_size * (m / (v.sqrt() / bc2_sqrt + eps)));
+        })
     }
 }
 

@@ -156,17 +156,18 @@ impl Trainer {
         if let Some(src) = &source
             && !init_report.random.iter().any(|l| l == "fc6")
             && src.head.is_some()
-            && Fc6Input::of(src)? != params.fc6_input
         {
-            return Err(Error::param(
-                Param::Fc6Input,
-                format!(
-                    "{} has an fc6 trained on input `{}`; this run gives fc6 `{}`",
-                    src.path.display(),
-                    Fc6Input::of(src)?,
-                    params.fc6_input
-                ),
-            ));
+            let trained = Fc6Input::of(src)?;
+            if trained != params.fc6_input {
+                return Err(Error::param(
+                    Param::Fc6Input,
+                    format!(
+                        "{} has an fc6 trained on input `{trained}`; this run gives fc6 `{}`",
+                        src.path.display(),
+                        params.fc6_input
+                    ),
+                ));
+            }
         }
         if params.fc6_input != Fc6Input::Identity {
             w.metadata

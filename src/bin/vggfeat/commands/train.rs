@@ -110,12 +110,12 @@ pub struct TrainArgs {
     pub momentum: Option<f64>,
     /// The update rule: sgd (the paper's) or adam (PyTorch's Adam with betas (--momentum,
     /// 0.999), for heads on frozen features far from the paper's scale). [default: sgd]
-    #[arg(long, value_parser = lib_parser::<Method>)]
+    #[arg(long, value_parser = Choice::<Method>::new())]
     pub optimizer: Option<Method>,
     /// What fc6 does to pool5 first: identity (the paper's) or sqrt (element-wise square
     /// root; needs --freeze-through pool5 or later). Recorded in the checkpoints, so that
     /// every command loading them applies it. [default: identity]
-    #[arg(long, value_parser = lib_parser::<Fc6Input>)]
+    #[arg(long, value_parser = Choice::<Fc6Input>::new())]
     pub fc6_input: Option<Fc6Input>,
     /// L2 weight decay (weights only unless --decay-biases). [default: 5e-4]
     #[arg(long)]
