@@ -395,12 +395,16 @@ impl Trainer {
 
     /// Trains until the epoch limit or the schedule's stop, checkpointing after every epoch,
     /// and calls `on_epoch` with each epoch's metrics. `progress` hears of every epoch's images
-    /// and running loss.
+    /// and running loss. Subnormal floats are flushed to zero meanwhile
+    /// ([`crate::util::FlushSubnormals`]).
     pub fn run(
         &mut self,
         progress: &dyn Progress,
         mut on_epoch: impl FnMut(&EpochMetrics),
     ) -> Result<Summary> {
+        // Subnormal weights, gradients and moments otherwise slow the epochs down as they
+        // spread (util::subnormals).
+        let _flush = crate::util::FlushSubnormals::new();
         while self.state.stopped.is_none() && self.state.epoch < self.record.params.epochs {
             let m = self.epoch(progress)?;
             on_epoch(&m);
