@@ -730,15 +730,14 @@ fn data_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize, kernel: Kernel) -> 
     if winograd(l.k, pad, co, l.cin) {
         // dx = conv(g, W') with W'[ci][co] = W[co][ci] rotated by 180 degrees, padding 1.
         let mut wf = vec![0f32; l.w.len()];
-        for o in 0..co {
-            for i in 0..l.cin {
+        wf.par_chunks_mut(co * 9).enumerate().for_each(|(i, wi)| {
+            for (o, dst) in wi.chunks_exact_mut(9).enumerate() {
                 let src = &l.w[(o * l.cin + i) * 9..][..9];
-                let dst = &mut wf[(i * co + o) * 9..][..9];
                 for t in 0..9 {
                     dst[t] = src[8 - t];
                 }
             }
-        }
+        });
         let wk = WinogradKernel::new(&wf, l.cin, co, Tile::F4, kernel);
         let zero = vec![0f32; l.cin];
         conv3x3(

@@ -151,6 +151,17 @@ impl PackedB {
         PackedB { k, n: cout, data }
     }
 
+    /// B (k x n) already in [`Kernel::F32`]'s panels: column `j` of row `r` at
+    /// `((j / NR) * k + r) * NR + j % NR`, the columns past `n` zero.
+    pub fn from_f32_panels(data: Vec<f32>, k: usize, n: usize) -> Self {
+        assert_eq!(data.len(), n.div_ceil(NR) * k * NR, "f32 panels");
+        PackedB {
+            k,
+            n,
+            data: Packed::F32(data),
+        }
+    }
+
     /// Packs the row-major (k x n) `b` for `kernel`.
     pub fn new(b: &[f32], k: usize, n: usize, kernel: Kernel) -> Self {
         assert_eq!(b.len(), k * n);

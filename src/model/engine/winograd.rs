@@ -19,7 +19,7 @@
 use half::bf16;
 use rayon::prelude::*;
 
-use super::gemm::{Epilogue, Lhs, PackedB, gemm, quantize_rows, row_block};
+use super::gemm::{Epilogue, Lhs, NR, PackedB, gemm, quantize_rows, row_block};
 use super::isa::Kernel;
 use super::simd::{Arr, Vf};
 #[cfg(target_arch = "x86_64")]
@@ -95,40 +95,66 @@ impl WinogradKernel {
         let a = tile.alpha();
         let g = tile.g();
         assert_eq!(w.len(), cout * cin * 9);
-        // Plane k holds (ci, co) at ci * cout + co; each task fills a run of those for every
-        // plane.
-        const RUN: usize = 1 << 12;
-        let n = cin * cout;
-        let mut planes: Vec<Vec<f32>> = (0..a * a).into_par_iter().map(|_| vec![0f32; n]).collect();
-        let mut runs: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(RUN)).map(|_| Vec::new()).collect();
-        for plane in planes.iter_mut() {
-            for (r, chunk) in plane.chunks_mut(RUN).enumerate() {
-                runs[r].push(chunk);
-            }
-        }
-        runs.into_par_iter().enumerate().for_each(|(r, mut out)| {
-            for e in r * RUN..(r * RUN + RUN).min(n) {
-                let (ci, co) = (e / cout, e % cout);
-                let k = &w[(co * cin + ci) * 9..][..9];
-                // t = G k (alpha x 3), then U = t G^T (alpha x alpha).
-                let mut t = [[0f64; 3]; 6];
-                for (ti, gi) in t.iter_mut().zip(g) {
-                    for (j, tij) in ti.iter_mut().enumerate() {
-                        *tij = (0..3).map(|q| gi[q] * f64::from(k[q * 3 + j])).sum();
-                    }
-                }
-                for (i, ti) in t.iter().take(a).enumerate() {
-                    for (j, gj) in g.iter().enumerate() {
-                        let u: f64 = (0..3).map(|q| ti[q] * gj[q]).sum();
-                        out[i * a + j][e - r * RUN] = u as f32;
-                    }
+        // U for every plane at once, for the (ci, co) pair at each index of the planes' layout
+        // (None: padding, left zero); each task fills one run of indices in every plane.
+        let fill = |planes: &mut [Vec<f32>],
+                    at: &(dyn Fn(usize) -> Option<(usize, usize)> + Sync)| {
+            const RUN: usize = 1 << 12;
+            let len = planes[0].len();
+            let mut runs: Vec<Vec<&mut [f32]>> =
+                (0..len.div_ceil(RUN)).map(|_| Vec::new()).collect();
+            for plane in planes.iter_mut() {
+                for (r, chunk) in plane.chunks_mut(RUN).enumerate() {
+                    runs[r].push(chunk);
                 }
             }
-        });
-        let u = planes
-            .par_iter()
-            .map(|p| PackedB::new(p, cin, cout, kernel))
-            .collect();
+            runs.into_par_iter().enumerate().for_each(|(r, mut out)| {
+                for e in r * RUN..(r * RUN + RUN).min(len) {
+                    let Some((ci, co)) = at(e) else { continue };
+                    let k = &w[(co * cin + ci) * 9..][..9];
+                    // t = G k (alpha x 3), then U = t G^T (alpha x alpha).
+                    let mut t = [[0f64; 3]; 6];
+                    for (ti, gi) in t.iter_mut().zip(g) {
+                        for (j, tij) in ti.iter_mut().enumerate() {
+                            *tij = (0..3).map(|q| gi[q] * f64::from(k[q * 3 + j])).sum();
+                        }
+                    }
+                    for (i, ti) in t.iter().take(a).enumerate() {
+                        for (j, gj) in g.iter().enumerate() {
+                            let u: f64 = (0..3).map(|q| ti[q] * gj[q]).sum();
+                            out[i * a + j][e - r * RUN] = u as f32;
+                        }
+                    }
+                }
+            });
+        };
+        let zeros = |len: usize| -> Vec<Vec<f32>> {
+            (0..a * a)
+                .into_par_iter()
+                .map(|_| vec![0f32; len])
+                .collect()
+        };
+        let u = if kernel == Kernel::F32 {
+            // Straight into the f32 panels ([`PackedB::from_f32_panels`]), no copy.
+            let mut panels = zeros(cout.div_ceil(NR) * cin * NR);
+            fill(&mut panels, &|e| {
+                let (p, rem) = (e / (cin * NR), e % (cin * NR));
+                let co = p * NR + rem % NR;
+                (co < cout).then_some((rem / NR, co))
+            });
+            panels
+                .into_iter()
+                .map(|d| PackedB::from_f32_panels(d, cin, cout))
+                .collect()
+        } else {
+            // Row-major (cin x cout) planes, then packed for the kernel.
+            let mut planes = zeros(cin * cout);
+            fill(&mut planes, &|e| Some((e / cout, e % cout)));
+            planes
+                .par_iter()
+                .map(|p| PackedB::new(p, cin, cout, kernel))
+                .collect()
+        };
         WinogradKernel { tile, cin, cout, u }
     }
 
