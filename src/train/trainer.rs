@@ -404,7 +404,7 @@ impl Trainer {
     ) -> Result<Summary> {
         // Subnormal weights, gradients and moments otherwise slow the epochs down as they
         // spread (util::subnormals).
-        let _flush = crate::util::FlushSubnormals::new();
+        let _flush = crate::util::FlushSubnormals::set();
         while self.state.stopped.is_none() && self.state.epoch < self.record.params.epochs {
             let m = self.epoch(progress)?;
             on_epoch(&m);

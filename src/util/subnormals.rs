@@ -35,18 +35,12 @@ pub struct FlushSubnormals(());
 
 impl FlushSubnormals {
     /// Sets the modes on every thread of the current rayon pool and on this thread.
-    pub fn new() -> Self {
+    pub fn set() -> Self {
         rayon::broadcast(|_| enter());
         if rayon::current_thread_index().is_none() {
             enter();
         }
         FlushSubnormals(())
-    }
-}
-
-impl Default for FlushSubnormals {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -142,8 +136,8 @@ mod tests {
         assert!(tiny_product() > 0.0, "IEEE subnormal by default");
         assert!(on_pool().iter().all(|v| *v > 0.0));
         pool.install(|| {
-            let outer = FlushSubnormals::new();
-            let inner = FlushSubnormals::new();
+            let outer = FlushSubnormals::set();
+            let inner = FlushSubnormals::set();
             drop(inner);
             assert!(
                 rayon::broadcast(|_| tiny_product())
@@ -157,7 +151,7 @@ mod tests {
                     .all(|v| *v > 0.0)
             );
         });
-        let guard = FlushSubnormals::new();
+        let guard = FlushSubnormals::set();
         assert_eq!(tiny_product(), 0.0, "this thread");
         drop(guard);
         assert!(tiny_product() > 0.0, "restored");

@@ -151,8 +151,8 @@ impl PackedB {
         PackedB { k, n: cout, data }
     }
 
-    /// B (k x n) already in [`Kernel::F32`]'s panels: column `j` of row `r` at
-    /// `((j / NR) * k + r) * NR + j % NR`, the columns past `n` zero.
+    /// B (k x n) already in [`Kernel::F32`]'s panels: the entry at each index as
+    /// [`f32_panel_entry`] places it, the padding columns zero.
     pub fn from_f32_panels(data: Vec<f32>, k: usize, n: usize) -> Self {
         assert_eq!(data.len(), n.div_ceil(NR) * k * NR, "f32 panels");
         PackedB {
@@ -235,6 +235,14 @@ impl PackedB {
             Packed::Int8 { .. } => Kernel::Int8,
         }
     }
+}
+
+/// The (row, column) of index `i` of a (k x n) matrix's [`Kernel::F32`] panels (`[n / NR][k][NR]`),
+/// or None for a padding column.
+pub(crate) fn f32_panel_entry(k: usize, n: usize, i: usize) -> Option<(usize, usize)> {
+    let (p, rem) = (i / (k * NR), i % (k * NR));
+    let col = p * NR + rem % NR;
+    (col < n).then_some((rem / NR, col))
 }
 
 /// The k-quads of an int8 B of depth `k`: k padded to a multiple of 64, the depth of one AMX

@@ -19,7 +19,7 @@
 use half::bf16;
 use rayon::prelude::*;
 
-use super::gemm::{Epilogue, Lhs, NR, PackedB, gemm, quantize_rows, row_block};
+use super::gemm::{Epilogue, Lhs, NR, PackedB, f32_panel_entry, gemm, quantize_rows, row_block};
 use super::isa::Kernel;
 use super::simd::{Arr, Vf};
 #[cfg(target_arch = "x86_64")]
@@ -137,11 +137,7 @@ impl WinogradKernel {
         let u = if kernel == Kernel::F32 {
             // Straight into the f32 panels ([`PackedB::from_f32_panels`]), no copy.
             let mut panels = zeros(cout.div_ceil(NR) * cin * NR);
-            fill(&mut panels, &|e| {
-                let (p, rem) = (e / (cin * NR), e % (cin * NR));
-                let co = p * NR + rem % NR;
-                (co < cout).then_some((rem / NR, co))
-            });
+            fill(&mut panels, &|e| f32_panel_entry(cin, cout, e));
             panels
                 .into_iter()
                 .map(|d| PackedB::from_f32_panels(d, cin, cout))
