@@ -6,17 +6,22 @@
 //! (`x` its input, `y` its output after ReLU and dropout, `g` the gradient of `y`):
 //!
 //! ```text
-//! forward:        y = drop(relu(conv(x, W) + b))       Winograd F(4x4, 3x3) for 3x3 layers
+//! forward:        y = drop(relu(conv(x, W) + b))       direct loops (engine::direct) for 3x3
+//!                                                      layers of 3 inputs (a net's first) or
+//!                                                      of at most 512 = cin x cout (the
+//!                                                      narrow nets' thin layers), Winograd
+//!                                                      F(4x4, 3x3) for the other 3x3 layers
 //!                                                      of >= 8 inputs and >= 16 outputs,
-//!                                                      direct loops for 3 inputs (the first
-//!                                                      layer: engine::direct),
 //!                                                      unfold + packed GEMM otherwise (the
 //!                                                      `gemm` crate below 32 outputs), one
 //!                                                      product for the head (1x1 output)
-//! masks:          g = g * m * [y > 0]                  (m the dropout mask)
-//! weights:        dW^T = unfold(x)^T g (summed over positions in blocks; directly for the
-//!                 first layer),  db = sum of g
-//! data:           dx = conv(g, W flipped, in <-> out)  Winograd again for 3x3 layers;
+//! masks:          g = g * m * [y > 0]                  (m the dropout mask); a ReLU right
+//!                                                      below a max-pool is taken by the
+//!                                                      pool's backward, on the winners
+//! weights:        dW^T = unfold(x)^T g (summed over positions in blocks; direct loops for
+//!                 3x3 layers of 3 inputs or at most 64 outputs),  db = sum of g
+//! data:           dx = conv(g, W flipped, in <-> out)  direct loops for cin x cout <= 512,
+//!                                                      Winograd for the other 3x3 layers;
 //!                                                      g W then col2im otherwise
 //! max-pool:       the gradient goes to the first maximum of each 2x2 window (as PyTorch)
 //! ```
@@ -32,6 +37,8 @@
 //! number of partitions (a function of the layer's size, not of the thread count) added in
 //! order. The products that take strides (transposed operands) go through the `gemm` crate,
 //! which splits work over outputs only.
+
+use std::mem::MaybeUninit;
 
 use rand::Rng;
 use rayon::prelude::*;
@@ -117,6 +124,26 @@ impl Map {
             data: zeroed(n * h * w * c),
         }
     }
+
+    /// A map whose values `fill` writes, without zeroing them first (the thin layers' maps are
+    /// the step's largest: zeroing one costs about a third of the pass that then writes it).
+    ///
+    /// # Safety
+    /// `fill` writes every element of the slice it is given.
+    unsafe fn written(
+        n: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        fill: impl FnOnce(&mut [MaybeUninit<f32>]),
+    ) -> Map {
+        let len = n * h * w * c;
+        let mut data = Vec::with_capacity(len);
+        fill(&mut data.spare_capacity_mut()[..len]);
+        // SAFETY: `fill` wrote every element (the caller's promise).
+        unsafe { data.set_len(len) };
+        Map { n, h, w, c, data }
+    }
 }
 
 /// Whether a 3x3 convolution from `cin` to `cout` channels runs as Winograd: 3x3 with padding
@@ -128,10 +155,37 @@ fn winograd(k: usize, pad: usize, cin: usize, cout: usize) -> bool {
     k == 3 && pad == 1 && cin >= 8 && cout >= 16
 }
 
-/// Whether a convolution runs as [`direct`]'s loops: 3x3 with padding 1 on 3 channels (a
-/// net's first layer), where unfolding costs as much as the product.
-fn direct_first(l: &LayerRef, pad: usize) -> bool {
-    l.k == 3 && pad == 1 && l.cin == direct::CIN
+/// Most output channels of a body convolution that runs as [`direct`]'s loops (forward and
+/// weight gradient), and most input channels of one whose data gradient does: thin layers,
+/// where the panels of the packed products (64 columns) would be mostly padding.
+/// Largest `cin x cout` of a 3x3 convolution whose forward and data gradient run as
+/// [`direct`]'s loops: the narrow nets' thin layers (8 -> 16, 16 -> 16, 16 -> 32 channels),
+/// where the Winograd products pad the outputs to panels of [`NR`] columns (four times the
+/// work for 16) and the transforms cost as much as the products. Measured per layer on A /8
+/// and D /4 (results/speed/train.md): 32 -> 32 layers are faster as Winograd.
+const DIRECT_MAX: usize = 512;
+
+/// Most outputs of a 3x3 convolution whose weight gradient runs as [`direct`]'s loops (no
+/// unfolded copy of the input); 128-output layers were no faster.
+const DIRECT_WGRAD_MAX_COUT: usize = 64;
+
+/// Whether a convolution's forward runs as [`direct`]'s loops: 3x3 with padding 1 on 3
+/// channels (a net's first layer, where unfolding costs as much as the product), or a thin
+/// layer ([`DIRECT_MAX`]).
+fn direct_conv(l: &LayerRef, pad: usize) -> bool {
+    l.k == 3 && pad == 1 && (l.cin == direct::CIN || l.cout * l.cin <= DIRECT_MAX)
+}
+
+/// Whether a convolution's weight gradient runs as [`direct`]'s loops: 3x3 with padding 1 on
+/// 3 channels, or with at most [`DIRECT_WGRAD_MAX_COUT`] outputs.
+fn direct_wgrad(l: &LayerRef, pad: usize) -> bool {
+    l.k == 3 && pad == 1 && (l.cin == direct::CIN || l.cout <= DIRECT_WGRAD_MAX_COUT)
+}
+
+/// Whether a convolution's data gradient runs as [`direct`]'s loops (the forward of the
+/// flipped kernel): 3x3 with padding 1 on a thin layer ([`DIRECT_MAX`]).
+fn direct_data(l: &LayerRef, pad: usize) -> bool {
+    l.k == 3 && pad == 1 && l.cin * l.cout <= DIRECT_MAX
 }
 
 /// Output channels from which the packed GEMM (panels of [`NR`] columns) beats the `gemm`
@@ -319,15 +373,27 @@ pub(crate) fn step(
         data: dlogits,
     };
     let mut grads: Vec<Option<(Vec<f32>, Vec<f32>)>> = vec![None; layers.len()];
+    // Whether `g` already went through the ReLU of the step below (a pool took it).
+    let mut relu_taken = false;
     for i in (first..steps.len()).rev() {
         let y = acts[i + 1].take().expect("kept for the backward");
         let xin = acts[i].as_ref().expect("kept for the backward");
         match steps[i].op {
             Op::Pool => {
-                g = pool_backward(&g, argmax[i].as_ref().expect("recorded"), xin);
+                // A ReLU (without dropout) right below the pool is taken on the winners: the
+                // gradient passes where the pooled value is positive, which is where the
+                // winner's is.
+                relu_taken = i > 0
+                    && matches!(steps[i - 1].op, Op::Conv(c) if c.relu)
+                    && masks[i - 1].is_none();
+                let idx = argmax[i].as_ref().expect("recorded");
+                let pooled = relu_taken.then_some(&y.data[..]);
+                g = pool_backward(&g, idx, (xin.h, xin.w), pooled);
             }
             Op::Conv(c) => {
-                mask_gradient(&mut g.data, &y.data, c.relu, masks[i].as_deref());
+                if !std::mem::take(&mut relu_taken) {
+                    mask_gradient(&mut g.data, &y.data, c.relu, masks[i].as_deref());
+                }
                 drop(y);
                 let l = &layers[c.param];
                 if l.trainable {
@@ -454,13 +520,17 @@ fn geometry(x: &Map, l: &LayerRef, pad: usize) -> Geom {
 fn conv_forward(x: &Map, l: &LayerRef, c: Conv, kernel: Kernel) -> Map {
     let g = geometry(x, l, c.pad);
     let (oh, ow) = (g.out_h(), g.out_w());
-    let mut y = Map::zeros(x.n, oh, ow, l.cout);
-    if direct_first(l, c.pad) {
-        let xp = direct::pad(&x.data, x.n, x.h, x.w);
+    if direct_conv(l, c.pad) {
         let wr = kernel_rows(l.w, l.cout, l.cin, l.k * l.k);
         let dims = (x.n, x.h, x.w);
-        direct::forward(&xp, dims, &wr, l.b, l.cout, c.relu, kernel, &mut y.data);
-    } else if winograd(l.k, c.pad, l.cin, l.cout) {
+        let fill = |y: &mut [MaybeUninit<f32>]| {
+            direct::forward(&x.data, dims, l.cin, &wr, l.b, l.cout, c.relu, kernel, y)
+        };
+        // SAFETY: the direct forward writes every output.
+        return unsafe { Map::written(x.n, oh, ow, l.cout, fill) };
+    }
+    let mut y = Map::zeros(x.n, oh, ow, l.cout);
+    if winograd(l.k, c.pad, l.cin, l.cout) {
         let wk = WinogradKernel::new(l.w, l.cout, l.cin, Tile::F4, kernel);
         conv3x3(&x.data, x.n, x.h, x.w, &wk, l.b, c.relu, false, &mut y.data);
     } else if oh * ow == 1 && c.pad == 0 {
@@ -548,51 +618,61 @@ fn bias_relu(y: &mut [f32], b: &[f32], relu: bool) {
 /// (0 = top left, 1 top right, 2 bottom left, 3 bottom right; the first of equal maxima).
 fn pool_forward(x: &Map) -> (Map, Vec<u8>) {
     let (oh, ow, c) = (x.h / 2, x.w / 2, x.c);
-    let mut y = Map::zeros(x.n, oh, ow, c);
-    let mut idx = vec![0u8; y.data.len()];
-    y.data
-        .par_chunks_mut(ow * c)
-        .zip(idx.par_chunks_mut(ow * c))
-        .enumerate()
-        .for_each(|(row, (o, id))| {
-            let (img, oy) = (row / oh.max(1), row % oh.max(1));
-            let at = |dy: usize, dx: usize, ox: usize| {
-                ((img * x.h + 2 * oy + dy) * x.w + 2 * ox + dx) * c
-            };
-            for ox in 0..ow {
-                let src = [at(0, 0, ox), at(0, 1, ox), at(1, 0, ox), at(1, 1, ox)];
-                for ch in 0..c {
-                    let (mut best, mut k) = (x.data[src[0] + ch], 0u8);
-                    for (j, s) in src.iter().enumerate().skip(1) {
-                        let v = x.data[s + ch];
-                        if v > best {
-                            (best, k) = (v, j as u8);
+    let mut idx = vec![0u8; x.n * oh * ow * c];
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(ow * c)
+            .zip(idx.par_chunks_mut(ow * c))
+            .enumerate()
+            .for_each(|(row, (o, id))| {
+                let (img, oy) = (row / oh, row % oh);
+                let top = &x.data[((img * x.h + 2 * oy) * x.w) * c..][..2 * x.w * c];
+                let (r0, r1) = top.split_at(x.w * c);
+                for (ox, (o, id)) in o
+                    .chunks_exact_mut(c)
+                    .zip(id.chunks_exact_mut(c))
+                    .enumerate()
+                {
+                    let (a, b) = r0[2 * ox * c..][..2 * c].split_at(c);
+                    let (d, e) = r1[2 * ox * c..][..2 * c].split_at(c);
+                    for ch in 0..c {
+                        // The first of equal maxima, in the order a, b, d, e.
+                        let (mut best, mut k) = (a[ch], 0u8);
+                        for (v, j) in [(b[ch], 1), (d[ch], 2), (e[ch], 3)] {
+                            if v > best {
+                                (best, k) = (v, j);
+                            }
                         }
+                        o[ch].write(best);
+                        id[ch] = k;
                     }
-                    o[ox * c + ch] = best;
-                    id[ox * c + ch] = k;
                 }
-            }
-        });
+            });
+    };
+    // SAFETY: every row's outputs are written.
+    let y = unsafe { Map::written(x.n, oh, ow, c, fill) };
     (y, idx)
 }
 
-/// The pool's input gradient: each output's gradient to its winner, zero elsewhere.
-fn pool_backward(g: &Map, idx: &[u8], x: &Map) -> Map {
+/// The pool's input gradient, (n, h, w, c) for a pool of an (h, w) map: each output's gradient
+/// to its winner, zero elsewhere; with `relu_of` (the pool's outputs, which passed a ReLU), only
+/// where the output is positive (the ReLU's gradient, taken on the winners).
+fn pool_backward(g: &Map, idx: &[u8], (h, w): (usize, usize), relu_of: Option<&[f32]>) -> Map {
     let (oh, ow, c) = (g.h, g.w, g.c);
-    let mut dx = Map::zeros(x.n, x.h, x.w, c);
-    let per = x.h * x.w * c;
+    let mut dx = Map::zeros(g.n, h, w, c);
     dx.data
-        .par_chunks_mut(per)
+        .par_chunks_mut(h * w * c)
         .enumerate()
         .for_each(|(img, d)| {
             for oy in 0..oh {
                 for ox in 0..ow {
                     let o = ((img * oh + oy) * ow + ox) * c;
                     for ch in 0..c {
+                        if relu_of.is_some_and(|p| p[o + ch] <= 0.0) {
+                            continue;
+                        }
                         let j = idx[o + ch] as usize;
                         let (dy, dxx) = (j / 2, j % 2);
-                        d[((2 * oy + dy) * x.w + 2 * ox + dxx) * c + ch] = g.data[o + ch];
+                        d[((2 * oy + dy) * w + 2 * ox + dxx) * c + ch] = g.data[o + ch];
                     }
                 }
             }
@@ -657,7 +737,7 @@ fn weight_gradient(
     let per = m.div_ceil(parts);
     let rows = chunk_rows(kk);
     let in_place = l.k == 1 && pad == 0;
-    let padded = direct_first(l, pad).then(|| direct::pad(&x.data, x.n, x.h, x.w));
+    let direct = direct_wgrad(l, pad);
     // Per partition, dW^T (taps*C x co, channels-last rows) += patches^T (kk x r) * g (r x co):
     // the long side (kk) is the product's row dimension, which the `gemm` crate vectorises.
     let partial: Vec<(Vec<f32>, Vec<f32>)> = (0..parts)
@@ -665,9 +745,9 @@ fn weight_gradient(
         .map(|p| {
             let mut dwt = vec![0f32; kk * co];
             let (a, b) = (p * per, ((p + 1) * per).min(m));
-            if let Some(xp) = &padded {
+            if direct {
                 let dims = (x.n, x.h, x.w);
-                direct::weight_gradient(xp, dims, &g.data, co, a..b, kernel, &mut dwt);
+                direct::weight_gradient(&x.data, dims, l.cin, &g.data, co, a..b, kernel, &mut dwt);
                 return (dwt, column_sums(&g.data[a * co..b * co], co));
             }
             let mut u = Vec::new();
@@ -726,6 +806,16 @@ fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
 fn data_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize, kernel: Kernel) -> Map {
     let geo = geometry(x, l, pad);
     let (kk, co) = (geo.patch(), l.cout);
+    if direct_data(l, pad) {
+        let rows = direct::flipped_rows(l.w, co, l.cin);
+        let zero = vec![0f32; l.cin];
+        let dims = (g.n, g.h, g.w);
+        let fill = |dx: &mut [MaybeUninit<f32>]| {
+            direct::forward(&g.data, dims, co, &rows, &zero, l.cin, false, kernel, dx)
+        };
+        // SAFETY: the direct forward writes every output.
+        return unsafe { Map::written(x.n, x.h, x.w, l.cin, fill) };
+    }
     let mut dx = Map::zeros(x.n, x.h, x.w, l.cin);
     if winograd(l.k, pad, co, l.cin) {
         // dx = conv(g, W') with W'[ci][co] = W[co][ci] rotated by 180 degrees, padding 1.
@@ -821,7 +911,37 @@ mod tests {
             data: vec![5.0],
             ..y
         };
-        let dx = pool_backward(&g, &idx, &x);
+        let dx = pool_backward(&g, &idx, (x.h, x.w), None);
         assert_eq!(dx.data, vec![0.0, 5.0, 0.0, 0.0, 0.0, 0.0]);
+        // With the ReLU taken on the winners: a winner that is not positive passes nothing.
+        let relu = pool_backward(&g, &idx, (x.h, x.w), Some(&[2.0]));
+        assert_eq!(relu.data, dx.data);
+        let dead = pool_backward(&g, &idx, (x.h, x.w), Some(&[0.0]));
+        assert_eq!(dead.data, vec![0.0; 6]);
+    }
+
+    #[test]
+    fn the_relu_taken_on_the_winners_is_the_relu_of_the_map() {
+        // A ReLU's output (a third of it zeros, odd sides), pooled; the pool's gradient with the
+        // ReLU taken on the winners equals the plain pool gradient masked by the map's ReLU.
+        let (n, h, w, c) = (2, 7, 5, 3);
+        let v = |i: usize, s: usize| ((i * 2_654_435_761 + s) % 1000) as f32 / 500.0 - 0.6;
+        let x = Map {
+            n,
+            h,
+            w,
+            c,
+            data: (0..n * h * w * c).map(|i| v(i, 1).max(0.0)).collect(),
+        };
+        let (y, idx) = pool_forward(&x);
+        let g = Map {
+            data: (0..y.data.len()).map(|i| v(i, 7)).collect(),
+            ..y.clone()
+        };
+        let mut want = pool_backward(&g, &idx, (h, w), None);
+        mask_gradient(&mut want.data, &x.data, true, None);
+        let got = pool_backward(&g, &idx, (h, w), Some(&y.data));
+        assert_eq!(got, want);
+        assert!(got.data.iter().any(|v| *v != 0.0) && got.data.contains(&0.0));
     }
 }

@@ -1,17 +1,26 @@
-//! Direct 3x3 convolutions (stride 1, padding 1) of three-channel inputs — a net's first
-//! layer — channels-last: the forward pass and the weight gradient, for training.
+//! Direct 3x3 convolutions (stride 1, padding 1) of channels-last maps, for training the layers
+//! with few channels: a net's first layer (3 inputs) and the narrow nets' thin layers (8 to 32
+//! channels). The forward pass, and the weight gradient; the data gradient is the forward pass
+//! of the flipped kernel ([`flipped_rows`]).
 //!
-//! With 3 inputs, unfolding a patch writes 27 floats per position to multiply them by a
-//! 27-row kernel matrix: the copy costs as much as the product, and the GEMM's panels are
-//! mostly padding when the layer has few outputs (8 or 16 in the narrow nets). Here each
-//! output position is 27 vector multiply-adds, a vector of up to 16 output channels times one
-//! input value, read in place from a zero-padded copy of the input; the 27 weight vectors (or
-//! the 27 weight-gradient accumulators) stay in registers. Hand-written because no crate offers
-//! channels-last direct convolutions; the vector type is the engine's ([`super::simd`]).
+//! With few channels the other routes waste most of their work: unfolding a patch writes
+//! 9 x cin floats per position that the product then reads once (the copy costs as much as the
+//! product), and the packed GEMM and the Winograd products pad the outputs to panels of 64
+//! columns, four times the work for 16 outputs. Here the input is read in place (the taps that
+//! fall on the padding are skipped: no padded copy, which for the thin layers' large maps cost
+//! as much as the products): a block of R consecutive output positions keeps R x NV vector
+//! accumulators (NV vectors of output channels) in registers, and each kernel row
+//! (tap, input channel) is one vector load and R broadcast multiply-adds. The weight gradient
+//! keeps a block of kernel rows' accumulators instead and streams the positions through
+//! them, a chunk at a time (the chunk's input and gradient stay in L1/L2 across the blocks).
+//! Hand-written because no crate offers channels-last direct convolutions; the vector type is
+//! the engine's ([`super::simd`]).
 //!
 //! Order of the sums (what the tests' tolerances allow for): a forward output adds the bias,
 //! then the taps row by row, each row's (column, channel) pairs in memory order; a weight
 //! gradient sums positions in increasing order within the caller's range.
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -19,61 +28,77 @@ use super::isa::Kernel;
 use super::simd::{Arr, Vf};
 use super::winograd::Simd;
 
-/// Input channels of the layers these loops take.
+/// Input channels of a net's first layer.
 pub(crate) const CIN: usize = 3;
-/// Multiply-adds per output channel and position: 3 x 3 taps of [`CIN`] channels.
-const TAPS: usize = 9 * CIN;
+/// Vector accumulators a block keeps (of AVX-512's 32 registers; the rest hold operands).
+const ACC: usize = 24;
+/// Most output vectors a block covers (wider outputs run as several column blocks).
+const MAX_NV: usize = 4;
+/// Bytes of gradient rows per chunk of a weight gradient's positions (per column block): the
+/// chunk's gradient stays in L1, its input rows in L2, while every block of kernel rows passes
+/// over them.
+const CHUNK_BYTES: usize = 16 << 10;
 
-/// A zero-padded copy of a channels-last map `(n, h, w, CIN)`: `(n, h + 2, w + 2, CIN)`.
-pub(crate) fn pad(x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
-    let wp = w + 2;
-    let mut out = vec![0f32; n * (h + 2) * wp * CIN];
-    out.par_chunks_mut((h + 2) * wp * CIN)
-        .zip(x.par_chunks(h * w * CIN))
-        .for_each(|(o, x)| {
-            for (r, row) in x.chunks_exact(w * CIN).enumerate() {
-                let at = ((r + 1) * wp + 1) * CIN;
-                o[at..at + w * CIN].copy_from_slice(row);
+/// The kernel rows of the data gradient's convolution for a kernel `w4` (cout, cin, 3, 3):
+/// `(9 * cout, cin)`, row `t * cout + o` holding `w4[o][ci][8 - t]` (the kernel rotated by 180
+/// degrees, inputs and outputs swapped), so that [`forward`] of the output gradient with them
+/// is the input gradient.
+pub(crate) fn flipped_rows(w4: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    assert_eq!(w4.len(), cout * cin * 9, "kernel");
+    let mut rows = vec![0f32; 9 * cout * cin];
+    rows.par_chunks_mut(cout * cin)
+        .enumerate()
+        .for_each(|(t, r)| {
+            for (o, dst) in r.chunks_exact_mut(cin).enumerate() {
+                for (ci, d) in dst.iter_mut().enumerate() {
+                    *d = w4[(o * cin + ci) * 9 + 8 - t];
+                }
             }
         });
-    out
+    rows
 }
 
-/// `y = relu?(conv(x, W) + b)` for `x` padded by [`pad`] from `(n, h, w, CIN)`; `wt` is the
-/// kernel as `(TAPS, cout)` rows (tap-major, then channel: [`super::unfold::kernel_rows`]'s
-/// order), `y` `(n, h, w, cout)`. One task per output row.
+/// `y = relu?(conv(x, W) + b)` for `x` `(n, h, w, cin)`; `wt` is the kernel as
+/// `(9 * cin, cout)` rows (tap-major, then channel: [`super::unfold::kernel_rows`]'s order),
+/// `y` `(n, h, w, cout)`, every element written (it may start uninitialised). One task per
+/// output row.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
-    xp: &[f32],
+    x: &[f32],
     (n, h, w): (usize, usize, usize),
+    cin: usize,
     wt: &[f32],
     b: &[f32],
     cout: usize,
     relu: bool,
     kernel: Kernel,
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
 ) {
-    assert_eq!(xp.len(), n * (h + 2) * (w + 2) * CIN, "padded input");
-    assert_eq!(wt.len(), TAPS * cout, "kernel rows");
+    assert_eq!(x.len(), n * h * w * cin, "input");
+    assert_eq!(wt.len(), 9 * cin * cout, "kernel rows");
     assert_eq!(b.len(), cout, "bias");
     assert_eq!(y.len(), n * h * w * cout, "output");
+    if y.is_empty() {
+        return;
+    }
     let simd = Simd::for_kernel(kernel);
     y.par_chunks_mut(w * cout)
         .enumerate()
         .for_each(|(row, out)| {
             let (img, oy) = (row / h, row % h);
-            let base = (img * (h + 2) + oy) * (w + 2) * CIN;
             let a = RowArgs {
-                xp,
-                base,
-                wp: w + 2,
+                x,
+                img: img * h * w * cin,
+                oy,
+                hw: (h, w),
+                cin,
                 wt,
                 b,
                 cout,
                 relu,
             };
-            // SAFETY: `a` addresses rows oy..oy + 3 of image img of `xp` (asserted sizes), `out`
-            // is one output row of w * cout floats; the features are the CPU's (for_kernel).
+            // SAFETY: `a` addresses image img of `x` (asserted sizes), `out` is one output row
+            // of w * cout floats; the features are the CPU's (for_kernel).
             unsafe {
                 match simd {
                     #[cfg(target_arch = "x86_64")]
@@ -89,164 +114,388 @@ pub(crate) fn forward(
 /// One output row's operands.
 #[derive(Clone, Copy)]
 struct RowArgs<'a> {
-    xp: &'a [f32],
-    /// Offset of the row's first padded input row.
-    base: usize,
-    /// Padded width.
-    wp: usize,
+    x: &'a [f32],
+    /// Offset of the row's image.
+    img: usize,
+    /// The output row.
+    oy: usize,
+    /// The map's rows and columns.
+    hw: (usize, usize),
+    cin: usize,
     wt: &'a [f32],
     b: &'a [f32],
     cout: usize,
     relu: bool,
 }
 
+/// Lanes of output vector `v` of the column block starting at channel `o0`.
+#[inline(always)]
+fn lanes<V: Vf>(cout: usize, o0: usize, v: usize) -> usize {
+    V::LANES.min(cout.saturating_sub(o0 + v * V::LANES))
+}
+
 /// # Safety
 /// The CPU has `V`'s features; `a` and `out` as [`forward`] builds them.
 #[inline(always)]
-unsafe fn forward_row<V: Vf>(a: RowArgs, w: usize, out: &mut [f32]) {
-    let cout = a.cout;
-    let x = a.xp.as_ptr();
+unsafe fn forward_row<V: Vf>(a: RowArgs, w: usize, out: &mut [MaybeUninit<f32>]) {
+    // The common input widths as constants: a block's input addresses are then offsets of one
+    // pointer (with the width in a register, they form a chain of additions that holds the
+    // multiply-adds to one per cycle).
+    // SAFETY: forwarded.
+    unsafe {
+        match a.cin {
+            3 => forward_cin::<V, 3>(a, w, out),
+            8 => forward_cin::<V, 8>(a, w, out),
+            16 => forward_cin::<V, 16>(a, w, out),
+            32 => forward_cin::<V, 32>(a, w, out),
+            64 => forward_cin::<V, 64>(a, w, out),
+            _ => forward_cin::<V, 0>(a, w, out),
+        }
+    }
+}
+
+/// [`forward_row`] for inputs of C channels (0: `a.cin`).
+///
+/// # Safety
+/// As [`forward_row`], with `C` 0 or `a.cin`.
+#[inline(always)]
+unsafe fn forward_cin<V: Vf, const C: usize>(a: RowArgs, w: usize, out: &mut [MaybeUninit<f32>]) {
     let mut o0 = 0;
-    while o0 < cout {
-        let nl = V::LANES.min(cout - o0);
-        // SAFETY: every read is inside `wt`, `b` and the three padded rows, every write inside
-        // `out` (the caller's sizes); the vector ops need V's features (the caller's).
+    while o0 < a.cout {
+        // SAFETY: forwarded.
         unsafe {
-            let mut wv = [V::zero(); TAPS];
-            for (t, v) in wv.iter_mut().enumerate() {
-                *v = V::load(a.wt.as_ptr().add(t * cout + o0), nl);
-            }
-            let bv = V::load(a.b.as_ptr().add(o0), nl);
-            for ox in 0..w {
-                let mut acc = bv;
-                for ky in 0..3 {
-                    let p = x.add(a.base + (ky * a.wp + ox) * CIN);
-                    for j in 0..3 * CIN {
-                        acc = acc.axpy(*p.add(j), wv[ky * 3 * CIN + j]);
-                    }
-                }
-                if a.relu {
-                    acc = acc.relu();
-                }
-                acc.store(out.as_mut_ptr().add(ox * cout + o0), nl);
+            match (a.cout - o0).div_ceil(V::LANES).min(MAX_NV) {
+                1 => row_blocks::<V, C, 1, { ACC }>(a, o0, w, out),
+                2 => row_blocks::<V, C, 2, { ACC / 2 }>(a, o0, w, out),
+                3 => row_blocks::<V, C, 3, { ACC / 3 }>(a, o0, w, out),
+                _ => row_blocks::<V, C, 4, { ACC / 4 }>(a, o0, w, out),
             }
         }
-        o0 += V::LANES;
+        o0 += MAX_NV * V::LANES;
+    }
+}
+
+/// A row's positions in blocks of R, then of 4 and 1, for the output vectors NV from `o0`; the
+/// first and last positions (whose left or right taps fall on the padding) one by one.
+///
+/// # Safety
+/// As [`forward_row`].
+#[inline(always)]
+unsafe fn row_blocks<V: Vf, const C: usize, const NV: usize, const R: usize>(
+    a: RowArgs,
+    o0: usize,
+    w: usize,
+    out: &mut [MaybeUninit<f32>],
+) {
+    // SAFETY: forwarded; every block's taps stay inside the row (the column range kx says
+    // which).
+    unsafe {
+        if w == 1 {
+            return out_block::<V, C, NV, 1>(a, o0, 0, 1..2, out);
+        }
+        out_block::<V, C, NV, 1>(a, o0, 0, 1..3, out);
+        let mut ox = 1;
+        while w - 1 - ox >= R {
+            out_block::<V, C, NV, R>(a, o0, ox, 0..3, out);
+            ox += R;
+        }
+        while w - 1 - ox >= 4 {
+            out_block::<V, C, NV, 4>(a, o0, ox, 0..3, out);
+            ox += 4;
+        }
+        while ox < w - 1 {
+            out_block::<V, C, NV, 1>(a, o0, ox, 0..3, out);
+            ox += 1;
+        }
+        out_block::<V, C, NV, 1>(a, o0, w - 1, 0..2, out);
+    }
+}
+
+/// Outputs `ox .. ox + R` of the row, channels `o0 ..` (NV vectors), from the taps of columns
+/// `kx` (those of rows off the map skipped).
+///
+/// # Safety
+/// As [`forward_row`], with `ox + R <= w` and the columns `ox + kx - 1` of every position
+/// inside the map.
+#[inline(always)]
+unsafe fn out_block<V: Vf, const C: usize, const NV: usize, const R: usize>(
+    a: RowArgs,
+    o0: usize,
+    ox: usize,
+    kx: std::ops::Range<usize>,
+    out: &mut [MaybeUninit<f32>],
+) {
+    let ((h, w), cout) = (a.hw, a.cout);
+    let cin = if C > 0 { C } else { a.cin };
+    let nl: [usize; NV] = std::array::from_fn(|v| lanes::<V>(cout, o0, v));
+    // SAFETY: reads stay in `wt` (rows of cout values, lanes bounded by nl), `b` and the input
+    // rows oy - 1 ..= oy + 1 inside the map, columns ox + kx - 1 (the caller's promise);
+    // writes in `out`; V's features are the caller's.
+    unsafe {
+        let bv: [V; NV] =
+            std::array::from_fn(|v| V::load(a.b.as_ptr().add(o0 + v * V::LANES), nl[v]));
+        let mut acc = [bv; R];
+        for ky in 0..3 {
+            let Some(iy) = (a.oy + ky).checked_sub(1).filter(|&iy| iy < h) else {
+                continue;
+            };
+            let xr = a.x.as_ptr().add(a.img + (iy * w + ox + kx.start - 1) * cin);
+            let wr = a.wt.as_ptr().add(((ky * 3 + kx.start) * cin) * cout + o0);
+            for j in 0..kx.len() * cin {
+                let wv: [V; NV] =
+                    std::array::from_fn(|v| V::load(wr.add(j * cout + v * V::LANES), nl[v]));
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    let s = *xr.add(p * cin + j);
+                    for v in 0..NV {
+                        acc[v] = acc[v].axpy(s, wv[v]);
+                    }
+                }
+            }
+        }
+        for (p, acc) in acc.iter().enumerate() {
+            for v in 0..NV {
+                let r = if a.relu { acc[v].relu() } else { acc[v] };
+                r.store(
+                    out.as_mut_ptr()
+                        .cast::<f32>()
+                        .add((ox + p) * cout + o0 + v * V::LANES),
+                    nl[v],
+                );
+            }
+        }
     }
 }
 
 /// The weight gradient over output positions `range` (flat indices into `(n, h, w)`): `dwt`
-/// `(TAPS, cout)` = sum over the positions of the padded patch (as rows of [`forward`]'s
-/// kernel) times `g`'s row; `g` is `(n, h, w, cout)`, `xp` padded by [`pad`]. Overwrites
-/// `dwt`.
+/// `(9 * cin, cout)` = sum over the positions of the padded patch (as rows of [`forward`]'s
+/// kernel) times `g`'s row; `g` is `(n, h, w, cout)`, `x` `(n, h, w, cin)`.
+/// Overwrites `dwt`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn weight_gradient(
-    xp: &[f32],
+    x: &[f32],
     (n, h, w): (usize, usize, usize),
+    cin: usize,
     g: &[f32],
     cout: usize,
     range: std::ops::Range<usize>,
     kernel: Kernel,
     dwt: &mut [f32],
 ) {
-    assert_eq!(xp.len(), n * (h + 2) * (w + 2) * CIN, "padded input");
+    assert_eq!(x.len(), n * h * w * cin, "input");
     assert_eq!(g.len(), n * h * w * cout, "gradient");
     assert!(range.end <= n * h * w, "positions");
-    assert_eq!(dwt.len(), TAPS * cout, "weight gradient");
+    assert_eq!(dwt.len(), 9 * cin * cout, "weight gradient");
+    dwt.fill(0.0);
     let a = GradArgs {
-        xp,
+        x,
         hw: (h, w),
+        cin,
         g,
         cout,
-        range,
     };
     // SAFETY: sizes asserted above; the features are the CPU's (for_kernel).
     unsafe {
         match Simd::for_kernel(kernel) {
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 | Simd::Avx512Bf16 => grad_avx512(a, dwt),
+            Simd::Avx512 | Simd::Avx512Bf16 => grad_avx512(a, range, dwt),
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => grad_avx2(a, dwt),
-            Simd::Base => grad::<Arr>(a, dwt),
+            Simd::Avx2 => grad_avx2(a, range, dwt),
+            Simd::Base => grad::<Arr>(a, range, dwt),
         }
     }
 }
 
 /// A weight gradient's operands.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct GradArgs<'a> {
-    xp: &'a [f32],
+    x: &'a [f32],
     hw: (usize, usize),
+    cin: usize,
     g: &'a [f32],
     cout: usize,
-    range: std::ops::Range<usize>,
 }
 
 /// # Safety
 /// The CPU has `V`'s features; sizes as [`weight_gradient`] asserts them.
 #[inline(always)]
-unsafe fn grad<V: Vf>(a: GradArgs, dwt: &mut [f32]) {
-    let (h, w) = a.hw;
-    let (cout, wp) = (a.cout, w + 2);
-    let x = a.xp.as_ptr();
-    let mut o0 = 0;
-    while o0 < cout {
-        let nl = V::LANES.min(cout - o0);
-        // SAFETY: positions below n * h * w address padded rows inside `xp` and rows of `g`;
-        // the stores stay in `dwt`; the vector ops need V's features (the caller's).
+unsafe fn grad<V: Vf>(a: GradArgs, range: std::ops::Range<usize>, dwt: &mut [f32]) {
+    let per = (CHUNK_BYTES / (4 * a.cout.min(MAX_NV * V::LANES))).max(16);
+    let mut p = range.start;
+    while p < range.end {
+        let chunk = p..(p + per).min(range.end);
+        let mut o0 = 0;
+        while o0 < a.cout {
+            // SAFETY: forwarded.
+            unsafe {
+                match (a.cout - o0).div_ceil(V::LANES).min(MAX_NV) {
+                    // A first layer's 27 kernel rows in one block.
+                    1 if a.cin == CIN => grad_block::<V, 1, 3, { 3 * CIN }>(a, &chunk, o0, 0, dwt),
+                    1 => grad_blocks::<V, 1, { ACC }>(a, &chunk, o0, dwt),
+                    2 => grad_blocks::<V, 2, { ACC / 2 }>(a, &chunk, o0, dwt),
+                    3 => grad_blocks::<V, 3, { ACC / 3 }>(a, &chunk, o0, dwt),
+                    _ => grad_blocks::<V, 4, { ACC / 4 }>(a, &chunk, o0, dwt),
+                }
+            }
+            o0 += MAX_NV * V::LANES;
+        }
+        p = chunk.end;
+    }
+}
+
+/// Every kernel row's gradient over the chunk, for the output vectors NV from `o0`: per tap
+/// row, blocks of G (column, channel) pairs, then of 4 and 1.
+///
+/// # Safety
+/// As [`grad`].
+#[inline(always)]
+unsafe fn grad_blocks<V: Vf, const NV: usize, const G: usize>(
+    a: GradArgs,
+    chunk: &std::ops::Range<usize>,
+    o0: usize,
+    dwt: &mut [f32],
+) {
+    let row = 3 * a.cin;
+    for ky in 0..3 {
+        let mut j = 0;
+        // SAFETY: forwarded; every block stays inside the tap row.
         unsafe {
-            let mut acc = [V::zero(); TAPS];
-            let mut p = a.range.start;
-            while p < a.range.end {
-                let (img, rem) = (p / (h * w), p % (h * w));
-                let (oy, ox0) = (rem / w, rem % w);
-                let len = (a.range.end - p).min(w - ox0);
-                let base = (img * (h + 2) + oy) * wp * CIN;
-                for ox in ox0..ox0 + len {
-                    let gv = V::load(a.g.as_ptr().add((p + ox - ox0) * cout + o0), nl);
-                    for ky in 0..3 {
-                        let px = x.add(base + (ky * wp + ox) * CIN);
-                        for j in 0..3 * CIN {
-                            let t = ky * 3 * CIN + j;
-                            acc[t] = acc[t].axpy(*px.add(j), gv);
+            while row - j >= G {
+                grad_block::<V, NV, 1, G>(a, chunk, o0, ky * row + j, dwt);
+                j += G;
+            }
+            while row - j >= 4 {
+                grad_block::<V, NV, 1, 4>(a, chunk, o0, ky * row + j, dwt);
+                j += 4;
+            }
+            while j < row {
+                grad_block::<V, NV, 1, 1>(a, chunk, o0, ky * row + j, dwt);
+                j += 1;
+            }
+        }
+    }
+}
+
+/// Kernel rows `r0 + k * 3 * cin + jj` for `k < KY`, `jj < G` (G (column, channel) pairs of KY
+/// consecutive tap rows; `r0 = ky0 * 3 * cin + j0`), output channels `o0 ..` (NV vectors):
+/// their gradient rows in `dwt` plus the chunk's positions, in order (taps on the padding add
+/// nothing and are skipped).
+///
+/// # Safety
+/// As [`grad`], with the rows inside the kernel.
+#[inline(always)]
+unsafe fn grad_block<V: Vf, const NV: usize, const KY: usize, const G: usize>(
+    a: GradArgs,
+    chunk: &std::ops::Range<usize>,
+    o0: usize,
+    r0: usize,
+    dwt: &mut [f32],
+) {
+    let ((h, w), cin, cout) = (a.hw, a.cin, a.cout);
+    let row = 3 * cin;
+    let (ky0, j0) = (r0 / row, r0 % row);
+    let nl: [usize; NV] = std::array::from_fn(|v| lanes::<V>(cout, o0, v));
+    let (d, x) = (dwt.as_mut_ptr(), a.x.as_ptr());
+    // SAFETY (whole body): the positions are below n * h * w; every input read is at a row
+    // and column inside the map (checked, or inside the interior range), every gradient read a
+    // row of `g`, the accumulators rows of `dwt`; V's features are the caller's.
+    unsafe {
+        let at =
+            |k: usize, jj: usize, v: usize| d.add((r0 + k * row + jj) * cout + o0 + v * V::LANES);
+        let mut acc = [[[V::zero(); NV]; G]; KY];
+        for (k, acc) in acc.iter_mut().enumerate() {
+            for (jj, acc) in acc.iter_mut().enumerate() {
+                for v in 0..NV {
+                    acc[v] = V::load(at(k, jj, v), nl[v]);
+                }
+            }
+        }
+        // An edge position's taps (a tap off the map), zeros where off the map; the block's
+        // (column, channel) pairs, worked out once (divisions are slow in the gather).
+        let mut patch = [[0f32; G]; KY];
+        let pairs: [(usize, usize); G] =
+            std::array::from_fn(|jj| ((j0 + jj) / cin, (j0 + jj) % cin));
+        let mut p = chunk.start;
+        while p < chunk.end {
+            let (img, rem) = (p / (h * w), p % (h * w));
+            let (oy, ox0) = (rem / w, rem % w);
+            let len = (chunk.end - p).min(w - ox0);
+            let rows_on = (0..KY).all(|k| (1..=h).contains(&(oy + ky0 + k)));
+            if !rows_on && KY == 1 {
+                // The block's one tap row is off the map: nothing to add.
+                p += len;
+                continue;
+            }
+            let g0 = a.g.as_ptr().add(p * cout + o0);
+            for i in 0..len {
+                let ox = ox0 + i;
+                // The block's inputs for this position: in place, rows `stride` apart, or
+                // (at an edge) gathered into the patch.
+                let (xs, stride) = if rows_on && ox >= 1 && ox + 1 < w {
+                    let xs = x.add(((img * h + oy + ky0 - 1) * w + ox - 1) * cin + j0);
+                    (xs, w * cin)
+                } else {
+                    for (k, prow) in patch.iter_mut().enumerate() {
+                        let iy = (oy + ky0 + k).checked_sub(1).filter(|&iy| iy < h);
+                        for (v, &(kx, c)) in prow.iter_mut().zip(&pairs) {
+                            let ix = (ox + kx).checked_sub(1).filter(|&ix| ix < w);
+                            *v = match (iy, ix) {
+                                (Some(iy), Some(ix)) => *x.add(((img * h + iy) * w + ix) * cin + c),
+                                _ => 0.0,
+                            };
+                        }
+                    }
+                    (patch.as_ptr().cast::<f32>(), G)
+                };
+                let gv: [V; NV] =
+                    std::array::from_fn(|v| V::load(g0.add(i * cout + v * V::LANES), nl[v]));
+                for (k, acc) in acc.iter_mut().enumerate() {
+                    let xk = xs.add(k * stride);
+                    for (jj, acc) in acc.iter_mut().enumerate() {
+                        let s = *xk.add(jj);
+                        for v in 0..NV {
+                            acc[v] = acc[v].axpy(s, gv[v]);
                         }
                     }
                 }
-                p += len;
             }
-            for (t, v) in acc.iter().enumerate() {
-                v.store(dwt.as_mut_ptr().add(t * cout + o0), nl);
+            p += len;
+        }
+        for (k, acc) in acc.iter().enumerate() {
+            for (jj, acc) in acc.iter().enumerate() {
+                for v in 0..NV {
+                    acc[v].store(at(k, jj, v), nl[v]);
+                }
             }
         }
-        o0 += V::LANES;
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-unsafe fn forward_row_avx512(a: RowArgs, w: usize, out: &mut [f32]) {
+unsafe fn forward_row_avx512(a: RowArgs, w: usize, out: &mut [MaybeUninit<f32>]) {
     // SAFETY: forwarded; the caller checked the features.
     unsafe { forward_row::<super::simd::Z>(a, w, out) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_row_avx2(a: RowArgs, w: usize, out: &mut [f32]) {
+unsafe fn forward_row_avx2(a: RowArgs, w: usize, out: &mut [MaybeUninit<f32>]) {
     // SAFETY: forwarded; the caller checked the features.
     unsafe { forward_row::<Arr>(a, w, out) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-unsafe fn grad_avx512(a: GradArgs, dwt: &mut [f32]) {
+unsafe fn grad_avx512(a: GradArgs, range: std::ops::Range<usize>, dwt: &mut [f32]) {
     // SAFETY: forwarded; the caller checked the features.
-    unsafe { grad::<super::simd::Z>(a, dwt) }
+    unsafe { grad::<super::simd::Z>(a, range, dwt) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn grad_avx2(a: GradArgs, dwt: &mut [f32]) {
+unsafe fn grad_avx2(a: GradArgs, range: std::ops::Range<usize>, dwt: &mut [f32]) {
     // SAFETY: forwarded; the caller checked the features.
-    unsafe { grad::<Arr>(a, dwt) }
+    unsafe { grad::<Arr>(a, range, dwt) }
 }
 
 #[cfg(test)]
@@ -254,7 +503,13 @@ mod tests {
     use super::*;
 
     /// Plain loops in f64 over the unpadded input.
-    fn reference(x: &[f32], (n, h, w): (usize, usize, usize), wt: &[f32], cout: usize) -> Vec<f64> {
+    fn reference(
+        x: &[f32],
+        (n, h, w): (usize, usize, usize),
+        cin: usize,
+        wt: &[f32],
+        cout: usize,
+    ) -> Vec<f64> {
         let mut y = vec![0f64; n * h * w * cout];
         for img in 0..n {
             for oy in 0..h {
@@ -265,11 +520,11 @@ mod tests {
                             if iy < 1 || ix < 1 || iy > h || ix > w {
                                 continue;
                             }
-                            for c in 0..CIN {
-                                let v = x[((img * h + iy - 1) * w + ix - 1) * CIN + c] as f64;
+                            for c in 0..cin {
+                                let v = x[((img * h + iy - 1) * w + ix - 1) * cin + c] as f64;
                                 for o in 0..cout {
                                     y[((img * h + oy) * w + ox) * cout + o] +=
-                                        v * wt[((ky * 3 + kx) * CIN + c) * cout + o] as f64;
+                                        v * wt[((ky * 3 + kx) * cin + c) * cout + o] as f64;
                                 }
                             }
                         }
@@ -280,6 +535,12 @@ mod tests {
         y
     }
 
+    /// A written buffer as the output `forward` takes.
+    fn uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+        // SAFETY: MaybeUninit<f32> has f32's layout, and `forward` writes only f32 values.
+        unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
+    }
+
     fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len as u32)
             .map(|i| (((i.wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 - 1000.0) / 1000.0)
@@ -287,52 +548,101 @@ mod tests {
     }
 
     #[test]
-    fn forward_and_weight_gradient_match_plain_loops() {
+    fn forward_and_gradients_match_plain_loops() {
         for kernel in [
             Kernel::Portable,
             crate::model::engine::isa::kernel_for(crate::model::Precision::F32).unwrap(),
         ] {
-            for (n, h, w, cout) in [(2, 5, 7, 8), (1, 4, 3, 21), (3, 6, 6, 64)] {
-                let x = values(n * h * w * CIN, 1);
-                let wt = values(TAPS * cout, 2);
+            // First layers (3 inputs), the narrow nets' thin layers, odd sizes, rows shorter
+            // than a block, and outputs wider than one column block.
+            for (n, h, w, cin, cout) in [
+                (2, 5, 7, 3, 8),
+                (1, 4, 3, 3, 21),
+                (3, 6, 6, 3, 64),
+                (2, 5, 30, 8, 16),
+                (1, 6, 27, 16, 32),
+                (2, 4, 5, 5, 13),
+                (1, 3, 9, 16, 70),
+                (1, 2, 2, 33, 40),
+                // Several chunks of positions, chunks ending mid-row.
+                (2, 21, 30, 3, 8),
+                (1, 23, 17, 8, 16),
+                (1, 11, 13, 16, 64),
+                (3, 8, 8, 64, 64),
+                (3, 8, 8, 32, 64),
+            ] {
+                let dims = (n, h, w);
+                let x = values(n * h * w * cin, 1);
+                let wt = values(9 * cin * cout, 2);
                 let b = values(cout, 3);
-                let xp = pad(&x, n, h, w);
-                let mut y = vec![0f32; n * h * w * cout];
-                forward(&xp, (n, h, w), &wt, &b, cout, false, kernel, &mut y);
-                let want = reference(&x, (n, h, w), &wt, cout);
+                // NaNs first: every output must be written.
+                let mut y = vec![f32::NAN; n * h * w * cout];
+                forward(&x, dims, cin, &wt, &b, cout, false, kernel, uninit(&mut y));
+                let want = reference(&x, dims, cin, &wt, cout);
                 for (i, (a, r)) in y.iter().zip(&want).enumerate() {
                     let r = r + b[i % cout] as f64;
-                    assert!((*a as f64 - r).abs() < 1e-5, "forward {i}: {a} vs {r}");
+                    assert!(
+                        (*a as f64 - r).abs() < 1e-5 * cin as f64,
+                        "forward {i}: {a} vs {r}"
+                    );
                 }
-                let mut yr = vec![0f32; y.len()];
-                forward(&xp, (n, h, w), &wt, &b, cout, true, kernel, &mut yr);
+                let mut yr = vec![f32::NAN; y.len()];
+                forward(&x, dims, cin, &wt, &b, cout, true, kernel, uninit(&mut yr));
                 assert!(yr.iter().zip(&y).all(|(r, v)| *r == v.max(0.0)));
 
-                // dW = patches^T g: the adjoint of the forward in W, checked by
-                // <conv(x, W), g> = <W, dW(x, g)> with the bias left out.
+                // dW = patches^T g and dx = conv(g, W flipped): the adjoints of the forward in
+                // W and in x, checked by <conv(x, W), g> = <W, dW(x, g)> = <x, dx(g, W)> with
+                // the bias left out.
                 let g = values(n * h * w * cout, 4);
                 let m = n * h * w;
-                let mut dwt = vec![0f32; TAPS * cout];
-                let mut halves = vec![0f32; TAPS * cout];
-                weight_gradient(&xp, (n, h, w), &g, cout, 0..m, kernel, &mut dwt);
-                // Two ranges summed: the same (a range may start mid-row).
-                let mut part = vec![0f32; TAPS * cout];
-                weight_gradient(&xp, (n, h, w), &g, cout, 0..m / 2 + 1, kernel, &mut halves);
-                weight_gradient(&xp, (n, h, w), &g, cout, m / 2 + 1..m, kernel, &mut part);
-                halves.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+                let mut dwt = vec![f32::NAN; 9 * cin * cout];
+                weight_gradient(&x, dims, cin, &g, cout, 0..m, kernel, &mut dwt);
                 let lhs: f64 = want.iter().zip(&g).map(|(y, g)| y * *g as f64).sum();
-                let rhs: f64 = wt
-                    .iter()
-                    .zip(&dwt)
-                    .map(|(w, d)| *w as f64 * *d as f64)
-                    .sum();
+                let dot = |a: &[f32], b: &[f32]| -> f64 {
+                    a.iter().zip(b).map(|(a, b)| *a as f64 * *b as f64).sum()
+                };
+                let rhs = dot(&wt, &dwt);
                 assert!(
-                    (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
-                    "{lhs} vs {rhs}"
+                    (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+                    "dW: {lhs} vs {rhs}"
                 );
+                // Two ranges summed: the same (a range may start mid-row).
+                let mut halves = vec![0f32; dwt.len()];
+                let mut part = vec![0f32; dwt.len()];
+                weight_gradient(&x, dims, cin, &g, cout, 0..m / 2 + 1, kernel, &mut halves);
+                weight_gradient(&x, dims, cin, &g, cout, m / 2 + 1..m, kernel, &mut part);
+                halves.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
                 for (a, b) in dwt.iter().zip(&halves) {
                     assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{a} vs {b}");
                 }
+                // The data gradient from the same g: W = (cout, cin, 3, 3) from the rows.
+                let mut w4 = vec![0f32; cout * cin * 9];
+                for t in 0..9 {
+                    for c in 0..cin {
+                        for o in 0..cout {
+                            w4[(o * cin + c) * 9 + t] = wt[(t * cin + c) * cout + o];
+                        }
+                    }
+                }
+                let mut dx = vec![f32::NAN; x.len()];
+                let zero = vec![0f32; cin];
+                let rows = flipped_rows(&w4, cout, cin);
+                forward(
+                    &g,
+                    dims,
+                    cout,
+                    &rows,
+                    &zero,
+                    cin,
+                    false,
+                    kernel,
+                    uninit(&mut dx),
+                );
+                let rhs = dot(&x, &dx);
+                assert!(
+                    (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+                    "dx: {lhs} vs {rhs}"
+                );
             }
         }
     }
