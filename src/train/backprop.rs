@@ -155,9 +155,6 @@ fn winograd(k: usize, pad: usize, cin: usize, cout: usize) -> bool {
     k == 3 && pad == 1 && cin >= 8 && cout >= 16
 }
 
-/// Most output channels of a body convolution that runs as [`direct`]'s loops (forward and
-/// weight gradient), and most input channels of one whose data gradient does: thin layers,
-/// where the panels of the packed products (64 columns) would be mostly padding.
 /// Largest `cin x cout` of a 3x3 convolution whose forward and data gradient run as
 /// [`direct`]'s loops: the narrow nets' thin layers (8 -> 16, 16 -> 16, 16 -> 32 channels),
 /// where the Winograd products pad the outputs to panels of [`NR`] columns (four times the
@@ -169,11 +166,16 @@ const DIRECT_MAX: usize = 512;
 /// unfolded copy of the input); 128-output layers were no faster.
 const DIRECT_WGRAD_MAX_COUT: usize = 64;
 
+/// Whether a convolution is a thin 3x3 layer ([`DIRECT_MAX`]) with padding 1.
+fn thin(l: &LayerRef, pad: usize) -> bool {
+    l.k == 3 && pad == 1 && l.cin * l.cout <= DIRECT_MAX
+}
+
 /// Whether a convolution's forward runs as [`direct`]'s loops: 3x3 with padding 1 on 3
 /// channels (a net's first layer, where unfolding costs as much as the product), or a thin
-/// layer ([`DIRECT_MAX`]).
+/// layer.
 fn direct_conv(l: &LayerRef, pad: usize) -> bool {
-    l.k == 3 && pad == 1 && (l.cin == direct::CIN || l.cout * l.cin <= DIRECT_MAX)
+    thin(l, pad) || (l.k == 3 && pad == 1 && l.cin == direct::CIN)
 }
 
 /// Whether a convolution's weight gradient runs as [`direct`]'s loops: 3x3 with padding 1 on
@@ -183,9 +185,9 @@ fn direct_wgrad(l: &LayerRef, pad: usize) -> bool {
 }
 
 /// Whether a convolution's data gradient runs as [`direct`]'s loops (the forward of the
-/// flipped kernel): 3x3 with padding 1 on a thin layer ([`DIRECT_MAX`]).
+/// flipped kernel): a thin layer.
 fn direct_data(l: &LayerRef, pad: usize) -> bool {
-    l.k == 3 && pad == 1 && l.cin * l.cout <= DIRECT_MAX
+    thin(l, pad)
 }
 
 /// Output channels from which the packed GEMM (panels of [`NR`] columns) beats the `gemm`
