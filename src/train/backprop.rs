@@ -536,21 +536,25 @@ fn conv_forward(x: &Map, l: &LayerRef, c: Conv, kernel: Kernel) -> Map {
         let wk = WinogradKernel::new(l.w, l.cout, l.cin, Tile::F4, kernel);
         conv3x3(&x.data, x.n, x.h, x.w, &wk, l.b, c.relu, false, &mut y.data);
     } else if oh * ow == 1 && c.pad == 0 {
-        // The head: one product with the weights as they are, (N x C*k*k) * W^T.
+        // The head: one product with the weights as they are, y^T = W (cout x C*k*k) *
+        // patches^T, the long side (cout) as the product's rows (which the `gemm` crate
+        // vectorises; the batch is short).
         let kk = g.patch();
         let xp = if l.k == 1 {
             x.data.clone()
         } else {
             swap_blocks(&x.data, l.k * l.k, l.cin)
         };
+        let mut yt = zeroed(l.cout * x.n);
         product(
-            (x.n, l.cout, kk),
-            &mut y.data,
+            (l.cout, x.n, kk),
+            &mut yt,
             false,
-            (&xp, kk, 1),
-            (l.w, 1, kk),
+            (l.w, kk, 1),
+            (&xp, 1, kk),
             true,
         );
+        transpose_planes(&yt, &mut y.data, l.cout, x.n);
         bias_relu(&mut y.data, l.b, c.relu);
     } else if l.cout < PACKED_MIN_COUT {
         // Few outputs: unfolded rows times the (taps*C, cout) kernel matrix, unpadded.
@@ -747,10 +751,21 @@ fn weight_gradient(
         .map(|p| {
             let mut dwt = vec![0f32; kk * co];
             let (a, b) = (p * per, ((p + 1) * per).min(m));
+            let mut db = vec![0f32; co];
             if direct {
-                let dims = (x.n, x.h, x.w);
-                direct::weight_gradient(&x.data, dims, l.cin, &g.data, co, a..b, kernel, &mut dwt);
-                return (dwt, column_sums(&g.data[a * co..b * co], co));
+                let (dims, d) = ((x.n, x.h, x.w), &mut dwt);
+                direct::weight_gradient(
+                    &x.data,
+                    dims,
+                    l.cin,
+                    &g.data,
+                    co,
+                    a..b,
+                    kernel,
+                    d,
+                    &mut db,
+                );
+                return (dwt, db);
             }
             let mut u = Vec::new();
             for r0 in (a..b).step_by(rows) {
@@ -763,6 +778,7 @@ fn weight_gradient(
                     &u
                 };
                 let gr = &g.data[r0 * co..(r0 + r) * co];
+                add_rows(&mut db, gr);
                 product(
                     (kk, co, r),
                     &mut dwt,
@@ -772,7 +788,7 @@ fn weight_gradient(
                     false,
                 );
             }
-            (dwt, column_sums(&g.data[a * co..b * co], co))
+            (dwt, db)
         })
         .collect();
     let mut it = partial.into_iter();
@@ -798,10 +814,15 @@ fn weight_gradient(
 /// Sums of the rows of a (rows x n) matrix, in row order.
 fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
     let mut s = vec![0f32; n];
-    for row in g.chunks_exact(n) {
+    add_rows(&mut s, g);
+    s
+}
+
+/// Adds the rows of `g` (rows of `s.len()` values) to `s`, in row order.
+fn add_rows(s: &mut [f32], g: &[f32]) {
+    for row in g.chunks_exact(s.len()) {
         s.iter_mut().zip(row).for_each(|(d, v)| *d += v);
     }
-    s
 }
 
 /// The gradient of a conv's input from its pre-activation gradient `g`.
@@ -845,6 +866,8 @@ fn data_gradient(x: &Map, g: &Map, l: &LayerRef, pad: usize, kernel: Kernel) -> 
         );
     } else if g.h * g.w == 1 && pad == 0 {
         // The head: patches' gradient g (N x co) * W (co x C*k*k), back to channels-last.
+        // (As dp^T = W^T g^T, with the long side as the rows like the forward's, it is
+        // slower: the `gemm` crate then reads W down its columns.)
         let mut dp = vec![0f32; x.n * kk];
         product(
             (x.n, kk, co),

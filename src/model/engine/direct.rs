@@ -13,12 +13,17 @@
 //! (tap, input channel) is one vector load and R broadcast multiply-adds. The weight gradient
 //! keeps a block of kernel rows' accumulators instead and streams the positions through
 //! them, a chunk at a time (the chunk's input and gradient stay in L1/L2 across the blocks).
+//! With one or two output vectors (at most 32 outputs) both go by input column instead: an
+//! input value meets three kernel columns (three outputs, or three positions' gradients), so
+//! it is broadcast once for three multiply-adds; otherwise the broadcasts would be as many as
+//! the multiply-adds and the loads would set the pace.
 //! Hand-written because no crate offers channels-last direct convolutions; the vector type is
 //! the engine's ([`super::simd`]).
 //!
 //! Order of the sums (what the tests' tolerances allow for): a forward output adds the bias,
-//! then the taps row by row, each row's (column, channel) pairs in memory order; a weight
-//! gradient sums positions in increasing order within the caller's range.
+//! then the taps row by row, each row's (column, channel) pairs in memory order (channels
+//! before columns for at most 32 outputs: [`column_block`]); a weight gradient sums positions
+//! in increasing order within the caller's range.
 
 use std::mem::MaybeUninit;
 
@@ -165,8 +170,8 @@ unsafe fn forward_cin<V: Vf, const C: usize>(a: RowArgs, w: usize, out: &mut [Ma
         // SAFETY: forwarded.
         unsafe {
             match (a.cout - o0).div_ceil(V::LANES).min(MAX_NV) {
-                1 => row_blocks::<V, C, 1, { ACC }>(a, o0, w, out),
-                2 => row_blocks::<V, C, 2, { ACC / 2 }>(a, o0, w, out),
+                1 => row_columns::<V, C, 1, 16>(a, o0, w, out),
+                2 => row_columns::<V, C, 2, 8>(a, o0, w, out),
                 3 => row_blocks::<V, C, 3, { ACC / 3 }>(a, o0, w, out),
                 _ => row_blocks::<V, C, 4, { ACC / 4 }>(a, o0, w, out),
             }
@@ -266,10 +271,161 @@ unsafe fn out_block<V: Vf, const C: usize, const NV: usize, const R: usize>(
     }
 }
 
+/// `body` once per listed value of `q`, as straight-line code.
+macro_rules! unrolled {
+    ($q:ident in [$($n:literal),* $(,)?] $body:block) => {
+        $({
+            let $q: usize = $n;
+            $body
+        })*
+    };
+}
+
+/// [`row_blocks`] for one or two output vectors, by input column: each input value is
+/// broadcast once and multiplied by the three kernel columns it meets (into three outputs),
+/// where [`out_block`] broadcasts it once per tap. With so few output vectors the broadcasts
+/// would otherwise be as many as the multiply-adds, and the loads, not the arithmetic, would
+/// set the pace. Rows of at least R positions run in blocks of R only (of 4 or 1 below that):
+/// the first and last block of a row skip the padding's column, and the last one starts R
+/// before the end, recomputing (bit for bit) any outputs the one before it wrote. Smaller
+/// blocks are slower than their size says: an output's sum is one chain of dependent
+/// multiply-adds, and a block of few outputs has too few chains to fill the units.
+///
+/// # Safety
+/// As [`forward_row`].
+#[inline(always)]
+unsafe fn row_columns<V: Vf, const C: usize, const NV: usize, const R: usize>(
+    a: RowArgs,
+    o0: usize,
+    w: usize,
+    out: &mut [MaybeUninit<f32>],
+) {
+    // SAFETY: forwarded.
+    unsafe {
+        if w >= R {
+            row_of::<V, C, NV, R>(a, o0, w, out)
+        } else if w >= 4 {
+            row_of::<V, C, NV, 4>(a, o0, w, out)
+        } else {
+            row_of::<V, C, NV, 1>(a, o0, w, out)
+        }
+    }
+}
+
+/// A row of `w >= B` positions in blocks of B: the first (LEFT), those that touch neither end,
+/// and the last (RIGHT), which may overlap the one before.
+///
+/// # Safety
+/// As [`forward_row`], with `w >= B`.
+#[inline(always)]
+unsafe fn row_of<V: Vf, const C: usize, const NV: usize, const B: usize>(
+    a: RowArgs,
+    o0: usize,
+    w: usize,
+    out: &mut [MaybeUninit<f32>],
+) {
+    // SAFETY: forwarded; every block lies inside the row, and exactly the blocks at its ends
+    // are LEFT and RIGHT.
+    unsafe {
+        if w == B {
+            return column_block::<V, C, NV, B, true, true>(a, o0, 0, out);
+        }
+        column_block::<V, C, NV, B, true, false>(a, o0, 0, out);
+        let mut ox = B;
+        while ox + B < w {
+            column_block::<V, C, NV, B, false, false>(a, o0, ox, out);
+            ox += B;
+        }
+        column_block::<V, C, NV, B, false, true>(a, o0, w - B, out);
+    }
+}
+
+/// Outputs `ox .. ox + R` of the row, channels `o0 ..` (NV vectors): per tap row and input
+/// channel, the block's input columns `ox - 1 ..= ox + R` in order (without the first when
+/// LEFT, the block starting the row, and the last when RIGHT, the block ending it), each
+/// broadcast once and multiplied by the kernel columns that reach an output of the block. An
+/// output's sum: the bias, then per tap row (top first) and input channel, its kernel columns
+/// left to right.
+///
+/// # Safety
+/// As [`forward_row`], with `ox + R <= w`, `ox == 0` exactly when LEFT and `ox + R == w`
+/// exactly when RIGHT.
+#[inline(always)]
+unsafe fn column_block<
+    V: Vf,
+    const C: usize,
+    const NV: usize,
+    const R: usize,
+    const LEFT: bool,
+    const RIGHT: bool,
+>(
+    a: RowArgs,
+    o0: usize,
+    ox: usize,
+    out: &mut [MaybeUninit<f32>],
+) {
+    let ((h, w), cout) = (a.hw, a.cout);
+    let cin = if C > 0 { C } else { a.cin };
+    let nl: [usize; NV] = std::array::from_fn(|v| lanes::<V>(cout, o0, v));
+    // Block column q (input column ox - 1 + q) for q in q0 .. q1.
+    let (q0, q1) = (usize::from(LEFT), R + 2 - usize::from(RIGHT));
+    assert!(R + 2 <= 26, "block wider than the unrolled columns");
+    // SAFETY: reads stay in `wt` (rows of cout values, lanes bounded by nl), `b` and the input
+    // rows oy - 1 ..= oy + 1 inside the map, columns ox - 1 + q for q in q0 .. q1 (inside the
+    // row by the caller's promise); writes in `out`; V's features are the caller's.
+    unsafe {
+        let bv: [V; NV] =
+            std::array::from_fn(|v| V::load(a.b.as_ptr().add(o0 + v * V::LANES), nl[v]));
+        let mut acc = [bv; R];
+        for ky in 0..3 {
+            let Some(iy) = (a.oy + ky).checked_sub(1).filter(|&iy| iy < h) else {
+                continue;
+            };
+            // Input column ox - 1 + q0.
+            let xr = a.x.as_ptr().add(a.img + (iy * w + ox + q0 - 1) * cin);
+            let wr = a.wt.as_ptr().add(ky * 3 * cin * cout + o0);
+            for ci in 0..cin {
+                let wv: [[V; NV]; 3] = std::array::from_fn(|kx| {
+                    std::array::from_fn(|v| {
+                        V::load(wr.add((kx * cin + ci) * cout + v * V::LANES), nl[v])
+                    })
+                });
+                // Unrolled by hand: left as a loop, the compiler keeps it one (up to 26
+                // steps of an inner loop), with the accumulators in memory.
+                unrolled!(q in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18,
+                    19, 20, 21, 22, 23, 24, 25] {
+                    if (q0..q1).contains(&q) {
+                        let s = *xr.add((q - q0) * cin + ci);
+                        for kx in 0..3 {
+                            if q >= kx && q - kx < R {
+                                for v in 0..NV {
+                                    acc[q - kx][v] = acc[q - kx][v].axpy(s, wv[kx][v]);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        for (p, acc) in acc.iter().enumerate() {
+            for v in 0..NV {
+                let r = if a.relu { acc[v].relu() } else { acc[v] };
+                r.store(
+                    out.as_mut_ptr()
+                        .cast::<f32>()
+                        .add((ox + p) * cout + o0 + v * V::LANES),
+                    nl[v],
+                );
+            }
+        }
+    }
+}
+
 /// The weight gradient over output positions `range` (flat indices into `(n, h, w)`): `dwt`
 /// `(9 * cin, cout)` = sum over the positions of the padded patch (as rows of [`forward`]'s
-/// kernel) times `g`'s row; `g` is `(n, h, w, cout)`, `x` `(n, h, w, cin)`.
-/// Overwrites `dwt`.
+/// kernel) times `g`'s row; `g` is `(n, h, w, cout)`, `x` `(n, h, w, cin)`; and the bias
+/// gradient `db` (`cout`), the sum of `g`'s rows in the range, in order (each chunk's rows while
+/// they are in L1). Overwrites `dwt` and `db`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn weight_gradient(
     x: &[f32],
@@ -280,12 +436,15 @@ pub(crate) fn weight_gradient(
     range: std::ops::Range<usize>,
     kernel: Kernel,
     dwt: &mut [f32],
+    db: &mut [f32],
 ) {
     assert_eq!(x.len(), n * h * w * cin, "input");
     assert_eq!(g.len(), n * h * w * cout, "gradient");
     assert!(range.end <= n * h * w, "positions");
     assert_eq!(dwt.len(), 9 * cin * cout, "weight gradient");
+    assert_eq!(db.len(), cout, "bias gradient");
     dwt.fill(0.0);
+    db.fill(0.0);
     let a = GradArgs {
         x,
         hw: (h, w),
@@ -297,10 +456,10 @@ pub(crate) fn weight_gradient(
     unsafe {
         match Simd::for_kernel(kernel) {
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 | Simd::Avx512Bf16 => grad_avx512(a, range, dwt),
+            Simd::Avx512 | Simd::Avx512Bf16 => grad_avx512(a, range, dwt, db),
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => grad_avx2(a, range, dwt),
-            Simd::Base => grad::<Arr>(a, range, dwt),
+            Simd::Avx2 => grad_avx2(a, range, dwt, db),
+            Simd::Base => grad::<Arr>(a, range, dwt, db),
         }
     }
 }
@@ -318,7 +477,7 @@ struct GradArgs<'a> {
 /// # Safety
 /// The CPU has `V`'s features; sizes as [`weight_gradient`] asserts them.
 #[inline(always)]
-unsafe fn grad<V: Vf>(a: GradArgs, range: std::ops::Range<usize>, dwt: &mut [f32]) {
+unsafe fn grad<V: Vf>(a: GradArgs, range: std::ops::Range<usize>, dwt: &mut [f32], db: &mut [f32]) {
     let per = (CHUNK_BYTES / (4 * a.cout.min(MAX_NV * V::LANES))).max(16);
     let mut p = range.start;
     while p < range.end {
@@ -330,15 +489,173 @@ unsafe fn grad<V: Vf>(a: GradArgs, range: std::ops::Range<usize>, dwt: &mut [f32
                 match (a.cout - o0).div_ceil(V::LANES).min(MAX_NV) {
                     // A first layer's 27 kernel rows in one block.
                     1 if a.cin == CIN => grad_block::<V, 1, 3, { 3 * CIN }>(a, &chunk, o0, 0, dwt),
-                    1 => grad_blocks::<V, 1, { ACC }>(a, &chunk, o0, dwt),
-                    2 => grad_blocks::<V, 2, { ACC / 2 }>(a, &chunk, o0, dwt),
+                    1 => grad_columns::<V, 1, { ACC / 3 }>(a, &chunk, o0, dwt),
+                    2 => grad_columns::<V, 2, { ACC / 6 }>(a, &chunk, o0, dwt),
                     3 => grad_blocks::<V, 3, { ACC / 3 }>(a, &chunk, o0, dwt),
                     _ => grad_blocks::<V, 4, { ACC / 4 }>(a, &chunk, o0, dwt),
                 }
             }
             o0 += MAX_NV * V::LANES;
         }
+        for row in a.g[chunk.start * a.cout..chunk.end * a.cout].chunks_exact(a.cout) {
+            db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+        }
         p = chunk.end;
+    }
+}
+
+/// [`grad_blocks`] for one or two output vectors, by input column (as [`row_columns`]): per
+/// tap row, blocks of GC input channels (then 4 and 1) with the accumulators of all three
+/// kernel columns, so that each input value is broadcast once and multiplied by the gradients
+/// of the three positions it reaches, which slide along the row in registers.
+///
+/// # Safety
+/// As [`grad`].
+#[inline(always)]
+unsafe fn grad_columns<V: Vf, const NV: usize, const GC: usize>(
+    a: GradArgs,
+    chunk: &std::ops::Range<usize>,
+    o0: usize,
+    dwt: &mut [f32],
+) {
+    for ky in 0..3 {
+        let mut c0 = 0;
+        // SAFETY: forwarded; every block's channels are inside the input's.
+        unsafe {
+            while a.cin - c0 >= GC {
+                channel_block::<V, NV, GC>(a, chunk, o0, ky, c0, dwt);
+                c0 += GC;
+            }
+            while a.cin - c0 >= 4 {
+                channel_block::<V, NV, 4>(a, chunk, o0, ky, c0, dwt);
+                c0 += 4;
+            }
+            while c0 < a.cin {
+                channel_block::<V, NV, 1>(a, chunk, o0, ky, c0, dwt);
+                c0 += 1;
+            }
+        }
+    }
+}
+
+/// Kernel rows `(ky, kx, c0 + c)` for every `kx` and `c < GC`, output channels `o0 ..` (NV
+/// vectors): their gradient rows in `dwt` plus the chunk's positions. Along each row segment
+/// of the chunk, input column `ix` meets the gradients of positions `ix + 1 - kx`; its values
+/// are broadcast once each, against the three gradients (held in registers as they slide).
+/// Each kernel row adds the positions in increasing order, as [`grad_block`] does.
+///
+/// # Safety
+/// As [`grad`], with `ky < 3` and `c0 + GC <= cin`.
+// The loops index the accumulators and the gradient window by the same constants (kept in
+// registers once unrolled); iterators over one of them would hide the pairing.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn channel_block<V: Vf, const NV: usize, const GC: usize>(
+    a: GradArgs,
+    chunk: &std::ops::Range<usize>,
+    o0: usize,
+    ky: usize,
+    c0: usize,
+    dwt: &mut [f32],
+) {
+    let ((h, w), cin, cout) = (a.hw, a.cin, a.cout);
+    let nl: [usize; NV] = std::array::from_fn(|v| lanes::<V>(cout, o0, v));
+    let (d, x, g) = (dwt.as_mut_ptr(), a.x.as_ptr(), a.g.as_ptr());
+    // SAFETY (whole body): positions are below n * h * w, input reads at columns 0 .. w of
+    // rows inside the map, channels c0 .. c0 + GC; gradient reads rows of the segment;
+    // accumulator rows of `dwt`; V's features are the caller's.
+    unsafe {
+        let at = |kx: usize, c: usize, v: usize| {
+            d.add(((ky * 3 + kx) * cin + c0 + c) * cout + o0 + v * V::LANES)
+        };
+        let mut acc = [[[V::zero(); NV]; GC]; 3];
+        for (kx, acc) in acc.iter_mut().enumerate() {
+            for (c, acc) in acc.iter_mut().enumerate() {
+                for v in 0..NV {
+                    acc[v] = V::load(at(kx, c, v), nl[v]);
+                }
+            }
+        }
+        let mut p = chunk.start;
+        while p < chunk.end {
+            let (img, rem) = (p / (h * w), p % (h * w));
+            let (oy, s) = (rem / w, rem % w);
+            let len = (chunk.end - p).min(w - s);
+            let e = s + len;
+            let iy = oy + ky;
+            if (1..=h).contains(&iy) {
+                let xr = x.add(((img * h + iy - 1) * w) * cin + c0);
+                // The gradient of position ox (of this row), zero outside s .. e.
+                let gp = g.add((p - s) * cout + o0);
+                let grad = |ox: usize| -> [V; NV] {
+                    std::array::from_fn(|v| {
+                        if (s..e).contains(&ox) {
+                            V::load(gp.add(ox * cout + v * V::LANES), nl[v])
+                        } else {
+                            V::zero()
+                        }
+                    })
+                };
+                // Input column ix feeds kx = 0, 1, 2 through positions ix + 1, ix, ix - 1.
+                // Columns s - 1 .. e inside the map; the first two and last two (where a
+                // position is outside the segment) check each kernel column.
+                let (first, last) = (s.saturating_sub(1), (e + 1).min(w));
+                let mut win: [[V; NV]; 3] = [grad(first + 1), grad(first), V0::<V, NV>::of()];
+                if first >= 1 {
+                    win[2] = grad(first - 1);
+                }
+                for ix in first..last {
+                    // win = [g(ix + 1), g(ix), g(ix - 1)].
+                    let xs = xr.add(ix * cin);
+                    if ix > s && ix + 1 < e {
+                        for c in 0..GC {
+                            let bx = *xs.add(c);
+                            for kx in 0..3 {
+                                for v in 0..NV {
+                                    acc[kx][c][v] = acc[kx][c][v].axpy(bx, win[kx][v]);
+                                }
+                            }
+                        }
+                    } else {
+                        let on: [bool; 3] = std::array::from_fn(|kx| {
+                            ix + 1 >= kx && (s..e).contains(&(ix + 1 - kx))
+                        });
+                        for c in 0..GC {
+                            let bx = *xs.add(c);
+                            for kx in 0..3 {
+                                if on[kx] {
+                                    for v in 0..NV {
+                                        acc[kx][c][v] = acc[kx][c][v].axpy(bx, win[kx][v]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    win = [grad(ix + 2), win[0], win[1]];
+                }
+            }
+            p += len;
+        }
+        for (kx, acc) in acc.iter().enumerate() {
+            for (c, acc) in acc.iter().enumerate() {
+                for v in 0..NV {
+                    acc[v].store(at(kx, c, v), nl[v]);
+                }
+            }
+        }
+    }
+}
+
+/// NV zero vectors.
+struct V0<V, const NV: usize>(std::marker::PhantomData<V>);
+
+impl<V: Vf, const NV: usize> V0<V, NV> {
+    /// # Safety
+    /// The CPU has `V`'s features.
+    #[inline(always)]
+    unsafe fn of() -> [V; NV] {
+        // SAFETY: the caller's promise.
+        std::array::from_fn(|_| unsafe { V::zero() })
     }
 }
 
@@ -486,16 +803,16 @@ unsafe fn forward_row_avx2(a: RowArgs, w: usize, out: &mut [MaybeUninit<f32>]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-unsafe fn grad_avx512(a: GradArgs, range: std::ops::Range<usize>, dwt: &mut [f32]) {
+unsafe fn grad_avx512(a: GradArgs, range: std::ops::Range<usize>, dwt: &mut [f32], db: &mut [f32]) {
     // SAFETY: forwarded; the caller checked the features.
-    unsafe { grad::<super::simd::Z>(a, range, dwt) }
+    unsafe { grad::<super::simd::Z>(a, range, dwt, db) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn grad_avx2(a: GradArgs, range: std::ops::Range<usize>, dwt: &mut [f32]) {
+unsafe fn grad_avx2(a: GradArgs, range: std::ops::Range<usize>, dwt: &mut [f32], db: &mut [f32]) {
     // SAFETY: forwarded; the caller checked the features.
-    unsafe { grad::<Arr>(a, range, dwt) }
+    unsafe { grad::<Arr>(a, range, dwt, db) }
 }
 
 #[cfg(test)]
@@ -570,6 +887,11 @@ mod tests {
                 (1, 11, 13, 16, 64),
                 (3, 8, 8, 64, 64),
                 (3, 8, 8, 32, 64),
+                // Rows of exactly one block, of four, and of one position.
+                (1, 3, 16, 8, 16),
+                (2, 3, 8, 16, 32),
+                (1, 2, 4, 8, 16),
+                (1, 3, 1, 8, 32),
             ] {
                 let dims = (n, h, w);
                 let x = values(n * h * w * cin, 1);
@@ -596,7 +918,15 @@ mod tests {
                 let g = values(n * h * w * cout, 4);
                 let m = n * h * w;
                 let mut dwt = vec![f32::NAN; 9 * cin * cout];
-                weight_gradient(&x, dims, cin, &g, cout, 0..m, kernel, &mut dwt);
+                let mut db = vec![f32::NAN; cout];
+                weight_gradient(&x, dims, cin, &g, cout, 0..m, kernel, &mut dwt, &mut db);
+                for (o, d) in db.iter().enumerate() {
+                    let want: f64 = g.iter().skip(o).step_by(cout).map(|v| *v as f64).sum();
+                    assert!(
+                        (*d as f64 - want).abs() < 1e-4 * m as f64,
+                        "db {o}: {d} vs {want}"
+                    );
+                }
                 let lhs: f64 = want.iter().zip(&g).map(|(y, g)| y * *g as f64).sum();
                 let dot = |a: &[f32], b: &[f32]| -> f64 {
                     a.iter().zip(b).map(|(a, b)| *a as f64 * *b as f64).sum()
@@ -609,9 +939,34 @@ mod tests {
                 // Two ranges summed: the same (a range may start mid-row).
                 let mut halves = vec![0f32; dwt.len()];
                 let mut part = vec![0f32; dwt.len()];
-                weight_gradient(&x, dims, cin, &g, cout, 0..m / 2 + 1, kernel, &mut halves);
-                weight_gradient(&x, dims, cin, &g, cout, m / 2 + 1..m, kernel, &mut part);
+                let (mut db1, mut db2) = (vec![0f32; cout], vec![0f32; cout]);
+                let first = 0..m / 2 + 1;
+                weight_gradient(
+                    &x,
+                    dims,
+                    cin,
+                    &g,
+                    cout,
+                    first,
+                    kernel,
+                    &mut halves,
+                    &mut db1,
+                );
+                weight_gradient(
+                    &x,
+                    dims,
+                    cin,
+                    &g,
+                    cout,
+                    m / 2 + 1..m,
+                    kernel,
+                    &mut part,
+                    &mut db2,
+                );
                 halves.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+                for ((d, d1), d2) in db.iter().zip(&db1).zip(&db2) {
+                    assert!((d - (d1 + d2)).abs() < 1e-4 * d.abs().max(1.0), "db halves");
+                }
                 for (a, b) in dwt.iter().zip(&halves) {
                     assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{a} vs {b}");
                 }
