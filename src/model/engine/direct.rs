@@ -600,10 +600,8 @@ unsafe fn channel_block<V: Vf, const NV: usize, const GC: usize>(
                 // Columns s - 1 .. e inside the map; the first two and last two (where a
                 // position is outside the segment) check each kernel column.
                 let (first, last) = (s.saturating_sub(1), (e + 1).min(w));
-                let mut win: [[V; NV]; 3] = [grad(first + 1), grad(first), V0::<V, NV>::of()];
-                if first >= 1 {
-                    win[2] = grad(first - 1);
-                }
+                // (g(first - 1) is before the segment: zero.)
+                let mut win: [[V; NV]; 3] = [grad(first + 1), grad(first), [V::zero(); NV]];
                 for ix in first..last {
                     // win = [g(ix + 1), g(ix), g(ix - 1)].
                     let xs = xr.add(ix * cin);
@@ -643,19 +641,6 @@ unsafe fn channel_block<V: Vf, const NV: usize, const GC: usize>(
                 }
             }
         }
-    }
-}
-
-/// NV zero vectors.
-struct V0<V, const NV: usize>(std::marker::PhantomData<V>);
-
-impl<V: Vf, const NV: usize> V0<V, NV> {
-    /// # Safety
-    /// The CPU has `V`'s features.
-    #[inline(always)]
-    unsafe fn of() -> [V; NV] {
-        // SAFETY: the caller's promise.
-        std::array::from_fn(|_| unsafe { V::zero() })
     }
 }
 
