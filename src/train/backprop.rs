@@ -38,6 +38,7 @@
 //! order. The products that take strides (transposed operands) go through the `gemm` crate,
 //! which splits work over outputs only.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use rand::Rng;
@@ -47,6 +48,7 @@ use super::loss::Targets;
 use crate::error::{Error, Result};
 use crate::model::engine::direct;
 use crate::model::engine::fast::sqrt_in_place;
+use crate::model::engine::first_layer::{self, Padded};
 use crate::model::engine::gemm::{Epilogue, Lhs, NR, PackedB, gemm};
 use crate::model::engine::isa::Kernel;
 use crate::model::engine::unfold::{
@@ -226,6 +228,50 @@ fn image_map(x: &[f32], n: usize, s: usize) -> Map {
     input
 }
 
+/// Whether the plan's first step runs on [`first_layer`]'s kernels for `s x s` images (a first
+/// layer of 8 outputs with ReLU and no dropout, on AVX-512), and if so whether they also take
+/// the max-pool after it (configuration A's; one without dropout).
+fn first_layer_fused(plan: &Plan, layers: &[LayerRef], kernel: Kernel, s: usize) -> Option<bool> {
+    let steps = plan.steps();
+    let st = steps.first()?;
+    let Op::Conv(c) = st.op else { return None };
+    let l = &layers[c.param];
+    let runs = l.k == 3
+        && c.pad == 1
+        && c.relu
+        && !c.sqrt_input
+        && !st.dropout
+        && first_layer::applies(kernel, l.cin, l.cout, (s, s));
+    runs.then(|| matches!(steps.get(1), Some(st) if matches!(st.op, Op::Pool) && !st.dropout))
+}
+
+/// The first layer on [`first_layer`]'s kernels for an NCHW batch `x` (n, 3, s, s), with the
+/// pool after it when `pool`: the padded images (which its weight gradient reads), its output
+/// (the pool's with `pool`), and the pool's winners.
+fn first_layer_forward(
+    l: &LayerRef,
+    x: &[f32],
+    (n, s): (usize, usize),
+    pool: bool,
+) -> (Padded, Map, Option<Vec<u8>>) {
+    let xp = Padded::new(x, (n, s, s));
+    let c = first_layer::COUT;
+    if !pool {
+        let fill = |y: &mut [MaybeUninit<f32>]| first_layer::forward(&xp, l.w, l.b, y, None);
+        // SAFETY: the forward writes every output.
+        let y = unsafe { Map::written(n, s, s, c, fill) };
+        return (xp, y, None);
+    }
+    let o = s / 2;
+    let mut idx = vec![0u8; n * o * o * c];
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        first_layer::forward(&xp, l.w, l.b, y, Some(&mut idx));
+    };
+    // SAFETY: the forward writes every pooled output.
+    let y = unsafe { Map::written(n, o, o, c, fill) };
+    (xp, y, Some(idx))
+}
+
 /// Takes a square-rooted fc6 input's root in place ([`Conv::sqrt_input`]) and returns the step
 /// with the root done, for [`forward_step`]: the stored input is then what the product saw,
 /// which the weight gradient reads.
@@ -276,8 +322,17 @@ pub(crate) fn frozen_prefix(
     (n, s): (usize, usize),
 ) -> Result<Map> {
     let first = first_trainable(plan, layers)?;
-    let mut cur = image_map(x, n, s);
-    for st in &plan.steps()[..first] {
+    let (mut cur, start) = match first_layer_fused(plan, layers, kernel, s) {
+        Some(pool) if first > 0 => {
+            let Op::Conv(c) = plan.steps()[0].op else {
+                unreachable!("first_layer_fused takes a convolution")
+            };
+            let (_, y, _) = first_layer_forward(&layers[c.param], x, (n, s), pool);
+            (y, 1 + usize::from(pool))
+        }
+        _ => (image_map(x, n, s), 0),
+    };
+    for st in &plan.steps()[start..first] {
         let op = root_input(st.op, &mut cur);
         cur = forward_step(op, &cur, layers, kernel)?.0;
     }
@@ -313,12 +368,42 @@ pub(crate) fn step(
     let mut acts: Vec<Option<Map>> = (0..=steps.len()).map(|_| None).collect();
     let mut masks: Vec<Option<Vec<f32>>> = vec![None; steps.len()];
     let mut argmax: Vec<Option<Vec<u8>>> = vec![None; steps.len()];
-    let start = match input {
-        Input::Images { x, n, s } => {
-            acts[0] = Some(image_map(x, n, s));
-            0
+    // The images, planar: a frozen prefix of nothing is the images themselves.
+    let images = match input {
+        Input::Images { x, n, s } => Ok((Cow::Borrowed(x), n, s)),
+        Input::Frozen(m) if first == 0 && m.c == 3 && m.h == m.w => {
+            let mut x = zeroed(m.data.len());
+            transpose_planes(&m.data, &mut x, m.h * m.w, 3);
+            Ok((Cow::Owned(x), m.n, m.h))
         }
-        Input::Frozen(m) => {
+        Input::Frozen(m) => Err(m),
+    };
+    // The first layer's padded images and whether it took the pool, when first_layer's kernels
+    // ran it (and it is trained).
+    let mut fused: Option<(Padded, bool)> = None;
+    let start = match images {
+        Ok((x, n, s)) => match first_layer_fused(plan, layers, kernel, s) {
+            Some(pool) => {
+                let Op::Conv(c) = steps[0].op else {
+                    unreachable!("first_layer_fused takes a convolution")
+                };
+                let (xp, y, idx) = first_layer_forward(&layers[c.param], &x, (n, s), pool);
+                let next = 1 + usize::from(pool);
+                if pool {
+                    argmax[1] = idx;
+                }
+                acts[next] = Some(y);
+                if first == 0 {
+                    fused = Some((xp, pool));
+                }
+                next
+            }
+            None => {
+                acts[0] = Some(image_map(&x, n, s));
+                0
+            }
+        },
+        Err(m) => {
             let Op::Conv(c) = steps[first].op else {
                 unreachable!("the first trainable step is a convolution")
             };
@@ -379,6 +464,28 @@ pub(crate) fn step(
     let mut relu_taken = false;
     for i in (first..steps.len()).rev() {
         let y = acts[i + 1].take().expect("kept for the backward");
+        if let Some((xp, pool)) = fused.as_ref().filter(|(_, pool)| i == usize::from(*pool)) {
+            // The first layer on first_layer's kernels (with the pool's backward when it took
+            // the pool): its weight gradient, and the backward ends.
+            let Op::Conv(c) = steps[0].op else {
+                unreachable!("first_layer_fused takes a convolution")
+            };
+            let grad = if *pool {
+                let idx = argmax[1].as_deref().expect("recorded");
+                first_layer::Grad::Pooled {
+                    g: &g.data,
+                    idx,
+                    y: &y.data,
+                }
+            } else {
+                if !relu_taken {
+                    mask_gradient(&mut g.data, &y.data, true, None);
+                }
+                first_layer::Grad::Dense(&g.data)
+            };
+            grads[c.param] = Some(first_layer::weight_gradient(xp, grad));
+            break;
+        }
         let xin = acts[i].as_ref().expect("kept for the backward");
         match steps[i].op {
             Op::Pool => {

@@ -271,16 +271,6 @@ unsafe fn out_block<V: Vf, const C: usize, const NV: usize, const R: usize>(
     }
 }
 
-/// `body` once per listed value of `q`, as straight-line code.
-macro_rules! unrolled {
-    ($q:ident in [$($n:literal),* $(,)?] $body:block) => {
-        $({
-            let $q: usize = $n;
-            $body
-        })*
-    };
-}
-
 /// [`row_blocks`] for one or two output vectors, by input column: each input value is
 /// broadcast once and multiplied by the three kernel columns it meets (into three outputs),
 /// where [`out_block`] broadcasts it once per tap. With so few output vectors the broadcasts

@@ -11,10 +11,23 @@
 //!
 //! [`unfold`] is also training's: one place owns im2col, col2im and kernel reordering.
 
+/// `body` once per listed value of `q`, as straight-line code (the direct kernels' inner loops:
+/// left as loops over up to 26 steps, the compiler keeps them loops, with the accumulators in
+/// memory).
+macro_rules! unrolled {
+    ($q:ident in [$($n:literal),* $(,)?] $body:block) => {
+        $({
+            let $q: usize = $n;
+            $body
+        })*
+    };
+}
+
 mod amx_conv;
 pub(crate) mod candle;
 pub(crate) mod direct;
 pub(crate) mod fast;
+pub(crate) mod first_layer;
 pub(crate) mod gemm;
 pub(crate) mod isa;
 mod simd;
