@@ -1052,6 +1052,34 @@ mod tests {
         assert_eq!(dead.data, vec![0.0; 6]);
     }
 
+    /// The pool's backward against a plain scatter of each window's gradient to its winner,
+    /// on odd sides (the last row and column in no window) and several images and channels.
+    #[test]
+    fn pool_backward_is_the_scatter_to_the_winners() {
+        let (n, h, w, c) = (2, 5, 7, 3);
+        let data: Vec<f32> = (0..n * h * w * c)
+            .map(|i| ((i * 37) % 11) as f32 - 5.0)
+            .collect();
+        let x = Map { n, h, w, c, data };
+        let (y, idx) = pool_forward(&x);
+        let g = Map {
+            data: (0..y.data.len()).map(|i| i as f32 + 1.0).collect(),
+            ..y
+        };
+        for relu in [None, Some(&y.data[..])] {
+            let mut want = vec![0f32; x.data.len()];
+            for (q, k) in idx.iter().enumerate() {
+                let (ch, ox, oy, img) = (q % c, q / c % g.w, q / c / g.w % g.h, q / c / g.w / g.h);
+                if relu.is_some_and(|p| p[q] <= 0.0) {
+                    continue;
+                }
+                let (yy, xx) = (2 * oy + *k as usize / 2, 2 * ox + *k as usize % 2);
+                want[((img * h + yy) * w + xx) * c + ch] = g.data[q];
+            }
+            assert_eq!(pool_backward(&g, &idx, (h, w), relu).data, want);
+        }
+    }
+
     #[test]
     fn the_relu_taken_on_the_winners_is_the_relu_of_the_map() {
         // A ReLU's output (a third of it zeros, odd sides), pooled; the pool's gradient with the
