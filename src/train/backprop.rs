@@ -26,6 +26,10 @@
 //! max-pool:       the gradient goes to the first maximum of each 2x2 window (as PyTorch)
 //! ```
 //!
+//! A first layer of 8 outputs (the /8 nets') on AVX-512 runs on [`first_layer`]'s kernels
+//! from the planar images instead, forward and weight gradient, with the max-pool after it
+//! (configuration A's) fused into both.
+//!
 //! The weights are read where candle keeps them ((cout, cin, k, k)) and transformed or packed
 //! per step (they change every step; a layer's transformed copy lives only while the layer
 //! runs). Frozen layers before the first trainable one cost their forward pass only: their
