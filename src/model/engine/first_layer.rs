@@ -567,32 +567,31 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// Plain loops: relu(conv(x) + b) as (n, h, w, 8), from NCHW `x`.
-    fn conv_ref(x: &[f32], (n, h, w): (usize, usize, usize), w4: &[f32], b: &[f32]) -> Vec<f32> {
-        let mut y = vec![0f32; n * h * w * COUT];
-        for i in 0..n {
-            for oy in 0..h {
-                for ox in 0..w {
-                    for o in 0..COUT {
-                        let mut s = b[o] as f64;
-                        for ci in 0..CIN {
-                            for ky in 0..3 {
-                                for kx in 0..3 {
-                                    let (iy, ix) = (oy + ky, ox + kx);
-                                    if iy < 1 || ix < 1 || iy > h || ix > w {
-                                        continue;
-                                    }
-                                    let v = x[((i * CIN + ci) * h + iy - 1) * w + ix - 1];
-                                    s += v as f64 * w4[((o * CIN + ci) * 3 + ky) * 3 + kx] as f64;
-                                }
-                            }
-                        }
-                        y[((i * h + oy) * w + ox) * COUT + o] = (s as f32).max(0.0);
-                    }
+    /// Plain loops over every output position `p` (flat over (n, h, w)) and kernel entry `t`
+    /// ((ci, ky, kx), candle's order within an output channel) whose input `v` (of NCHW `x`)
+    /// is inside the image: `f(p, t, v)`.
+    fn each_tap(x: &[f32], (n, h, w): (usize, usize, usize), mut f: impl FnMut(usize, usize, f64)) {
+        for p in 0..n * h * w {
+            let (i, oy, ox) = (p / (h * w), p / w % h, p % w);
+            for t in 0..TAPS {
+                let (ci, iy, ix) = (t / 9, oy + t / 3 % 3, ox + t % 3);
+                if (1..=h).contains(&iy) && (1..=w).contains(&ix) {
+                    f(p, t, x[((i * CIN + ci) * h + iy - 1) * w + ix - 1] as f64);
                 }
             }
         }
-        y
+    }
+
+    /// Plain loops: relu(conv(x) + b) as (n, h, w, 8), from NCHW `x`.
+    fn conv_ref(x: &[f32], dims: (usize, usize, usize), w4: &[f32], b: &[f32]) -> Vec<f32> {
+        let (n, h, w) = dims;
+        let mut y: Vec<f64> = (0..n * h * w * COUT).map(|j| b[j % COUT] as f64).collect();
+        each_tap(x, dims, |p, t, v| {
+            for o in 0..COUT {
+                y[p * COUT + o] += v * w4[o * TAPS + t] as f64;
+            }
+        });
+        y.into_iter().map(|v| (v as f32).max(0.0)).collect()
     }
 
     fn random(len: usize, r: &mut ChaCha8Rng) -> Vec<f32> {
@@ -680,28 +679,14 @@ mod tests {
             let plain = |g: &[f32]| {
                 let mut dw = vec![0f64; COUT * TAPS];
                 let mut db = vec![0f64; COUT];
-                for i in 0..n {
-                    for oy in 0..h {
-                        for ox in 0..w {
-                            for o in 0..COUT {
-                                let gv = g[((i * h + oy) * w + ox) * COUT + o] as f64;
-                                db[o] += gv;
-                                for ci in 0..CIN {
-                                    for ky in 0..3 {
-                                        for kx in 0..3 {
-                                            let (iy, ix) = (oy + ky, ox + kx);
-                                            if iy < 1 || ix < 1 || iy > h || ix > w {
-                                                continue;
-                                            }
-                                            let v = x[((i * CIN + ci) * h + iy - 1) * w + ix - 1];
-                                            dw[((o * CIN + ci) * 3 + ky) * 3 + kx] += v as f64 * gv;
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
+                for (j, v) in g.iter().enumerate() {
+                    db[j % COUT] += *v as f64;
                 }
+                each_tap(&x, (n, h, w), |p, t, v| {
+                    for o in 0..COUT {
+                        dw[o * TAPS + t] += v * g[p * COUT + o] as f64;
+                    }
+                });
                 let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<_>>();
                 (f(dw), f(db))
             };
