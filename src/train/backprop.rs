@@ -232,10 +232,15 @@ fn image_map(x: &[f32], n: usize, s: usize) -> Map {
     input
 }
 
-/// Whether the plan's first step runs on [`first_layer`]'s kernels for `s x s` images (a first
-/// layer of 8 outputs with ReLU and no dropout, on AVX-512), and if so whether they also take
-/// the max-pool after it (configuration A's; one without dropout).
-fn first_layer_fused(plan: &Plan, layers: &[LayerRef], kernel: Kernel, s: usize) -> Option<bool> {
+/// The plan's first layer when it runs on [`first_layer`]'s kernels for `s x s` images (8
+/// outputs with ReLU and no dropout, on AVX-512): its parameters' index, and whether the
+/// kernels also take the max-pool after it (configuration A's; one without dropout).
+fn first_layer_fused(
+    plan: &Plan,
+    layers: &[LayerRef],
+    kernel: Kernel,
+    s: usize,
+) -> Option<(usize, bool)> {
     let steps = plan.steps();
     let st = steps.first()?;
     let Op::Conv(c) = st.op else { return None };
@@ -246,7 +251,8 @@ fn first_layer_fused(plan: &Plan, layers: &[LayerRef], kernel: Kernel, s: usize)
         && !c.sqrt_input
         && !st.dropout
         && first_layer::applies(kernel, l.cin, l.cout, (s, s));
-    runs.then(|| matches!(steps.get(1), Some(st) if matches!(st.op, Op::Pool) && !st.dropout))
+    let pool = matches!(steps.get(1), Some(st) if matches!(st.op, Op::Pool) && !st.dropout);
+    runs.then_some((c.param, pool))
 }
 
 /// The first layer on [`first_layer`]'s kernels for an NCHW batch `x` (n, 3, s, s), with the
@@ -327,11 +333,8 @@ pub(crate) fn frozen_prefix(
 ) -> Result<Map> {
     let first = first_trainable(plan, layers)?;
     let (mut cur, start) = match first_layer_fused(plan, layers, kernel, s) {
-        Some(pool) if first > 0 => {
-            let Op::Conv(c) = plan.steps()[0].op else {
-                unreachable!("first_layer_fused takes a convolution")
-            };
-            let (_, y, _) = first_layer_forward(&layers[c.param], x, (n, s), pool);
+        Some((p, pool)) if first > 0 => {
+            let (_, y, _) = first_layer_forward(&layers[p], x, (n, s), pool);
             (y, 1 + usize::from(pool))
         }
         _ => (image_map(x, n, s), 0),
@@ -382,23 +385,20 @@ pub(crate) fn step(
         }
         Input::Frozen(m) => Err(m),
     };
-    // The first layer's padded images and whether it took the pool, when first_layer's kernels
-    // ran it (and it is trained).
-    let mut fused: Option<(Padded, bool)> = None;
+    // The first layer's padded images, whether it took the pool and its parameters' index,
+    // when first_layer's kernels ran it (and it is trained).
+    let mut fused: Option<(Padded, bool, usize)> = None;
     let start = match images {
         Ok((x, n, s)) => match first_layer_fused(plan, layers, kernel, s) {
-            Some(pool) => {
-                let Op::Conv(c) = steps[0].op else {
-                    unreachable!("first_layer_fused takes a convolution")
-                };
-                let (xp, y, idx) = first_layer_forward(&layers[c.param], &x, (n, s), pool);
+            Some((p, pool)) => {
+                let (xp, y, idx) = first_layer_forward(&layers[p], &x, (n, s), pool);
                 let next = 1 + usize::from(pool);
                 if pool {
                     argmax[1] = idx;
                 }
                 acts[next] = Some(y);
                 if first == 0 {
-                    fused = Some((xp, pool));
+                    fused = Some((xp, pool, p));
                 }
                 next
             }
@@ -468,12 +468,9 @@ pub(crate) fn step(
     let mut relu_taken = false;
     for i in (first..steps.len()).rev() {
         let y = acts[i + 1].take().expect("kept for the backward");
-        if let Some((xp, pool)) = fused.as_ref().filter(|(_, pool)| i == usize::from(*pool)) {
+        if let Some((xp, pool, p)) = fused.as_ref().filter(|f| i == usize::from(f.1)) {
             // The first layer on first_layer's kernels (with the pool's backward when it took
             // the pool): its weight gradient, and the backward ends.
-            let Op::Conv(c) = steps[0].op else {
-                unreachable!("first_layer_fused takes a convolution")
-            };
             let grad = if *pool {
                 let idx = argmax[1].as_deref().expect("recorded");
                 first_layer::Grad::Pooled {
@@ -487,7 +484,7 @@ pub(crate) fn step(
                 }
                 first_layer::Grad::Dense(&g.data)
             };
-            grads[c.param] = Some(first_layer::weight_gradient(xp, grad));
+            grads[*p] = Some(first_layer::weight_gradient(xp, grad));
             break;
         }
         let xin = acts[i].as_ref().expect("kept for the backward");
